@@ -1,0 +1,249 @@
+"""The client side: build a request as the caller asked, send it, read the answer.
+
+Rule kept here: functions here raise :class:`~pytest_deproxy.errors.DeproxyError` for anything
+that goes wrong on the network; turning those into data on a chain is the caller's business
+(:meth:`Deproxy.make_request`). Misuse (a malformed URL, a bad argument) raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Union
+from urllib.parse import urlsplit
+
+from . import __version__, net, wire
+from .errors import NetworkError, TunnelRefused
+from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request, Response
+from .tls import CertificateAuthority, unverified_client_context
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_PORTS = {"http": 80, "https": 443}
+USER_AGENT = f"pytest-deproxy/{__version__}"
+
+Verify = Union[None, bool, ssl.SSLContext]
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a URL points: scheme, host, port, and the request target it names."""
+
+    scheme: str
+    host: str
+    port: int
+    request_target: str
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        without_fragment = url.split("#", 1)[0]
+        parts = urlsplit(without_fragment)
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        if not parts.hostname:
+            raise ValueError(f"{url!r} names no host; write it like http://127.0.0.1:8080/path")
+        try:
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
+        except ValueError as exc:
+            raise ValueError(f"{url!r} has a bad port: {exc}") from None
+        # The target is everything after the authority, as written: "?" alone is kept.
+        rest = without_fragment.split("//", 1)[1][len(parts.netloc) :]
+        if not rest.startswith("/"):
+            rest = "/" + rest
+        return cls(parts.scheme, parts.hostname, port, rest)
+
+    @property
+    def host_header(self) -> str:
+        """``host[:port]``, the port left out when it is the scheme's default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.scheme}://{self.host_header}"
+
+    @property
+    def base_path(self) -> str:
+        """The URL's path without its query or a trailing slash (``""`` for the root)."""
+        return self.request_target.split("?", 1)[0].rstrip("/")
+
+    def with_port(self, port: int | None) -> Target:
+        if port is None:
+            return self
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port must be an int from 1 to 65535, got {port!r}")
+        return Target(self.scheme, self.host, port, self.request_target)
+
+
+def build_request(
+    target: Target,
+    method: str,
+    headers: HeaderItems,
+    body: Body,
+    *,
+    host: str | None,
+    path: str | None,
+    add_default_headers: bool,
+    chunked: bool,
+    absolute_form: bool = False,
+) -> Request:
+    """The request :meth:`Deproxy.make_request` sends, default and tracking headers included."""
+    given = Headers(headers)
+    final = Headers()
+    if host is not None:
+        final.add("Host", host)
+        given.delete_all("Host")
+    elif add_default_headers and "Host" not in given:
+        final.add("Host", target.host_header)
+    for name, value in given.items():
+        final.add(name, value)
+    if add_default_headers:
+        for name, value in (("Accept", "*/*"), ("Accept-Encoding", "identity"), ("User-Agent", USER_AGENT)):
+            if name not in final:
+                final.add(name, value)
+        framed = "Content-Length" in final or "Transfer-Encoding" in final
+        if chunked and not framed:
+            final.add("Transfer-Encoding", "chunked")
+        elif body is not None and not framed:
+            final.add("Content-Length", str(len(wire_length_body(body, final))))
+    if TRACKING_HEADER not in final:
+        final.add(TRACKING_HEADER, new_request_id())
+    request_target = path if path is not None else target.request_target
+    if absolute_form and path is None:
+        request_target = target.origin + target.request_target
+    return Request(method, request_target, final, body)
+
+
+def wire_length_body(body: Body, headers: Headers) -> bytes:
+    return Request("GET", "/", headers, body).raw_body
+
+
+def client_tls_context(verify: Verify, ca: CertificateAuthority | None) -> ssl.SSLContext:
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify is False:
+        return unverified_client_context()
+    if verify not in (None, True):
+        raise TypeError(f"verify must be None, False or an ssl.SSLContext, not {verify!r}")
+    if ca is None:
+        return ssl.create_default_context()
+    return ca.client_context(include_system=True)
+
+
+def parse_proxy(proxy: str) -> Target:
+    if not (isinstance(proxy, str) and proxy.startswith("http://")):
+        raise ValueError(f"proxy must be an http://host:port URL, got {proxy!r}")
+    return Target.parse(proxy)
+
+
+class ClientConnection:
+    """A persistent client connection: send several requests over one TCP connection.
+
+    Made by :meth:`Deproxy.connect`; pass it as ``make_request(..., connection=conn)``. It closes
+    itself when a response says the server will close.
+    """
+
+    def __init__(self, target: Target, stream: net.Stream) -> None:
+        self.target = target
+        self._stream = stream
+        self._reader = wire.MessageReader(stream)
+        self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
+
+    def send(self, request: Request, *, chunked: bool = False, timeout: float | None = None) -> Response:
+        """Write ``request`` and read its response; raises ``DeproxyError`` on failure."""
+        with self._lock:
+            if self._stream.closed:
+                raise NetworkError(f"the connection to {self._stream.peer} is already closed")
+            if timeout is not None:
+                self._stream.timeout = timeout
+            try:
+                self._stream.write(wire.serialize_request(request, chunked=chunked))
+                response = self._reader.read_response(request.method)
+            except BaseException:
+                self._stream.close()
+                raise
+            if not wire.response_keeps_alive(response, request):
+                self._stream.close()
+            return response
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> ClientConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_tunnel(stream: net.Stream, target: Target, timeout: float | None) -> None:
+    """Ask the forward proxy on ``stream`` for a ``CONNECT`` tunnel to ``target``."""
+    authority = net.format_address(target.host, target.port)
+    connect = Request("CONNECT", authority, [("Host", authority), ("User-Agent", USER_AGENT)])
+    stream.write(wire.serialize_request(connect))
+    reader = wire.MessageReader(stream)
+    response = reader.read_response("CONNECT")
+    if not 200 <= response.status < 300:
+        stream.close()
+        raise TunnelRefused(
+            f"the proxy refused the CONNECT tunnel to {authority}: "
+            f"{response.code} {response.message}".rstrip(),
+            response,
+        )
+
+
+def open_connection(
+    target: Target,
+    *,
+    timeout: float | None,
+    verify: Verify = None,
+    ca: CertificateAuthority | None = None,
+    proxy: str | None = None,
+) -> ClientConnection:
+    """Connect to ``target`` (through ``proxy`` if given), TLS included for https."""
+    if proxy is None:
+        stream = net.connect(target.host, target.port, timeout)
+    else:
+        proxy_target = parse_proxy(proxy)
+        stream = net.connect(proxy_target.host, proxy_target.port, timeout)
+        if target.scheme == "https":
+            try:
+                open_tunnel(stream, target, timeout)
+            except BaseException:
+                stream.close()
+                raise
+    if target.scheme == "https":
+        context = client_tls_context(verify, ca)
+        try:
+            stream = stream.start_tls(context, server_side=False, server_hostname=target.host)
+        except BaseException:
+            stream.close()
+            raise
+    return ClientConnection(target, stream)
+
+
+def exchange(
+    target: Target,
+    request: Request,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    verify: Verify = None,
+    ca: CertificateAuthority | None = None,
+    proxy: str | None = None,
+    chunked: bool = False,
+) -> Response:
+    """One request on a fresh connection, closed afterwards."""
+    with open_connection(target, timeout=timeout, verify=verify, ca=ca, proxy=proxy) as connection:
+        return connection.send(request, chunked=chunked)
+

@@ -1,0 +1,256 @@
+"""Deproxy: the object on both sides of the proxy under test.
+
+Rule kept here: the registry of active chains is the one place where handlings meet calls.
+It is guarded by one lock; a chain is in it exactly while its ``make_request`` runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from . import client, handlers
+from .client import ClientConnection, Target, Verify
+from .endpoint import Endpoint
+from .errors import DeproxyError, TunnelRefused
+from .handlers import Handler
+from .models import TRACKING_HEADER, Body, Handling, HeaderItems, MessageChain, Request
+from .tls import CertificateAuthority
+
+_endpoint_numbers = itertools.count(1)
+
+HandlerMap = Mapping[Any, Handler]
+
+
+@dataclass
+class _ActiveCall:
+    chain: MessageChain
+    handlers: HandlerMap | None
+    default_handler: Handler | None
+
+
+class Deproxy:
+    """Sends requests on the left of a proxy, serves them on the right, and ties the two.
+
+    Use it as a context manager, or call :meth:`shutdown`::
+
+        with Deproxy() as deproxy:
+            server = deproxy.add_endpoint()
+            chain = deproxy.make_request(server.url)
+            assert chain.received_response.code == "200"
+            assert len(chain.handlings) == 1
+    """
+
+    def __init__(
+        self,
+        default_handler: Handler | None = None,
+        *,
+        ca: CertificateAuthority | None = None,
+        timeout: float = client.DEFAULT_TIMEOUT,
+    ) -> None:
+        self.default_handler = default_handler
+        self.timeout = timeout
+        self._ca = ca
+        self._lock = threading.Lock()
+        self._endpoints: list[Endpoint] = []
+        self._calls: dict[str, _ActiveCall] = {}
+        self._errors: list[BaseException] = []
+        self._chains: list[MessageChain] = []
+        self._shut_down = False
+
+    # -- the right side: endpoints ---------------------------------------------------------
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The CA behind every TLS endpoint of this Deproxy (made on first use if not given)."""
+        with self._lock:
+            if self._ca is None:
+                self._ca = CertificateAuthority()
+            return self._ca
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        with self._lock:
+            return list(self._endpoints)
+
+    def add_endpoint(
+        self,
+        port: int = 0,
+        name: str | None = None,
+        hostname: str = "127.0.0.1",
+        default_handler: Handler | None = None,
+        *,
+        tls: bool = False,
+    ) -> Endpoint:
+        """Start an endpoint on ``hostname:port`` (``port=0``: a free one) and return it."""
+        if self._shut_down:
+            raise RuntimeError("this Deproxy has been shut down; make a new one")
+        if name is None:
+            name = f"Endpoint-{next(_endpoint_numbers)}"
+        endpoint = Endpoint(
+            self,
+            name=name,
+            hostname=hostname,
+            port=port,
+            default_handler=default_handler,
+            tls=tls,
+            ca=self.ca if tls else self._ca,
+        )
+        with self._lock:
+            self._endpoints.append(endpoint)
+        return endpoint
+
+    # -- the left side: requests -----------------------------------------------------------
+
+    def make_request(
+        self,
+        url: str,
+        method: str = "GET",
+        headers: HeaderItems = None,
+        request_body: Body = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        path: str | None = None,
+        default_handler: Handler | None = None,
+        handlers: HandlerMap | None = None,
+        add_default_headers: bool = True,
+        chunked: bool = False,
+        timeout: float | None = None,
+        proxy: str | None = None,
+        connection: ClientConnection | None = None,
+        verify: Verify = None,
+    ) -> MessageChain:
+        """Send one request and return its :class:`MessageChain`.
+
+        Network failures come back as data: ``chain.received_response is None`` and
+        ``chain.error`` says why. A bad argument raises ``ValueError``/``TypeError``.
+        """
+        target = Target.parse(url)
+        destination = target.with_port(port)  # Host still names the URL's port
+        if proxy is not None:
+            client.parse_proxy(proxy)
+        request = client.build_request(
+            target,
+            method,
+            headers,
+            request_body,
+            host=host,
+            path=path,
+            add_default_headers=add_default_headers,
+            chunked=chunked,
+            absolute_form=proxy is not None and target.scheme == "http",
+        )
+        chain = MessageChain(request.headers[TRACKING_HEADER], request)
+        wait = self.timeout if timeout is None else timeout
+        with self._tracking(chain, handlers, default_handler):
+            try:
+                if connection is not None:
+                    response = connection.send(request, chunked=chunked, timeout=wait)
+                else:
+                    response = client.exchange(
+                        destination, request, timeout=wait, verify=verify, ca=self._ca,
+                        proxy=proxy, chunked=chunked,
+                    )
+                chain.received_response = response
+            except TunnelRefused as exc:
+                chain.received_response = exc.response  # type: ignore[assignment]
+                chain.error = exc
+            except DeproxyError as exc:
+                chain.error = exc
+        return chain
+
+    def connect(self, url: str, *, timeout: float | None = None, verify: Verify = None) -> ClientConnection:
+        """Open a persistent client connection to ``url``'s server, for ``make_request(connection=...)``.
+
+        Unlike ``make_request``, a failure to connect raises :class:`NetworkError`.
+        """
+        target = Target.parse(url)
+        wait = self.timeout if timeout is None else timeout
+        return client.open_connection(target, timeout=wait, verify=verify, ca=self._ca)
+
+    @contextmanager
+    def _tracking(
+        self, chain: MessageChain, handler_map: HandlerMap | None, default: Handler | None
+    ) -> Iterator[None]:
+        """Keep the call in the registry exactly while its request is in flight."""
+        with self._lock:
+            if chain.request_id in self._calls:
+                raise ValueError(
+                    f"a request with {TRACKING_HEADER} {chain.request_id!r} is already in "
+                    "flight; give each concurrent request its own id"
+                )
+            self._calls[chain.request_id] = _ActiveCall(chain, handler_map, default)
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._calls[chain.request_id]
+                self._chains.append(chain)
+
+    # -- what endpoints ask of their owner (HandlingRegistry) ------------------------------
+
+    def handler_for(self, endpoint: Endpoint, request: Request) -> Handler:
+        request_id = request.headers.get(TRACKING_HEADER)
+        call = None
+        if request_id is not None:
+            with self._lock:
+                call = self._calls.get(request_id)
+        if call is not None:
+            if call.handlers:
+                if endpoint in call.handlers:
+                    return call.handlers[endpoint]
+                if endpoint.name in call.handlers:
+                    return call.handlers[endpoint.name]
+            if call.default_handler is not None:
+                return call.default_handler
+        if endpoint.default_handler is not None:
+            return endpoint.default_handler
+        if self.default_handler is not None:
+            return self.default_handler
+        return handlers.simple
+
+    def record(self, handling: Handling) -> None:
+        request_id = handling.request_id
+        with self._lock:
+            call = self._calls.get(request_id) if request_id is not None else None
+            if call is not None:
+                call.chain.handlings.append(handling)
+                return
+            for active in self._calls.values():
+                active.chain.orphaned_handlings.append(handling)
+
+    def report_error(self, error: BaseException) -> None:
+        with self._lock:
+            self._errors.append(error)
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised by handlers in endpoint threads (the pytest fixture fails the test on them)."""
+        with self._lock:
+            return list(self._errors)
+
+    @property
+    def chains(self) -> list[MessageChain]:
+        """Every chain this Deproxy's ``make_request`` returned, in order."""
+        with self._lock:
+            return list(self._chains)
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop every endpoint and join its threads. Safe to call twice."""
+        self._shut_down = True
+        for endpoint in self.endpoints:
+            endpoint.shutdown()
+
+    def __enter__(self) -> Deproxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+

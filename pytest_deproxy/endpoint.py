@@ -1,0 +1,260 @@
+"""Endpoints: threaded HTTP(S) servers that stand in for the servers behind a proxy.
+
+Rules kept here: every thread is named, owned by its endpoint and joined by ``shutdown()``.
+A handling is recorded *before* its response is written, so a client that has its answer
+can rely on the record being complete. A failure on one connection is recorded on
+``endpoint.errors`` and never stops the endpoint.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from . import __version__, net, wire
+from .errors import DeproxyError, HandlerError, NetworkError
+from .handlers import Handler, HandlerContext, call_handler
+from .models import TRACKING_HEADER, Handling, Request, Response
+from .tls import CertificateAuthority
+
+SERVER_NAME = f"pytest-deproxy/{__version__}"
+_connection_ids = itertools.count(1)
+JOIN_TIMEOUT = 5.0
+
+
+class HandlingRegistry(Protocol):
+    """What an endpoint needs from its owner (a :class:`Deproxy`)."""
+
+    def handler_for(self, endpoint: Endpoint, request: Request) -> Handler: ...
+
+    def record(self, handling: Handling) -> None: ...
+
+    def report_error(self, error: BaseException) -> None: ...
+
+
+def add_default_headers(response: Response, request: Request, context: HandlerContext) -> Response:
+    """A copy of ``response`` as it goes on the wire: defaults added where absent and allowed."""
+    sent = Response(response.code, response.message, response.headers, response.raw_body, response.http_version)
+    sent.body = response.body
+    headers = sent.headers
+    if context.send_default_headers:
+        if "Server" not in headers:
+            headers.add("Server", SERVER_NAME)
+        if "Date" not in headers:
+            headers.add("Date", email.utils.formatdate(usegmt=True))
+        status = int(sent.code)
+        framed = "Content-Length" in headers or "Transfer-Encoding" in headers
+        if not framed and status >= 200 and status not in (204, 304):
+            if context.chunked:
+                headers.add("Transfer-Encoding", "chunked")
+            else:
+                headers.add("Content-Length", str(len(sent.raw_body)))
+        if request.http_version == "1.0" and wire.request_keeps_alive(request):
+            if "Connection" not in headers:
+                headers.add("Connection", "keep-alive")
+    tracking_id = request.headers.get(TRACKING_HEADER)
+    if tracking_id is not None and TRACKING_HEADER not in headers:
+        headers.add(TRACKING_HEADER, tracking_id)
+    return sent
+
+
+def error_response(status: int, reason: str) -> Response:
+    return Response(
+        status,
+        headers={"Content-Type": "text/plain; charset=utf-8", "Connection": "close"},
+        body=reason + "\n",
+    )
+
+
+class Endpoint:
+    """An HTTP(S) server on a local port that answers through handlers and records what it saw.
+
+    Made by :meth:`Deproxy.add_endpoint`. ``handlings`` is every :class:`Handling` in order;
+    ``errors`` lists failures on its connections (malformed requests, failed TLS handshakes).
+    """
+
+    def __init__(
+        self,
+        registry: HandlingRegistry,
+        *,
+        name: str,
+        hostname: str = "127.0.0.1",
+        port: int = 0,
+        default_handler: Handler | None = None,
+        tls: bool = False,
+        ca: CertificateAuthority | None = None,
+    ) -> None:
+        if tls and ca is None:
+            raise ValueError("a TLS endpoint needs a CertificateAuthority")
+        self.name = name
+        self.hostname = hostname
+        self.default_handler = default_handler
+        self.tls = tls
+        self.ca = ca
+        self._registry = registry
+        self._tls_context: ssl.SSLContext | None = (
+            ca.server_context("localhost", "127.0.0.1", hostname) if tls and ca else None
+        )
+        self._lock = threading.Lock()
+        self._handlings: list[Handling] = []
+        self._errors: list[DeproxyError] = []
+        self._connections: dict[str, tuple[threading.Thread, net.Stream | None]] = {}
+        self._stopping = threading.Event()
+        self._listener = net.listen(hostname, port)
+        self.port: int = self._listener.getsockname()[1]
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, name=f"deproxy-{name}-accept", daemon=True
+        )
+        self._accept_thread.start()
+
+    # -- public surface --------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{net.format_address(self.hostname, self.port)}"
+
+    @property
+    def handlings(self) -> list[Handling]:
+        """A snapshot of every handling this endpoint made, in order."""
+        with self._lock:
+            return list(self._handlings)
+
+    @property
+    def errors(self) -> list[DeproxyError]:
+        """A snapshot of the failures seen on this endpoint's connections."""
+        with self._lock:
+            return list(self._errors)
+
+    def shutdown(self) -> None:
+        """Stop listening, close every connection and join every thread. Safe to call twice."""
+        self._stopping.set()
+        try:
+            self._wake_writer.send(b"x")
+        except OSError:
+            pass
+        if self._accept_thread is not threading.current_thread():
+            self._accept_thread.join(JOIN_TIMEOUT)
+        with self._lock:
+            connections = list(self._connections.values())
+        for _, stream in connections:
+            if stream is not None:
+                stream.shutdown()
+        for thread, _ in connections:
+            if thread is not threading.current_thread():
+                thread.join(JOIN_TIMEOUT)
+        for sock in (self._listener, self._wake_reader, self._wake_writer):
+            sock.close()
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.name} {self.url}>"
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            readable, _, _ = select.select([self._listener, self._wake_reader], [], [])
+            if self._stopping.is_set() or self._wake_reader in readable:
+                return
+            try:
+                sock, peer = net.accept(self._listener)
+            except OSError:
+                continue  # the client gave up between select() and accept()
+            connection_id = f"conn-{next(_connection_ids)}"
+            thread = threading.Thread(
+                target=self._serve_connection,
+                args=(sock, peer, connection_id),
+                name=f"deproxy-{self.name}-{connection_id}",
+                daemon=True,
+            )
+            with self._lock:
+                self._connections[connection_id] = (thread, None)
+            thread.start()
+
+    def _track_stream(self, connection_id: str, stream: net.Stream) -> None:
+        with self._lock:
+            thread, _ = self._connections[connection_id]
+            self._connections[connection_id] = (thread, stream)
+        if self._stopping.is_set():  # shutdown() may have missed this stream
+            stream.shutdown()
+
+    def _record_error(self, error: DeproxyError) -> None:
+        with self._lock:
+            self._errors.append(error)
+
+    def _serve_connection(self, sock: socket.socket, peer: str, connection_id: str) -> None:
+        stream = net.Stream(sock, peer)
+        self._track_stream(connection_id, stream)
+        try:
+            if self._tls_context is not None:
+                stream = stream.start_tls(self._tls_context, server_side=True)
+                self._track_stream(connection_id, stream)
+            reader = wire.MessageReader(stream)
+            while not self._stopping.is_set():
+                try:
+                    request = reader.read_request()
+                except wire.MessageError as exc:
+                    self._record_error(exc)
+                    self._answer_malformed(stream, exc)
+                    break
+                if request is None or not self._respond(stream, request, connection_id):
+                    break
+        except NetworkError as exc:
+            if not self._stopping.is_set():
+                self._record_error(exc)
+        except Exception as exc:  # a bug of ours: make it fail the test, not vanish in a thread
+            self._registry.report_error(exc)
+        finally:
+            stream.close()
+            with self._lock:
+                self._connections.pop(connection_id, None)
+
+    def _answer_malformed(self, stream: net.Stream, error: wire.MessageError) -> None:
+        response = error_response(error.status_hint, str(error))
+        context = HandlerContext(self, "", _stopping=self._stopping)
+        request = Request("GET", "/")
+        sent = add_default_headers(response, request, context)
+        stream.write(wire.serialize_response(sent, chunked=False, send_body=True))
+
+    def _respond(self, stream: net.Stream, request: Request, connection_id: str) -> bool:
+        """Answer one request; return whether the connection stays open."""
+        context = HandlerContext(self, connection_id, _stopping=self._stopping)
+        result = self._run_handler(request, context)
+        response = add_default_headers(result, request, context)
+        self._record(Handling(self, request, response, connection_id))
+        chunked = response.headers.has_token("Transfer-Encoding", "chunked")
+        send_body = wire.response_has_body(int(response.code), request.method)
+        stream.write(wire.serialize_response(response, chunked=chunked, send_body=send_body))
+        return wire.response_keeps_alive(response, request)
+
+    def _run_handler(self, request: Request, context: HandlerContext) -> Response:
+        handler: Handler | Callable[..., Any] = self._registry.handler_for(self, request)
+        try:
+            result = call_handler(handler, request, context)
+            if not isinstance(result, Response):
+                raise TypeError(
+                    f"handler {getattr(handler, '__name__', handler)!r} returned "
+                    f"{type(result).__name__}; a handler must return a Response"
+                )
+            return result
+        except Exception as exc:
+            error = HandlerError(self.name, exc)
+            error.__cause__ = exc
+            self._registry.report_error(error)
+            context.send_default_headers = True
+            context.chunked = False
+            return error_response(
+                500, f"the handler of endpoint {self.name!r} raised {type(exc).__name__}: {exc}"
+            )
+
+    def _record(self, handling: Handling) -> None:
+        with self._lock:
+            self._handlings.append(handling)
+        self._registry.record(handling)

@@ -1,0 +1,191 @@
+"""Stock handlers: what an endpoint answers.
+
+A handler is ``handler(request) -> Response``, ``handler(request, context) -> Response``, or a
+:class:`~pytest_deproxy.Response` used as a canned reply. Rule kept here: these compute
+responses; the only ones that touch the network are :func:`route`, which forwards through the
+client module, and the faults in :mod:`pytest_deproxy.faults`, which the endpoint carries out.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+from .models import Headers, Request, Response
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+
+Handler = Union[Callable[..., Any], Response]
+
+
+@dataclass
+class HandlerContext:
+    """What a two-argument handler is told about where it runs, and can change.
+
+    ``send_default_headers`` (default ``True``) lets the endpoint add ``Server``, ``Date`` and
+    ``Content-Length`` when they are absent; ``chunked`` sends the body with chunked framing.
+    """
+
+    endpoint: Endpoint
+    connection: str
+    send_default_headers: bool = True
+    chunked: bool = False
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def sleep(self, seconds: float | None) -> bool:
+        """Wait ``seconds`` (``None``: until shutdown); ``False`` if the endpoint shut down first.
+
+        Handlers wait through this, not ``time.sleep``, so that shutdown is never held up.
+        """
+        return not self._stopping.wait(seconds)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+
+@functools.lru_cache(maxsize=512)
+def _takes_context(handler: Callable[..., Any]) -> bool:
+    try:
+        inspect.signature(handler).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): assume the simple form
+        return False
+    return True
+
+
+def call_handler(handler: Handler, request: Request, context: HandlerContext) -> Any:
+    """Run any form of handler and return what it returned."""
+    if isinstance(handler, Response):
+        return handler
+    if not callable(handler):
+        raise TypeError(
+            f"a handler must be a Response or a callable taking (request) or "
+            f"(request, context), not {type(handler).__name__}"
+        )
+    try:
+        wants_context = _takes_context(handler)
+    except TypeError:  # unhashable callable
+        wants_context = _takes_context.__wrapped__(handler)
+    return handler(request, context) if wants_context else handler(request)
+
+
+def simple(request: Request) -> Response:
+    """200 OK with an empty body."""
+    return Response(200)
+
+
+def echo(request: Request) -> Response:
+    """200 OK carrying the request's headers and body back, byte for byte."""
+    return Response(200, headers=request.headers, body=request.raw_body)
+
+
+def not_found(request: Request) -> Response:
+    return Response(404, headers={"Content-Type": "text/plain"}, body=f"no route for {request.path}\n")
+
+
+def delay(seconds: float, next_handler: Handler = simple) -> Callable[[Request, HandlerContext], Any]:
+    """Wait ``seconds``, then answer with ``next_handler``::
+
+        deproxy.make_request(url, default_handler=handlers.delay(2))
+    """
+    if seconds < 0:
+        raise ValueError(f"delay takes a number of seconds >= 0, got {seconds!r}")
+
+    def delayed(request: Request, context: HandlerContext) -> Any:
+        context.sleep(seconds)
+        return call_handler(next_handler, request, context)
+
+    delayed.__name__ = f"delay({seconds})"
+    return delayed
+
+
+def by_path(
+    routes: Mapping[str | re.Pattern[str], Handler], default: Handler = not_found
+) -> Callable[[Request, HandlerContext], Any]:
+    """Choose a handler by the request path (query string excluded).
+
+    Keys are exact paths or compiled regular expressions (matched with ``fullmatch``); the first
+    that fits wins, in the mapping's order; otherwise ``default`` (404).
+    """
+    table = list(routes.items())
+    for key, _ in table:
+        if not isinstance(key, (str, re.Pattern)):
+            raise TypeError(f"by_path keys are str or re.Pattern, got {key!r}")
+
+    def route_by_path(request: Request, context: HandlerContext) -> Any:
+        path = request.path.split("?", 1)[0]
+        for key, handler in table:
+            if path == key if isinstance(key, str) else key.fullmatch(path):
+                return call_handler(handler, request, context)
+        return call_handler(default, request, context)
+
+    return route_by_path
+
+
+def by_method(routes: Mapping[str, Handler]) -> Callable[[Request, HandlerContext], Any]:
+    """Choose a handler by method; none fits: 405 with an ``Allow`` header listing the methods."""
+    table = {method.upper(): handler for method, handler in routes.items()}
+    allow = ", ".join(table)
+
+    def route_by_method(request: Request, context: HandlerContext) -> Any:
+        handler = table.get(request.method.upper())
+        if handler is None:
+            return Response(405, headers={"Allow": allow})
+        return call_handler(handler, request, context)
+
+    return route_by_method
+
+
+HOP_BY_HOP = frozenset(
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"]
+)
+
+
+def route(
+    url: str, *, verify: Any = None, timeout: float = 30.0
+) -> Callable[[Request, HandlerContext], Response]:
+    """Forward the request to the server at ``url`` and answer with its response.
+
+    ``Host`` is rewritten to that server; the ``Deproxy-Request-ID`` is kept, so the next hop
+    is recorded in the same chain. When the server cannot be reached the answer is a 502 that
+    says why. ``verify`` is as for :meth:`Deproxy.make_request` (HTTPS targets).
+    """
+    from .client import Target, exchange
+
+    target = Target.parse(url)
+
+    def forward(request: Request, context: HandlerContext) -> Response:
+        headers = request.headers.items()
+        forwarded = Request(
+            request.method,
+            target.base_path + request.path if target.base_path else request.path,
+            [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP],
+            request.raw_body,
+            request.http_version,
+        )
+        forwarded.headers.set("Host", target.host_header)
+        try:
+            response = exchange(
+                target, forwarded, timeout=timeout, verify=verify, ca=context.endpoint.ca
+            )
+        except Exception as exc:  # an unreachable upstream is an answer here, as at any proxy
+            return Response(
+                502,
+                headers={"Content-Type": "text/plain"},
+                body=f"route to {url} failed: {exc}\n",
+            )
+        response.headers = Headers(
+            (n, v) for n, v in response.headers.items() if n.lower() not in HOP_BY_HOP
+        )
+        return response
+
+    forward.__name__ = f"route({url})"
+    return forward

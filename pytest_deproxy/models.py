@@ -1,0 +1,358 @@
+"""Value types for HTTP messages and for the record of what crossed the wire.
+
+Rule kept here: these types are pure data. They coerce ``str``/``bytes`` once, at
+construction, and never touch a socket. Header values are ``str``; bytes from the wire are
+decoded as ISO-8859-1 so that every byte survives the round trip.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+    from .errors import DeproxyError
+
+TRACKING_HEADER = "Deproxy-Request-ID"
+
+HeaderItems = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], None]
+Body = Union[str, bytes, None]
+
+
+def _as_header_text(value: object, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("iso-8859-1")
+    if isinstance(value, int):
+        return str(value)
+    raise TypeError(f"header {what} must be str, bytes or int, not {type(value).__name__}")
+
+
+class Headers:
+    """Ordered, multi-valued HTTP headers with case-insensitive lookup.
+
+    Wire order and the caller's spelling of names are kept::
+
+        >>> h = Headers([("Via", "1.1 a"), ("via", "1.1 b")])
+        >>> h["VIA"], h.get_all("via"), len(h)
+        ('1.1 a', ['1.1 a', '1.1 b'], 2)
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: HeaderItems = None) -> None:
+        self._items: list[tuple[str, str]] = []
+        if items is None:
+            return
+        if isinstance(items, Headers):
+            self._items = list(items._items)
+            return
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for pair in pairs:
+            try:
+                name, value = pair
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"headers must be a mapping or (name, value) pairs; got item {pair!r}"
+                ) from None
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        """Append one header at the end, keeping any others of the same name."""
+        self._items.append((_as_header_text(name, "name"), _as_header_text(value, "value")))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every header called ``name`` with one, at the first one's place."""
+        name = _as_header_text(name, "name")
+        value = _as_header_text(value, "value")
+        lowered = name.lower()
+        kept: list[tuple[str, str]] = []
+        placed = False
+        for item in self._items:
+            if item[0].lower() != lowered:
+                kept.append(item)
+            elif not placed:
+                kept.append((name, value))
+                placed = True
+        if not placed:
+            kept.append((name, value))
+        self._items = kept
+
+    def delete_all(self, name: str) -> None:
+        """Remove every header called ``name`` (no error when there is none)."""
+        lowered = name.lower()
+        self._items = [item for item in self._items if item[0].lower() != lowered]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        lowered = name.lower()
+        for key, value in self._items:
+            if key.lower() == lowered:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in wire order."""
+        lowered = name.lower()
+        return [value for key, value in self._items if key.lower() == lowered]
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every ``(name, value)`` pair in wire order, duplicates included."""
+        return list(self._items)
+
+    def has_token(self, name: str, token: str) -> bool:
+        """Whether a comma-separated header (``Connection``, ``Transfer-Encoding``) lists ``token``."""
+        token = token.lower()
+        return any(
+            part.strip().lower() == token
+            for value in self.get_all(name)
+            for part in value.split(",")
+        )
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.set(name, value)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._items == other._items
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+_CHARSET = re.compile(r";\s*charset\s*=\s*\"?([\w.:-]+)", re.IGNORECASE)
+_TEXT_TYPES = re.compile(
+    r"^(text/|application/([\w.-]+\+)?(json|xml|javascript|ecmascript|x-www-form-urlencoded"
+    r"|yaml|x-yaml|graphql|problem\+json)\b)",
+    re.IGNORECASE,
+)
+
+
+def charset_of(headers: Headers) -> str:
+    """The charset the ``Content-Type`` declares, else UTF-8."""
+    match = _CHARSET.search(headers.get("Content-Type") or "")
+    return match.group(1) if match else "utf-8"
+
+
+def encode_body(body: Body, headers: Headers) -> bytes:
+    """The bytes a body is sent as: ``str`` in the declared charset (UTF-8 by default)."""
+    if body is None:
+        return b""
+    if isinstance(body, str):
+        try:
+            return body.encode(charset_of(headers))
+        except LookupError:
+            return body.encode("utf-8")
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(f"a body must be str, bytes or None, not {type(body).__name__}")
+
+
+def _decode_content(raw: bytes, headers: Headers) -> bytes | None:
+    """Undo ``Content-Encoding`` (gzip, deflate); ``None`` when it cannot be undone."""
+    codings = [
+        part.strip().lower()
+        for value in headers.get_all("Content-Encoding")
+        for part in value.split(",")
+        if part.strip()
+    ]
+    data = raw
+    for coding in reversed(codings):
+        try:
+            if coding in ("gzip", "x-gzip"):
+                data = gzip.decompress(data)
+            elif coding == "deflate":
+                try:
+                    data = zlib.decompress(data)
+                except zlib.error:  # servers often send raw deflate without the zlib wrapper
+                    data = zlib.decompress(data, -zlib.MAX_WBITS)
+            elif coding != "identity":
+                return None
+        except (OSError, EOFError, zlib.error):
+            return None
+    return data
+
+
+def decode_body(raw: bytes, headers: Headers) -> str | bytes:
+    """The body as a test wants to read it.
+
+    Content-Encoding is undone; the result is ``str`` when the content is text (no
+    ``Content-Type``, or a textual one) and decodes with its charset, else ``bytes``.
+    """
+    data = _decode_content(raw, headers)
+    if data is None:
+        return raw
+    content_type = headers.get("Content-Type")
+    if content_type is not None and not _TEXT_TYPES.match(content_type.strip()):
+        return data
+    try:
+        return data.decode(charset_of(headers))
+    except (UnicodeDecodeError, LookupError):
+        return data
+
+
+def _check_token(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+@dataclass(eq=False)
+class Request:
+    """An HTTP request, as sent or as received.
+
+    ``body`` is the readable view (Content-Encoding undone, ``str`` for text); ``raw_body``
+    holds the payload bytes exactly as they crossed the wire, Content-Encoding intact, with
+    only the chunked transfer framing removed.
+    """
+
+    method: str
+    path: str
+    headers: Headers = field(default_factory=Headers)
+    body: str | bytes = ""
+    http_version: str = "1.1"
+    raw_body: bytes = field(init=False, repr=False)
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: HeaderItems = None,
+        body: Body = None,
+        http_version: str = "1.1",
+    ) -> None:
+        self.method = _check_token(method, "method")
+        self.path = _check_token(path, "path")
+        self.headers = Headers(headers)
+        self.raw_body = encode_body(body, self.headers)
+        self.body = "" if body is None else body
+        self.http_version = http_version
+
+    @classmethod
+    def received(
+        cls, method: str, path: str, headers: Headers, raw_body: bytes, http_version: str
+    ) -> Request:
+        """A request as read off the wire: ``body`` is decoded from ``raw_body``."""
+        request = cls(method, path, headers, raw_body, http_version)
+        request.body = decode_body(raw_body, request.headers)
+        return request
+
+
+def reason_phrase(code: int) -> str:
+    """The standard reason phrase for ``code``, or ``""`` for a code HTTP does not name."""
+    try:
+        return http.HTTPStatus(code).phrase
+    except ValueError:
+        return ""
+
+
+@dataclass(eq=False)
+class Response:
+    """An HTTP response. ``code`` and ``message`` are strings: ``response.code == "200"``.
+
+    ``Response(404)`` fills in ``message="Not Found"``; a canned ``Response`` can be used as a
+    handler. ``body`` and ``raw_body`` mean what they mean on :class:`Request`.
+    """
+
+    code: str
+    message: str = ""
+    headers: Headers = field(default_factory=Headers)
+    body: str | bytes = ""
+    http_version: str = "1.1"
+    raw_body: bytes = field(init=False, repr=False)
+
+    def __init__(
+        self,
+        code: int | str,
+        message: str | None = None,
+        headers: HeaderItems = None,
+        body: Body = None,
+        http_version: str = "1.1",
+    ) -> None:
+        text = str(code).strip()
+        if not (len(text) == 3 and text.isdigit()):
+            raise ValueError(f"a status code must be three digits, like 200; got {code!r}")
+        self.code = text
+        self.message = reason_phrase(int(text)) if message is None else message
+        self.headers = Headers(headers)
+        self.raw_body = encode_body(body, self.headers)
+        self.body = "" if body is None else body
+        self.http_version = http_version
+
+    @property
+    def status(self) -> int:
+        """``code`` as an ``int``."""
+        return int(self.code)
+
+    @classmethod
+    def received(
+        cls, code: int, message: str, headers: Headers, raw_body: bytes, http_version: str
+    ) -> Response:
+        """A response as read off the wire: ``body`` is decoded from ``raw_body``."""
+        response = cls(code, message, headers, raw_body, http_version)
+        response.body = decode_body(raw_body, response.headers)
+        return response
+
+
+@dataclass(frozen=True, eq=False)
+class Handling:
+    """One request as an endpoint received it, and what the endpoint did about it.
+
+    ``response`` is the response as sent, default headers included; it is ``None`` when the
+    handler chose a fault that sends no response. ``action`` says in a few words what the
+    endpoint did (``"responded"``, or the fault's description).
+    """
+
+    endpoint: Endpoint
+    request: Request
+    response: Response | None
+    connection: str
+    action: str = "responded"
+
+    @property
+    def request_id(self) -> str | None:
+        """The request's ``Deproxy-Request-ID``, if it carried one."""
+        return self.request.headers.get(TRACKING_HEADER)
+
+
+@dataclass(eq=False)
+class MessageChain:
+    """Everything one :meth:`Deproxy.make_request` call caused.
+
+    ``handlings`` are the requests carrying this chain's tracking id that reached endpoints;
+    ``orphaned_handlings`` are untracked requests that reached endpoints while the call was
+    in flight. ``received_response`` is ``None`` when no response arrived, and ``error``
+    then says why.
+    """
+
+    request_id: str
+    sent_request: Request
+    received_response: Response | None = None
+    handlings: list[Handling] = field(default_factory=list)
+    orphaned_handlings: list[Handling] = field(default_factory=list)
+    error: DeproxyError | None = None

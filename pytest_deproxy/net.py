@@ -1,0 +1,171 @@
+"""Sockets, timeouts and TLS wrapping.
+
+Rule kept here: this is the only module that calls the ``socket`` and ``ssl`` APIs, and every
+``OSError``, ``TimeoutError`` and ``ssl.SSLError`` leaves it translated into a
+:class:`~pytest_deproxy.errors.NetworkError` (or :class:`DeproxyTimeout`) that says what was
+being attempted, with the original chained.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .errors import DeproxyTimeout, NetworkError
+
+READ_SIZE = 65536
+
+
+@contextmanager
+def translate_errors(doing: str) -> Iterator[None]:
+    """Re-raise socket and TLS failures as this project's errors, saying what was being done."""
+    try:
+        yield
+    except (TimeoutError, socket.timeout) as exc:
+        raise DeproxyTimeout(f"timed out {doing}") from exc
+    except ssl.SSLError as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise NetworkError(f"TLS failed {doing}: {reason}") from exc
+    except ConnectionRefusedError as exc:
+        raise NetworkError(f"connection refused {doing}") from exc
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        raise NetworkError(f"connection reset by peer {doing}") from exc
+    except OSError as exc:
+        raise NetworkError(f"{exc.strerror or exc} {doing}") from exc
+
+
+class Stream:
+    """A connected socket (plain or TLS) with a timeout: what the framing layer reads and writes.
+
+    ``timeout`` bounds each blocking read or write; ``None`` waits for ever.
+    """
+
+    def __init__(self, sock: socket.socket, peer: str, timeout: float | None = None) -> None:
+        self._sock = sock
+        self.peer = peer
+        self._closed = False
+        sock.settimeout(timeout)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @property
+    def timeout(self) -> float | None:
+        return self._sock.gettimeout()
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._sock.settimeout(seconds)
+
+    @property
+    def is_tls(self) -> bool:
+        return isinstance(self._sock, ssl.SSLSocket)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def read(self, max_bytes: int = READ_SIZE) -> bytes:
+        """Up to ``max_bytes``; ``b""`` when the peer has closed its side."""
+        with translate_errors(f"reading from {self.peer}"):
+            try:
+                return self._sock.recv(max_bytes)
+            except ssl.SSLZeroReturnError:
+                return b""
+            except ssl.SSLEOFError:
+                return b""
+
+    def write(self, data: bytes) -> None:
+        with translate_errors(f"writing to {self.peer}"):
+            self._sock.sendall(data)
+
+    def start_tls(
+        self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
+    ) -> Stream:
+        """Wrap this connection in TLS and run the handshake; the new stream replaces this one."""
+        timeout = self._sock.gettimeout()
+        with translate_errors(f"in the TLS handshake with {self.peer}"):
+            wrapped = context.wrap_socket(
+                self._sock,
+                server_side=server_side,
+                server_hostname=None if server_side else server_hostname,
+            )
+        return Stream(wrapped, self.peer, timeout)
+
+    def shutdown(self) -> None:
+        """Wake any thread blocked on this stream; it then sees end of file."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # No TLS unwrap(): it waits for the peer's close_notify, which a test peer may never send.
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+    def abort(self) -> None:
+        """Close with a TCP reset (RST) instead of an orderly FIN."""
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close()
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def connect(host: str, port: int, timeout: float | None) -> Stream:
+    """Open a TCP connection, failing within ``timeout`` seconds."""
+    address = format_address(host, port)
+    with translate_errors(f"connecting to {address}"):
+        sock = socket.create_connection((host, port), timeout=timeout)
+    return Stream(sock, address, timeout)
+
+
+def listen(hostname: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening socket on ``hostname:port`` (0 takes a free port).
+
+    ``SO_REUSEADDR`` is set so that a port an endpoint just released can be bound again at once.
+    """
+    try:
+        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise NetworkError(f"cannot listen on {hostname!r}: {exc.strerror}") from exc
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        address = format_address(hostname, port)
+        if exc.errno == errno.EADDRINUSE:
+            raise NetworkError(
+                f"cannot listen on {address}: the port is already in use; "
+                "stop whatever holds it, or pass port=0 to take a free port"
+            ) from exc
+        if exc.errno == errno.EACCES:
+            raise NetworkError(
+                f"cannot listen on {address}: permission denied (ports below 1024 need "
+                "privileges); pass port=0 to take a free port"
+            ) from exc
+        raise NetworkError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def accept(listener: socket.socket) -> tuple[socket.socket, str]:
+    """Accept one connection from a listener that select() said is readable."""
+    sock, addr = listener.accept()
+    return sock, format_address(str(addr[0]), int(addr[1]))

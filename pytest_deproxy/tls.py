@@ -1,0 +1,127 @@
+"""Certificates for the HTTPS endpoints, the MITM endpoint and the clients that trust them.
+
+Rule kept here: this is the only module that imports trustme. The CA's private key stays in
+memory unless the caller asks for a file, and any key file written is readable by its owner
+alone. Leaf certificates are issued once per set of host names and cached.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+
+import trustme
+
+
+class CertificateAuthority:
+    """One certificate authority, made with trustme, that signs every test certificate.
+
+    Clients trust it through :attr:`cert_pem_path` (a PEM file) or :meth:`client_context`::
+
+        ca = CertificateAuthority()
+        requests.get(url, verify=ca.cert_pem_path)
+    """
+
+    def __init__(self, ca: trustme.CA | None = None) -> None:
+        self._ca = ca if ca is not None else trustme.CA(organization_name="pytest-deproxy")
+        self._lock = threading.Lock()
+        self._server_contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
+        self._client_contexts: dict[bool, ssl.SSLContext] = {}
+        self._directory: str | None = None
+        self._cleanup: weakref.finalize | None = None
+
+    @classmethod
+    def from_files(cls, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> CertificateAuthority:
+        """Load an existing CA (PEM certificate and PEM private key), e.g. one a container trusts."""
+        try:
+            cert = Path(cert_path).read_bytes()
+            key = Path(key_path).read_bytes()
+            return cls(trustme.CA.from_pem(cert, key))
+        except OSError as exc:
+            raise ValueError(f"cannot read the CA files: {exc}") from exc
+        except Exception as exc:  # cryptography's parse errors have no common base
+            raise ValueError(
+                f"{cert_path} and {key_path} are not a PEM CA certificate and its key: {exc}"
+            ) from exc
+
+    @property
+    def cert_pem(self) -> bytes:
+        """The CA certificate, PEM-encoded."""
+        return self._ca.cert_pem.bytes()
+
+    def _private_directory(self) -> str:
+        with self._lock:
+            if self._directory is None:
+                self._directory = tempfile.mkdtemp(prefix="deproxy-ca-")
+                self._cleanup = weakref.finalize(self, shutil.rmtree, self._directory, True)
+            return self._directory
+
+    @property
+    def cert_pem_path(self) -> str:
+        """Path of a PEM file holding the CA certificate, for clients to trust."""
+        path = os.path.join(self._private_directory(), "ca.pem")
+        if not os.path.exists(path):
+            self._ca.cert_pem.write_to_path(path)
+        return path
+
+    def write_key(self, path: str | os.PathLike[str]) -> str:
+        """Write the CA's private key to ``path``, readable by its owner alone."""
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            os.fchmod(file.fileno(), 0o600)
+            file.write(self._ca.private_key_pem.bytes())
+        return os.fspath(path)
+
+    def write_cert(self, path: str | os.PathLike[str]) -> str:
+        """Write the CA certificate (public) to ``path``."""
+        Path(path).write_bytes(self.cert_pem)
+        return os.fspath(path)
+
+    def server_context(self, *hostnames: str) -> ssl.SSLContext:
+        """A server-side context with a certificate for ``hostnames``, signed by this CA."""
+        if not hostnames:
+            raise ValueError("server_context needs at least one host name or IP address")
+        key = tuple(sorted(set(hostnames)))
+        with self._lock:
+            context = self._server_contexts.get(key)
+            if context is None:
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                self._ca.issue_cert(*key).configure_cert(context)
+                self._server_contexts[key] = context
+            return context
+
+    def client_context(self, *, include_system: bool = False) -> ssl.SSLContext:
+        """A client-side context that trusts this CA (and the system store, if asked)."""
+        with self._lock:
+            context = self._client_contexts.get(include_system)
+            if context is None:
+                context = ssl.create_default_context()
+                if not include_system:
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                self._ca.configure_trust(context)
+                self._client_contexts[include_system] = context
+            return context
+
+    def close(self) -> None:
+        """Remove any file this CA wrote to its private directory."""
+        if self._cleanup is not None:
+            self._cleanup()
+
+
+_unverified: ssl.SSLContext | None = None
+
+
+def unverified_client_context() -> ssl.SSLContext:
+    """A client context that checks neither the certificate nor the host name."""
+    global _unverified
+    if _unverified is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        _unverified = context
+    return _unverified

@@ -1,0 +1,226 @@
+"""HTTP/1.x framing over a :class:`~pytest_deproxy.net.Stream`, with no sockets of its own.
+
+Rule kept here: this is the only module that imports h11. Messages are *parsed* by h11,
+which is strict and well tested; messages are *written* by the small serializers below,
+which send exactly what they are given, because a proxy tester must be able to send what
+a strict library would refuse (no ``Host``, both ``Content-Length`` and chunked, odd targets).
+Every h11 error leaves as a :class:`~pytest_deproxy.errors.ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Protocol
+
+import h11
+
+from .errors import NetworkError, ProtocolError
+from .models import Headers, Request, Response
+
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+MAX_HEADER_BYTES = 64 * 1024
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class ByteStream(Protocol):
+    """What the framing layer needs of a connection (a ``net.Stream``, or bytes in a test)."""
+
+    def read(self, max_bytes: int = ...) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+
+class MessageError(ProtocolError):
+    """A peer's message could not be parsed; ``status_hint`` is the status a server should answer."""
+
+    def __init__(self, message: str, status_hint: int = 400) -> None:
+        super().__init__(message)
+        self.status_hint = status_hint
+
+
+class PeerClosed(NetworkError):
+    """The peer closed the connection before a whole message arrived."""
+
+
+def _text(value: bytes | bytearray) -> str:
+    return bytes(value).decode("iso-8859-1")
+
+
+def _wire(value: str) -> bytes:
+    try:
+        return value.encode("iso-8859-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def _head(start_line: str, headers: Headers) -> bytearray:
+    out = bytearray(_wire(start_line))
+    out += b"\r\n"
+    for name, value in headers.items():
+        out += _wire(name)
+        out += b": "
+        out += _wire(value)
+        out += b"\r\n"
+    out += b"\r\n"
+    return out
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of chunked transfer-coding (empty data would end the body, so it gives b"")."""
+    if not data:
+        return b""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def frame_body(body: bytes, *, chunked: bool) -> bytes:
+    return chunk(body) + LAST_CHUNK if chunked else body
+
+
+def serialize_request(request: Request, *, chunked: bool = False) -> bytes:
+    """The request exactly as given: start line, headers in order, body (chunked if asked)."""
+    out = _head(f"{request.method} {request.path} HTTP/{request.http_version}", request.headers)
+    out += frame_body(request.raw_body, chunked=chunked)
+    return bytes(out)
+
+
+def response_has_body(code: int, request_method: str) -> bool:
+    """RFC 9110: no body for HEAD, 1xx, 204 and 304, nor for a 2xx answer to CONNECT."""
+    if request_method == "HEAD" or code < 200 or code in (204, 304):
+        return False
+    return not (request_method == "CONNECT" and 200 <= code < 300)
+
+
+def serialize_response_head(response: Response) -> bytes:
+    line = f"HTTP/{response.http_version} {response.code} {response.message}".rstrip(" ")
+    if not response.message:
+        line += " "  # the reason phrase may be empty, but the space before it may not
+    return bytes(_head(line, response.headers))
+
+
+def serialize_response(response: Response, *, chunked: bool, send_body: bool) -> bytes:
+    head = serialize_response_head(response)
+    if not send_body:
+        return head
+    return head + frame_body(response.raw_body, chunked=chunked)
+
+
+def request_keeps_alive(request: Request) -> bool:
+    """Whether the client asked to keep the connection open after this exchange."""
+    if request.headers.has_token("Connection", "close"):
+        return False
+    if request.http_version == "1.0":
+        return request.headers.has_token("Connection", "keep-alive")
+    return True
+
+
+def response_keeps_alive(response: Response, request: Request) -> bool:
+    """Whether the connection may carry another request after this response."""
+    if not request_keeps_alive(request) or response.headers.has_token("Connection", "close"):
+        return False
+    if response.http_version == "1.0" and not response.headers.has_token(
+        "Connection", "keep-alive"
+    ):
+        return False
+    if not response_has_body(int(response.code), request.method):
+        return True
+    # A body that no length delimits ends only when the connection closes.
+    return "Content-Length" in response.headers or response.headers.has_token(
+        "Transfer-Encoding", "chunked"
+    )
+
+
+class MessageReader:
+    """Reads successive messages from one connection, keeping bytes that arrive early
+    (pipelined requests, the start of a tunnel) for the next read."""
+
+    def __init__(self, stream: ByteStream, *, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.stream = stream
+        self.max_header_bytes = max_header_bytes
+        self.pending = b""
+        self.received_any = False
+        self._eof = False
+
+    def _take_pending(self, conn: h11.Connection) -> None:
+        # Never hand h11 an empty buffer: receive_data(b"") means end of file to it.
+        self.received_any = bool(self.pending)
+        if self.pending:
+            conn.receive_data(self.pending)
+            self.pending = b""
+
+    def _events(self, conn: h11.Connection, what: str) -> Iterator[object]:
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if self._eof:
+                    where = f"in the middle of the {what}" if self.received_any else "without answering"
+                    raise PeerClosed(f"the peer closed the connection {where}") from exc
+                raise MessageError(f"malformed {what}: {exc}", exc.error_status_hint) from exc
+            if event is h11.NEED_DATA:
+                data = self.stream.read()
+                self.received_any = self.received_any or bool(data)
+                self._eof = not data
+                conn.receive_data(data)
+                continue
+            yield event
+
+    def _read_body(self, conn: h11.Connection, events: Iterator[object], what: str) -> bytes:
+        body = bytearray()
+        for event in events:
+            if isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise PeerClosed(f"the peer closed the connection in the middle of the {what}")
+        self.pending = bytes(conn.trailing_data[0])
+        return bytes(body)
+
+    def read_request(self) -> Request | None:
+        """The next request, or ``None`` when the client closed cleanly between requests.
+
+        Answers ``Expect: 100-continue`` itself, as the body is read.
+        """
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
+        self._take_pending(conn)
+        events = self._events(conn, "request")
+        event = next(events)
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):  # pragma: no cover - h11 gives nothing else here
+            raise MessageError(f"expected a request, got {event!r}")
+        version = _text(event.http_version)
+        if version not in ("1.0", "1.1"):
+            raise MessageError(f"HTTP/{version} is not supported (only 1.0 and 1.1)", 505)
+        if conn.they_are_waiting_for_100_continue:
+            self.stream.write(CONTINUE_RESPONSE)
+        headers = Headers((_text(n), _text(v)) for n, v in event.headers.raw_items())
+        body = self._read_body(conn, events, "request body")
+        return Request.received(_text(event.method), _text(event.target), headers, body, version)
+
+    def read_response(self, request_method: str = "GET") -> Response:
+        """The next final response (1xx informational responses are skipped)."""
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.max_header_bytes)
+        # h11 frames a response by the request it answers; tell it the method, send nothing.
+        method = request_method if _TOKEN.match(request_method) else "GET"
+        conn.send(h11.Request(method=method, target="/", headers=[("Host", "deproxy")]))
+        conn.send(h11.EndOfMessage())
+        self._take_pending(conn)
+        events = self._events(conn, "response")
+        for event in events:
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.ConnectionClosed):
+                raise PeerClosed("the peer closed the connection without answering")
+            if not isinstance(event, h11.Response):  # pragma: no cover
+                raise MessageError(f"expected a response, got {event!r}")
+            headers = Headers((_text(n), _text(v)) for n, v in event.headers.raw_items())
+            body = self._read_body(conn, events, "response body")
+            return Response.received(
+                event.status_code, _text(event.reason), headers, body, _text(event.http_version)
+            )
+        raise PeerClosed("the peer closed the connection without answering")  # pragma: no cover

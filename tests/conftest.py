@@ -1,0 +1,87 @@
+"""Helpers for the project's own tests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@dataclass
+class RawServer:
+    """A one-shot TCP server: reads what a client sends, answers with fixed bytes, records both."""
+
+    reply: bytes
+    read_until: Callable[[bytes], bool] = field(default=lambda data: b"\r\n\r\n" in data)
+    received: bytes = b""
+    port: int = 0
+    _done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait(self, timeout: float = 5.0) -> bytes:
+        assert self._done.wait(timeout), "the raw server saw no complete request"
+        return self.received
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    """Start raw servers: ``raw_server(reply=b"HTTP/1.1 200 OK...", read_until=...)``."""
+    listeners: list[socket.socket] = []
+    threads: list[threading.Thread] = []
+
+    def start(reply: bytes = b"", read_until: Callable[[bytes], bool] | None = None) -> RawServer:
+        server = RawServer(reply)
+        if read_until is not None:
+            server.read_until = read_until
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(10)
+        server.port = listener.getsockname()[1]
+        listeners.append(listener)
+
+        def serve() -> None:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while not server.read_until(data):
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                finally:
+                    server.received = data
+                    server._done.set()
+                if server.reply:
+                    conn.sendall(server.reply)
+
+        thread = threading.Thread(target=serve, name="raw-server", daemon=True)
+        thread.start()
+        threads.append(thread)
+        return server
+
+    yield start
+    for listener in listeners:
+        listener.close()
+    for thread in threads:
+        thread.join(5)
+
+
+def send_raw(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send bytes to 127.0.0.1:port, half-close, and return everything the server answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
