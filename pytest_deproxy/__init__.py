@@ -5,11 +5,11 @@ Only public names live here; see ``shared/API.md`` for the contract they keep.
 
 __version__ = "0.1.0"
 
-from . import handlers  # noqa: E402
-from .client import ClientConnection  # noqa: E402
-from .deproxy import Deproxy  # noqa: E402
-from .endpoint import Endpoint  # noqa: E402
-from .errors import (  # noqa: E402
+from . import handlers
+from .client import ClientConnection
+from .deproxy import Deproxy
+from .endpoint import Endpoint
+from .errors import (
     DeproxyError,
     DeproxyTimeout,
     HandlerError,
@@ -18,9 +18,9 @@ from .errors import (  # noqa: E402
     ScenarioError,
     TunnelRefused,
 )
-from .handlers import HandlerContext  # noqa: E402
-from .models import TRACKING_HEADER, Handling, Headers, MessageChain, Request, Response  # noqa: E402
-from .tls import CertificateAuthority  # noqa: E402
+from .handlers import HandlerContext
+from .models import TRACKING_HEADER, Handling, Headers, MessageChain, Request, Response
+from .tls import CertificateAuthority
 
 __all__ = [
     "TRACKING_HEADER",

@@ -11,7 +11,6 @@ import ssl
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Union
 from urllib.parse import urlsplit
 
 from . import __version__, net, wire
@@ -23,7 +22,7 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
 USER_AGENT = f"pytest-deproxy/{__version__}"
 
-Verify = Union[None, bool, ssl.SSLContext]
+Verify = bool | ssl.SSLContext | None
 
 
 def new_request_id() -> str:
@@ -105,7 +104,11 @@ def build_request(
     for name, value in given.items():
         final.add(name, value)
     if add_default_headers:
-        for name, value in (("Accept", "*/*"), ("Accept-Encoding", "identity"), ("User-Agent", USER_AGENT)):
+        for name, value in (
+            ("Accept", "*/*"),
+            ("Accept-Encoding", "identity"),
+            ("User-Agent", USER_AGENT),
+        ):
             if name not in final:
                 final.add(name, value)
         framed = "Content-Length" in final or "Transfer-Encoding" in final
@@ -160,7 +163,9 @@ class ClientConnection:
     def closed(self) -> bool:
         return self._stream.closed
 
-    def send(self, request: Request, *, chunked: bool = False, timeout: float | None = None) -> Response:
+    def send(
+        self, request: Request, *, chunked: bool = False, timeout: float | None = None
+    ) -> Response:
         """Write ``request`` and read its response; raises ``DeproxyError`` on failure."""
         with self._lock:
             if self._stream.closed:
@@ -246,4 +251,3 @@ def exchange(
     """One request on a fresh connection, closed afterwards."""
     with open_connection(target, timeout=timeout, verify=verify, ca=ca, proxy=proxy) as connection:
         return connection.send(request, chunked=chunked)
-

@@ -153,8 +153,13 @@ class Deproxy:
                     response = connection.send(request, chunked=chunked, timeout=wait)
                 else:
                     response = client.exchange(
-                        destination, request, timeout=wait, verify=verify, ca=self._ca,
-                        proxy=proxy, chunked=chunked,
+                        destination,
+                        request,
+                        timeout=wait,
+                        verify=verify,
+                        ca=self._ca,
+                        proxy=proxy,
+                        chunked=chunked,
                     )
                 chain.received_response = response
             except TunnelRefused as exc:
@@ -164,8 +169,10 @@ class Deproxy:
                 chain.error = exc
         return chain
 
-    def connect(self, url: str, *, timeout: float | None = None, verify: Verify = None) -> ClientConnection:
-        """Open a persistent client connection to ``url``'s server, for ``make_request(connection=...)``.
+    def connect(
+        self, url: str, *, timeout: float | None = None, verify: Verify = None
+    ) -> ClientConnection:
+        """A persistent client connection to ``url``'s server, for ``make_request(connection=)``.
 
         Unlike ``make_request``, a failure to connect raises :class:`NetworkError`.
         """
@@ -230,7 +237,7 @@ class Deproxy:
 
     @property
     def errors(self) -> list[BaseException]:
-        """Exceptions raised by handlers in endpoint threads (the pytest fixture fails the test on them)."""
+        """Exceptions raised by handlers in endpoint threads; the fixture fails the test on them."""
         with self._lock:
             return list(self._errors)
 
@@ -253,4 +260,3 @@ class Deproxy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
-

@@ -40,7 +40,9 @@ class HandlingRegistry(Protocol):
 
 def add_default_headers(response: Response, request: Request, context: HandlerContext) -> Response:
     """A copy of ``response`` as it goes on the wire: defaults added where absent and allowed."""
-    sent = Response(response.code, response.message, response.headers, response.raw_body, response.http_version)
+    sent = Response(
+        response.code, response.message, response.headers, response.raw_body, response.http_version
+    )
     sent.body = response.body
     headers = sent.headers
     if context.send_default_headers:
@@ -55,9 +57,10 @@ def add_default_headers(response: Response, request: Request, context: HandlerCo
                 headers.add("Transfer-Encoding", "chunked")
             else:
                 headers.add("Content-Length", str(len(sent.raw_body)))
-        if request.http_version == "1.0" and wire.request_keeps_alive(request):
-            if "Connection" not in headers:
-                headers.add("Connection", "keep-alive")
+        # An HTTP/1.0 client assumes the server closes unless told otherwise.
+        http10_keep_alive = request.http_version == "1.0" and wire.request_keeps_alive(request)
+        if http10_keep_alive and "Connection" not in headers:
+            headers.add("Connection", "keep-alive")
     tracking_id = request.headers.get(TRACKING_HEADER)
     if tracking_id is not None and TRACKING_HEADER not in headers:
         headers.add(TRACKING_HEADER, tracking_id)

@@ -47,8 +47,7 @@ class HandlerError(DeproxyError, AssertionError):
 
     def __init__(self, endpoint_name: str, original: BaseException) -> None:
         super().__init__(
-            f"handler of endpoint {endpoint_name!r} raised "
-            f"{type(original).__name__}: {original}"
+            f"handler of endpoint {endpoint_name!r} raised {type(original).__name__}: {original}"
         )
         self.endpoint_name = endpoint_name
         self.original = original

@@ -14,14 +14,14 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from .models import Headers, Request, Response
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
 
-Handler = Union[Callable[..., Any], Response]
+Handler = Callable[..., Any] | Response
 
 
 @dataclass
@@ -88,13 +88,17 @@ def echo(request: Request) -> Response:
 
 
 def not_found(request: Request) -> Response:
-    return Response(404, headers={"Content-Type": "text/plain"}, body=f"no route for {request.path}\n")
+    return Response(
+        404, headers={"Content-Type": "text/plain"}, body=f"no route for {request.path}\n"
+    )
 
 
-def delay(seconds: float, next_handler: Handler = simple) -> Callable[[Request, HandlerContext], Any]:
+def delay(
+    seconds: float, next_handler: Handler = simple
+) -> Callable[[Request, HandlerContext], Any]:
     """Wait ``seconds``, then answer with ``next_handler``::
 
-        deproxy.make_request(url, default_handler=handlers.delay(2))
+    deproxy.make_request(url, default_handler=handlers.delay(2))
     """
     if seconds < 0:
         raise ValueError(f"delay takes a number of seconds >= 0, got {seconds!r}")
@@ -144,9 +148,7 @@ def by_method(routes: Mapping[str, Handler]) -> Callable[[Request, HandlerContex
     return route_by_method
 
 
-HOP_BY_HOP = frozenset(
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"]
-)
+HOP_BY_HOP = frozenset(["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"])
 
 
 def route(

@@ -13,7 +13,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
 TRACKING_HEADER = "Deproxy-Request-ID"
 
-HeaderItems = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], None]
-Body = Union[str, bytes, None]
+Body = str | bytes | None
 
 
 def _as_header_text(value: object, what: str) -> str:
@@ -108,7 +107,7 @@ class Headers:
         return list(self._items)
 
     def has_token(self, name: str, token: str) -> bool:
-        """Whether a comma-separated header (``Connection``, ``Transfer-Encoding``) lists ``token``."""
+        """Whether a comma-separated header (``Connection``, say) lists ``token``."""
         token = token.lower()
         return any(
             part.strip().lower() == token
@@ -144,6 +143,8 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
 
+
+HeaderItems = Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None
 
 _CHARSET = re.compile(r";\s*charset\s*=\s*\"?([\w.:-]+)", re.IGNORECASE)
 _TEXT_TYPES = re.compile(

@@ -25,7 +25,7 @@ def translate_errors(doing: str) -> Iterator[None]:
     """Re-raise socket and TLS failures as this project's errors, saying what was being done."""
     try:
         yield
-    except (TimeoutError, socket.timeout) as exc:
+    except TimeoutError as exc:
         raise DeproxyTimeout(f"timed out {doing}") from exc
     except ssl.SSLError as exc:
         reason = getattr(exc, "reason", None) or str(exc)

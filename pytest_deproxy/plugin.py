@@ -15,27 +15,43 @@ from .endpoint import Endpoint
 from .handlers import Handler
 from .tls import CertificateAuthority
 
-_errors_raised = pytest.StashKey[int]()
+_errors_told = pytest.StashKey[int]()
+
+
+def _new_errors(item: pytest.Item, deproxy: Deproxy) -> list[BaseException]:
+    """The handler errors of ``deproxy`` that this test has not been told about yet."""
+    errors = deproxy.errors
+    fresh = errors[item.stash.get(_errors_told, 0) :]
+    item.stash[_errors_told] = len(errors)
+    return fresh
 
 
 def _raise_new_errors(item: pytest.Item, deproxy: Deproxy) -> None:
-    """Raise the handler errors of ``deproxy`` that this test has not been failed for yet."""
-    errors = deproxy.errors
-    already = item.stash.get(_errors_raised, 0)
-    fresh = errors[already:]
-    if not fresh:
-        return
-    item.stash[_errors_raised] = len(errors)
+    fresh = _new_errors(item, deproxy)
     if len(fresh) == 1:
         raise fresh[0]
-    raise ExceptionGroup(f"{len(fresh)} handlers raised in endpoint threads", fresh)  # type: ignore[type-var]
+    if fresh:
+        raise ExceptionGroup(f"{len(fresh)} handlers raised in endpoint threads", fresh)  # type: ignore[type-var]
+
+
+def _deproxy_of(item: pytest.Item) -> Deproxy | None:
+    deproxy = getattr(item, "funcargs", {}).get("deproxy")
+    return deproxy if isinstance(deproxy, Deproxy) else None
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    result = yield
-    deproxy = getattr(item, "funcargs", {}).get("deproxy")
-    if isinstance(deproxy, Deproxy):
+    try:
+        result = yield
+    except BaseException as failure:
+        # The test failed on its own: tell of the handler errors on that failure, not as a
+        # second outcome of the same test.
+        deproxy = _deproxy_of(item)
+        for error in _new_errors(item, deproxy) if deproxy else []:
+            failure.add_note(f"meanwhile, in an endpoint thread: {error}")
+        raise
+    deproxy = _deproxy_of(item)
+    if deproxy is not None:
         _raise_new_errors(item, deproxy)
     return result
 

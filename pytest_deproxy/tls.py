@@ -33,11 +33,13 @@ class CertificateAuthority:
         self._server_contexts: dict[tuple[str, ...], ssl.SSLContext] = {}
         self._client_contexts: dict[bool, ssl.SSLContext] = {}
         self._directory: str | None = None
-        self._cleanup: weakref.finalize | None = None
+        self._cleanup: weakref.finalize[[str, bool], CertificateAuthority] | None = None
 
     @classmethod
-    def from_files(cls, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]) -> CertificateAuthority:
-        """Load an existing CA (PEM certificate and PEM private key), e.g. one a container trusts."""
+    def from_files(
+        cls, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]
+    ) -> CertificateAuthority:
+        """Load an existing CA from its PEM certificate and key, e.g. one a container trusts."""
         try:
             cert = Path(cert_path).read_bytes()
             key = Path(key_path).read_bytes()

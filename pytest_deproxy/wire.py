@@ -32,7 +32,7 @@ class ByteStream(Protocol):
 
 
 class MessageError(ProtocolError):
-    """A peer's message could not be parsed; ``status_hint`` is the status a server should answer."""
+    """A peer's message could not be parsed; ``status_hint`` is the status to answer with."""
 
     def __init__(self, message: str, status_hint: int = 400) -> None:
         super().__init__(message)
@@ -157,7 +157,9 @@ class MessageReader:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 if self._eof:
-                    where = f"in the middle of the {what}" if self.received_any else "without answering"
+                    where = (
+                        f"in the middle of the {what}" if self.received_any else "without answering"
+                    )
                     raise PeerClosed(f"the peer closed the connection {where}") from exc
                 raise MessageError(f"malformed {what}: {exc}", exc.error_status_hint) from exc
             if event is h11.NEED_DATA:
@@ -196,6 +198,16 @@ class MessageReader:
         version = _text(event.http_version)
         if version not in ("1.0", "1.1"):
             raise MessageError(f"HTTP/{version} is not supported (only 1.0 and 1.1)", 505)
+        head_size = (
+            len(event.method)
+            + len(event.target)
+            + sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
+        )
+        if head_size > self.max_header_bytes:  # h11 only limits what is still incomplete
+            raise MessageError(
+                f"request head of {head_size} bytes is over the limit of {self.max_header_bytes}",
+                431,
+            )
         if conn.they_are_waiting_for_100_continue:
             self.stream.write(CONTINUE_RESPONSE)
         headers = Headers((_text(n), _text(v)) for n, v in event.headers.raw_items())

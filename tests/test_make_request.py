@@ -36,8 +36,13 @@ def header_lines(data: bytes) -> list[bytes]:
 
 @pytest.mark.parametrize(
     ("suffix", "target"),
-    [("", "/"), ("?", "/?"), ("/path?name=value", "/path?name=value"), ("/p#frag", "/p"),
-     ("/a/b/?x=1&y=%20#f", "/a/b/?x=1&y=%20")],
+    [
+        ("", "/"),
+        ("?", "/?"),
+        ("/path?name=value", "/path?name=value"),
+        ("/p#frag", "/p"),
+        ("/a/b/?x=1&y=%20#f", "/a/b/?x=1&y=%20"),
+    ],
 )
 def test_url_path_and_query_go_on_the_wire_as_given(
     deproxy: Deproxy, endpoint: EndpointFactory, suffix: str, target: str
@@ -56,7 +61,9 @@ def test_host_override_is_sent_verbatim_while_connecting_to_the_url(
     assert chain.handlings[0].request.headers.get_all("Host") == ["example.com"]
 
 
-def test_port_override_changes_where_it_connects(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
+def test_port_override_changes_where_it_connects(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
     server = endpoint()
     chain = deproxy.make_request("http://127.0.0.1:9/", port=server.port)
     assert chain.received_response is not None
@@ -64,7 +71,9 @@ def test_port_override_changes_where_it_connects(deproxy: Deproxy, endpoint: End
     assert chain.sent_request.headers["Host"] == "127.0.0.1:9"
 
 
-def test_path_override_is_the_request_target_verbatim(raw_server: RawServerFactory, deproxy: Deproxy) -> None:
+def test_path_override_is_the_request_target_verbatim(
+    raw_server: RawServerFactory, deproxy: Deproxy
+) -> None:
     server = raw_server(OK)
     deproxy.make_request(server.url + "/ignored", path="/parampath?query=value@%")
     assert request_line(server.wait()) == b"GET /parampath?query=value@% HTTP/1.1"
@@ -82,7 +91,9 @@ def test_default_headers(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
     assert re.fullmatch(r"[0-9a-f-]{36}", received[TRACKING_HEADER])
 
 
-def test_host_leaves_out_only_the_default_port(raw_server: RawServerFactory, deproxy: Deproxy) -> None:
+def test_host_leaves_out_only_the_default_port(
+    raw_server: RawServerFactory, deproxy: Deproxy
+) -> None:
     server = raw_server(OK)
     chain = deproxy.make_request("http://localhost/", port=server.port)
     assert chain.sent_request.headers["Host"] == "localhost"
@@ -103,7 +114,10 @@ def test_without_default_headers_only_the_tracking_header_is_added(
 ) -> None:
     server = raw_server(OK)
     chain = deproxy.make_request(
-        server.url, method="POST", headers=[("X-Only", "1")], request_body="raw-body",
+        server.url,
+        method="POST",
+        headers=[("X-Only", "1")],
+        request_body="raw-body",
         add_default_headers=False,
     )
     sent = server.wait()
@@ -112,7 +126,9 @@ def test_without_default_headers_only_the_tracking_header_is_added(
     assert sent.endswith(b"\r\n\r\nraw-body")
 
 
-def test_duplicate_request_headers_keep_their_order(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
+def test_duplicate_request_headers_keep_their_order(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
     server = endpoint()
     sent = [("X-Dup", "1"), ("Other", "x"), ("x-dup", "2")]
     chain = deproxy.make_request(server.url, headers=sent)
@@ -138,7 +154,9 @@ def test_str_body_is_sent_as_utf8(deproxy: Deproxy, endpoint: EndpointFactory) -
     assert request.headers["Content-Length"] == str(len("naïve ☃".encode()))
 
 
-def test_chunked_body(raw_server: RawServerFactory, deproxy: Deproxy, endpoint: EndpointFactory) -> None:
+def test_chunked_body(
+    raw_server: RawServerFactory, deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
     server = endpoint()
     chain = deproxy.make_request(server.url, "POST", request_body="chunky", chunked=True)
     request = chain.handlings[0].request
@@ -161,7 +179,9 @@ def test_tracking_header_generated_or_honoured(deproxy: Deproxy, endpoint: Endpo
     assert mine.received_response.headers[TRACKING_HEADER] == "my-own-id"
 
 
-def test_timeout_per_call_gives_a_chain_with_an_error(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
+def test_timeout_per_call_gives_a_chain_with_an_error(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
     server = endpoint(handler=handlers.delay(5))
     chain = deproxy.make_request(server.url, timeout=0.3)
     assert chain.received_response is None
@@ -203,8 +223,11 @@ def test_connection_refused_is_data(deproxy: Deproxy, endpoint: EndpointFactory)
 
 @pytest.mark.parametrize(
     ("url", "message"),
-    [("ftp://x/", "http:// or https://"), ("http:///nohost", "names no host"),
-     ("http://h:99999/", "bad port")],
+    [
+        ("ftp://x/", "http:// or https://"),
+        ("http:///nohost", "names no host"),
+        ("http://h:99999/", "bad port"),
+    ],
 )
 def test_malformed_urls_raise(deproxy: Deproxy, url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):

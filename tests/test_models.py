@@ -105,7 +105,9 @@ class TestDecodeBody:
         assert decode_body(b"\x00\x01", Headers({"Content-Type": "image/png"})) == b"\x00\x01"
 
     def test_undecodable_text_stays_bytes(self) -> None:
-        assert decode_body(b"\xff\xfe\xfa", Headers({"Content-Type": "text/plain"})) == b"\xff\xfe\xfa"
+        assert (
+            decode_body(b"\xff\xfe\xfa", Headers({"Content-Type": "text/plain"})) == b"\xff\xfe\xfa"
+        )
 
     def test_json_and_declared_charset(self) -> None:
         headers = Headers({"Content-Type": "application/problem+json; charset=iso-8859-1"})
@@ -117,7 +119,9 @@ class TestDecodeBody:
         ids=["zlib-wrapped", "raw-deflate"],
     )
     def test_deflate_both_flavours(self, encode) -> None:  # type: ignore[no-untyped-def]
-        assert decode_body(encode(b"squeezed"), Headers({"Content-Encoding": "deflate"})) == "squeezed"
+        assert (
+            decode_body(encode(b"squeezed"), Headers({"Content-Encoding": "deflate"})) == "squeezed"
+        )
 
     def test_corrupt_gzip_is_kept_as_raw_bytes(self) -> None:
         assert decode_body(b"not gzip", Headers({"Content-Encoding": "gzip"})) == b"not gzip"

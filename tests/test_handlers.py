@@ -1,0 +1,112 @@
+"""The stock handlers."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from pytest_deproxy import TRACKING_HEADER, Deproxy, Endpoint, Request, Response, handlers
+
+EndpointFactory = Callable[..., Endpoint]
+
+
+def test_simple_is_an_empty_200(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
+    response = deproxy.make_request(endpoint(handler=handlers.simple).url).received_response
+    assert response is not None
+    assert (response.code, response.message, response.body) == ("200", "OK", "")
+
+
+def test_echo_keeps_binary_bytes_and_duplicates(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    chain = deproxy.make_request(
+        endpoint(handler=handlers.echo).url,
+        "PUT",
+        [("Content-Type", "application/octet-stream"), ("X-D", "1"), ("X-D", "2")],
+        b"\x00\xff",
+    )
+    response = chain.received_response
+    assert response is not None
+    assert response.body == b"\x00\xff"
+    assert response.headers.get_all("X-D") == ["1", "2"]
+
+
+def test_delay_waits_then_answers_with_the_next_handler(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    server = endpoint(handler=handlers.delay(0.3, Response(418)))
+    started = time.monotonic()
+    chain = deproxy.make_request(server.url)
+    assert time.monotonic() - started >= 0.3  # a lower bound: holds however busy the machine is
+    assert chain.received_response is not None and chain.received_response.code == "418"
+
+
+def test_route_rewrites_host_and_keeps_the_chain(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    upstream = endpoint("upstream", handlers.echo)
+    front = endpoint("front", handlers.route(upstream.url + "/base"))
+    chain = deproxy.make_request(front.url + "/x?y=1", "POST", {"X-Keep": "me"}, "payload")
+    assert [h.endpoint.name for h in chain.handlings] == ["upstream", "front"]
+    forwarded = chain.handlings[0].request
+    assert forwarded.headers["Host"] == f"127.0.0.1:{upstream.port}"
+    assert forwarded.path == "/base/x?y=1"
+    assert forwarded.headers[TRACKING_HEADER] == chain.request_id
+    assert forwarded.headers["X-Keep"] == "me"
+    assert chain.received_response is not None and chain.received_response.body == "payload"
+
+
+def test_route_to_a_dead_server_answers_502(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
+    dead = endpoint()
+    dead_url = dead.url
+    dead.shutdown()
+    chain = deproxy.make_request(endpoint(handler=handlers.route(dead_url)).url)
+    response = chain.received_response
+    assert response is not None
+    assert response.code == "502"
+    assert "refused" in str(response.body)
+
+
+def test_by_path_exact_regex_and_default(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
+    server = endpoint(
+        handler=handlers.by_path(
+            {"/exact": Response(201), re.compile(r"/items/\d+"): Response(202)},
+            default=Response(203),
+        )
+    )
+
+    def code(path: str) -> str:
+        response = deproxy.make_request(server.url + path).received_response
+        assert response is not None
+        return response.code
+
+    assert code("/exact?query=ignored") == "201"
+    assert code("/items/42") == "202"
+    assert code("/items/42/more") == "203"
+    assert code("/other") == "203"
+    plain = endpoint(handler=handlers.by_path({"/": Response(200)}))
+    response = deproxy.make_request(plain.url + "/missing").received_response
+    assert response is not None and response.code == "404"
+
+
+def test_by_method_answers_405_with_allow(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
+    server = endpoint(handler=handlers.by_method({"GET": Response(200), "post": Response(201)}))
+    assert deproxy.make_request(server.url, "POST").received_response.code == "201"  # type: ignore[union-attr]
+    refused = deproxy.make_request(server.url, "DELETE").received_response
+    assert refused is not None
+    assert refused.code == "405"
+    assert refused.headers["Allow"] == "GET, POST"
+
+
+def test_handlers_compose(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
+    def shout(request: Request) -> Response:
+        return Response(200, body=str(request.body).upper())
+
+    server = endpoint(
+        handler=handlers.by_method({"POST": handlers.delay(0, handlers.by_path({"/s": shout}))})
+    )
+    response = deproxy.make_request(
+        server.url + "/s", "POST", request_body="quiet"
+    ).received_response
+    assert response is not None and response.body == "QUIET"
