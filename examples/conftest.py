@@ -1,13 +1,13 @@
 from __future__ import annotations
 
+import os
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from pytest_deproxy.process import ServerProcess, free_port
 
 from .example_proxy import ExampleProxy
 
@@ -46,12 +46,6 @@ http {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[Callable[[str], int]]:
     """Start a real nginx: ``nginx(http_block)`` returns the port it listens on.
@@ -59,12 +53,10 @@ def nginx(tmp_path: Path) -> Iterator[Callable[[str], int]]:
     ``http_block`` is the inside of nginx's ``http {}``, with ``{port}`` where nginx listens.
     Skipped when nginx is not installed.
     """
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    binary = shutil.which("nginx", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
     if binary is None:
         pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
-    processes: list[subprocess.Popen[bytes]] = []
+    started: list[ServerProcess] = []
 
     def start(http_block: str) -> int:
         port = free_port()
@@ -72,30 +64,10 @@ def nginx(tmp_path: Path) -> Iterator[Callable[[str], int]]:
         config.write_text(
             NGINX_HTTP_PREAMBLE.format(dir=tmp_path, http=http_block.replace("{port}", str(port)))
         )
-        process = subprocess.Popen(
-            [binary, "-p", str(tmp_path), "-c", str(config), "-e", str(tmp_path / "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        processes.append(process)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                errors = (process.stderr.read() if process.stderr else b"").decode()
-                pytest.fail(f"nginx exited with {process.returncode}: {errors}")
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    return port
-            time.sleep(0.02)
-        pytest.fail(f"nginx did not listen on port {port} within 10 s")
+        argv = [binary, "-p", str(tmp_path), "-c", str(config), "-e", str(tmp_path / "error.log")]
+        started.append(ServerProcess(argv, port, name="nginx"))
+        return started[-1].start().port
 
     yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        if process.stderr:
-            process.stderr.close()
+    for process in started:
+        process.stop()

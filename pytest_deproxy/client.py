@@ -217,6 +217,7 @@ def open_connection(
     proxy: str | None = None,
 ) -> ClientConnection:
     """Connect to ``target`` (through ``proxy`` if given), TLS included for https."""
+    context = client_tls_context(verify, ca) if target.scheme == "https" else None
     if proxy is None:
         stream = net.connect(target.host, target.port, timeout)
     else:
@@ -228,8 +229,7 @@ def open_connection(
             except BaseException:
                 stream.close()
                 raise
-    if target.scheme == "https":
-        context = client_tls_context(verify, ca)
+    if context is not None:
         try:
             stream = stream.start_tls(context, server_side=False, server_hostname=target.host)
         except BaseException:

@@ -98,7 +98,6 @@ class Deproxy:
             port=port,
             default_handler=default_handler,
             tls=tls,
-            ca=self.ca if tls else self._ca,
         )
         with self._lock:
             self._endpoints.append(endpoint)
@@ -157,7 +156,7 @@ class Deproxy:
                         request,
                         timeout=wait,
                         verify=verify,
-                        ca=self._ca,
+                        ca=self.ca if destination.scheme == "https" else None,
                         proxy=proxy,
                         chunked=chunked,
                     )
@@ -178,7 +177,8 @@ class Deproxy:
         """
         target = Target.parse(url)
         wait = self.timeout if timeout is None else timeout
-        return client.open_connection(target, timeout=wait, verify=verify, ca=self._ca)
+        ca = self.ca if target.scheme == "https" else None
+        return client.open_connection(target, timeout=wait, verify=verify, ca=ca)
 
     @contextmanager
     def _tracking(

@@ -26,10 +26,14 @@ from .tls import CertificateAuthority
 SERVER_NAME = f"pytest-deproxy/{__version__}"
 _connection_ids = itertools.count(1)
 JOIN_TIMEOUT = 5.0
+TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 class HandlingRegistry(Protocol):
     """What an endpoint needs from its owner (a :class:`Deproxy`)."""
+
+    @property
+    def ca(self) -> CertificateAuthority: ...
 
     def handler_for(self, endpoint: Endpoint, request: Request) -> Handler: ...
 
@@ -91,18 +95,14 @@ class Endpoint:
         port: int = 0,
         default_handler: Handler | None = None,
         tls: bool = False,
-        ca: CertificateAuthority | None = None,
     ) -> None:
-        if tls and ca is None:
-            raise ValueError("a TLS endpoint needs a CertificateAuthority")
         self.name = name
         self.hostname = hostname
         self.default_handler = default_handler
         self.tls = tls
-        self.ca = ca
         self._registry = registry
         self._tls_context: ssl.SSLContext | None = (
-            ca.server_context("localhost", "127.0.0.1", hostname) if tls and ca else None
+            registry.ca.server_context("localhost", "127.0.0.1", hostname) if tls else None
         )
         self._lock = threading.Lock()
         self._handlings: list[Handling] = []
@@ -123,6 +123,11 @@ class Endpoint:
     def url(self) -> str:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{net.format_address(self.hostname, self.port)}"
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The CA that signs this endpoint's certificate and that its ``route`` handlers trust."""
+        return self._registry.ca
 
     @property
     def handlings(self) -> list[Handling]:
@@ -197,7 +202,9 @@ class Endpoint:
         self._track_stream(connection_id, stream)
         try:
             if self._tls_context is not None:
+                stream.timeout = TLS_HANDSHAKE_TIMEOUT  # a stalled handshake must not hold a thread
                 stream = stream.start_tls(self._tls_context, server_side=True)
+                stream.timeout = None
                 self._track_stream(connection_id, stream)
             reader = wire.MessageReader(stream)
             while not self._stopping.is_set():

@@ -73,16 +73,30 @@ class CertificateAuthority:
 
     def write_key(self, path: str | os.PathLike[str]) -> str:
         """Write the CA's private key to ``path``, readable by its owner alone."""
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as file:
-            os.fchmod(file.fileno(), 0o600)
-            file.write(self._ca.private_key_pem.bytes())
+        _write_private(path, self._ca.private_key_pem.bytes())
         return os.fspath(path)
 
     def write_cert(self, path: str | os.PathLike[str]) -> str:
         """Write the CA certificate (public) to ``path``."""
         Path(path).write_bytes(self.cert_pem)
         return os.fspath(path)
+
+    def write_server_files(
+        self, directory: str | os.PathLike[str], *hostnames: str
+    ) -> tuple[str, str]:
+        """Write a certificate for ``hostnames`` and its key, for a server that reads files (nginx).
+
+        Returns ``(cert_chain_path, key_path)``; the key is readable by its owner alone.
+        """
+        if not hostnames:
+            raise ValueError("write_server_files needs at least one host name or IP address")
+        leaf = self._ca.issue_cert(*hostnames)
+        name = "-".join(hostnames).replace(":", "_").replace("/", "_")
+        cert_path = os.path.join(directory, f"{name}.pem")
+        key_path = os.path.join(directory, f"{name}.key")
+        Path(cert_path).write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        _write_private(key_path, leaf.private_key_pem.bytes())
+        return cert_path, key_path
 
     def server_context(self, *hostnames: str) -> ssl.SSLContext:
         """A server-side context with a certificate for ``hostnames``, signed by this CA."""
@@ -110,9 +124,20 @@ class CertificateAuthority:
             return context
 
     def close(self) -> None:
-        """Remove any file this CA wrote to its private directory."""
-        if self._cleanup is not None:
-            self._cleanup()
+        """Remove the files this CA wrote; it stays usable and writes them again if asked."""
+        with self._lock:
+            if self._cleanup is not None:
+                self._cleanup()
+            self._cleanup = None
+            self._directory = None
+
+
+def _write_private(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a secret: the file is owner-only before a byte of it is written."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # O_CREAT's mode does not apply to an existing file
+        file.write(data)
 
 
 _unverified: ssl.SSLContext | None = None

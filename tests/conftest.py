@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+
+from pytest_deproxy.process import ServerProcess, free_port
 
 
 @dataclass
@@ -85,3 +90,43 @@ def send_raw(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
         while chunk := sock.recv(65536):
             answer += chunk
         return answer
+
+
+def find_program(name: str, package: str) -> str:
+    """The path of a program the test drives, or a skip that says how to install it."""
+    found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
+    if found is None:
+        pytest.skip(f"{name} is not installed (Debian: apt-get install {package})")
+    return found
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start a real tinyproxy forward proxy: ``tinyproxy(connect_ports=None)`` returns its URL.
+
+    ``connect_ports`` limits the ports CONNECT may reach (tinyproxy's ``ConnectPort``).
+    """
+    binary = find_program("tinyproxy", "tinyproxy")
+    started: list[ServerProcess] = []
+
+    def start(connect_ports: list[int] | None = None) -> str:
+        port = free_port()
+        lines = [
+            f"Port {port}",
+            "Listen 127.0.0.1",
+            "Timeout 10",
+            "MaxClients 64",
+            "LogLevel Info",
+            "User nobody",
+            "Group nogroup",
+        ]
+        lines += [f"ConnectPort {p}" for p in connect_ports or []]
+        config = tmp_path / f"tinyproxy-{port}.conf"
+        config.write_text("\n".join(lines) + "\n")
+        started.append(ServerProcess([binary, "-d", "-c", str(config)], port, name="tinyproxy"))
+        started[-1].start()
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in started:
+        process.stop()
