@@ -19,6 +19,7 @@ from .errors import (
     TunnelRefused,
 )
 from .handlers import HandlerContext
+from .mitm import MitmEndpoint, Miss
 from .models import TRACKING_HEADER, Handling, Headers, MessageChain, Request, Response
 from .tls import CertificateAuthority
 
@@ -35,6 +36,8 @@ __all__ = [
     "Handling",
     "Headers",
     "MessageChain",
+    "MitmEndpoint",
+    "Miss",
     "NetworkError",
     "ProtocolError",
     "Request",

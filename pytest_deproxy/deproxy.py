@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from .client import ClientConnection, Target, Verify
 from .endpoint import Endpoint
 from .errors import DeproxyError, TunnelRefused
 from .handlers import Handler
+from .mitm import MitmEndpoint
 from .models import TRACKING_HEADER, Body, Handling, HeaderItems, MessageChain, Request
 from .tls import CertificateAuthority
 
@@ -102,6 +104,45 @@ class Deproxy:
         with self._lock:
             self._endpoints.append(endpoint)
         return endpoint
+
+    def add_mitm_endpoint(
+        self,
+        port: int = 0,
+        name: str = "mitm",
+        hostname: str = "127.0.0.1",
+        *,
+        scenarios_path: str | os.PathLike[str],
+        active_scenario: str = "default",
+        record: bool = False,
+        services: list[dict[str, Any]] | None = None,
+        whitelist: Iterable[str] | None = None,
+        upstreams: Mapping[str, str] | None = None,
+        redact_headers: Iterable[str] = (),
+    ) -> MitmEndpoint:
+        """Start a scenario-replaying MITM forward proxy (see :class:`MitmEndpoint`).
+
+        ``services`` is INSPIRE-MITMProxy's list (default: ``services.yaml`` in
+        ``scenarios_path``); ``whitelist`` hosts always pass through; ``upstreams`` sends a
+        host's upstream traffic elsewhere; ``redact_headers`` adds to the headers recordings hide.
+        """
+        if self._shut_down:
+            raise RuntimeError("this Deproxy has been shut down; make a new one")
+        mitm = MitmEndpoint(
+            self,
+            name=name,
+            hostname=hostname,
+            port=port,
+            scenarios_path=scenarios_path,
+            active_scenario=active_scenario,
+            record=record,
+            services=services,
+            whitelist=whitelist,
+            upstreams=upstreams,
+            redact_headers=redact_headers,
+        )
+        with self._lock:
+            self._endpoints.append(mitm)
+        return mitm
 
     # -- the left side: requests -----------------------------------------------------------
 

@@ -79,6 +79,19 @@ def error_response(status: int, reason: str) -> Response:
     )
 
 
+class Session:
+    """One accepted connection: its stream and reader, replaced when a tunnel turns to TLS."""
+
+    def __init__(self, stream: net.Stream, connection_id: str) -> None:
+        self.connection_id = connection_id
+        self.tunnel: str | None = None
+        self.use(stream)
+
+    def use(self, stream: net.Stream) -> None:
+        self.stream = stream
+        self.reader = wire.MessageReader(stream)
+
+
 class Endpoint:
     """An HTTP(S) server on a local port that answers through handlers and records what it saw.
 
@@ -197,24 +210,28 @@ class Endpoint:
         with self._lock:
             self._errors.append(error)
 
+    def _start_tls(self, session: Session, context: ssl.SSLContext) -> None:
+        stream = session.stream
+        stream.timeout = TLS_HANDSHAKE_TIMEOUT  # a stalled handshake must not hold a thread
+        stream = stream.start_tls(context, server_side=True)
+        stream.timeout = None
+        session.use(stream)
+        self._track_stream(session.connection_id, stream)
+
     def _serve_connection(self, sock: socket.socket, peer: str, connection_id: str) -> None:
-        stream = net.Stream(sock, peer)
-        self._track_stream(connection_id, stream)
+        session = Session(net.Stream(sock, peer), connection_id)
+        self._track_stream(connection_id, session.stream)
         try:
             if self._tls_context is not None:
-                stream.timeout = TLS_HANDSHAKE_TIMEOUT  # a stalled handshake must not hold a thread
-                stream = stream.start_tls(self._tls_context, server_side=True)
-                stream.timeout = None
-                self._track_stream(connection_id, stream)
-            reader = wire.MessageReader(stream)
+                self._start_tls(session, self._tls_context)
             while not self._stopping.is_set():
                 try:
-                    request = reader.read_request()
+                    request = session.reader.read_request()
                 except wire.MessageError as exc:
                     self._record_error(exc)
-                    self._answer_malformed(stream, exc)
+                    self._answer_malformed(session.stream, exc)
                     break
-                if request is None or not self._respond(stream, request, connection_id):
+                if request is None or not self._exchange(session, request):
                     break
         except NetworkError as exc:
             if not self._stopping.is_set():
@@ -222,7 +239,7 @@ class Endpoint:
         except Exception as exc:  # a bug of ours: make it fail the test, not vanish in a thread
             self._registry.report_error(exc)
         finally:
-            stream.close()
+            session.stream.close()
             with self._lock:
                 self._connections.pop(connection_id, None)
 
@@ -233,19 +250,26 @@ class Endpoint:
         sent = add_default_headers(response, request, context)
         stream.write(wire.serialize_response(sent, chunked=False, send_body=True))
 
-    def _respond(self, stream: net.Stream, request: Request, connection_id: str) -> bool:
+    def _exchange(self, session: Session, request: Request) -> bool:
         """Answer one request; return whether the connection stays open."""
-        context = HandlerContext(self, connection_id, _stopping=self._stopping)
+        context = HandlerContext(
+            self, session.connection_id, tunnel=session.tunnel, _stopping=self._stopping
+        )
         result = self._run_handler(request, context)
         response = add_default_headers(result, request, context)
-        self._record(Handling(self, request, response, connection_id))
+        self._record(Handling(self, request, response, session.connection_id))
         chunked = response.headers.has_token("Transfer-Encoding", "chunked")
         send_body = wire.response_has_body(int(response.code), request.method)
-        stream.write(wire.serialize_response(response, chunked=chunked, send_body=send_body))
+        session.stream.write(
+            wire.serialize_response(response, chunked=chunked, send_body=send_body)
+        )
         return wire.response_keeps_alive(response, request)
 
+    def _handler_for(self, request: Request) -> Handler:
+        return self._registry.handler_for(self, request)
+
     def _run_handler(self, request: Request, context: HandlerContext) -> Response:
-        handler: Handler | Callable[..., Any] = self._registry.handler_for(self, request)
+        handler: Handler | Callable[..., Any] = self._handler_for(request)
         try:
             result = call_handler(handler, request, context)
             if not isinstance(result, Response):

@@ -30,12 +30,14 @@ class HandlerContext:
 
     ``send_default_headers`` (default ``True``) lets the endpoint add ``Server``, ``Date`` and
     ``Content-Length`` when they are absent; ``chunked`` sends the body with chunked framing.
+    ``tunnel`` is the ``host:port`` of the ``CONNECT`` tunnel the request came through, if any.
     """
 
     endpoint: Endpoint
     connection: str
     send_default_headers: bool = True
     chunked: bool = False
+    tunnel: str | None = None
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def sleep(self, seconds: float | None) -> bool:

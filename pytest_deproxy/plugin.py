@@ -5,7 +5,8 @@ Rule kept here: this is the only module that imports pytest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +14,63 @@ import pytest
 from .deproxy import Deproxy
 from .endpoint import Endpoint
 from .handlers import Handler
+from .mitm import MitmEndpoint
 from .tls import CertificateAuthority
 
 _errors_told = pytest.StashKey[int]()
+SCENARIO_MARKER = "deproxy_scenario"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("deproxy", "pytest-deproxy")
+    group.addoption(
+        "--deproxy-scenario",
+        metavar="NAME",
+        help="scenario the mitm fixture replays when a test has no deproxy_scenario marker",
+    )
+    group.addoption(
+        "--deproxy-record",
+        action="store_true",
+        help="start the mitm fixture recording: unmatched requests go upstream and are saved",
+    )
+    group.addoption(
+        "--deproxy-scenarios-path",
+        metavar="DIR",
+        help="directory of scenarios for the mitm fixture (default: ini deproxy_scenarios_path, "
+        "else scenarios/ under the rootdir)",
+    )
+    parser.addini(
+        "deproxy_scenarios_path",
+        help="directory of scenarios for the mitm fixture, relative to the ini file",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{SCENARIO_MARKER}(name): the scenario the mitm fixture replays for this test"
+    )
+
+
+def _scenarios_path(config: pytest.Config) -> Path:
+    option = config.getoption("--deproxy-scenarios-path")
+    if option:
+        return Path(option).resolve()
+    ini = config.getini("deproxy_scenarios_path")
+    if ini:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return (base / str(ini)).resolve()
+    return config.rootpath / "scenarios"
+
+
+def _scenario_for(item: pytest.Item) -> str:
+    marker = item.get_closest_marker(SCENARIO_MARKER)
+    if marker is not None:
+        if len(marker.args) != 1 or not isinstance(marker.args[0], str):
+            raise pytest.UsageError(
+                f'{item.nodeid}: use @pytest.mark.{SCENARIO_MARKER}("scenario_name")'
+            )
+        return str(marker.args[0])
+    return str(item.config.getoption("--deproxy-scenario") or "default")
 
 
 def _new_errors(item: pytest.Item, deproxy: Deproxy) -> list[BaseException]:
@@ -56,6 +111,18 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    mitm = getattr(item, "funcargs", {}).get("mitm")
+    if report.failed and report.when == "call" and isinstance(mitm, MitmEndpoint) and mitm.misses:
+        text = "\n\n".join(miss.explanation for miss in mitm.misses)
+        report.sections.append(("deproxy: requests no recorded interaction matched", text))
+    return report
+
+
 @pytest.fixture(scope="session")
 def deproxy_ca() -> Iterator[CertificateAuthority]:
     """The session's certificate authority: every TLS endpoint of every test is signed by it."""
@@ -76,6 +143,23 @@ def deproxy(request: pytest.FixtureRequest, deproxy_ca: CertificateAuthority) ->
     finally:
         instance.shutdown()
     _raise_new_errors(request.node, instance)
+
+
+@pytest.fixture
+def mitm(request: pytest.FixtureRequest, deproxy: Deproxy) -> MitmEndpoint:
+    """A scenario-replaying MITM forward proxy on the test's ``deproxy``.
+
+    Scenario: the test's ``@pytest.mark.deproxy_scenario("name")``, else ``--deproxy-scenario``,
+    else ``default``. Scenarios path: ``--deproxy-scenarios-path``, else the ini option
+    ``deproxy_scenarios_path``, else ``scenarios/`` under the rootdir. ``--deproxy-record``
+    starts it recording. Point clients at it with ``mitm.proxy_env()``.
+    """
+    config = request.config
+    return deproxy.add_mitm_endpoint(
+        scenarios_path=_scenarios_path(config),
+        active_scenario=_scenario_for(request.node),
+        record=bool(config.getoption("--deproxy-record")),
+    )
 
 
 @pytest.fixture

@@ -130,3 +130,27 @@ def tinyproxy(tmp_path: Path) -> Iterator[Callable[..., str]]:
     yield start
     for process in started:
         process.stop()
+
+
+def write_interaction(
+    root: Path,
+    scenario: str,
+    service: str,
+    name: str,
+    *,
+    method: str = "GET",
+    url: str,
+    body: str = "",
+    extra: str = "",
+    request_body: str | None = None,
+) -> Path:
+    """Write one INSPIRE-MITMProxy interaction file, for tests."""
+    path = root / scenario / service / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    request_body_yaml = "null" if request_body is None else repr(request_body)
+    path.write_text(
+        f"request:\n  method: {method}\n  url: {url}\n  headers: {{}}\n  body: {request_body_yaml}\n"
+        f"response:\n  status: {{code: 200, message: OK}}\n"
+        f"  headers:\n    Content-Type: [text/plain]\n  body: {body!r}\n" + extra
+    )
+    return path
