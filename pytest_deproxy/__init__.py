@@ -19,7 +19,7 @@ from .errors import (
     TunnelRefused,
 )
 from .handlers import HandlerContext
-from .mitm import MitmEndpoint, Miss
+from .mitm import Miss, MitmEndpoint
 from .models import TRACKING_HEADER, Handling, Headers, MessageChain, Request, Response
 from .tls import CertificateAuthority
 
@@ -36,8 +36,8 @@ __all__ = [
     "Handling",
     "Headers",
     "MessageChain",
-    "MitmEndpoint",
     "Miss",
+    "MitmEndpoint",
     "NetworkError",
     "ProtocolError",
     "Request",

@@ -7,8 +7,8 @@ It is guarded by one lock; a chain is in it exactly while its ``make_request`` r
 from __future__ import annotations
 
 import itertools
-import threading
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass

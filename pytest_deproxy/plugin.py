@@ -66,8 +66,10 @@ def _scenario_for(item: pytest.Item) -> str:
     marker = item.get_closest_marker(SCENARIO_MARKER)
     if marker is not None:
         if len(marker.args) != 1 or not isinstance(marker.args[0], str):
-            raise pytest.UsageError(
-                f'{item.nodeid}: use @pytest.mark.{SCENARIO_MARKER}("scenario_name")'
+            pytest.fail(
+                f"@pytest.mark.{SCENARIO_MARKER} takes one scenario name, like "
+                f'@pytest.mark.{SCENARIO_MARKER}("scenario_name"); got {marker.args!r}',
+                pytrace=False,
             )
         return str(marker.args[0])
     return str(item.config.getoption("--deproxy-scenario") or "default")

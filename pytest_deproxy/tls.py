@@ -7,6 +7,8 @@ alone. Leaf certificates are issued once per set of host names and cached.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import shutil
 import ssl
@@ -16,6 +18,10 @@ import weakref
 from pathlib import Path
 
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 class CertificateAuthority:
@@ -107,9 +113,49 @@ class CertificateAuthority:
             context = self._server_contexts.get(key)
             if context is None:
                 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                self._ca.issue_cert(*key).configure_cert(context)
+                try:
+                    self._ca.issue_cert(*key).configure_cert(context)
+                except (ValueError, UnicodeError):
+                    # trustme IDNA-encodes names and refuses ones like "host_a.local", which
+                    # test setups use and TLS clients accept: sign those ourselves.
+                    self._configure_plain_leaf(context, key)
                 self._server_contexts[key] = context
             return context
+
+    def _configure_plain_leaf(self, context: ssl.SSLContext, hostnames: tuple[str, ...]) -> None:
+        ca_key = serialization.load_pem_private_key(self._ca.private_key_pem.bytes(), password=None)
+        ca_cert = x509.load_pem_x509_certificate(self.cert_pem)
+        leaf_key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        names: list[x509.GeneralName] = []
+        for name in hostnames:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                names.append(x509.DNSName(name))
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
+            .issuer_name(ca_cert.subject)
+            .public_key(leaf_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+        pem = certificate.public_bytes(serialization.Encoding.PEM) + leaf_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        # SSLContext reads certificates from files only: a private, short-lived one.
+        with tempfile.TemporaryDirectory(prefix="deproxy-leaf-") as directory:
+            path = os.path.join(directory, "leaf.pem")
+            _write_private(path, pem)
+            context.load_cert_chain(path)
 
     def client_context(self, *, include_system: bool = False) -> ssl.SSLContext:
         """A client-side context that trusts this CA (and the system store, if asked)."""

@@ -12,14 +12,8 @@ import pytest
 
 from pytest_deproxy import Headers, ScenarioError
 from pytest_deproxy.mitm.matching import IncomingRequest, decide, explain
-from pytest_deproxy.mitm.scenarios import (
-    ScenarioStore,
-    check_name,
-    encoded_body,
-    load_interaction,
-    natural_key,
-    readable_body,
-)
+from pytest_deproxy.mitm.recording import encoded_body, readable_body, write_interaction
+from pytest_deproxy.mitm.scenarios import ScenarioStore, check_name, load_interaction, natural_key
 
 SIMPLE = """\
 request:
@@ -160,13 +154,12 @@ class TestStore:
         self, tmp_path: Path
     ) -> None:
         write(tmp_path / "s" / "Svc" / "interaction_0.yaml", SIMPLE)
-        store = ScenarioStore(tmp_path)
         document = {
             "request": {"method": "GET", "url": "http://x/", "body": None},
             "response": {"status": {"code": 200, "message": "OK"}, "body": "r"},
         }
         threads = [
-            threading.Thread(target=store.write_interaction, args=("s", "Svc", document))
+            threading.Thread(target=write_interaction, args=(tmp_path, "s", "Svc", document))
             for _ in range(20)
         ]
         for thread in threads:
@@ -184,7 +177,7 @@ class TestStore:
             "a file where the scenario directory should be"
         )  # refused even to root
         with pytest.raises(ScenarioError, match=r"cannot write a recording into .*s/Svc"):
-            ScenarioStore(tmp_path).write_interaction("s", "Svc", {"request": {}})
+            write_interaction(tmp_path, "s", "Svc", {"request": {}})
         assert [p.name for p in tmp_path.iterdir()] == ["s"]
 
 

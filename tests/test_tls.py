@@ -8,6 +8,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -208,6 +209,25 @@ class TestCertificateAuthority:
             CertificateAuthority.from_files(junk, junk)
         with pytest.raises(ValueError, match="cannot read"):
             CertificateAuthority.from_files(tmp_path / "missing.pem", junk)
+
+    def test_names_trustme_refuses_still_get_a_certificate(self) -> None:
+        ca = CertificateAuthority()
+        server_side, client_side = socket.socketpair()
+        errors: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                with ca.server_context("host_a.local").wrap_socket(server_side, server_side=True):
+                    pass
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        with ca.client_context().wrap_socket(client_side, server_hostname="host_a.local") as tls:
+            assert tls.getpeercert()["subjectAltName"] == (("DNS", "host_a.local"),)
+        thread.join(5)
+        assert errors == []
 
     def test_server_contexts_are_cached_per_host_set(self) -> None:
         ca = CertificateAuthority()

@@ -1,5 +1,5 @@
 """The scenario-replaying MITM endpoint (INSPIRE-MITMProxy's features, file format and API)."""
 
-from .proxy import MitmEndpoint, Miss
+from .proxy import Miss, MitmEndpoint
 
-__all__ = ["MitmEndpoint", "Miss"]
+__all__ = ["Miss", "MitmEndpoint"]

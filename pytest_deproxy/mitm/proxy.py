@@ -22,18 +22,16 @@ from .. import client
 from ..endpoint import Endpoint, HandlingRegistry, Session
 from ..errors import DeproxyError, ScenarioError
 from ..handlers import Handler, HandlerContext
-from ..models import TRACKING_HEADER, Headers, Request, Response
+from ..models import Headers, Request, Response
 from . import management
 from .matching import IncomingRequest, decide, explain
-from .scenarios import (
+from .recording import (
     DEFAULT_REDACTED_HEADERS,
-    Callback,
-    Interaction,
-    ScenarioStore,
     encoded_body,
-    headers_document,
-    readable_body,
+    interaction_document,
+    write_interaction,
 )
+from .scenarios import Callback, Interaction, ScenarioStore
 from .services import (
     MANAGEMENT_SERVICE,
     ReplayState,
@@ -168,7 +166,7 @@ class MitmEndpoint(Endpoint):
     def assert_interaction_used(
         self, service_name: str, interaction: str, times: int | None = None
     ) -> None:
-        """Fail unless ``interaction`` was replayed (``times`` times, if given), listing every count."""
+        """Fail unless ``interaction`` was replayed (``times`` times if given); lists counts."""
         counts = self.interactions(service_name)
         calls = counts.get(interaction, {}).get("num_calls", 0)
         if (times is None and calls) or calls == times:
@@ -358,22 +356,12 @@ class MitmEndpoint(Endpoint):
         response = self._forward(request, incoming.url, host)
         if response.message == "Bad Gateway" and "the upstream of" in str(response.body):
             return response  # nothing came back from upstream: nothing to record
-        request_headers = _without_hop_by_hop(request.headers, TRACKING_HEADER)
-        document = {
-            "request": {
-                "method": incoming.method,
-                "url": incoming.url,
-                "headers": headers_document(request_headers, self.redacted_headers),
-                "body": readable_body(request.raw_body, request.headers),
-            },
-            "response": {
-                "status": {"code": int(response.code), "message": response.message},
-                "headers": headers_document(response.headers, self.redacted_headers),
-                "body": readable_body(response.raw_body, response.headers),
-            },
-        }
+        sent = Request(
+            request.method, request.path, _without_hop_by_hop(request.headers), request.raw_body
+        )
+        document = interaction_document(sent, incoming.url, response, self.redacted_headers)
         try:
-            path = self.scenarios.write_interaction(scenario, service.name, document)
+            path = write_interaction(self.scenarios.root, scenario, service.name, document)
         except ScenarioError as exc:
             self._registry.report_error(exc)
             log.warning(

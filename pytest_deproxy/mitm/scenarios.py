@@ -3,20 +3,16 @@
 Layout: ``<scenarios_path>/<scenario>/<Service>/<interaction>.yaml``, one interaction per file.
 Rules kept here: YAML is loaded with a safe loader (PyYAML 3's ``!!python/unicode`` tags are
 read as plain strings, nothing else of Python's); a broken file is a ScenarioError naming the
-file and line, raised when it is loaded; a recording is written to a temporary file and linked
-into place, so no reader ever sees half a file and two recorders never take the same name.
+file and line, raised when it is loaded; a lookup never reads the disk unless a file changed.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
-import tempfile
 import threading
 import time
-import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +27,6 @@ DEFAULT_EXACT = ("url", "method", "body")
 TOP_LEVEL_KEYS = {"request", "response", "match", "max_replays", "callbacks"}
 DEFAULT_CALLBACK_DELAY = 0.5
 FULL_RESCAN_SECONDS = 1.0
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
 
 
@@ -369,89 +364,3 @@ class ScenarioStore:
                 }
             }
         return tree
-
-    def write_interaction(self, scenario: str, service: str, document: dict[str, Any]) -> Path:
-        """Write the next ``interaction_N.yaml`` of a scenario's service, atomically and exclusively."""
-        directory = self.root / check_name(scenario, "scenario") / check_name(service, "service")
-        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(
-                prefix=".recording-", suffix=".tmp", dir=directory
-            )
-            try:
-                with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-                    file.write(text)
-                    file.flush()
-                    os.fsync(file.fileno())
-                return _link_next_free(directory, Path(temporary))
-            finally:
-                os.unlink(temporary)
-        except OSError as exc:
-            raise ScenarioError(f"cannot write a recording into {directory}: {exc}") from exc
-
-
-def _link_next_free(directory: Path, temporary: Path) -> Path:
-    """Give ``temporary`` the first free ``interaction_N.yaml`` name; ``link`` fails if taken."""
-    taken = [natural_key(p.stem) for p in directory.glob("interaction_*.yaml")]
-    number = 1 + max(
-        (key[1] for key in taken if len(key) >= 2 and isinstance(key[1], int)), default=-1
-    )
-    while True:
-        target = directory / f"interaction_{number}.yaml"
-        try:
-            os.link(temporary, target)
-            return target
-        except FileExistsError:
-            number += 1
-
-
-REDACTED = "<redacted>"
-DEFAULT_REDACTED_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie")
-
-
-def readable_body(raw: bytes, headers: Headers) -> str | bytes | None:
-    """How a body is stored: text when it is text (gzip/deflate undone), else bytes (``!!binary``)."""
-    if not raw:
-        return None
-    data = raw
-    codings = [c.strip().lower() for v in headers.get_all("Content-Encoding") for c in v.split(",")]
-    try:
-        for coding in reversed([c for c in codings if c and c != "identity"]):
-            if coding in ("gzip", "x-gzip"):
-                data = gzip.decompress(data)
-            elif coding == "deflate":
-                data = zlib.decompress(data)
-            else:
-                return raw
-    except (OSError, EOFError, zlib.error):
-        return raw
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-    return text if _CONTROL_CHARACTERS.search(text) is None else raw
-
-
-def encoded_body(body: str | bytes | None, headers: Headers) -> bytes:
-    """The bytes to replay: a stored text body is encoded again as its Content-Encoding says."""
-    if body is None:
-        return b""
-    if isinstance(body, bytes):
-        return body  # recorded bytes are replayed as they were, whatever the headers claim
-    data = body.encode("utf-8")
-    codings = [c.strip().lower() for v in headers.get_all("Content-Encoding") for c in v.split(",")]
-    for coding in codings:
-        if coding in ("gzip", "x-gzip"):
-            data = gzip.compress(data, mtime=0)
-        elif coding == "deflate":
-            data = zlib.compress(data)
-    return data
-
-
-def headers_document(headers: Headers, redact: Iterable[str]) -> dict[str, list[str]]:
-    hidden = {name.lower() for name in redact}
-    document: dict[str, list[str]] = {}
-    for name, value in headers.items():
-        document.setdefault(name, []).append(REDACTED if name.lower() in hidden else value)
-    return document

@@ -1,0 +1,7 @@
+"""``python -m pytest_deproxy`` is the ``deproxy`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
