@@ -154,3 +154,14 @@ def write_interaction(
         f"  headers:\n    Content-Type: [text/plain]\n  body: {body!r}\n" + extra
     )
     return path
+
+
+def eventually(predicate: Callable[[], object], seconds: float = 10.0) -> None:
+    """Wait until ``predicate()`` is true: for what a server thread records after its client
+    has already moved on (a refused handshake, a delayed callback). Fails after ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"still not true after {seconds} s"
+        time.sleep(0.01)

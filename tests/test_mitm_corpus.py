@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import yaml
 from pytest_deproxy import Deproxy, Endpoint, MitmEndpoint, Response
 from pytest_deproxy.mitm.recording import encoded_body
 from pytest_deproxy.mitm.scenarios import load_interaction
+
+from .conftest import eventually
 
 EndpointFactory = Callable[..., Endpoint]
 CORPUS = Path(
@@ -76,12 +77,6 @@ def test_inspire_next_routes_every_file_to_the_service_it_lives_in(
         assert services[path.parts[-2]].handles(host.split(":")[0]), path
 
 
-def wait_for_handlings(endpoint: Endpoint, count: int, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while len(endpoint.handlings) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 class TestInspireMitmproxyFixtures:
     """The scenarios of INSPIRE-MITMProxy's integration tests, as its own tests use them."""
 
@@ -107,7 +102,7 @@ class TestInspireMitmproxyFixtures:
         assert a.received_response.raw_body == b"test_scenario_replays_ok/TestServiceA/0"
         assert b.received_response is not None
         assert b.received_response.raw_body == b"test_scenario_replays_ok/TestServiceB/0"
-        wait_for_handlings(callback_receiver, 1)
+        eventually(lambda: callback_receiver.handlings)
         assert [h.request.path for h in callback_receiver.handlings] == ["/"]
 
     def test_replays_once_and_takes_next(self, deproxy: Deproxy) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from pytest_deproxy import Deproxy, Endpoint, MitmEndpoint, Response, handlers
 
-from .conftest import write_interaction
+from .conftest import eventually, write_interaction
 
 EndpointFactory = Callable[..., Endpoint]
 API = [{"type": "BaseService", "name": "ApiService", "hosts_list": ["api.example.org"]}]
@@ -299,9 +298,7 @@ def test_callbacks_are_sent_after_a_replay_with_the_environment_expanded(
     app = endpoint("app")
     mitm = start(deproxy, tmp_path, upstreams={"app.local": app.url})
     deproxy.make_request("http://api.example.org/upload", proxy=mitm.url)
-    deadline = time.monotonic() + 10
-    while not app.handlings and time.monotonic() < deadline:
-        time.sleep(0.02)
+    eventually(lambda: app.handlings)
     [call] = app.handlings
     assert (call.request.method, call.request.path, call.request.body) == (
         "POST",
