@@ -50,16 +50,27 @@ class ConnectionPool:
         except queue.Empty:
             connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
         try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            return response, response.read(), connection
+            return self._exchange(connection, method, path, body, headers)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
             # An idle connection the server had closed: retry once on a fresh one.
-            connection.close()
             connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            return self._exchange(connection, method, path, body, headers)
+
+    @staticmethod
+    def _exchange(
+        connection: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+    ) -> tuple[http.client.HTTPResponse, bytes, http.client.HTTPConnection]:
+        try:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             return response, response.read(), connection
+        except BaseException:
+            connection.close()  # a failed connection is never pooled again
+            raise
 
     def release(self, connection: http.client.HTTPConnection, reusable: bool) -> None:
         if not reusable:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -164,16 +165,30 @@ class ClientConnection:
         return self._stream.closed
 
     def send(
-        self, request: Request, *, chunked: bool = False, timeout: float | None = None
+        self,
+        request: Request,
+        *,
+        chunked: bool = False,
+        timeout: float | None = None,
+        disconnect: str | None = None,
+        dribble: tuple[int, float] | None = None,
     ) -> Response:
-        """Write ``request`` and read its response; raises ``DeproxyError`` on failure."""
+        """Write ``request`` and read its response; raises ``DeproxyError`` on failure.
+
+        ``disconnect="after_headers"`` or ``"mid_body"`` closes the connection there instead
+        of finishing; ``dribble=(pieces, seconds)`` sends the body in pieces, that far apart.
+        """
+        data = wire.serialize_request(request, chunked=chunked)
+        head_size = data.index(b"\r\n\r\n") + 4
         with self._lock:
-            if self._stream.closed:
-                raise NetworkError(f"the connection to {self._stream.peer} is already closed")
-            if timeout is not None:
-                self._stream.timeout = timeout
+            self._check_open(timeout)
             try:
-                self._stream.write(wire.serialize_request(request, chunked=chunked))
+                if disconnect is not None:
+                    self._disconnect(data, head_size, disconnect)
+                if dribble is None:
+                    self._stream.write(data)
+                else:
+                    self._dribble(data, head_size, *dribble)
                 response = self._reader.read_response(request.method)
             except BaseException:
                 self._stream.close()
@@ -181,6 +196,49 @@ class ClientConnection:
             if not wire.response_keeps_alive(response, request):
                 self._stream.close()
             return response
+
+    def send_raw(
+        self, data: bytes, *, method: str = "GET", timeout: float | None = None
+    ) -> Response:
+        """Write ``data`` as it is and read a response (framed as an answer to ``method``)."""
+        with self._lock:
+            self._check_open(timeout)
+            try:
+                self._stream.write(data)
+                return self._reader.read_response(method)
+            finally:
+                self._stream.close()
+
+    def _check_open(self, timeout: float | None) -> None:
+        if self._stream.closed:
+            raise NetworkError(f"the connection to {self._stream.peer} is already closed")
+        if timeout is not None:
+            self._stream.timeout = timeout
+
+    def _disconnect(self, data: bytes, head_size: int, where: str) -> None:
+        if where == "after_headers":
+            self._stream.write(data[:head_size])
+            self._stream.close()
+            raise NetworkError("disconnected after sending the headers, as asked")
+        if where == "mid_body":
+            half = (len(data) - head_size) // 2
+            self._stream.write(data[: head_size + half])
+            self._stream.close()
+            raise NetworkError(
+                f"disconnected after sending {half} of {len(data) - head_size} body bytes, as asked"
+            )
+        raise ValueError(f"disconnect is 'after_headers' or 'mid_body', not {where!r}")
+
+    def _dribble(self, data: bytes, head_size: int, pieces: int, seconds: float) -> None:
+        if pieces < 1 or seconds < 0:
+            raise ValueError("dribble takes (pieces >= 1, seconds >= 0)")
+        self._stream.write(data[:head_size])
+        body = data[head_size:]
+        size = max(1, -(-len(body) // pieces))
+        for number, start in enumerate(range(0, len(body), size)):
+            if number:
+                time.sleep(seconds)  # the caller's own thread: nothing else waits on it
+            self._stream.write(body[start : start + size])
 
     def close(self) -> None:
         self._stream.close()
@@ -247,7 +305,9 @@ def exchange(
     ca: CertificateAuthority | None = None,
     proxy: str | None = None,
     chunked: bool = False,
+    disconnect: str | None = None,
+    dribble: tuple[int, float] | None = None,
 ) -> Response:
     """One request on a fresh connection, closed afterwards."""
     with open_connection(target, timeout=timeout, verify=verify, ca=ca, proxy=proxy) as connection:
-        return connection.send(request, chunked=chunked)
+        return connection.send(request, chunked=chunked, disconnect=disconnect, dribble=dribble)

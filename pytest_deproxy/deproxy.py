@@ -9,12 +9,13 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from . import client, handlers
+from . import client, handlers, wire
 from .client import ClientConnection, Target, Verify
 from .endpoint import Endpoint
 from .errors import DeproxyError, TunnelRefused
@@ -164,12 +165,18 @@ class Deproxy:
         proxy: str | None = None,
         connection: ClientConnection | None = None,
         verify: Verify = None,
+        disconnect: str | None = None,
+        dribble: tuple[int, float] | None = None,
     ) -> MessageChain:
         """Send one request and return its :class:`MessageChain`.
 
         Network failures come back as data: ``chain.received_response is None`` and
         ``chain.error`` says why. A bad argument raises ``ValueError``/``TypeError``.
+        ``disconnect="after_headers"``/``"mid_body"`` hangs up part way (the chain shows what
+        the endpoint received); ``dribble=(pieces, seconds)`` sends the body slowly.
         """
+        if disconnect not in (None, "after_headers", "mid_body"):
+            raise ValueError(f"disconnect is 'after_headers' or 'mid_body', not {disconnect!r}")
         target = Target.parse(url)
         destination = target.with_port(port)  # Host still names the URL's port
         if proxy is not None:
@@ -185,12 +192,18 @@ class Deproxy:
             chunked=chunked,
             absolute_form=proxy is not None and target.scheme == "http",
         )
-        chain = MessageChain(request.headers[TRACKING_HEADER], request)
+        chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
         wait = self.timeout if timeout is None else timeout
         with self._tracking(chain, handlers, default_handler):
             try:
                 if connection is not None:
-                    response = connection.send(request, chunked=chunked, timeout=wait)
+                    response = connection.send(
+                        request,
+                        chunked=chunked,
+                        timeout=wait,
+                        disconnect=disconnect,
+                        dribble=dribble,
+                    )
                 else:
                     response = client.exchange(
                         destination,
@@ -200,11 +213,54 @@ class Deproxy:
                         ca=self.ca if destination.scheme == "https" else None,
                         proxy=proxy,
                         chunked=chunked,
+                        disconnect=disconnect,
+                        dribble=dribble,
                     )
                 chain.received_response = response
             except TunnelRefused as exc:
                 chain.received_response = exc.response  # type: ignore[assignment]
                 chain.error = exc
+            except DeproxyError as exc:
+                chain.error = exc
+        return chain
+
+    def make_raw_request(
+        self,
+        url: str,
+        data: bytes,
+        *,
+        placeholder: bytes = b"{request_id}",
+        timeout: float | None = None,
+        verify: Verify = None,
+        handlers: HandlerMap | None = None,
+        default_handler: Handler | None = None,
+    ) -> MessageChain:
+        """Send ``data`` exactly as given to ``url``'s server and read the answer.
+
+        For requests a well-behaved client would never send (both ``Content-Length`` and
+        ``Transfer-Encoding``, bad framing, not HTTP at all). Each ``placeholder`` in ``data``
+        becomes a fresh tracking id, so what reaches endpoints lands in this chain::
+
+            deproxy.make_raw_request(proxy_url, b"GET / HTTP/1.1\\r\\nHost: x\\r\\n"
+                                     b"Deproxy-Request-ID: {request_id}\\r\\n\\r\\n")
+        """
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"make_raw_request sends bytes, not {type(data).__name__}")
+        target = Target.parse(url)
+        request_id = client.new_request_id()
+        payload = (
+            bytes(data).replace(placeholder, request_id.encode()) if placeholder else bytes(data)
+        )
+        sent = wire.parse_sent_request(payload)
+        chain = MessageChain(request_id, sent, url=url, sent_bytes=payload)
+        wait = self.timeout if timeout is None else timeout
+        with self._tracking(chain, handlers, default_handler):
+            try:
+                ca = self.ca if target.scheme == "https" else None
+                with client.open_connection(
+                    target, timeout=wait, verify=verify, ca=ca
+                ) as connection:
+                    chain.received_response = connection.send_raw(payload, method=sent.method)
             except DeproxyError as exc:
                 chain.error = exc
         return chain
@@ -236,6 +292,7 @@ class Deproxy:
         try:
             yield
         finally:
+            chain.elapsed = time.time() - chain.started
             with self._lock:
                 del self._calls[chain.request_id]
                 self._chains.append(chain)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from . import __version__, net, wire
 from .errors import DeproxyError, HandlerError, NetworkError
+from .faults import Fault, Hang, Pause, Reset, Send
 from .handlers import Handler, HandlerContext, call_handler
 from .models import TRACKING_HEADER, Handling, Request, Response
 from .tls import CertificateAuthority
@@ -231,6 +232,12 @@ class Endpoint:
                     self._record_error(exc)
                     self._answer_malformed(session.stream, exc)
                     break
+                except wire.PeerClosed as exc:
+                    if exc.partial is not None:  # the chain shows how far the request came
+                        size = len(exc.partial.raw_body)
+                        action = f"the client closed the connection after {size} body bytes"
+                        self._record(Handling(self, exc.partial, None, connection_id, action))
+                    raise
                 if request is None or not self._exchange(session, request):
                     break
         except NetworkError as exc:
@@ -256,6 +263,8 @@ class Endpoint:
             self, session.connection_id, tunnel=session.tunnel, _stopping=self._stopping
         )
         result = self._run_handler(request, context)
+        if isinstance(result, Fault):
+            return self._commit_fault(session, request, context, result)
         response = add_default_headers(result, request, context)
         self._record(Handling(self, request, response, session.connection_id))
         chunked = response.headers.has_token("Transfer-Encoding", "chunked")
@@ -265,17 +274,46 @@ class Endpoint:
         )
         return wire.response_keeps_alive(response, request)
 
+    def _commit_fault(
+        self, session: Session, request: Request, context: HandlerContext, fault: Fault
+    ) -> bool:
+        """Record what the fault will do, then do it; return whether the connection stays open."""
+        context.chunked = context.chunked or fault.chunked
+        sent = add_default_headers(fault.response, request, context) if fault.response else None
+        head, body = b"", b""
+        if sent is not None:
+            head = wire.serialize_response_head(sent)
+            if wire.response_has_body(int(sent.code), request.method):
+                chunked = sent.headers.has_token("Transfer-Encoding", "chunked")
+                body = wire.frame_body(sent.raw_body, chunked=chunked)
+        self._record(Handling(self, request, sent, session.connection_id, fault.description))
+        for step in fault.plan(sent, head, body):
+            if isinstance(step, Send):
+                session.stream.write(step.data)
+            elif isinstance(step, Pause):
+                if not context.sleep(step.seconds):
+                    return False
+            elif isinstance(step, Hang):
+                context.sleep(None)
+                return False
+            elif isinstance(step, Reset):
+                session.stream.abort()
+                return False
+            else:
+                return False
+        return fault.completes and sent is not None and wire.response_keeps_alive(sent, request)
+
     def _handler_for(self, request: Request) -> Handler:
         return self._registry.handler_for(self, request)
 
-    def _run_handler(self, request: Request, context: HandlerContext) -> Response:
+    def _run_handler(self, request: Request, context: HandlerContext) -> Response | Fault:
         handler: Handler | Callable[..., Any] = self._handler_for(request)
         try:
             result = call_handler(handler, request, context)
-            if not isinstance(result, Response):
+            if not isinstance(result, (Response, Fault)):
                 raise TypeError(
                     f"handler {getattr(handler, '__name__', handler)!r} returned "
-                    f"{type(result).__name__}; a handler must return a Response"
+                    f"{type(result).__name__}; a handler must return a Response (or a fault)"
                 )
             return result
         except Exception as exc:

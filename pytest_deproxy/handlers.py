@@ -16,12 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import faults
 from .models import Headers, Request, Response
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
 
-Handler = Callable[..., Any] | Response
+Handler = Callable[..., Any] | Response | faults.Fault
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _takes_context(handler: Callable[..., Any]) -> bool:
 
 def call_handler(handler: Handler, request: Request, context: HandlerContext) -> Any:
     """Run any form of handler and return what it returned."""
-    if isinstance(handler, Response):
+    if isinstance(handler, (Response, faults.Fault)):
         return handler
     if not callable(handler):
         raise TypeError(
@@ -148,6 +149,18 @@ def by_method(routes: Mapping[str, Handler]) -> Callable[[Request, HandlerContex
         return call_handler(handler, request, context)
 
     return route_by_method
+
+
+# Faults: what a misbehaving server does instead of answering (see pytest_deproxy.faults).
+close = faults.close_fault()
+reset = faults.reset_fault()
+hang = faults.hang_fault()
+raw = faults.raw
+headers_then_hang = faults.headers_then_hang
+truncate = faults.truncate
+dribble = faults.dribble
+bad_chunk = faults.bad_chunk
+Fault = faults.Fault
 
 
 HOP_BY_HOP = frozenset(["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"])

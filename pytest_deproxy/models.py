@@ -10,10 +10,11 @@ from __future__ import annotations
 import gzip
 import http
 import re
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -357,3 +358,22 @@ class MessageChain:
     handlings: list[Handling] = field(default_factory=list)
     orphaned_handlings: list[Handling] = field(default_factory=list)
     error: DeproxyError | None = None
+    url: str = ""  # the URL make_request was given
+    sent_bytes: bytes | None = field(default=None, repr=False)  # make_raw_request's exact bytes
+    started: float = field(default_factory=time.time, repr=False)  # wall clock, for reports
+    elapsed: float | None = field(default=None, repr=False)  # seconds, once the call returned
+
+    def diagram(self) -> str:
+        """The chain as a text sequence diagram: client, each endpoint, and back."""
+        from .report import diagram
+
+        return diagram(self)
+
+    def to_har(self) -> dict[str, Any]:
+        """The chain as a HAR 1.2 document (browser developer tools and HAR viewers open it)."""
+        from .report import har
+
+        return har([self])
+
+    def __str__(self) -> str:
+        return self.diagram()

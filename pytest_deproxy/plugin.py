@@ -5,6 +5,8 @@ Rule kept here: this is the only module that imports pytest.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from .deproxy import Deproxy
 from .endpoint import Endpoint
 from .handlers import Handler
 from .mitm import MitmEndpoint
+from .models import MessageChain
+from .report import har
 from .tls import CertificateAuthority
 
 _errors_told = pytest.StashKey[int]()
@@ -38,6 +42,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="directory of scenarios for the mitm fixture (default: ini deproxy_scenarios_path, "
         "else scenarios/ under the rootdir)",
+    )
+    group.addoption(
+        "--deproxy-no-diagrams",
+        action="store_true",
+        help="leave the message-chain diagrams out of failed tests' reports",
+    )
+    group.addoption(
+        "--deproxy-har",
+        metavar="DIR",
+        help="write a HAR 1.2 file of each failed test's message chains into DIR",
+    )
+    group.addoption(
+        "--deproxy-har-all",
+        action="store_true",
+        help="with --deproxy-har: write a HAR file for every test that made requests",
     )
     parser.addini(
         "deproxy_scenarios_path",
@@ -118,11 +137,29 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
+    if report.when != "call":
+        return report
+    config = item.config
+    deproxy = _deproxy_of(item)
+    chains = deproxy.chains if deproxy is not None else []
+    if report.failed and chains and not config.getoption("--deproxy-no-diagrams"):
+        text = "\n\n".join(chain.diagram() for chain in chains)
+        report.sections.append(("deproxy: message chains", text))
     mitm = getattr(item, "funcargs", {}).get("mitm")
-    if report.failed and report.when == "call" and isinstance(mitm, MitmEndpoint) and mitm.misses:
+    if report.failed and isinstance(mitm, MitmEndpoint) and mitm.misses:
         text = "\n\n".join(miss.explanation for miss in mitm.misses)
         report.sections.append(("deproxy: requests no recorded interaction matched", text))
+    har_directory = config.getoption("--deproxy-har")
+    if har_directory and chains and (report.failed or config.getoption("--deproxy-har-all")):
+        _write_har(Path(har_directory), item.nodeid, chains, report.outcome)
     return report
+
+
+def _write_har(directory: Path, nodeid: str, chains: list[MessageChain], outcome: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+    document = har(chains, comment=f"{nodeid}: {outcome}")
+    (directory / f"{name}.har").write_text(json.dumps(document, indent=1), encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,13 @@ class MessageError(ProtocolError):
 
 
 class PeerClosed(NetworkError):
-    """The peer closed the connection before a whole message arrived."""
+    """The peer closed the connection before a whole message arrived.
+
+    ``partial`` is the request as far as it came (head and the body so far), when the head
+    had arrived.
+    """
+
+    partial: Request | None = None
 
 
 def _text(value: bytes | bytearray) -> str:
@@ -85,6 +91,24 @@ def serialize_request(request: Request, *, chunked: bool = False) -> bytes:
     out = _head(f"{request.method} {request.path} HTTP/{request.http_version}", request.headers)
     out += frame_body(request.raw_body, chunked=chunked)
     return bytes(out)
+
+
+def parse_sent_request(data: bytes) -> Request:
+    """What raw bytes a client sent look like as a Request, as far as they can be read.
+
+    For the record only: nothing here refuses odd input; unreadable parts are kept as text.
+    """
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = _text(head).split("\r\n")
+    parts = lines[0].split(" ")
+    method = parts[0] or "?"
+    target = parts[1] if len(parts) > 1 and parts[1] else "?"
+    version = parts[2].removeprefix("HTTP/") if len(parts) > 2 else "1.1"
+    headers = Headers()
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.add(name.strip(), value.strip())
+    return Request(method, target, headers, body, version)
 
 
 def response_has_body(code: int, request_method: str) -> bool:
@@ -170,8 +194,9 @@ class MessageReader:
                 continue
             yield event
 
-    def _read_body(self, conn: h11.Connection, events: Iterator[object], what: str) -> bytes:
-        body = bytearray()
+    def _read_body(
+        self, conn: h11.Connection, events: Iterator[object], what: str, body: bytearray
+    ) -> bytes:
         for event in events:
             if isinstance(event, h11.Data):
                 body += event.data
@@ -211,8 +236,14 @@ class MessageReader:
         if conn.they_are_waiting_for_100_continue:
             self.stream.write(CONTINUE_RESPONSE)
         headers = Headers((_text(n), _text(v)) for n, v in event.headers.raw_items())
-        body = self._read_body(conn, events, "request body")
-        return Request.received(_text(event.method), _text(event.target), headers, body, version)
+        method, target = _text(event.method), _text(event.target)
+        received = bytearray()
+        try:
+            body = self._read_body(conn, events, "request body", received)
+        except PeerClosed as closed:
+            closed.partial = Request.received(method, target, headers, bytes(received), version)
+            raise
+        return Request.received(method, target, headers, body, version)
 
     def read_response(self, request_method: str = "GET") -> Response:
         """The next final response (1xx informational responses are skipped)."""
@@ -231,7 +262,7 @@ class MessageReader:
             if not isinstance(event, h11.Response):  # pragma: no cover
                 raise MessageError(f"expected a response, got {event!r}")
             headers = Headers((_text(n), _text(v)) for n, v in event.headers.raw_items())
-            body = self._read_body(conn, events, "response body")
+            body = self._read_body(conn, events, "response body", bytearray())
             return Response.received(
                 event.status_code, _text(event.reason), headers, body, _text(event.http_version)
             )
