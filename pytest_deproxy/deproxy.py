@@ -88,8 +88,13 @@ class Deproxy:
         default_handler: Handler | None = None,
         *,
         tls: bool = False,
+        request_timeout: float | None = 30.0,
     ) -> Endpoint:
-        """Start an endpoint on ``hostname:port`` (``port=0``: a free one) and return it."""
+        """Start an endpoint on ``hostname:port`` (``port=0``: a free one) and return it.
+
+        ``request_timeout``: once a request has begun, each read must come within this many
+        seconds, or the client gets a 408 and is closed (idle keep-alive connections may wait).
+        """
         if self._shut_down:
             raise RuntimeError("this Deproxy has been shut down; make a new one")
         if name is None:
@@ -101,6 +106,7 @@ class Deproxy:
             port=port,
             default_handler=default_handler,
             tls=tls,
+            request_timeout=request_timeout,
         )
         with self._lock:
             self._endpoints.append(endpoint)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import __version__, net, wire
-from .errors import DeproxyError, HandlerError, NetworkError
+from .errors import DeproxyError, DeproxyTimeout, HandlerError, NetworkError
 from .faults import Fault, Hang, Pause, Reset, Send
 from .handlers import Handler, HandlerContext, call_handler
 from .models import TRACKING_HEADER, Handling, Request, Response
@@ -28,6 +28,7 @@ SERVER_NAME = f"pytest-deproxy/{__version__}"
 _connection_ids = itertools.count(1)
 JOIN_TIMEOUT = 5.0
 TLS_HANDSHAKE_TIMEOUT = 10.0
+DEFAULT_REQUEST_TIMEOUT = 30.0  # per read, once a request has begun (slowloris)
 
 
 class HandlingRegistry(Protocol):
@@ -83,14 +84,17 @@ def error_response(status: int, reason: str) -> Response:
 class Session:
     """One accepted connection: its stream and reader, replaced when a tunnel turns to TLS."""
 
-    def __init__(self, stream: net.Stream, connection_id: str) -> None:
+    def __init__(
+        self, stream: net.Stream, connection_id: str, request_timeout: float | None
+    ) -> None:
         self.connection_id = connection_id
+        self.request_timeout = request_timeout
         self.tunnel: str | None = None
         self.use(stream)
 
     def use(self, stream: net.Stream) -> None:
         self.stream = stream
-        self.reader = wire.MessageReader(stream)
+        self.reader = wire.MessageReader(stream, message_timeout=self.request_timeout)
 
 
 class Endpoint:
@@ -109,8 +113,10 @@ class Endpoint:
         port: int = 0,
         default_handler: Handler | None = None,
         tls: bool = False,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self.name = name
+        self.request_timeout = request_timeout
         self.hostname = hostname
         self.default_handler = default_handler
         self.tls = tls
@@ -220,7 +226,7 @@ class Endpoint:
         self._track_stream(session.connection_id, stream)
 
     def _serve_connection(self, sock: socket.socket, peer: str, connection_id: str) -> None:
-        session = Session(net.Stream(sock, peer), connection_id)
+        session = Session(net.Stream(sock, peer), connection_id, self.request_timeout)
         self._track_stream(connection_id, session.stream)
         try:
             if self._tls_context is not None:
@@ -231,6 +237,11 @@ class Endpoint:
                 except wire.MessageError as exc:
                     self._record_error(exc)
                     self._answer_malformed(session.stream, exc)
+                    break
+                except DeproxyTimeout as exc:  # a client that started a request and stalled
+                    self._record_error(exc)
+                    late = wire.MessageError(f"the request did not arrive in time: {exc}", 408)
+                    self._answer_malformed(session.stream, late)
                     break
                 except wire.PeerClosed as exc:
                     if exc.partial is not None:  # the chain shows how far the request came

@@ -30,6 +30,8 @@ class ByteStream(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    timeout: float | None
+
 
 class MessageError(ProtocolError):
     """A peer's message could not be parsed; ``status_hint`` is the status to answer with."""
@@ -161,9 +163,19 @@ class MessageReader:
     """Reads successive messages from one connection, keeping bytes that arrive early
     (pipelined requests, the start of a tunnel) for the next read."""
 
-    def __init__(self, stream: ByteStream, *, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        message_timeout: float | None = None,
+    ) -> None:
         self.stream = stream
         self.max_header_bytes = max_header_bytes
+        # Once a request has begun, each read must come within this (a slowloris guard);
+        # between requests the connection may idle for ever, as keep-alive pools do.
+        self.message_timeout = message_timeout
+        self._timing = False
         self.pending = b""
         self.received_any = False
         self._eof = False
@@ -188,6 +200,8 @@ class MessageReader:
                 raise MessageError(f"malformed {what}: {exc}", exc.error_status_hint) from exc
             if event is h11.NEED_DATA:
                 data = self.stream.read()
+                if data and self._timing and self.stream.timeout != self.message_timeout:
+                    self.stream.timeout = self.message_timeout
                 self.received_any = self.received_any or bool(data)
                 self._eof = not data
                 conn.receive_data(data)
@@ -212,6 +226,17 @@ class MessageReader:
 
         Answers ``Expect: 100-continue`` itself, as the body is read.
         """
+        self._timing = self.message_timeout is not None
+        try:
+            if self._timing and self.pending:
+                self.stream.timeout = self.message_timeout
+            return self._read_request()
+        finally:
+            if self._timing:
+                self.stream.timeout = None
+            self._timing = False
+
+    def _read_request(self) -> Request | None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
         self._take_pending(conn)
         events = self._events(conn, "request")

@@ -344,6 +344,9 @@ class ScenarioStore:
         with self._lock:
             cached = self._cache.get(key)
             if cached is None or cached.is_stale():
+                # Forget the old copy first: a file broken by an edit must keep failing
+                # loudly, not fall back to what it said before.
+                self._cache.pop(key, None)
                 cached = ServiceInteractions.load(self.root / scenario / service)
                 self._cache[key] = cached
             return cached
