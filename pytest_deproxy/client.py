@@ -7,6 +7,8 @@ that goes wrong on the network; turning those into data on a chain is the caller
 
 from __future__ import annotations
 
+import functools
+import itertools
 import ssl
 import threading
 import time
@@ -26,8 +28,13 @@ USER_AGENT = f"pytest-deproxy/{__version__}"
 Verify = bool | ssl.SSLContext | None
 
 
+_ID_PREFIX = uuid.uuid4().hex[:12]  # random per process: ids never collide across workers
+_id_numbers = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return str(uuid.uuid4())
+    """A fresh tracking id: a per-process random prefix and a counter (cheaper than uuid4)."""
+    return f"{_ID_PREFIX}-{next(_id_numbers):08x}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,10 @@ class Target:
     def parse(cls, url: str) -> Target:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
+        return _parse_target(url)
+
+    @classmethod
+    def _parse(cls, url: str) -> Target:
         without_fragment = url.split("#", 1)[0]
         parts = urlsplit(without_fragment)
         if parts.scheme not in DEFAULT_PORTS:
@@ -80,6 +91,11 @@ class Target:
         if not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"port must be an int from 1 to 65535, got {port!r}")
         return Target(self.scheme, self.host, port, self.request_target)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_target(url: str) -> Target:
+    return Target._parse(url)  # a Target is immutable: the same URL parses once
 
 
 def build_request(
@@ -179,16 +195,15 @@ class ClientConnection:
         of finishing; ``dribble=(pieces, seconds)`` sends the body in pieces, that far apart.
         """
         data = wire.serialize_request(request, chunked=chunked)
-        head_size = data.index(b"\r\n\r\n") + 4
         with self._lock:
             self._check_open(timeout)
             try:
                 if disconnect is not None:
-                    self._disconnect(data, head_size, disconnect)
+                    self._disconnect(data, data.index(b"\r\n\r\n") + 4, disconnect)
                 if dribble is None:
                     self._stream.write(data)
                 else:
-                    self._dribble(data, head_size, *dribble)
+                    self._dribble(data, data.index(b"\r\n\r\n") + 4, *dribble)
                 response = self._reader.read_response(request.method)
             except BaseException:
                 self._stream.close()

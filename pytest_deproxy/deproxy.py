@@ -10,6 +10,7 @@ import itertools
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ class Deproxy:
         *,
         ca: CertificateAuthority | None = None,
         timeout: float = client.DEFAULT_TIMEOUT,
+        keep_chains: int | None = None,
     ) -> None:
+        """``keep_chains`` caps how many returned chains ``chains`` remembers (None: all)."""
         self.default_handler = default_handler
         self.timeout = timeout
         self._ca = ca
@@ -62,7 +65,7 @@ class Deproxy:
         self._endpoints: list[Endpoint] = []
         self._calls: dict[str, _ActiveCall] = {}
         self._errors: list[BaseException] = []
-        self._chains: list[MessageChain] = []
+        self._chains: deque[MessageChain] = deque(maxlen=keep_chains)
         self._shut_down = False
 
     # -- the right side: endpoints ---------------------------------------------------------
@@ -89,11 +92,14 @@ class Deproxy:
         *,
         tls: bool = False,
         request_timeout: float | None = 30.0,
+        keep_handlings: int | None = None,
     ) -> Endpoint:
         """Start an endpoint on ``hostname:port`` (``port=0``: a free one) and return it.
 
         ``request_timeout``: once a request has begun, each read must come within this many
         seconds, or the client gets a 408 and is closed (idle keep-alive connections may wait).
+        ``keep_handlings`` caps how many handlings the endpoint remembers (None: all), for
+        long runs; chains still get theirs.
         """
         if self._shut_down:
             raise RuntimeError("this Deproxy has been shut down; make a new one")
@@ -107,6 +113,7 @@ class Deproxy:
             default_handler=default_handler,
             tls=tls,
             request_timeout=request_timeout,
+            keep_handlings=keep_handlings,
         )
         with self._lock:
             self._endpoints.append(endpoint)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import email.utils
 import itertools
-import select
 import socket
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -44,18 +45,27 @@ class HandlingRegistry(Protocol):
     def report_error(self, error: BaseException) -> None: ...
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The ``Date`` header value, formatted once a second rather than once a response."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
 def add_default_headers(response: Response, request: Request, context: HandlerContext) -> Response:
     """A copy of ``response`` as it goes on the wire: defaults added where absent and allowed."""
-    sent = Response(
-        response.code, response.message, response.headers, response.raw_body, response.http_version
-    )
-    sent.body = response.body
+    sent = response.copy()  # a canned Response is never changed by being sent
     headers = sent.headers
     if context.send_default_headers:
         if "Server" not in headers:
             headers.add("Server", SERVER_NAME)
         if "Date" not in headers:
-            headers.add("Date", email.utils.formatdate(usegmt=True))
+            headers.add("Date", http_date())
         status = int(sent.code)
         framed = "Content-Length" in headers or "Transfer-Encoding" in headers
         if not framed and status >= 200 and status not in (204, 304):
@@ -84,17 +94,15 @@ def error_response(status: int, reason: str) -> Response:
 class Session:
     """One accepted connection: its stream and reader, replaced when a tunnel turns to TLS."""
 
-    def __init__(
-        self, stream: net.Stream, connection_id: str, request_timeout: float | None
-    ) -> None:
+    def __init__(self, stream: net.Stream, connection_id: str) -> None:
         self.connection_id = connection_id
-        self.request_timeout = request_timeout
         self.tunnel: str | None = None
+        self.timed_out = False  # set by the watchdog when a request stalled
         self.use(stream)
 
     def use(self, stream: net.Stream) -> None:
         self.stream = stream
-        self.reader = wire.MessageReader(stream, message_timeout=self.request_timeout)
+        self.reader = wire.MessageReader(stream)
 
 
 class Endpoint:
@@ -114,6 +122,7 @@ class Endpoint:
         default_handler: Handler | None = None,
         tls: bool = False,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        keep_handlings: int | None = None,
     ) -> None:
         self.name = name
         self.request_timeout = request_timeout
@@ -125,17 +134,23 @@ class Endpoint:
             registry.ca.server_context("localhost", "127.0.0.1", hostname) if tls else None
         )
         self._lock = threading.Lock()
-        self._handlings: list[Handling] = []
+        # Long runs cap what is kept: the last `keep_handlings` (None keeps every one).
+        self._handlings: deque[Handling] = deque(maxlen=keep_handlings)
         self._errors: list[DeproxyError] = []
-        self._connections: dict[str, tuple[threading.Thread, net.Stream | None]] = {}
+        self._connections: dict[str, tuple[threading.Thread, Session | None]] = {}
         self._stopping = threading.Event()
         self._listener = net.listen(hostname, port)
         self.port: int = self._listener.getsockname()[1]
-        self._wake_reader, self._wake_writer = socket.socketpair()
         self._accept_thread = threading.Thread(
             target=self._accept_loop, name=f"deproxy-{name}-accept", daemon=True
         )
         self._accept_thread.start()
+        self._watchdog: threading.Thread | None = None
+        if request_timeout is not None:
+            self._watchdog = threading.Thread(
+                target=self._watch_requests, name=f"deproxy-{name}-watchdog", daemon=True
+            )
+            self._watchdog.start()
 
     # -- public surface --------------------------------------------------------------------
 
@@ -163,23 +178,22 @@ class Endpoint:
 
     def shutdown(self) -> None:
         """Stop listening, close every connection and join every thread. Safe to call twice."""
+        already_stopping = self._stopping.is_set()
         self._stopping.set()
-        try:
-            self._wake_writer.send(b"x")
-        except OSError:
-            pass
-        if self._accept_thread is not threading.current_thread():
-            self._accept_thread.join(JOIN_TIMEOUT)
+        if not already_stopping:
+            net.wake_listener(self._listener)  # a blocked accept() returns and sees _stopping
+        for owned in (self._accept_thread, self._watchdog):
+            if owned is not None and owned is not threading.current_thread():
+                owned.join(JOIN_TIMEOUT)
         with self._lock:
             connections = list(self._connections.values())
-        for _, stream in connections:
-            if stream is not None:
-                stream.shutdown()
+        for _, session in connections:
+            if session is not None:
+                session.stream.shutdown()
         for thread, _ in connections:
             if thread is not threading.current_thread():
                 thread.join(JOIN_TIMEOUT)
-        for sock in (self._listener, self._wake_reader, self._wake_writer):
-            sock.close()
+        self._listener.close()
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name} {self.url}>"
@@ -188,13 +202,13 @@ class Endpoint:
 
     def _accept_loop(self) -> None:
         while not self._stopping.is_set():
-            readable, _, _ = select.select([self._listener, self._wake_reader], [], [])
-            if self._stopping.is_set() or self._wake_reader in readable:
-                return
             try:
                 sock, peer = net.accept(self._listener)
             except OSError:
-                continue  # the client gave up between select() and accept()
+                continue  # the client gave up before we accepted
+            if self._stopping.is_set():
+                sock.close()  # the wake-up connection from shutdown()
+                return
             connection_id = f"conn-{next(_connection_ids)}"
             thread = threading.Thread(
                 target=self._serve_connection,
@@ -206,12 +220,30 @@ class Endpoint:
                 self._connections[connection_id] = (thread, None)
             thread.start()
 
-    def _track_stream(self, connection_id: str, stream: net.Stream) -> None:
+    def _track_session(self, session: Session) -> None:
         with self._lock:
-            thread, _ = self._connections[connection_id]
-            self._connections[connection_id] = (thread, stream)
-        if self._stopping.is_set():  # shutdown() may have missed this stream
-            stream.shutdown()
+            thread, _ = self._connections[session.connection_id]
+            self._connections[session.connection_id] = (thread, session)
+        if self._stopping.is_set():  # shutdown() may have missed this connection
+            session.stream.shutdown()
+
+    def _watch_requests(self) -> None:
+        """Stop requests that made no progress for ``request_timeout`` s (slowloris).
+
+        The connection threads never set socket timeouts for this: a timeout costs a syscall
+        on every read, and the GIL with it, where this costs one check every half second.
+        """
+        assert self.request_timeout is not None
+        interval = min(0.5, self.request_timeout / 4)
+        while not self._stopping.wait(interval):
+            deadline = time.monotonic() - self.request_timeout
+            with self._lock:
+                sessions = [s for _, s in self._connections.values() if s is not None]
+            for session in sessions:
+                last = session.reader.last_progress
+                if last is not None and last < deadline and not session.timed_out:
+                    session.timed_out = True
+                    session.stream.shutdown(reading_only=True)
 
     def _record_error(self, error: DeproxyError) -> None:
         with self._lock:
@@ -223,11 +255,12 @@ class Endpoint:
         stream = stream.start_tls(context, server_side=True)
         stream.timeout = None
         session.use(stream)
-        self._track_stream(session.connection_id, stream)
+        if self._stopping.is_set():
+            stream.shutdown()
 
     def _serve_connection(self, sock: socket.socket, peer: str, connection_id: str) -> None:
-        session = Session(net.Stream(sock, peer), connection_id, self.request_timeout)
-        self._track_stream(connection_id, session.stream)
+        session = Session(net.Stream(sock, peer), connection_id)
+        self._track_session(session)
         try:
             if self._tls_context is not None:
                 self._start_tls(session, self._tls_context)
@@ -238,17 +271,17 @@ class Endpoint:
                     self._record_error(exc)
                     self._answer_malformed(session.stream, exc)
                     break
-                except DeproxyTimeout as exc:  # a client that started a request and stalled
-                    self._record_error(exc)
-                    late = wire.MessageError(f"the request did not arrive in time: {exc}", 408)
-                    self._answer_malformed(session.stream, late)
-                    break
                 except wire.PeerClosed as exc:
                     if exc.partial is not None:  # the chain shows how far the request came
                         size = len(exc.partial.raw_body)
                         action = f"the client closed the connection after {size} body bytes"
+                        if session.timed_out:
+                            action = f"the request stalled after {size} body bytes: 408 sent"
                         self._record(Handling(self, exc.partial, None, connection_id, action))
-                    raise
+                    if not session.timed_out:
+                        raise
+                    self._answer_stalled(session)
+                    break
                 if request is None or not self._exchange(session, request):
                     break
         except NetworkError as exc:
@@ -260,6 +293,14 @@ class Endpoint:
             session.stream.close()
             with self._lock:
                 self._connections.pop(connection_id, None)
+
+    def _answer_stalled(self, session: Session) -> None:
+        stalled = DeproxyTimeout(
+            f"a request made no progress for {self.request_timeout} s; answered 408 and closed"
+        )
+        self._record_error(stalled)
+        late = wire.MessageError(str(stalled), 408)
+        self._answer_malformed(session.stream, late)
 
     def _answer_malformed(self, stream: net.Stream, error: wire.MessageError) -> None:
         response = error_response(error.status_hint, str(error))

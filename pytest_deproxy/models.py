@@ -45,14 +45,16 @@ class Headers:
         ('1.1 a', ['1.1 a', '1.1 b'], 2)
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_keys")
 
     def __init__(self, items: HeaderItems = None) -> None:
         self._items: list[tuple[str, str]] = []
+        self._keys: list[str] = []  # the names lowered, kept in step with _items for lookups
         if items is None:
             return
         if isinstance(items, Headers):
             self._items = list(items._items)
+            self._keys = list(items._keys)
             return
         pairs = items.items() if isinstance(items, Mapping) else items
         for pair in pairs:
@@ -64,9 +66,19 @@ class Headers:
                 ) from None
             self.add(name, value)
 
+    @classmethod
+    def from_wire(cls, pairs: list[tuple[str, str]]) -> Headers:
+        """Headers already decoded from the wire: str pairs, nothing left to check."""
+        headers = cls()
+        headers._items = pairs
+        headers._keys = [name.lower() for name, _ in pairs]
+        return headers
+
     def add(self, name: str, value: str) -> None:
         """Append one header at the end, keeping any others of the same name."""
-        self._items.append((_as_header_text(name, "name"), _as_header_text(value, "value")))
+        name = _as_header_text(name, "name")
+        self._items.append((name, _as_header_text(value, "value")))
+        self._keys.append(name.lower())
 
     def set(self, name: str, value: str) -> None:
         """Replace every header called ``name`` with one, at the first one's place."""
@@ -83,25 +95,32 @@ class Headers:
                 placed = True
         if not placed:
             kept.append((name, value))
-        self._items = kept
+        self._replace(kept)
+
+    def _replace(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+        self._keys = [name.lower() for name, _ in items]
 
     def delete_all(self, name: str) -> None:
         """Remove every header called ``name`` (no error when there is none)."""
         lowered = name.lower()
-        self._items = [item for item in self._items if item[0].lower() != lowered]
+        if lowered in self._keys:
+            self._replace([item for item in self._items if item[0].lower() != lowered])
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        lowered = name.lower()
-        for key, value in self._items:
-            if key.lower() == lowered:
-                return value
-        return default
+        try:
+            return self._items[self._keys.index(name.lower())][1]
+        except ValueError:
+            return default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in wire order."""
         lowered = name.lower()
-        return [value for key, value in self._items if key.lower() == lowered]
+        if lowered not in self._keys:
+            return []
+        pairs = zip(self._keys, self._items, strict=True)
+        return [item[1] for key, item in pairs if key == lowered]
 
     def items(self) -> list[tuple[str, str]]:
         """Every ``(name, value)`` pair in wire order, duplicates included."""
@@ -109,6 +128,8 @@ class Headers:
 
     def has_token(self, name: str, token: str) -> bool:
         """Whether a comma-separated header (``Connection``, say) lists ``token``."""
+        if name.lower() not in self._keys:
+            return False
         token = token.lower()
         return any(
             part.strip().lower() == token
@@ -126,7 +147,7 @@ class Headers:
         self.set(name, value)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
+        return isinstance(name, str) and name.lower() in self._keys
 
     def __len__(self) -> int:
         return len(self._items)
@@ -177,6 +198,8 @@ def encode_body(body: Body, headers: Headers) -> bytes:
 
 def _decode_content(raw: bytes, headers: Headers) -> bytes | None:
     """Undo ``Content-Encoding`` (gzip, deflate); ``None`` when it cannot be undone."""
+    if "content-encoding" not in headers._keys:
+        return raw
     codings = [
         part.strip().lower()
         for value in headers.get_all("Content-Encoding")
@@ -206,6 +229,8 @@ def decode_body(raw: bytes, headers: Headers) -> str | bytes:
     Content-Encoding is undone; the result is ``str`` when the content is text (no
     ``Content-Type``, or a textual one) and decodes with its charset, else ``bytes``.
     """
+    if not raw:
+        return ""
     data = _decode_content(raw, headers)
     if data is None:
         return raw
@@ -305,6 +330,14 @@ class Response:
         self.raw_body = encode_body(body, self.headers)
         self.body = "" if body is None else body
         self.http_version = http_version
+
+    def copy(self) -> Response:
+        """An independent copy (headers copied) without validating again."""
+        twin = object.__new__(Response)
+        twin.code, twin.message, twin.http_version = self.code, self.message, self.http_version
+        twin.headers = Headers(self.headers)
+        twin.body, twin.raw_body = self.body, self.raw_body
+        return twin
 
     @property
     def status(self) -> int:

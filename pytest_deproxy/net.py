@@ -58,7 +58,8 @@ class Stream:
 
     @timeout.setter
     def timeout(self, seconds: float | None) -> None:
-        self._sock.settimeout(seconds)
+        if seconds != self._sock.gettimeout():
+            self._sock.settimeout(seconds)
 
     @property
     def is_tls(self) -> bool:
@@ -70,17 +71,21 @@ class Stream:
 
     def read(self, max_bytes: int = READ_SIZE) -> bytes:
         """Up to ``max_bytes``; ``b""`` when the peer has closed its side."""
-        with translate_errors(f"reading from {self.peer}"):
-            try:
-                return self._sock.recv(max_bytes)
-            except ssl.SSLZeroReturnError:
-                return b""
-            except ssl.SSLEOFError:
-                return b""
+        try:  # the hot path: no context manager until something goes wrong
+            return self._sock.recv(max_bytes)
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return b""
+        except OSError as exc:
+            with translate_errors(f"reading from {self.peer}"):
+                raise exc from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def write(self, data: bytes) -> None:
-        with translate_errors(f"writing to {self.peer}"):
+        try:
             self._sock.sendall(data)
+        except OSError as exc:
+            with translate_errors(f"writing to {self.peer}"):
+                raise exc from None
 
     def start_tls(
         self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
@@ -95,10 +100,13 @@ class Stream:
             )
         return Stream(wrapped, self.peer, timeout)
 
-    def shutdown(self) -> None:
-        """Wake any thread blocked on this stream; it then sees end of file."""
+    def shutdown(self, *, reading_only: bool = False) -> None:
+        """Wake any thread blocked reading this stream; it then sees end of file.
+
+        ``reading_only`` leaves the writing side open, so an answer can still be sent.
+        """
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(socket.SHUT_RD if reading_only else socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -165,7 +173,22 @@ def listen(hostname: str, port: int, backlog: int = 128) -> socket.socket:
     return sock
 
 
+def wake_listener(listener: socket.socket) -> None:
+    """Wake a thread blocked in ``accept()`` on ``listener`` by connecting to it.
+
+    Works wherever TCP does (closing or shutting down a listener does not wake ``accept()``
+    on every platform).
+    """
+    address = listener.getsockname()
+    try:
+        with socket.socket(listener.family, socket.SOCK_STREAM) as waker:
+            waker.settimeout(1.0)
+            waker.connect(address)
+    except OSError:
+        pass
+
+
 def accept(listener: socket.socket) -> tuple[socket.socket, str]:
-    """Accept one connection from a listener that select() said is readable."""
+    """Accept one connection (blocking)."""
     sock, addr = listener.accept()
     return sock, format_address(str(addr[0]), int(addr[1]))

@@ -9,7 +9,9 @@ Every h11 error leaves as a :class:`~pytest_deproxy.errors.ProtocolError`.
 
 from __future__ import annotations
 
+import functools
 import re
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -29,8 +31,6 @@ class ByteStream(Protocol):
     def read(self, max_bytes: int = ...) -> bytes: ...
 
     def write(self, data: bytes) -> None: ...
-
-    timeout: float | None
 
 
 class MessageError(ProtocolError):
@@ -159,6 +159,16 @@ def response_keeps_alive(response: Response, request: Request) -> bool:
     )
 
 
+_END = h11.EndOfMessage()
+
+
+@functools.lru_cache(maxsize=64)
+def _primer(method: str) -> h11.Request:
+    """The stand-in request that tells h11 how to frame a response (built once per method)."""
+    method = method if _TOKEN.match(method) else "GET"
+    return h11.Request(method=method, target="/", headers=[("Host", "deproxy")])
+
+
 class MessageReader:
     """Reads successive messages from one connection, keeping bytes that arrive early
     (pipelined requests, the start of a tunnel) for the next read."""
@@ -168,14 +178,13 @@ class MessageReader:
         stream: ByteStream,
         *,
         max_header_bytes: int = MAX_HEADER_BYTES,
-        message_timeout: float | None = None,
     ) -> None:
         self.stream = stream
         self.max_header_bytes = max_header_bytes
-        # Once a request has begun, each read must come within this (a slowloris guard);
-        # between requests the connection may idle for ever, as keep-alive pools do.
-        self.message_timeout = message_timeout
-        self._timing = False
+        # When the request being read last made progress (None between requests): a watchdog
+        # reads it to stop slowloris clients without a timeout syscall on every read.
+        self.last_progress: float | None = None
+        self._reading_request = False
         self.pending = b""
         self.received_any = False
         self._eof = False
@@ -200,8 +209,8 @@ class MessageReader:
                 raise MessageError(f"malformed {what}: {exc}", exc.error_status_hint) from exc
             if event is h11.NEED_DATA:
                 data = self.stream.read()
-                if data and self._timing and self.stream.timeout != self.message_timeout:
-                    self.stream.timeout = self.message_timeout
+                if data and self._reading_request:
+                    self.last_progress = time.monotonic()
                 self.received_any = self.received_any or bool(data)
                 self._eof = not data
                 conn.receive_data(data)
@@ -226,15 +235,14 @@ class MessageReader:
 
         Answers ``Expect: 100-continue`` itself, as the body is read.
         """
-        self._timing = self.message_timeout is not None
+        self._reading_request = True
+        if self.pending:
+            self.last_progress = time.monotonic()
         try:
-            if self._timing and self.pending:
-                self.stream.timeout = self.message_timeout
             return self._read_request()
         finally:
-            if self._timing:
-                self.stream.timeout = None
-            self._timing = False
+            self._reading_request = False
+            self.last_progress = None
 
     def _read_request(self) -> Request | None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
@@ -260,7 +268,7 @@ class MessageReader:
             )
         if conn.they_are_waiting_for_100_continue:
             self.stream.write(CONTINUE_RESPONSE)
-        headers = Headers((_text(n), _text(v)) for n, v in event.headers.raw_items())
+        headers = Headers.from_wire([(_text(n), _text(v)) for n, v in event.headers.raw_items()])
         method, target = _text(event.method), _text(event.target)
         received = bytearray()
         try:
@@ -274,9 +282,8 @@ class MessageReader:
         """The next final response (1xx informational responses are skipped)."""
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.max_header_bytes)
         # h11 frames a response by the request it answers; tell it the method, send nothing.
-        method = request_method if _TOKEN.match(request_method) else "GET"
-        conn.send(h11.Request(method=method, target="/", headers=[("Host", "deproxy")]))
-        conn.send(h11.EndOfMessage())
+        conn.send(_primer(request_method))
+        conn.send(_END)
         self._take_pending(conn)
         events = self._events(conn, "response")
         for event in events:
@@ -286,7 +293,9 @@ class MessageReader:
                 raise PeerClosed("the peer closed the connection without answering")
             if not isinstance(event, h11.Response):  # pragma: no cover
                 raise MessageError(f"expected a response, got {event!r}")
-            headers = Headers((_text(n), _text(v)) for n, v in event.headers.raw_items())
+            headers = Headers.from_wire(
+                [(_text(n), _text(v)) for n, v in event.headers.raw_items()]
+            )
             body = self._read_body(conn, events, "response body", bytearray())
             return Response.received(
                 event.status_code, _text(event.reason), headers, body, _text(event.http_version)

@@ -69,3 +69,16 @@ def test_adding_an_endpoint_after_shutdown_is_refused() -> None:
     deproxy.shutdown()
     with pytest.raises(RuntimeError, match="shut down"):
         deproxy.add_endpoint()
+
+
+def test_long_runs_can_cap_what_is_kept() -> None:
+    with Deproxy(keep_chains=3) as deproxy:
+        server = deproxy.add_endpoint(keep_handlings=2)
+        chains = [deproxy.make_request(server.url) for _ in range(5)]
+        assert deproxy.chains == chains[-3:]
+        assert [h.request_id for h in server.handlings] == [c.request_id for c in chains[-2:]]
+        assert all(len(chain.handlings) == 1 for chain in chains)  # each chain keeps its own
+        forgetful = deproxy.add_endpoint(keep_handlings=0)
+        kept_by_chain = deproxy.make_request(forgetful.url)
+        assert forgetful.handlings == []
+        assert len(kept_by_chain.handlings) == 1

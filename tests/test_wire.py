@@ -23,7 +23,6 @@ class MemoryStream:
         self._data = data
         self._piece = piece
         self.written = b""
-        self.timeout: float | None = None
 
     def read(self, max_bytes: int = 65536) -> bytes:
         taken, self._data = self._data[: self._piece], self._data[self._piece :]
