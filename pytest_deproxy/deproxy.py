@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import client, handlers, wire
 from .client import ClientConnection, Target, Verify
@@ -28,6 +28,7 @@ from .tls import CertificateAuthority
 _endpoint_numbers = itertools.count(1)
 
 HandlerMap = Mapping[Any, Handler]
+AnyEndpoint = TypeVar("AnyEndpoint", bound=Endpoint)
 
 
 @dataclass
@@ -101,23 +102,21 @@ class Deproxy:
         ``keep_handlings`` caps how many handlings the endpoint remembers (None: all), for
         long runs; chains still get theirs.
         """
-        if self._shut_down:
-            raise RuntimeError("this Deproxy has been shut down; make a new one")
+        self._check_running()
         if name is None:
             name = f"Endpoint-{next(_endpoint_numbers)}"
-        endpoint = Endpoint(
-            self,
-            name=name,
-            hostname=hostname,
-            port=port,
-            default_handler=default_handler,
-            tls=tls,
-            request_timeout=request_timeout,
-            keep_handlings=keep_handlings,
+        return self._register(
+            Endpoint(
+                self,
+                name=name,
+                hostname=hostname,
+                port=port,
+                default_handler=default_handler,
+                tls=tls,
+                request_timeout=request_timeout,
+                keep_handlings=keep_handlings,
+            )
         )
-        with self._lock:
-            self._endpoints.append(endpoint)
-        return endpoint
 
     def add_mitm_endpoint(
         self,
@@ -139,24 +138,31 @@ class Deproxy:
         ``scenarios_path``); ``whitelist`` hosts always pass through; ``upstreams`` sends a
         host's upstream traffic elsewhere; ``redact_headers`` adds to the headers recordings hide.
         """
+        self._check_running()
+        return self._register(
+            MitmEndpoint(
+                self,
+                name=name,
+                hostname=hostname,
+                port=port,
+                scenarios_path=scenarios_path,
+                active_scenario=active_scenario,
+                record=record,
+                services=services,
+                whitelist=whitelist,
+                upstreams=upstreams,
+                redact_headers=redact_headers,
+            )
+        )
+
+    def _check_running(self) -> None:
         if self._shut_down:
             raise RuntimeError("this Deproxy has been shut down; make a new one")
-        mitm = MitmEndpoint(
-            self,
-            name=name,
-            hostname=hostname,
-            port=port,
-            scenarios_path=scenarios_path,
-            active_scenario=active_scenario,
-            record=record,
-            services=services,
-            whitelist=whitelist,
-            upstreams=upstreams,
-            redact_headers=redact_headers,
-        )
+
+    def _register(self, endpoint: AnyEndpoint) -> AnyEndpoint:
         with self._lock:
-            self._endpoints.append(mitm)
-        return mitm
+            self._endpoints.append(endpoint)
+        return endpoint
 
     # -- the left side: requests -----------------------------------------------------------
 

@@ -14,6 +14,18 @@ from pytest_deproxy import CertificateAuthority, Deproxy
 
 from .conftest import write_interaction
 
+
+def run_mitm_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """``deproxy mitm`` to completion (for the ways it refuses to start)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_deproxy", "mitm", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 SERVICES = "services:\n- {type: BaseService, name: ApiService, hosts_list: [api.example.org]}\n"
 
 
@@ -109,23 +121,7 @@ def test_a_ca_loaded_from_files_can_be_trusted_ahead_of_time(
     ],
 )
 def test_bad_arguments_say_what_is_wrong(scenarios: Path, args: list[str], message: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_deproxy",
-            "mitm",
-            "--port",
-            "0",
-            "--scenarios-path",
-            str(scenarios),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_mitm_command("--port", "0", "--scenarios-path", str(scenarios), *args)
     assert result.returncode == 2
     assert message in result.stderr
 
@@ -133,43 +129,13 @@ def test_bad_arguments_say_what_is_wrong(scenarios: Path, args: list[str], messa
 def test_a_port_in_use_is_a_clear_error(scenarios: Path) -> None:
     with Deproxy() as deproxy:
         taken = deproxy.add_endpoint()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest_deproxy",
-                "mitm",
-                "--port",
-                str(taken.port),
-                "--scenarios-path",
-                str(scenarios),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        result = run_mitm_command("--port", str(taken.port), "--scenarios-path", str(scenarios))
     assert result.returncode == 2
     assert f"127.0.0.1:{taken.port}: the port is already in use" in result.stderr
 
 
 def test_a_broken_services_file_is_a_clear_error(scenarios: Path) -> None:
     (scenarios / "services.yaml").write_text("services: [unclosed\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_deproxy",
-            "mitm",
-            "--port",
-            "0",
-            "--scenarios-path",
-            str(scenarios),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_mitm_command("--port", "0", "--scenarios-path", str(scenarios))
     assert result.returncode == 2
     assert "services.yaml:2: not valid YAML" in result.stderr
