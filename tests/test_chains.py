@@ -123,6 +123,18 @@ def test_resolution_falls_back_call_then_endpoint_then_deproxy_then_simple() -> 
         assert deproxy.make_request(with_default.url).handlings[0].response.code == "200"  # type: ignore[union-attr]
 
 
+def holding_handler() -> tuple[Callable[[Request], Response], threading.Event, threading.Event]:
+    """A handler that signals ``arrived`` and answers only once ``release`` is set."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(request: Request) -> Response:
+        arrived.set()
+        release.wait(5)
+        return Response(200)
+
+    return hold, arrived, release
+
+
 def run_in_thread(function: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(function()))
@@ -132,12 +144,7 @@ def run_in_thread(function: Callable[[], Any]) -> tuple[threading.Thread, list[A
 
 def test_a_second_clients_request_is_an_orphan_of_the_pending_one(deproxy: Deproxy) -> None:
     """Client A is held at the endpoint while client B (another Deproxy) calls the same endpoint."""
-    arrived, release = threading.Event(), threading.Event()
-
-    def hold(request: Request) -> Response:
-        arrived.set()
-        release.wait(5)
-        return Response(200)
+    hold, arrived, release = holding_handler()
 
     server = deproxy.add_endpoint()
     thread, result = run_in_thread(lambda: deproxy.make_request(server.url, default_handler=hold))
@@ -156,12 +163,7 @@ def test_a_second_clients_request_is_an_orphan_of_the_pending_one(deproxy: Depro
 def test_an_untracked_chunked_request_is_an_orphan_with_its_body_dechunked(
     deproxy: Deproxy,
 ) -> None:
-    arrived, release = threading.Event(), threading.Event()
-
-    def hold(request: Request) -> Response:
-        arrived.set()
-        release.wait(5)
-        return Response(200)
+    hold, arrived, release = holding_handler()
 
     server = deproxy.add_endpoint()
     thread, result = run_in_thread(lambda: deproxy.make_request(server.url, default_handler=hold))
@@ -212,12 +214,7 @@ def test_a_chain_leaves_the_registry_when_make_request_fails(
 def test_reusing_an_in_flight_tracking_id_is_refused(
     deproxy: Deproxy, endpoint: EndpointFactory
 ) -> None:
-    arrived, release = threading.Event(), threading.Event()
-
-    def hold(request: Request) -> Response:
-        arrived.set()
-        release.wait(5)
-        return Response(200)
+    hold, arrived, release = holding_handler()
 
     server = endpoint(handler=hold)
     ids = {TRACKING_HEADER: "same-id"}
