@@ -7,6 +7,7 @@ decoded as ISO-8859-1 so that every byte survives the round trip.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import http
 import re
@@ -284,12 +285,18 @@ class Request:
     def received(
         cls, method: str, path: str, headers: Headers, raw_body: bytes, http_version: str
     ) -> Request:
-        """A request as read off the wire: ``body`` is decoded from ``raw_body``."""
-        request = cls(method, path, headers, raw_body, http_version)
-        request.body = decode_body(raw_body, request.headers)
+        """A request as read off the wire: ``body`` is decoded from ``raw_body``.
+
+        The parts are taken as they are (the framing layer made them): no copy, no checks.
+        """
+        request = object.__new__(cls)
+        request.method, request.path, request.http_version = method, path, http_version
+        request.headers, request.raw_body = headers, raw_body
+        request.body = decode_body(raw_body, headers)
         return request
 
 
+@functools.lru_cache(maxsize=128)
 def reason_phrase(code: int) -> str:
     """The standard reason phrase for ``code``, or ``""`` for a code HTTP does not name."""
     try:
@@ -348,9 +355,14 @@ class Response:
     def received(
         cls, code: int, message: str, headers: Headers, raw_body: bytes, http_version: str
     ) -> Response:
-        """A response as read off the wire: ``body`` is decoded from ``raw_body``."""
-        response = cls(code, message, headers, raw_body, http_version)
-        response.body = decode_body(raw_body, response.headers)
+        """A response as read off the wire: ``body`` is decoded from ``raw_body``.
+
+        The parts are taken as they are (the framing layer made them): no copy, no checks.
+        """
+        response = object.__new__(cls)
+        response.code, response.message, response.http_version = str(code), message, http_version
+        response.headers, response.raw_body = headers, raw_body
+        response.body = decode_body(raw_body, headers)
         return response
 
 
