@@ -114,12 +114,12 @@ def build_request(
     given = Headers(headers)
     final = Headers()
     if host is not None:
-        final.add("Host", host)
+        final.add("Host", host)  # the caller's value: coerce it
         given.delete_all("Host")
     elif add_default_headers and "Host" not in given:
-        final.add("Host", target.host_header)
+        final._append("Host", target.host_header)
     for name, value in given.items():
-        final.add(name, value)
+        final._append(name, value)  # checked when `given` was made
     if add_default_headers:
         for name, value in (
             ("Accept", "*/*"),
@@ -127,14 +127,14 @@ def build_request(
             ("User-Agent", USER_AGENT),
         ):
             if name not in final:
-                final.add(name, value)
+                final._append(name, value)
         framed = "Content-Length" in final or "Transfer-Encoding" in final
         if chunked and not framed:
-            final.add("Transfer-Encoding", "chunked")
+            final._append("Transfer-Encoding", "chunked")
         elif body is not None and not framed:
-            final.add("Content-Length", str(len(wire_length_body(body, final))))
+            final._append("Content-Length", str(len(wire_length_body(body, final))))
     if TRACKING_HEADER not in final:
-        final.add(TRACKING_HEADER, new_request_id())
+        final._append(TRACKING_HEADER, new_request_id())
     request_target = path if path is not None else target.request_target
     if absolute_form and path is None:
         request_target = target.origin + target.request_target

@@ -63,23 +63,23 @@ def add_default_headers(response: Response, request: Request, context: HandlerCo
     headers = sent.headers
     if context.send_default_headers:
         if "Server" not in headers:
-            headers.add("Server", SERVER_NAME)
+            headers._append("Server", SERVER_NAME)
         if "Date" not in headers:
-            headers.add("Date", http_date())
+            headers._append("Date", http_date())
         status = int(sent.code)
         framed = "Content-Length" in headers or "Transfer-Encoding" in headers
         if not framed and status >= 200 and status not in (204, 304):
             if context.chunked:
-                headers.add("Transfer-Encoding", "chunked")
+                headers._append("Transfer-Encoding", "chunked")
             else:
-                headers.add("Content-Length", str(len(sent.raw_body)))
+                headers._append("Content-Length", str(len(sent.raw_body)))
         # An HTTP/1.0 client assumes the server closes unless told otherwise.
         http10_keep_alive = request.http_version == "1.0" and wire.request_keeps_alive(request)
         if http10_keep_alive and "Connection" not in headers:
-            headers.add("Connection", "keep-alive")
+            headers._append("Connection", "keep-alive")
     tracking_id = request.headers.get(TRACKING_HEADER)
     if tracking_id is not None and TRACKING_HEADER not in headers:
-        headers.add(TRACKING_HEADER, tracking_id)
+        headers._append(TRACKING_HEADER, tracking_id)
     return sent
 
 

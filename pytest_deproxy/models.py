@@ -75,6 +75,11 @@ class Headers:
         headers._keys = [name.lower() for name, _ in pairs]
         return headers
 
+    def _append(self, name: str, value: str) -> None:
+        """Append a header this package made itself: both already ``str``, nothing to coerce."""
+        self._items.append((name, value))
+        self._keys.append(name.lower())
+
     def add(self, name: str, value: str) -> None:
         """Append one header at the end, keeping any others of the same name."""
         name = _as_header_text(name, "name")
