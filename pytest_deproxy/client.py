@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from . import __version__, net, wire
 from .errors import NetworkError, TunnelRefused
-from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request, Response
+from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request, Response, encode_body
 from .tls import CertificateAuthority, unverified_client_context
 
 DEFAULT_TIMEOUT = 10.0
@@ -132,17 +132,13 @@ def build_request(
         if chunked and not framed:
             final._append("Transfer-Encoding", "chunked")
         elif body is not None and not framed:
-            final._append("Content-Length", str(len(wire_length_body(body, final))))
+            final._append("Content-Length", str(len(encode_body(body, final))))
     if TRACKING_HEADER not in final:
         final._append(TRACKING_HEADER, new_request_id())
     request_target = path if path is not None else target.request_target
     if absolute_form and path is None:
         request_target = target.origin + target.request_target
     return Request(method, request_target, final, body)
-
-
-def wire_length_body(body: Body, headers: Headers) -> bytes:
-    return Request("GET", "/", headers, body).raw_body
 
 
 def client_tls_context(verify: Verify, ca: CertificateAuthority | None) -> ssl.SSLContext:

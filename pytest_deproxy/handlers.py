@@ -48,10 +48,6 @@ class HandlerContext:
         """
         return not self._stopping.wait(seconds)
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
 
 @functools.lru_cache(maxsize=512)
 def _takes_context(handler: Callable[..., Any]) -> bool:

@@ -20,22 +20,27 @@ from .errors import DeproxyTimeout, NetworkError
 READ_SIZE = 65536
 
 
+def translate(exc: OSError, doing: str) -> NetworkError:
+    """This project's error for a socket or TLS failure, saying what was being done."""
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
+        return DeproxyTimeout(f"timed out {doing}")
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None) or str(exc)
+        return NetworkError(f"TLS failed {doing}: {reason}")
+    if isinstance(exc, ConnectionRefusedError):
+        return NetworkError(f"connection refused {doing}")
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return NetworkError(f"connection reset by peer {doing}")
+    return NetworkError(f"{exc.strerror or exc} {doing}")
+
+
 @contextmanager
 def translate_errors(doing: str) -> Iterator[None]:
-    """Re-raise socket and TLS failures as this project's errors, saying what was being done."""
+    """Re-raise socket and TLS failures as this project's errors (see :func:`translate`)."""
     try:
         yield
-    except TimeoutError as exc:
-        raise DeproxyTimeout(f"timed out {doing}") from exc
-    except ssl.SSLError as exc:
-        reason = getattr(exc, "reason", None) or str(exc)
-        raise NetworkError(f"TLS failed {doing}: {reason}") from exc
-    except ConnectionRefusedError as exc:
-        raise NetworkError(f"connection refused {doing}") from exc
-    except (ConnectionResetError, BrokenPipeError) as exc:
-        raise NetworkError(f"connection reset by peer {doing}") from exc
     except OSError as exc:
-        raise NetworkError(f"{exc.strerror or exc} {doing}") from exc
+        raise translate(exc, doing) from exc
 
 
 class Stream:
@@ -62,30 +67,23 @@ class Stream:
             self._sock.settimeout(seconds)
 
     @property
-    def is_tls(self) -> bool:
-        return isinstance(self._sock, ssl.SSLSocket)
-
-    @property
     def closed(self) -> bool:
         return self._closed
 
     def read(self, max_bytes: int = READ_SIZE) -> bytes:
         """Up to ``max_bytes``; ``b""`` when the peer has closed its side."""
-        try:  # the hot path: no context manager until something goes wrong
+        try:  # the hot path: nothing is set up unless something goes wrong
             return self._sock.recv(max_bytes)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return b""
         except OSError as exc:
-            with translate_errors(f"reading from {self.peer}"):
-                raise exc from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            raise translate(exc, f"reading from {self.peer}") from exc
 
     def write(self, data: bytes) -> None:
         try:
             self._sock.sendall(data)
         except OSError as exc:
-            with translate_errors(f"writing to {self.peer}"):
-                raise exc from None
+            raise translate(exc, f"writing to {self.peer}") from exc
 
     def start_tls(
         self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None

@@ -229,7 +229,10 @@ class MitmEndpoint(Endpoint):
             return management.handle(request, self)
         if service.is_whitelist:
             log.info("%s %s -> whitelist: pass through", request.method, url)
-            return self._forward(request, url, host)
+            try:
+                return self._forward(request, url, host)
+            except DeproxyError as exc:
+                return self._bad_gateway(request, url, exc)
         return self._replay_or_record(service, request, incoming, host)
 
     def _locate(self, request: Request, tunnel: str | None) -> tuple[str, str]:
@@ -275,21 +278,18 @@ class MitmEndpoint(Endpoint):
         return mapped, mapped.base_path + target.request_target
 
     def _forward(self, request: Request, url: str, host: str) -> Response:
+        """The upstream's answer; raises DeproxyError when none came."""
         destination, path = self._upstream_for(url, host)
         headers = _without_hop_by_hop(request.headers)
         if request.raw_body or request.method in ("POST", "PUT", "PATCH"):
             headers.add("Content-Length", str(len(request.raw_body)))
         forwarded = Request(request.method, path, headers, request.raw_body)
-        try:
-            answer = client.exchange(
-                destination,
-                forwarded,
-                timeout=UPSTREAM_TIMEOUT,
-                ca=self.ca if destination.scheme == "https" else None,
-            )
-        except DeproxyError as exc:
-            log.info("%s %s -> upstream failed: %s", request.method, url, exc)
-            return text_response(502, "Bad Gateway", f"the upstream of {url} failed: {exc}")
+        answer = client.exchange(
+            destination,
+            forwarded,
+            timeout=UPSTREAM_TIMEOUT,
+            ca=self.ca if destination.scheme == "https" else None,
+        )
         return Response(
             answer.code,
             answer.message,
@@ -297,6 +297,11 @@ class MitmEndpoint(Endpoint):
             answer.raw_body,
             answer.http_version,
         )
+
+    @staticmethod
+    def _bad_gateway(request: Request, url: str, error: DeproxyError) -> Response:
+        log.info("%s %s -> upstream failed: %s", request.method, url, error)
+        return text_response(502, "Bad Gateway", f"the upstream of {url} failed: {error}")
 
     def _replay_or_record(
         self, service: Service, request: Request, incoming: IncomingRequest, host: str
@@ -353,9 +358,10 @@ class MitmEndpoint(Endpoint):
         incoming: IncomingRequest,
         host: str,
     ) -> Response:
-        response = self._forward(request, incoming.url, host)
-        if response.message == "Bad Gateway" and "the upstream of" in str(response.body):
-            return response  # nothing came back from upstream: nothing to record
+        try:
+            response = self._forward(request, incoming.url, host)
+        except DeproxyError as exc:  # nothing came back from upstream: nothing to record
+            return self._bad_gateway(request, incoming.url, exc)
         sent = Request(
             request.method, request.path, _without_hop_by_hop(request.headers), request.raw_body
         )

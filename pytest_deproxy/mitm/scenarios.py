@@ -268,6 +268,7 @@ class ServiceInteractions:
     interactions: list[Interaction]
     by_method_url: dict[tuple[str, str], list[Interaction]]
     scanned: list[Interaction]  # those the index cannot narrow down (no exact url or method)
+    positions: dict[int, int]  # id(interaction) -> its place in file order, for merging
     directory_mtime: float
     file_mtimes: dict[Path, float]
     checked_at: float
@@ -296,6 +297,7 @@ class ServiceInteractions:
             interactions,
             by_method_url,
             scanned,
+            {id(interaction): n for n, interaction in enumerate(interactions)},
             _mtime(directory),
             {path: _mtime(path) for path in files},
             time.monotonic(),
@@ -306,8 +308,7 @@ class ServiceInteractions:
         indexed = self.by_method_url.get((method, url), [])
         if not self.scanned:
             return indexed
-        order = {id(i): n for n, i in enumerate(self.interactions)}
-        return sorted([*indexed, *self.scanned], key=lambda i: order[id(i)])
+        return sorted([*indexed, *self.scanned], key=lambda i: self.positions[id(i)])
 
     def is_stale(self) -> bool:
         """Whether a file was added, removed or changed since loading.
