@@ -68,11 +68,12 @@ class Headers:
             self.add(name, value)
 
     @classmethod
-    def from_wire(cls, pairs: list[tuple[str, str]]) -> Headers:
-        """Headers already decoded from the wire: str pairs, nothing left to check."""
+    def from_wire(cls, pairs: list[tuple[str, str]], keys: list[str] | None = None) -> Headers:
+        """Headers already decoded from the wire: str pairs (and their lowercased names, when
+        the parser has them), nothing left to check."""
         headers = cls()
         headers._items = pairs
-        headers._keys = [name.lower() for name, _ in pairs]
+        headers._keys = [name.lower() for name, _ in pairs] if keys is None else keys
         return headers
 
     def _append(self, name: str, value: str) -> None:
@@ -115,10 +116,10 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        try:
-            return self._items[self._keys.index(name.lower())][1]
-        except ValueError:
+        lowered = name.lower()
+        if lowered not in self._keys:  # checked first: a raised ValueError costs more than a scan
             return default
+        return self._items[self._keys.index(lowered)][1]
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in wire order."""

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import h11
 
+from . import heads
 from .errors import NetworkError, ProtocolError
 from .models import Headers, Request, Response
 
@@ -62,16 +63,15 @@ def _wire(value: str) -> bytes:
         return value.encode("utf-8")
 
 
-def _head(start_line: str, headers: Headers) -> bytearray:
-    out = bytearray(_wire(start_line))
-    out += b"\r\n"
-    for name, value in headers.items():
-        out += _wire(name)
-        out += b": "
-        out += _wire(value)
-        out += b"\r\n"
-    out += b"\r\n"
-    return out
+def _head(start_line: str, headers: Headers) -> bytes:
+    lines = [start_line, *(f"{name}: {value}" for name, value in headers.items()), "", ""]
+    try:
+        return "\r\n".join(lines).encode("iso-8859-1")
+    except UnicodeEncodeError:  # rare: text beyond Latin-1 goes out as UTF-8, piece by piece
+        pieces = [_wire(start_line), b"\r\n"]
+        for name, value in headers.items():
+            pieces += (_wire(name), b": ", _wire(value), b"\r\n")
+        return b"".join(pieces) + b"\r\n"
 
 
 def chunk(data: bytes) -> bytes:
@@ -90,9 +90,8 @@ def frame_body(body: bytes, *, chunked: bool) -> bytes:
 
 def serialize_request(request: Request, *, chunked: bool = False) -> bytes:
     """The request exactly as given: start line, headers in order, body (chunked if asked)."""
-    out = _head(f"{request.method} {request.path} HTTP/{request.http_version}", request.headers)
-    out += frame_body(request.raw_body, chunked=chunked)
-    return bytes(out)
+    head = _head(f"{request.method} {request.path} HTTP/{request.http_version}", request.headers)
+    return head + frame_body(request.raw_body, chunked=chunked)
 
 
 def parse_sent_request(data: bytes) -> Request:
@@ -124,7 +123,7 @@ def serialize_response_head(response: Response) -> bytes:
     line = f"HTTP/{response.http_version} {response.code} {response.message}".rstrip(" ")
     if not response.message:
         line += " "  # the reason phrase may be empty, but the space before it may not
-    return bytes(_head(line, response.headers))
+    return _head(line, response.headers)
 
 
 def serialize_response(response: Response, *, chunked: bool, send_body: bool) -> bytes:
@@ -245,6 +244,45 @@ class MessageReader:
             self.last_progress = None
 
     def _read_request(self) -> Request | None:
+        if not self.pending:
+            self.pending = self._read_more()
+            if not self.pending:
+                return None  # closed cleanly between requests
+        head = heads.read_request_head(self.pending, self.max_header_bytes)
+        if head is None:
+            return self._read_request_with_h11()
+        method, target, version = head.start
+        headers = Headers.from_wire(head.items, head.keys)
+        try:
+            body = self._take_body(head, "request")
+        except PeerClosed as closed:
+            received = self.pending[head.size :]
+            closed.partial = Request.received(method, target, headers, received, version)
+            raise
+        return Request.received(method, target, headers, body, version)
+
+    def _read_more(self) -> bytes:
+        data = self.stream.read()
+        if data and self._reading_request:
+            self.last_progress = time.monotonic()
+        return data
+
+    def _take_body(self, head: heads.Head, what: str) -> bytes:
+        """The body a simple head frames, read to its end; what follows stays pending."""
+        end = head.size + head.content_length
+        if len(self.pending) < end:
+            buffer = bytearray(self.pending)
+            while len(buffer) < end:
+                data = self._read_more()
+                if not data:
+                    self.pending = bytes(buffer)
+                    raise PeerClosed(f"the peer closed the connection in the middle of the {what}")
+                buffer += data
+            self.pending = bytes(buffer)
+        body, self.pending = self.pending[head.size : end], self.pending[end:]
+        return body
+
+    def _read_request_with_h11(self) -> Request | None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
         self._take_pending(conn)
         events = self._events(conn, "request")
@@ -280,6 +318,19 @@ class MessageReader:
 
     def read_response(self, request_method: str = "GET") -> Response:
         """The next final response (1xx informational responses are skipped)."""
+        if not self.pending:
+            self.pending = self._read_more()
+            if not self.pending:
+                raise PeerClosed("the peer closed the connection without answering")
+        head = heads.read_response_head(self.pending, self.max_header_bytes, request_method)
+        if head is None:
+            return self._read_response_with_h11(request_method)
+        version, status, reason = head.start
+        headers = Headers.from_wire(head.items, head.keys)
+        body = self._take_body(head, "response")
+        return Response.received(int(status), reason, headers, body, version)
+
+    def _read_response_with_h11(self, request_method: str) -> Response:
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.max_header_bytes)
         # h11 frames a response by the request it answers; tell it the method, send nothing.
         conn.send(_primer(request_method))
