@@ -340,6 +340,10 @@ class Deproxy:
 
     def record(self, handling: Handling) -> None:
         request_id = handling.request_id
+        if request_id is None and not self._calls:
+            # An orphan with no call in flight belongs to no chain. Under outside load (wrk)
+            # this is every request; taking the lock for it made the threads queue.
+            return
         with self._lock:
             call = self._calls.get(request_id) if request_id is not None else None
             if call is not None:

@@ -167,8 +167,7 @@ class Endpoint:
     @property
     def handlings(self) -> list[Handling]:
         """A snapshot of every handling this endpoint made, in order."""
-        with self._lock:
-            return list(self._handlings)
+        return list(self._handlings.copy())  # copy() holds the deque still while it copies
 
     @property
     def errors(self) -> list[DeproxyError]:
@@ -379,6 +378,7 @@ class Endpoint:
             )
 
     def _record(self, handling: Handling) -> None:
-        with self._lock:
-            self._handlings.append(handling)
+        # No lock: deque appends are thread-safe, and a lock taken here on every request makes
+        # the connection threads queue behind whichever one the GIL switched away from.
+        self._handlings.append(handling)
         self._registry.record(handling)
