@@ -36,7 +36,10 @@ class BareServer:
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    data = sock.recv(65536)
+                    try:
+                        data = sock.recv(65536)
+                    except ConnectionResetError:  # wrk resets its connections when it stops
+                        return
                     conn.receive_data(data)
                     if not data and conn.their_state is h11.IDLE:
                         return
