@@ -16,13 +16,12 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-HEAD_END = b"\r\n\r\n"
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_REQUEST_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/(1\.[01])")
-_STATUS_LINE = re.compile(r"HTTP/(1\.[01]) ([0-9]{3})(?: (.*))?")
-# What h11 would refuse or read differently inside a head: NUL, VT, FF, and a CR or LF that
-# is not part of a CRLF (h11 also ends lines at a bare LF).
-_UNUSUAL_BYTES = re.compile(rb"[\x00\x0b\x0c]|\r(?!\n)|(?<!\r)\n")
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# Header lines, each a token, a colon and a value free of what h11 refuses or reads its own
+# way (NUL, VT, FF, and a CR or LF that is not the CRLF ending the line), then the blank line.
+_FIELDS = rb"((?:" + _TOKEN + rb":[^\x00\x0b\x0c\r\n]*\r\n)*)\r\n"
+_REQUEST_HEAD = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/(1\.[01])\r\n" + _FIELDS)
+_RESPONSE_HEAD = re.compile(rb"HTTP/(1\.[01]) ([0-9]{3})(?: ([^\x00\x0b\x0c\r\n]*))?\r\n" + _FIELDS)
 _DECLINED_HEADERS = frozenset({"transfer-encoding", "expect"})
 _MAX_LENGTH_DIGITS = 18
 
@@ -37,25 +36,18 @@ class Head(NamedTuple):  # a tuple, not a dataclass: made once per message on th
     size: int
 
 
-def _read_head(data: bytes, start_line: re.Pattern[str], max_size: int) -> Head | None:
-    end = data.find(HEAD_END)
-    if end < 0 or end + 4 > max_size:
+def _read_head(data: bytes, grammar: re.Pattern[bytes], max_size: int) -> Head | None:
+    # One match checks the whole head against the grammar and finds its end.
+    match = grammar.match(data)
+    if match is None or match.end() > max_size:
         return None
-    raw = data[:end]
-    if _UNUSUAL_BYTES.search(raw):
-        return None
-    lines = raw.decode("iso-8859-1").split("\r\n")
-    start = start_line.fullmatch(lines[0])
-    if start is None:
-        return None
+    parts = [part.decode("iso-8859-1") for part in match.groups(b"")]
+    fields = parts.pop()
     items: list[tuple[str, str]] = []
     keys: list[str] = []
     content_length: int | None = None
-    token = _TOKEN.fullmatch
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or token(name) is None:  # also declines a folded line: it starts with SP
-            return None
+    for line in fields.split("\r\n")[:-1]:
+        name, _, value = line.partition(":")
         key = name.lower()
         value = value.strip(" \t")
         if key == "content-length":
@@ -70,13 +62,13 @@ def _read_head(data: bytes, start_line: re.Pattern[str], max_size: int) -> Head 
             return None
         items.append((name, value))
         keys.append(key)
-    return Head(start.groups(""), items, keys, content_length or 0, end + 4)
+    return Head(tuple(parts), items, keys, content_length or 0, match.end())
 
 
 def read_request_head(data: bytes, max_size: int) -> Head | None:
     """The request head at the start of ``data`` (``start``: method, target, version), or
     ``None`` to leave it to h11."""
-    head = _read_head(data, _REQUEST_LINE, max_size)
+    head = _read_head(data, _REQUEST_HEAD, max_size)
     if head is None or head.keys.count("host") != 1:  # h11 insists on exactly one
         return None
     return head
@@ -87,7 +79,7 @@ def read_response_head(data: bytes, max_size: int, request_method: str) -> Head 
     or ``None`` to leave it to h11. Only responses whose body a length frames are taken."""
     if request_method in ("HEAD", "CONNECT"):
         return None
-    head = _read_head(data, _STATUS_LINE, max_size)
+    head = _read_head(data, _RESPONSE_HEAD, max_size)
     if head is None:
         return None
     status = int(head.start[1])
