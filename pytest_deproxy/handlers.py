@@ -92,6 +92,14 @@ def not_found(request: Request) -> Response:
     )
 
 
+def never_blocks(handler: object) -> bool:
+    """Whether answering through ``handler`` can never wait: a canned Response, or a stock
+    handler that only computes. An endpoint answers those without a thread per connection."""
+    return isinstance(handler, Response) or any(
+        handler is stock for stock in (simple, echo, not_found)
+    )
+
+
 def delay(
     seconds: float, next_handler: Handler = simple
 ) -> Callable[[Request, HandlerContext], Any]:

@@ -9,6 +9,7 @@ being attempted, with the original chained.
 from __future__ import annotations
 
 import errno
+import selectors
 import socket
 import ssl
 import struct
@@ -84,6 +85,30 @@ class Stream:
             self._sock.sendall(data)
         except OSError as exc:
             raise translate(exc, f"writing to {self.peer}") from exc
+
+    # A stream with ``timeout=0`` never waits: a poller says when to read, and these say how
+    # much could be done at once.
+
+    def read_ready(self) -> bytes | None:
+        """What has arrived (``b""``: the peer closed), or ``None`` if nothing has yet."""
+        try:
+            return self._sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise translate(exc, f"reading from {self.peer}") from exc
+
+    def write_ready(self, data: bytes) -> int:
+        """Write as much of ``data`` as the connection takes now; return how many bytes."""
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise translate(exc, f"writing to {self.peer}") from exc
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
 
     def start_tls(
         self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
@@ -186,7 +211,38 @@ def wake_listener(listener: socket.socket) -> None:
         pass
 
 
-def accept(listener: socket.socket) -> tuple[socket.socket, str]:
-    """Accept one connection (blocking)."""
-    sock, addr = listener.accept()
+def accept_ready(listener: socket.socket) -> tuple[socket.socket, str] | None:
+    """Accept a connection that is waiting; ``None`` if there is none (the client gave up)."""
+    listener.setblocking(False)
+    try:
+        sock, addr = listener.accept()
+    except OSError:  # nothing waiting after all, or the client gave up before it was accepted
+        return None
     return sock, format_address(str(addr[0]), int(addr[1]))
+
+
+class Poller:
+    """Tells which of many sockets (listeners, or streams) have something to read.
+
+    Each is watched under a key of the caller's; :meth:`ready` returns the keys.
+    """
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+
+    def watch(self, source: socket.socket | Stream, key: object) -> None:
+        self._selector.register(source, selectors.EVENT_READ, key)
+
+    def forget(self, source: socket.socket | Stream) -> None:
+        """Stop watching ``source`` (nothing happens if it was not watched)."""
+        try:
+            self._selector.unregister(source)
+        except (KeyError, ValueError):
+            pass
+
+    def ready(self) -> list[object]:
+        """Wait until something can be read; the keys of whatever can."""
+        return [selector_key.data for selector_key, _ in self._selector.select()]
+
+    def close(self) -> None:
+        self._selector.close()

@@ -243,14 +243,15 @@ class MessageReader:
             self._reading_request = False
             self.last_progress = None
 
-    def _read_request(self) -> Request | None:
-        if not self.pending:
-            self.pending = self._read_more()
-            if not self.pending:
-                return None  # closed cleanly between requests
+    def read_buffered_request(self) -> Request | None:
+        """The next request if it is already here, whole and ordinary; else ``None``, with
+        nothing taken, for :meth:`read_request` to read. Never reads the stream."""
         head = heads.read_request_head(self.pending, self.max_header_bytes)
-        if head is None:
-            return self._read_request_with_h11()
+        if head is None or len(self.pending) < head.size + head.content_length:
+            return None
+        return self._request_of(head)
+
+    def _request_of(self, head: heads.Head) -> Request:
         method, target, version = head.start
         headers = Headers.from_wire(head.items, head.keys)
         try:
@@ -260,6 +261,16 @@ class MessageReader:
             closed.partial = Request.received(method, target, headers, received, version)
             raise
         return Request.received(method, target, headers, body, version)
+
+    def _read_request(self) -> Request | None:
+        if not self.pending:
+            self.pending = self._read_more()
+            if not self.pending:
+                return None  # closed cleanly between requests
+        head = heads.read_request_head(self.pending, self.max_header_bytes)
+        if head is None:
+            return self._read_request_with_h11()
+        return self._request_of(head)
 
     def _read_more(self) -> bytes:
         data = self.stream.read()

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import client
-from ..endpoint import Endpoint, HandlingRegistry, Session
+from ..endpoint import Endpoint, HandlingRegistry
 from ..errors import DeproxyError, ScenarioError
 from ..handlers import Handler, HandlerContext
 from ..models import Headers, Request, Response
+from ..serving import Session
 from . import management
 from .matching import IncomingRequest, decide, explain
 from .recording import (
