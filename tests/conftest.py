@@ -15,6 +15,22 @@ import pytest
 from pytest_deproxy.process import ServerProcess, free_port
 
 
+class MemoryStream:
+    """Feeds prepared bytes a few at a time, and keeps what is written."""
+
+    def __init__(self, data: bytes, piece: int = 7) -> None:
+        self._data = data
+        self._piece = piece
+        self.written = b""
+
+    def read(self, max_bytes: int = 65536) -> bytes:
+        taken, self._data = self._data[: self._piece], self._data[self._piece :]
+        return taken
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
 @dataclass
 class RawServer:
     """A one-shot TCP server: reads what a client sends, answers with fixed bytes, records both."""

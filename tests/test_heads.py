@@ -11,23 +11,9 @@ from hypothesis import strategies as st
 from pytest_deproxy.heads import read_request_head, read_response_head
 from pytest_deproxy.wire import MessageError, MessageReader, PeerClosed
 
+from .conftest import MemoryStream
+
 LIMIT = 64 * 1024
-
-
-class PieceStream:
-    """Feeds prepared bytes ``piece`` at a time (``None``: all at once)."""
-
-    def __init__(self, data: bytes, piece: int | None) -> None:
-        self.left = data
-        self.piece = piece or len(data) or 1
-        self.written = b""
-
-    def read(self, max_bytes: int = 65536) -> bytes:
-        taken, self.left = self.left[: self.piece], self.left[self.piece :]
-        return taken
-
-    def write(self, data: bytes) -> None:
-        self.written += data
 
 
 # -- what it takes, and what it leaves ------------------------------------------------------
@@ -182,7 +168,7 @@ def heads(draw: st.DrawFn, lines: st.SearchStrategy[list[str]]) -> bytes:
 
 def outcomes(data: bytes, piece: int | None, read: str, *args: str) -> list[object]:
     """Everything a reader makes of ``data``: each message, then how reading ended."""
-    stream = PieceStream(data, piece)
+    stream = MemoryStream(data, piece or len(data) or 1)
     reader = MessageReader(stream)
     seen: list[object] = []
     try:
