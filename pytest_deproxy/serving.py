@@ -185,11 +185,11 @@ class ConnectionServer:
                     self._serve_in_thread(session, first=request)
                     return
                 assert handler is not None
-                data, keep_alive = self._answer(session, request, handler)
-                sent = session.stream.write_ready(data)
-                if sent < len(data):  # the client is slow to read: a thread waits for it
+                answer, keep_alive = self._answer(session, request, handler)
+                sent = session.stream.write_ready(answer)
+                if sent < len(answer):  # the client is slow to read: a thread waits for it
                     self._stop_polling(poller, session)
-                    self._serve_in_thread(session, unsent=data[sent:], keep_alive=keep_alive)
+                    self._serve_in_thread(session, unsent=answer[sent:], keep_alive=keep_alive)
                     return
                 if not keep_alive:
                     self._stop_polling(poller, session, close=True)
