@@ -6,9 +6,10 @@ and every header name match RFC 9112's grammar exactly as h11 applies it, and th
 framed by at most one plain ``Content-Length``. Anything else (chunked framing, ``Expect``,
 folded lines, a second ``Host``, an informational response, a head over the size limit,
 a stray control byte) makes it return ``None``, and ``wire`` hands the same bytes to h11,
-which decides. So a malformed message is always refused by h11, and an ordinary one costs
-a tenth of what h11's state machine costs. ``tests/test_heads.py`` holds the two readers to
-the same answers on generated input.
+which decides. So a malformed message is always refused by h11, and an ordinary one is read
+in a quarter of the time h11 takes (5 us against 20 for a small GET, measured through
+``MessageReader``). ``tests/test_heads.py`` holds the two readers to the same answers on
+generated input.
 """
 
 from __future__ import annotations
