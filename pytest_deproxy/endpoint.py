@@ -93,9 +93,7 @@ class Endpoint(ConnectionServer):
 
     def _exchange(self, session: Session, request: Request) -> bool:
         """Answer one request; return whether the connection stays open."""
-        context = HandlerContext(
-            self, session.connection_id, tunnel=session.tunnel, _stopping=self._stopping
-        )
+        context = self._context_for(session)
         result = self._run_handler(request, context, self._handler_for(request))
         if isinstance(result, Fault):
             return self._commit_fault(session, request, context, result)
@@ -105,9 +103,7 @@ class Endpoint(ConnectionServer):
 
     def _answer(self, session: Session, request: Request, handler: Handler) -> tuple[bytes, bool]:
         """What a handler that never blocks answers: the bytes, and whether to keep alive."""
-        context = HandlerContext(
-            self, session.connection_id, tunnel=session.tunnel, _stopping=self._stopping
-        )
+        context = self._context_for(session)
         response = self._run_handler(request, context, handler)
         assert isinstance(response, Response)  # handlers.never_blocks returns no fault
         return self._respond(session, request, response, context)
@@ -116,9 +112,7 @@ class Endpoint(ConnectionServer):
         self, session: Session, request: Request, response: Response, context: HandlerContext
     ) -> tuple[bytes, bool]:
         """Record ``response`` as it will be sent; its bytes, and whether to keep alive."""
-        sent = responding.as_sent(
-            response, request, defaults=context.send_default_headers, chunked=context.chunked
-        )
+        sent = self._as_sent(response, request, context)
         self._record(Handling(self, request, sent, session.connection_id))
         head, body = responding.wire_parts(sent, request)
         return head + body, wire.response_keeps_alive(sent, request)
@@ -128,15 +122,8 @@ class Endpoint(ConnectionServer):
     ) -> bool:
         """Record what the fault will do, then do it; return whether the connection stays open."""
         context.chunked = context.chunked or fault.chunked
-        sent = None
-        if fault.response is not None:
-            sent = responding.as_sent(
-                fault.response,
-                request,
-                defaults=context.send_default_headers,
-                chunked=context.chunked,
-            )
-        head, body = responding.wire_parts(sent, request) if sent else (b"", b"")
+        sent = None if fault.response is None else self._as_sent(fault.response, request, context)
+        head, body = (b"", b"") if sent is None else responding.wire_parts(sent, request)
         self._record(Handling(self, request, sent, session.connection_id, fault.description))
         for step in fault.plan(sent, head, body):
             if isinstance(step, Send):
@@ -153,6 +140,17 @@ class Endpoint(ConnectionServer):
             else:
                 return False
         return fault.completes and sent is not None and wire.response_keeps_alive(sent, request)
+
+    def _context_for(self, session: Session) -> HandlerContext:
+        return HandlerContext(
+            self, session.connection_id, tunnel=session.tunnel, _stopping=self._stopping
+        )
+
+    @staticmethod
+    def _as_sent(response: Response, request: Request, context: HandlerContext) -> Response:
+        return responding.as_sent(
+            response, request, defaults=context.send_default_headers, chunked=context.chunked
+        )
 
     def _handler_for(self, request: Request) -> Handler:
         return self._registry.handler_for(self, request)

@@ -165,7 +165,8 @@ def connect(host: str, port: int, timeout: float | None) -> Stream:
 
 
 def listen(hostname: str, port: int, backlog: int = 128) -> socket.socket:
-    """A listening socket on ``hostname:port`` (0 takes a free port).
+    """A non-blocking listening socket on ``hostname:port`` (0 takes a free port), for a
+    poller to watch and :func:`accept_ready` to accept from.
 
     ``SO_REUSEADDR`` is set so that a port an endpoint just released can be bound again at once.
     """
@@ -179,6 +180,7 @@ def listen(hostname: str, port: int, backlog: int = 128) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(sockaddr)
         sock.listen(backlog)
+        sock.setblocking(False)
     except OSError as exc:
         sock.close()
         address = format_address(hostname, port)
@@ -197,10 +199,10 @@ def listen(hostname: str, port: int, backlog: int = 128) -> socket.socket:
 
 
 def wake_listener(listener: socket.socket) -> None:
-    """Wake a thread blocked in ``accept()`` on ``listener`` by connecting to it.
+    """Wake a thread waiting on ``listener`` (in a poller, or ``accept()``) by connecting to it.
 
-    Works wherever TCP does (closing or shutting down a listener does not wake ``accept()``
-    on every platform).
+    Works wherever TCP does (closing or shutting down a listener does not wake a waiting
+    thread on every platform).
     """
     address = listener.getsockname()
     try:
@@ -213,7 +215,6 @@ def wake_listener(listener: socket.socket) -> None:
 
 def accept_ready(listener: socket.socket) -> tuple[socket.socket, str] | None:
     """Accept a connection that is waiting; ``None`` if there is none (the client gave up)."""
-    listener.setblocking(False)
     try:
         sock, addr = listener.accept()
     except OSError:  # nothing waiting after all, or the client gave up before it was accepted

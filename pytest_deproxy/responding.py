@@ -74,10 +74,10 @@ def error_response(status: int, reason: str) -> Response:
     )
 
 
+_UNREAD = Request("GET", "/")  # what stands for a request that could not be read
+
+
 def refusal(status: int, reason: str) -> bytes:
     """The bytes that answer a request that could not be read (the connection then closes)."""
     sent = as_sent(error_response(status, reason), _UNREAD)
     return wire.serialize_response(sent, chunked=False, send_body=True)
-
-
-_UNREAD = Request("GET", "/")  # what stands for a request that could not be read
