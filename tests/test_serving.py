@@ -4,6 +4,7 @@ arrival and its handler never blocks, in a thread of its own from the first one 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -163,3 +164,18 @@ def test_shutdown_closes_idle_polled_connections(deproxy: Deproxy) -> None:
         server.shutdown()
         assert sock.recv(1) == b""
     assert not any(t.name.startswith(f"deproxy-{server.name}") for t in threading.enumerate())
+
+
+def test_a_polled_connection_reset_by_its_client_is_dropped_and_serving_goes_on(
+    deproxy: Deproxy,
+) -> None:
+    server = deproxy.add_endpoint()
+    with connected(server) as sock:
+        sock.sendall(request("/"))
+        read_response(sock, bytearray())
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # The reset reached the poll thread, or it is still on its way: either way it is not a bug.
+    chain = deproxy.make_request(server.url)
+    assert chain.received_response is not None and chain.received_response.code == "200"
+    assert connection_threads(server) == []
+    assert deproxy.errors == []
