@@ -3,9 +3,8 @@
 Only public names live here; see ``shared/API.md`` for the contract they keep.
 """
 
-__version__ = "0.1.0"
-
 from . import handlers
+from ._version import __version__
 from .client import ClientConnection
 from .deproxy import Deproxy
 from .endpoint import Endpoint

@@ -9,7 +9,8 @@ from __future__ import annotations
 import email.utils
 import time
 
-from . import __version__, wire
+from . import wire
+from ._version import __version__
 from .models import TRACKING_HEADER, Request, Response
 
 SERVER_NAME = f"pytest-deproxy/{__version__}"
