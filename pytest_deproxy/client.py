@@ -16,16 +16,36 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from . import __version__, net, wire
+from . import net, wire
+from ._version import __version__
 from .errors import NetworkError, TunnelRefused
 from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request, Response, encode_body
 from .tls import CertificateAuthority, unverified_client_context
 
 DEFAULT_TIMEOUT = 10.0
+FORWARD_TIMEOUT = 30.0  # an intermediary waits longer for its upstream than a test's client
 DEFAULT_PORTS = {"http": 80, "https": 443}
 USER_AGENT = f"pytest-deproxy/{__version__}"
 
 Verify = bool | ssl.SSLContext | None
+
+# RFC 9110 §7.6.1: fields that describe one connection, never forwarded by an intermediary
+# (with those ``Connection`` nominates); Proxy-Authorization/-Authenticate are the proxy's own.
+# Content-Length goes too: whoever forwards frames the body anew.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
 
 
 _ID_PREFIX = uuid.uuid4().hex[:12]  # random per process: ids never collide across workers
@@ -35,6 +55,33 @@ _id_numbers = itertools.count(1)
 def new_request_id() -> str:
     """A fresh tracking id: a per-process random prefix and a counter (cheaper than uuid4)."""
     return f"{_ID_PREFIX}-{next(_id_numbers):08x}"
+
+
+DISCONNECT_POINTS = ("after_headers", "mid_body")
+
+
+@dataclass(frozen=True)
+class Sending:
+    """How a request goes on the wire, beyond its bytes: chunked framing, a hang-up part way
+    (``disconnect``: ``"after_headers"`` or ``"mid_body"``), a body sent slowly
+    (``dribble=(pieces, seconds)``). Checked once, here."""
+
+    chunked: bool = False
+    disconnect: str | None = None
+    dribble: tuple[int, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.disconnect not in (None, *DISCONNECT_POINTS):
+            raise ValueError(
+                f"disconnect is 'after_headers' or 'mid_body', not {self.disconnect!r}"
+            )
+        if self.dribble is not None:
+            pieces, seconds = self.dribble
+            if pieces < 1 or seconds < 0:
+                raise ValueError(f"dribble takes (pieces >= 1, seconds >= 0), got {self.dribble!r}")
+
+
+PLAIN = Sending()
 
 
 @dataclass(frozen=True)
@@ -177,29 +224,20 @@ class ClientConnection:
         return self._stream.closed
 
     def send(
-        self,
-        request: Request,
-        *,
-        chunked: bool = False,
-        timeout: float | None = None,
-        disconnect: str | None = None,
-        dribble: tuple[int, float] | None = None,
+        self, request: Request, sending: Sending = PLAIN, *, timeout: float | None = None
     ) -> Response:
-        """Write ``request`` and read its response; raises ``DeproxyError`` on failure.
-
-        ``disconnect="after_headers"`` or ``"mid_body"`` closes the connection there instead
-        of finishing; ``dribble=(pieces, seconds)`` sends the body in pieces, that far apart.
-        """
-        data = wire.serialize_request(request, chunked=chunked)
+        """Write ``request`` as ``sending`` says and read its response; raises
+        ``DeproxyError`` on failure (a ``disconnect`` always ends in one)."""
+        data = wire.serialize_request(request, chunked=sending.chunked)
         with self._lock:
             self._check_open(timeout)
             try:
-                if disconnect is not None:
-                    self._disconnect(data, data.index(b"\r\n\r\n") + 4, disconnect)
-                if dribble is None:
+                if sending.disconnect is not None:
+                    self._disconnect(data, data.index(b"\r\n\r\n") + 4, sending.disconnect)
+                if sending.dribble is None:
                     self._stream.write(data)
                 else:
-                    self._dribble(data, data.index(b"\r\n\r\n") + 4, *dribble)
+                    self._dribble(data, data.index(b"\r\n\r\n") + 4, *sending.dribble)
                 response = self._reader.read_response(request.method)
             except BaseException:
                 self._stream.close()
@@ -238,11 +276,8 @@ class ClientConnection:
             raise NetworkError(
                 f"disconnected after sending {half} of {len(data) - head_size} body bytes, as asked"
             )
-        raise ValueError(f"disconnect is 'after_headers' or 'mid_body', not {where!r}")
 
     def _dribble(self, data: bytes, head_size: int, pieces: int, seconds: float) -> None:
-        if pieces < 1 or seconds < 0:
-            raise ValueError("dribble takes (pieces >= 1, seconds >= 0)")
         self._stream.write(data[:head_size])
         body = data[head_size:]
         size = max(1, -(-len(body) // pieces))
@@ -315,10 +350,52 @@ def exchange(
     verify: Verify = None,
     ca: CertificateAuthority | None = None,
     proxy: str | None = None,
-    chunked: bool = False,
-    disconnect: str | None = None,
-    dribble: tuple[int, float] | None = None,
+    sending: Sending = PLAIN,
 ) -> Response:
     """One request on a fresh connection, closed afterwards."""
     with open_connection(target, timeout=timeout, verify=verify, ca=ca, proxy=proxy) as connection:
-        return connection.send(request, chunked=chunked, disconnect=disconnect, dribble=dribble)
+        return connection.send(request, sending)
+
+
+def end_to_end(headers: Headers) -> Headers:
+    """``headers`` without the hop-by-hop fields, nor those ``Connection`` nominates."""
+    nominated = {
+        part.strip().lower()
+        for value in headers.get_all("Connection")
+        for part in value.split(",")
+        if part.strip()
+    }
+    dropped = HOP_BY_HOP | nominated
+    return Headers([(n, v) for n, v in headers.items() if n.lower() not in dropped])
+
+
+def forward(
+    request: Request,
+    target: Target,
+    *,
+    path: str,
+    host: str | None = None,
+    timeout: float | None = FORWARD_TIMEOUT,
+    verify: Verify = None,
+    ca: CertificateAuthority | None = None,
+) -> Response:
+    """Forward ``request`` to ``target`` as an intermediary does, and return the answer.
+
+    Hop-by-hop fields are dropped both ways, the body is framed anew by its length, ``path``
+    is the request target upstream, and ``host`` (when given) replaces ``Host``. The answer's
+    body is left for whoever sends it on to frame. Raises ``DeproxyError`` when no answer came.
+    """
+    headers = end_to_end(request.headers)
+    if host is not None:
+        headers.set("Host", host)
+    if request.raw_body or request.method in ("POST", "PUT", "PATCH"):
+        headers.add("Content-Length", str(len(request.raw_body)))
+    upstream = Request(request.method, path, headers, request.raw_body)  # in our own HTTP/1.1
+    answer = exchange(target, upstream, timeout=timeout, verify=verify, ca=ca)
+    return Response(
+        answer.code,
+        answer.message,
+        end_to_end(answer.headers),
+        answer.raw_body,
+        answer.http_version,
+    )

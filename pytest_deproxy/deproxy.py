@@ -194,8 +194,7 @@ class Deproxy:
         ``disconnect="after_headers"``/``"mid_body"`` hangs up part way (the chain shows what
         the endpoint received); ``dribble=(pieces, seconds)`` sends the body slowly.
         """
-        if disconnect not in (None, "after_headers", "mid_body"):
-            raise ValueError(f"disconnect is 'after_headers' or 'mid_body', not {disconnect!r}")
+        sending = client.Sending(chunked, disconnect, dribble)
         target = Target.parse(url)
         destination = target.with_port(port)  # Host still names the URL's port
         if proxy is not None:
@@ -216,13 +215,7 @@ class Deproxy:
         with self._tracking(chain, handlers, default_handler):
             try:
                 if connection is not None:
-                    response = connection.send(
-                        request,
-                        chunked=chunked,
-                        timeout=wait,
-                        disconnect=disconnect,
-                        dribble=dribble,
-                    )
+                    response = connection.send(request, sending, timeout=wait)
                 else:
                     response = client.exchange(
                         destination,
@@ -231,9 +224,7 @@ class Deproxy:
                         verify=verify,
                         ca=self.ca if destination.scheme == "https" else None,
                         proxy=proxy,
-                        chunked=chunked,
-                        disconnect=disconnect,
-                        dribble=dribble,
+                        sending=sending,
                     )
                 chain.received_response = response
             except TunnelRefused as exc:

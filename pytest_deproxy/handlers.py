@@ -8,16 +8,17 @@ client module, and the faults in :mod:`pytest_deproxy.faults`, which the endpoin
 
 from __future__ import annotations
 
-import functools
 import inspect
 import re
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import faults
-from .models import Headers, Request, Response
+from . import client, faults
+from .errors import DeproxyError
+from .models import Request, Response
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -49,8 +50,14 @@ class HandlerContext:
         return not self._stopping.wait(seconds)
 
 
-@functools.lru_cache(maxsize=512)
-def _takes_context(handler: Callable[..., Any]) -> bool:
+# Whether each handler takes a context, remembered weakly: a test's closures must be free to go
+# when the test ends (a strong cache pinned the last 512 of them, and what they hold).
+_takes_context_cache: weakref.WeakKeyDictionary[Callable[..., Any], bool] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _inspect_takes_context(handler: Callable[..., Any]) -> bool:
     try:
         inspect.signature(handler).bind(None, None)
     except TypeError:
@@ -58,6 +65,16 @@ def _takes_context(handler: Callable[..., Any]) -> bool:
     except ValueError:  # no signature (a builtin): assume the simple form
         return False
     return True
+
+
+def _takes_context(handler: Callable[..., Any]) -> bool:
+    try:
+        return _takes_context_cache[handler]
+    except KeyError:
+        wants = _takes_context_cache[handler] = _inspect_takes_context(handler)
+        return wants
+    except TypeError:  # neither hashable nor weakly referable: ask every time
+        return _inspect_takes_context(handler)
 
 
 def call_handler(handler: Handler, request: Request, context: HandlerContext) -> Any:
@@ -69,11 +86,7 @@ def call_handler(handler: Handler, request: Request, context: HandlerContext) ->
             f"a handler must be a Response or a callable taking (request) or "
             f"(request, context), not {type(handler).__name__}"
         )
-    try:
-        wants_context = _takes_context(handler)
-    except TypeError:  # unhashable callable
-        wants_context = _takes_context.__wrapped__(handler)
-    return handler(request, context) if wants_context else handler(request)
+    return handler(request, context) if _takes_context(handler) else handler(request)
 
 
 def simple(request: Request) -> Response:
@@ -167,46 +180,36 @@ bad_chunk = faults.bad_chunk
 Fault = faults.Fault
 
 
-HOP_BY_HOP = frozenset(["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"])
-
-
 def route(
-    url: str, *, verify: Any = None, timeout: float = 30.0
+    url: str, *, verify: Any = None, timeout: float = client.FORWARD_TIMEOUT
 ) -> Callable[[Request, HandlerContext], Response]:
     """Forward the request to the server at ``url`` and answer with its response.
 
     ``Host`` is rewritten to that server; the ``Deproxy-Request-ID`` is kept, so the next hop
-    is recorded in the same chain. When the server cannot be reached the answer is a 502 that
-    says why. ``verify`` is as for :meth:`Deproxy.make_request` (HTTPS targets).
+    is recorded in the same chain. Hop-by-hop fields are dropped and the body is framed anew,
+    as any proxy does. When the server cannot be reached the answer is a 502 that says why.
+    ``verify`` is as for :meth:`Deproxy.make_request` (HTTPS targets).
     """
-    from .client import Target, exchange
-
-    target = Target.parse(url)
+    target = client.Target.parse(url)
 
     def forward(request: Request, context: HandlerContext) -> Response:
-        headers = request.headers.items()
-        forwarded = Request(
-            request.method,
-            target.base_path + request.path if target.base_path else request.path,
-            [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP],
-            request.raw_body,
-            request.http_version,
-        )
-        forwarded.headers.set("Host", target.host_header)
+        path = target.base_path + request.path if target.base_path else request.path
         try:
-            response = exchange(
-                target, forwarded, timeout=timeout, verify=verify, ca=context.endpoint.ca
+            return client.forward(
+                request,
+                target,
+                path=path,
+                host=target.host_header,
+                timeout=timeout,
+                verify=verify,
+                ca=context.endpoint.ca,
             )
-        except Exception as exc:  # an unreachable upstream is an answer here, as at any proxy
+        except DeproxyError as exc:  # an unreachable upstream is an answer here, as at any proxy
             return Response(
                 502,
                 headers={"Content-Type": "text/plain"},
                 body=f"route to {url} failed: {exc}\n",
             )
-        response.headers = Headers(
-            (n, v) for n, v in response.headers.items() if n.lower() not in HOP_BY_HOP
-        )
-        return response
 
     forward.__name__ = f"route({url})"
     return forward

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import time
+import weakref
 from collections.abc import Callable
 
 from pytest_deproxy import TRACKING_HEADER, Deproxy, Endpoint, Request, Response, handlers
@@ -55,6 +57,47 @@ def test_route_rewrites_host_and_keeps_the_chain(
     assert forwarded.headers[TRACKING_HEADER] == chain.request_id
     assert forwarded.headers["X-Keep"] == "me"
     assert chain.received_response is not None and chain.received_response.body == "payload"
+
+
+def test_route_forwards_a_chunked_post_with_framing_the_upstream_can_read(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    upstream = endpoint("upstream", handlers.echo)
+    front = endpoint("front", handlers.route(upstream.url))
+
+    chain = deproxy.make_request(
+        front.url, "POST", request_body="in chunks", chunked=True, timeout=5
+    )
+
+    forwarded = chain.handlings[0].request
+    assert forwarded.body == "in chunks"
+    assert "Transfer-Encoding" not in forwarded.headers  # the body is framed anew, by length
+    assert forwarded.headers["Content-Length"] == "9"
+    assert chain.received_response is not None and chain.received_response.body == "in chunks"
+
+
+def test_route_drops_hop_by_hop_fields_and_those_connection_nominates(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    upstream = endpoint("upstream", handlers.echo)
+    front = endpoint("front", handlers.route(upstream.url))
+
+    chain = deproxy.make_request(
+        front.url,
+        headers=[
+            ("Connection", "X-Private"),
+            ("X-Private", "1"),
+            ("Keep-Alive", "300"),
+            ("TE", "trailers"),
+            ("X-End", "2"),
+        ],
+    )
+
+    forwarded = chain.handlings[0].request
+    assert [
+        n for n in ("Connection", "X-Private", "Keep-Alive", "TE") if n in forwarded.headers
+    ] == []
+    assert forwarded.headers["X-End"] == "2"
 
 
 def test_route_to_a_dead_server_answers_502(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
@@ -110,3 +153,22 @@ def test_handlers_compose(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
         server.url + "/s", "POST", request_body="quiet"
     ).received_response
     assert response is not None and response.body == "QUIET"
+
+
+def test_a_handler_is_not_kept_alive_once_its_test_lets_go_of_it() -> None:
+    class Held:  # stands for what a test's closure holds: a big fixture, a socket...
+        pass
+
+    def handler_holding(thing: Held) -> Callable[[Request], Response]:
+        return lambda request: Response(200, body=str(id(thing)))
+
+    held = Held()
+    gone = weakref.ref(held)
+    with Deproxy() as deproxy:
+        server = deproxy.add_endpoint(default_handler=handler_holding(held))
+        deproxy.make_request(server.url)
+        server.default_handler = None
+    del held
+    gc.collect()
+
+    assert gone() is None
