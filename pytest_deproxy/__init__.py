@@ -19,7 +19,9 @@ from .errors import (
 )
 from .handlers import HandlerContext
 from .mitm import Miss, MitmEndpoint
-from .models import TRACKING_HEADER, Handling, Headers, MessageChain, Request, Response
+from .models import TRACKING_HEADER, Headers, Request, Response
+from .record import Handling, MessageChain
+from .report import to_har
 from .tls import CertificateAuthority
 
 __all__ = [
@@ -45,4 +47,5 @@ __all__ = [
     "TunnelRefused",
     "__version__",
     "handlers",
+    "to_har",
 ]

@@ -1,7 +1,8 @@
 """Deproxy: the object on both sides of the proxy under test.
 
-Rule kept here: the registry of active chains is the one place where handlings meet calls.
-It is guarded by one lock; a chain is in it exactly while its ``make_request`` runs.
+Rule kept here: a call's chain is in its registry (:class:`~pytest_deproxy.record.ChainRegistry`)
+exactly while its ``make_request`` runs; endpoints file what reaches them there, and ask this
+object which handler answers.
 """
 
 from __future__ import annotations
@@ -9,10 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,7 +20,8 @@ from .endpoint import Endpoint
 from .errors import DeproxyError, TunnelRefused
 from .handlers import Handler
 from .mitm import MitmEndpoint
-from .models import TRACKING_HEADER, Body, Handling, HeaderItems, MessageChain, Request
+from .models import TRACKING_HEADER, Body, HeaderItems, Request
+from .record import ChainRegistry, Handling, MessageChain
 from .tls import CertificateAuthority
 
 _endpoint_numbers = itertools.count(1)
@@ -31,9 +30,10 @@ HandlerMap = Mapping[Any, Handler]
 AnyEndpoint = TypeVar("AnyEndpoint", bound=Endpoint)
 
 
-@dataclass
-class _ActiveCall:
-    chain: MessageChain
+@dataclass(frozen=True)
+class _Routing:
+    """What a call in flight asks of the endpoints its request reaches."""
+
     handlers: HandlerMap | None
     default_handler: Handler | None
 
@@ -64,9 +64,7 @@ class Deproxy:
         self._ca = ca
         self._lock = threading.Lock()
         self._endpoints: list[Endpoint] = []
-        self._calls: dict[str, _ActiveCall] = {}
-        self._errors: list[BaseException] = []
-        self._chains: deque[MessageChain] = deque(maxlen=keep_chains)
+        self._registry: ChainRegistry[_Routing] = ChainRegistry(keep_chains)
         self._shut_down = False
 
     # -- the right side: endpoints ---------------------------------------------------------
@@ -212,7 +210,7 @@ class Deproxy:
         )
         chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
         wait = self.timeout if timeout is None else timeout
-        with self._tracking(chain, handlers, default_handler):
+        with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
             try:
                 if connection is not None:
                     response = connection.send(request, sending, timeout=wait)
@@ -264,7 +262,7 @@ class Deproxy:
         sent = wire.parse_sent_request(payload)
         chain = MessageChain(request_id, sent, url=url, sent_bytes=payload)
         wait = self.timeout if timeout is None else timeout
-        with self._tracking(chain, handlers, default_handler):
+        with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
             try:
                 ca = self.ca if target.scheme == "https" else None
                 with client.open_connection(
@@ -287,34 +285,10 @@ class Deproxy:
         ca = self.ca if target.scheme == "https" else None
         return client.open_connection(target, timeout=wait, verify=verify, ca=ca)
 
-    @contextmanager
-    def _tracking(
-        self, chain: MessageChain, handler_map: HandlerMap | None, default: Handler | None
-    ) -> Iterator[None]:
-        """Keep the call in the registry exactly while its request is in flight."""
-        with self._lock:
-            if chain.request_id in self._calls:
-                raise ValueError(
-                    f"a request with {TRACKING_HEADER} {chain.request_id!r} is already in "
-                    "flight; give each concurrent request its own id"
-                )
-            self._calls[chain.request_id] = _ActiveCall(chain, handler_map, default)
-        try:
-            yield
-        finally:
-            chain.elapsed = time.time() - chain.started
-            with self._lock:
-                del self._calls[chain.request_id]
-                self._chains.append(chain)
-
     # -- what endpoints ask of their owner (HandlingRegistry) ------------------------------
 
     def handler_for(self, endpoint: Endpoint, request: Request) -> Handler:
-        request_id = request.headers.get(TRACKING_HEADER)
-        call = None
-        if request_id is not None:
-            with self._lock:
-                call = self._calls.get(request_id)
+        call = self._registry.routing_for(request.headers.get(TRACKING_HEADER))
         if call is not None:
             if call.handlers:
                 if endpoint in call.handlers:
@@ -330,34 +304,20 @@ class Deproxy:
         return handlers.simple
 
     def record(self, handling: Handling) -> None:
-        request_id = handling.request_id
-        if request_id is None and not self._calls:
-            # An orphan with no call in flight belongs to no chain. Under outside load (wrk)
-            # this is every request; taking the lock for it made the threads queue.
-            return
-        with self._lock:
-            call = self._calls.get(request_id) if request_id is not None else None
-            if call is not None:
-                call.chain.handlings.append(handling)
-                return
-            for active in self._calls.values():
-                active.chain.orphaned_handlings.append(handling)
+        self._registry.record(handling)
 
     def report_error(self, error: BaseException) -> None:
-        with self._lock:
-            self._errors.append(error)
+        self._registry.report_error(error)
 
     @property
     def errors(self) -> list[BaseException]:
         """Exceptions raised by handlers in endpoint threads; the fixture fails the test on them."""
-        with self._lock:
-            return list(self._errors)
+        return self._registry.errors
 
     @property
     def chains(self) -> list[MessageChain]:
         """Every chain this Deproxy's ``make_request`` returned, in order."""
-        with self._lock:
-            return list(self._chains)
+        return self._registry.chains
 
     # -- lifetime --------------------------------------------------------------------------
 

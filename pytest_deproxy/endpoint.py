@@ -15,7 +15,8 @@ from . import net, responding, wire
 from .errors import HandlerError
 from .faults import Fault, Hang, Pause, Reset, Send
 from .handlers import Handler, HandlerContext, call_handler
-from .models import Handling, Request, Response
+from .models import Request, Response
+from .record import Handling
 from .serving import ConnectionServer, Session
 from .tls import CertificateAuthority
 

@@ -11,15 +11,9 @@ import functools
 import gzip
 import http
 import re
-import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .endpoint import Endpoint
-    from .errors import DeproxyError
 
 TRACKING_HEADER = "Deproxy-Request-ID"
 
@@ -370,61 +364,3 @@ class Response:
         response.headers, response.raw_body = headers, raw_body
         response.body = decode_body(raw_body, headers)
         return response
-
-
-@dataclass(frozen=True, eq=False)
-class Handling:
-    """One request as an endpoint received it, and what the endpoint did about it.
-
-    ``response`` is the response as sent, default headers included; it is ``None`` when the
-    handler chose a fault that sends no response. ``action`` says in a few words what the
-    endpoint did (``"responded"``, or the fault's description).
-    """
-
-    endpoint: Endpoint
-    request: Request
-    response: Response | None
-    connection: str
-    action: str = "responded"
-
-    @property
-    def request_id(self) -> str | None:
-        """The request's ``Deproxy-Request-ID``, if it carried one."""
-        return self.request.headers.get(TRACKING_HEADER)
-
-
-@dataclass(eq=False)
-class MessageChain:
-    """Everything one :meth:`Deproxy.make_request` call caused.
-
-    ``handlings`` are the requests carrying this chain's tracking id that reached endpoints;
-    ``orphaned_handlings`` are untracked requests that reached endpoints while the call was
-    in flight. ``received_response`` is ``None`` when no response arrived, and ``error``
-    then says why.
-    """
-
-    request_id: str
-    sent_request: Request
-    received_response: Response | None = None
-    handlings: list[Handling] = field(default_factory=list)
-    orphaned_handlings: list[Handling] = field(default_factory=list)
-    error: DeproxyError | None = None
-    url: str = ""  # the URL make_request was given
-    sent_bytes: bytes | None = field(default=None, repr=False)  # make_raw_request's exact bytes
-    started: float = field(default_factory=time.time, repr=False)  # wall clock, for reports
-    elapsed: float | None = field(default=None, repr=False)  # seconds, once the call returned
-
-    def diagram(self) -> str:
-        """The chain as a text sequence diagram: client, each endpoint, and back."""
-        from .report import diagram
-
-        return diagram(self)
-
-    def to_har(self) -> dict[str, Any]:
-        """The chain as a HAR 1.2 document (browser developer tools and HAR viewers open it)."""
-        from .report import har
-
-        return har([self])
-
-    def __str__(self) -> str:
-        return self.diagram()

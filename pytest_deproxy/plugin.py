@@ -17,8 +17,8 @@ from .deproxy import Deproxy
 from .endpoint import Endpoint
 from .handlers import Handler
 from .mitm import MitmEndpoint
-from .models import MessageChain
-from .report import har
+from .record import MessageChain
+from .report import to_har
 from .tls import CertificateAuthority
 
 _errors_told = pytest.StashKey[int]()
@@ -158,7 +158,7 @@ def pytest_runtest_makereport(
 def _write_har(directory: Path, nodeid: str, chains: list[MessageChain], outcome: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
-    document = har(chains, comment=f"{nodeid}: {outcome}")
+    document = to_har(chains, comment=f"{nodeid}: {outcome}")
     (directory / f"{name}.har").write_text(json.dumps(document, indent=1), encoding="utf-8")
 
 

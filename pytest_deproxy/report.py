@@ -1,93 +1,20 @@
-"""MessageChains as people read them: a text sequence diagram, and HAR 1.2 for HAR viewers.
+"""MessageChains exported for other tools: HAR 1.2, which browsers' developer tools and HAR
+viewers open. (The text diagram is the record's own: :mod:`pytest_deproxy.record`.)
 
-Rule kept here: rendering is pure; it reads chains and returns text or dicts, nothing more.
-Handlings are appended as they complete (innermost first), so the diagram shows the requests
-outermost first and the responses in the order they completed, as a nested chain happens.
+Rule kept here: rendering is pure; it reads chains and returns dicts, nothing more.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from . import __version__
-from .models import Handling, MessageChain, Request, Response
-
-KEY_HEADERS = (
-    "Host",
-    "Content-Type",
-    "Content-Length",
-    "Transfer-Encoding",
-    "Connection",
-    "Via",
-    "X-Forwarded-For",
-    "Location",
-    "Upgrade",
-)
-WIDTH = 14
-CLIENT = "client".ljust(WIDTH + 2)  # endpoints' lanes are indented by two
-
-
-def _size(data: bytes) -> str:
-    return f"body {len(data)} B" if data else "no body"
-
-
-def _details(message: Request | Response, *extra: str) -> str:
-    shown = [f"{name}: {message.headers[name]}" for name in KEY_HEADERS if name in message.headers]
-    return " | ".join([*extra, *shown, _size(message.raw_body)])
-
-
-def _lane(name: str) -> str:
-    return (name if len(name) <= WIDTH else name[: WIDTH - 1] + "~").ljust(WIDTH)
-
-
-def _request_line(request: Request) -> str:
-    return f"{request.method} {request.path}"
-
-
-def _status_line(response: Response) -> str:
-    return f"{response.code} {response.message}".rstrip()
-
-
-def _handling_lines(handling: Handling, arrow: str) -> str:
-    lane = "  " + _lane(handling.endpoint.name)
-    connection = handling.connection
-    if arrow == "-->":
-        request = handling.request
-        return f"{lane}--> {_request_line(request)}   {_details(request, connection)}"
-    if handling.response is None:
-        return f"{lane} xx {handling.action}   {connection}"
-    line = (
-        f"{lane}<-- {_status_line(handling.response)}   {_details(handling.response, connection)}"
-    )
-    if handling.action != "responded":
-        line += f"   ({handling.action})"
-    return line
-
-
-def diagram(chain: MessageChain) -> str:
-    """The chain as a sequence of arrows: client, then each endpoint, then back."""
-    title = f"--- MessageChain {chain.request_id} "
-    lines = [title + "-" * max(3, 72 - len(title))]
-    lines.append(
-        f"{CLIENT}--> {_request_line(chain.sent_request)}   {_details(chain.sent_request)}"
-    )
-    lines += [_handling_lines(h, "-->") for h in reversed(chain.handlings)]
-    lines += [_handling_lines(h, "<--") for h in chain.handlings]
-    elapsed = f"{chain.elapsed * 1000:.0f} ms" if chain.elapsed is not None else ""
-    if chain.received_response is not None:
-        response = chain.received_response
-        lines.append(f"{CLIENT}<-- {_status_line(response)}   {_details(response, elapsed)}")
-    if chain.error is not None:
-        lines.append(f"{CLIENT} xx {type(chain.error).__name__}: {chain.error}")
-    if chain.orphaned_handlings:
-        lines.append("  orphans (requests without this chain's tracking id, meanwhile):")
-        for handling in chain.orphaned_handlings:
-            lines.append(_handling_lines(handling, "-->"))
-            lines.append(_handling_lines(handling, "<--"))
-    return "\n".join(lines)
+from ._version import __version__
+from .models import Request, Response
+from .record import Handling, MessageChain
 
 
 def _iso(timestamp: float) -> str:
@@ -208,8 +135,13 @@ def har_entries(chain: MessageChain) -> list[dict[str, Any]]:
     return entries
 
 
-def har(chains: list[MessageChain], comment: str = "") -> dict[str, Any]:
-    """A HAR 1.2 document holding ``chains``."""
+def to_har(chains: MessageChain | Iterable[MessageChain], *, comment: str = "") -> dict[str, Any]:
+    """A HAR 1.2 document holding one chain or several::
+
+    json.dump(to_har(chain), open("chain.har", "w"))
+    """
+    if isinstance(chains, MessageChain):
+        chains = [chains]
     return {
         "log": {
             "version": "1.2",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deproxy import Deproxy, Endpoint, Response, handlers
+from pytest_deproxy import Deproxy, Endpoint, Response, handlers, to_har
 
 EndpointFactory = Callable[..., Endpoint]
 
@@ -46,7 +46,7 @@ def test_har_holds_the_client_exchange_and_every_handling(
         "binary", Response(200, headers={"Content-Type": "image/png"}, body=b"\x89PNG")
     )
     chain = deproxy.make_request(server.url + "/img?size=2&fmt=png", "POST", request_body="q")
-    document = chain.to_har()
+    document = to_har(chain)
     log = document["log"]
     assert log["version"] == "1.2"
     assert log["creator"]["name"] == "pytest-deproxy"
@@ -70,7 +70,7 @@ def test_har_holds_the_client_exchange_and_every_handling(
 
 def test_har_of_a_failed_exchange(deproxy: Deproxy, endpoint: EndpointFactory) -> None:
     chain = deproxy.make_request(endpoint(handler=handlers.hang).url, timeout=0.2)
-    client = chain.to_har()["log"]["entries"][0]
+    client = to_har(chain)["log"]["entries"][0]
     assert client["response"]["status"] == 0
     assert client["response"]["_error"].startswith("DeproxyTimeout: timed out")
 
