@@ -14,16 +14,22 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import client, faults
 from .errors import DeproxyError
 from .models import Request, Response
-
-if TYPE_CHECKING:
-    from .endpoint import Endpoint
+from .record import Place
+from .tls import CertificateAuthority
 
 Handler = Callable[..., Any] | Response | faults.Fault
+
+
+class ServingEndpoint(Place, Protocol):
+    """The endpoint a handler runs in, as handlers see it."""
+
+    @property
+    def ca(self) -> CertificateAuthority: ...
 
 
 @dataclass
@@ -35,7 +41,7 @@ class HandlerContext:
     ``tunnel`` is the ``host:port`` of the ``CONNECT`` tunnel the request came through, if any.
     """
 
-    endpoint: Endpoint
+    endpoint: ServingEndpoint
     connection: str
     send_default_headers: bool = True
     chunked: bool = False
