@@ -31,6 +31,15 @@ HandlerMap = Mapping[Any, Handler]
 AnyEndpoint = TypeVar("AnyEndpoint", bound=Endpoint)
 
 
+def _check_hostname(hostname: object, method: str) -> None:
+    """Refuse a hostname that would listen on every interface (None) or on none ("")."""
+    if not isinstance(hostname, str) or not hostname:
+        raise ValueError(
+            f'{method} needs hostname, the address to listen on, such as "127.0.0.1" or '
+            f'"::1", not {hostname!r}: None would listen on every interface of this machine'
+        )
+
+
 @dataclass
 class _ActiveCall:
     chain: MessageChain
@@ -103,6 +112,7 @@ class Deproxy:
         long runs; chains still get theirs.
         """
         self._check_running()
+        _check_hostname(hostname, "add_endpoint")
         if name is None:
             name = f"Endpoint-{next(_endpoint_numbers)}"
         return self._register(
@@ -139,6 +149,7 @@ class Deproxy:
         host's upstream traffic elsewhere; ``redact_headers`` adds to the headers recordings hide.
         """
         self._check_running()
+        _check_hostname(hostname, "add_mitm_endpoint")
         return self._register(
             MitmEndpoint(
                 self,
