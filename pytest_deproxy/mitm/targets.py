@@ -92,6 +92,8 @@ def locate(path: str, host_header: str | None, tunnel: str | None) -> client.Tar
                 "or https:// URL"
             )
         end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+        if end == 0:
+            raise BadTarget(f"the URL {path[:200]!r} names no host; write it like http://host/path")
         host, port = split_authority(
             rest[:end], "the URL's host", default_port=client.DEFAULT_PORTS[scheme]
         )
