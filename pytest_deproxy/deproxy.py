@@ -36,7 +36,7 @@ def _check_hostname(hostname: object, method: str) -> None:
     if not isinstance(hostname, str) or not hostname:
         raise ValueError(
             f'{method} needs hostname, the address to listen on, such as "127.0.0.1" or '
-            f'"::1", not {hostname!r}: None would listen on every interface of this machine'
+            f'"::1" (got {hostname!r}; None would listen on every interface of this machine)'
         )
 
 
