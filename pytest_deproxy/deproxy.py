@@ -30,6 +30,15 @@ HandlerMap = Mapping[Any, Handler]
 AnyEndpoint = TypeVar("AnyEndpoint", bound=Endpoint)
 
 
+def _check_hostname(hostname: object, method: str) -> None:
+    """Refuse a hostname that would listen on every interface (None) or on none ("")."""
+    if not isinstance(hostname, str) or not hostname:
+        raise ValueError(
+            f'{method} needs hostname, the address to listen on, such as "127.0.0.1" or '
+            f'"::1" (got {hostname!r}; None would listen on every interface of this machine)'
+        )
+
+
 @dataclass(frozen=True)
 class _Routing:
     """What a call in flight asks of the endpoints its request reaches."""
@@ -101,6 +110,7 @@ class Deproxy:
         long runs; chains still get theirs.
         """
         self._check_running()
+        _check_hostname(hostname, "add_endpoint")
         if name is None:
             name = f"Endpoint-{next(_endpoint_numbers)}"
         return self._register(
@@ -137,6 +147,7 @@ class Deproxy:
         host's upstream traffic elsewhere; ``redact_headers`` adds to the headers recordings hide.
         """
         self._check_running()
+        _check_hostname(hostname, "add_mitm_endpoint")
         return self._register(
             MitmEndpoint(
                 self,

@@ -10,7 +10,8 @@
 | GET /scenarios                     | ``{scenario: {"responses": {service: [files]}}}`` |
 | GET /service/<name>/interactions   | ``{"interaction_0": {"num_calls": N}}``, 404 if unknown |
 
-Rule kept here: a bad request changes nothing and gets a 400 that says what was wrong.
+Rule kept here: a bad request changes nothing and gets a 400 that says what was wrong; no
+body, however malformed or deeply nested, gets a 500.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from urllib.parse import urlsplit
 from .. import __version__
 from ..models import Request, Response
 from .services import MANAGEMENT_SERVICE, Service, parse_services
+
+MAX_NESTING = 32  # INSPIRE-MITMProxy's documents nest 3 deep; json.loads recurses per level
 
 
 class ManagedMitm(Protocol):
@@ -64,11 +67,38 @@ def json_response(status: int, document: Any = None) -> Response:
     )
 
 
-def _json_object(request: Request) -> dict[str, Any]:
+def _json_body(request: Request) -> Any:
+    """The body as JSON (None if empty); BadRequest if it is not JSON or is nested too deeply."""
+    too_deep = BadRequest(
+        f"the body is nested too deeply: the management API takes at most {MAX_NESTING} "
+        "levels of arrays and objects"
+    )
     try:
         document = json.loads(request.raw_body or b"null")
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    if _nesting(document) > MAX_NESTING:
+        raise too_deep
+    return document
+
+
+def _nesting(document: Any) -> int:
+    """How many levels of arrays and objects ``document`` has, counted without recursion."""
+    deepest, pending = 0, [(document, 1)]
+    while pending and deepest <= MAX_NESTING:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, depth)
+            pending.extend((item, depth + 1) for item in value)
+    return deepest
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    document = _json_body(request)
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object")
     return document
@@ -122,10 +152,10 @@ def _route(method: str, path: str, request: Request, mitm: ManagedMitm) -> Respo
 
 
 def _change_services(method: str, request: Request, mitm: ManagedMitm) -> Response:
+    document = _json_body(request)
     try:
-        document = json.loads(request.raw_body or b"null")
         given = parse_services(document)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise BadRequest(str(exc)) from None
     if method == "POST":
         mitm.set_services(given)

@@ -6,6 +6,11 @@ header (a reverse proxy under test that uses it as its upstream). The dispatcher
 the first service whose hosts include the request's host: the management API, a whitelisted
 host (passed through), or a recorded service (replayed, recorded, or answered 501 with the
 reasons nothing matched). Everything it answers is recorded as a Handling, like any endpoint's.
+
+Rule kept here: it is never an open proxy. The host that picks the service is the only host a
+request is sent to (or that host's ``upstreams`` entry): a request whose URL, tunnel and
+``Host`` header name different hosts, or whose target is malformed (:mod:`.targets` says
+which), is answered 400 saying what was wrong, on the record like any other answer.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from .services import (
     load_services_file,
     parse_services,
 )
+from .targets import BadTarget, locate, split_authority
 
 log = logging.getLogger("pytest_deproxy.mitm")
 
@@ -78,6 +84,13 @@ def _without_hop_by_hop(headers: Headers, *also: str) -> Headers:
 
 def text_response(status: int, reason: str, text: str) -> Response:
     return Response(status, reason, {"Content-Type": "text/plain; charset=utf-8"}, text + "\n")
+
+
+def bad_request(problem: BadTarget) -> Response:
+    """The 400 for a request the MITM will not act on; the connection closes after it."""
+    response = text_response(400, "Bad Request", f"Bad Request: {problem}")
+    response.headers.add("Connection", "close")
+    return response
 
 
 class MitmEndpoint(Endpoint):
@@ -208,9 +221,15 @@ class MitmEndpoint(Endpoint):
     def _exchange(self, session: Session, request: Request) -> bool:
         if request.method != "CONNECT":
             return super()._exchange(session, request)
-        target = client.Target.parse(f"https://{request.path}")
+        try:
+            host, _ = split_authority(request.path, "the CONNECT target", default_port=None)
+        except BadTarget as problem:
+            log.info("CONNECT %s -> 400: %s", request.path[:200], problem)
+            data, keep_alive = self._answer(session, request, bad_request(problem))
+            session.stream.write(data)
+            return keep_alive
         session.stream.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        self._start_tls(session, self.ca.server_context(target.host))
+        self._start_tls(session, self.ca.server_context(host))
         session.tunnel = request.path
         return True
 
@@ -219,7 +238,12 @@ class MitmEndpoint(Endpoint):
         return self._dispatch
 
     def _dispatch(self, request: Request, context: HandlerContext) -> Response:
-        url, host = self._locate(request, context.tunnel)
+        try:
+            target = locate(request.path, request.headers.get("Host"), context.tunnel)
+        except BadTarget as problem:
+            log.info("%s %s -> 400: %s", request.method, request.path[:200], problem)
+            return bad_request(problem)
+        url, host = target.origin + target.request_target, target.host
         incoming = IncomingRequest(request.method, url, request.headers, request.raw_body)
         service = next((s for s in [MANAGEMENT_SERVICE, *self.services] if s.handles(host)), None)
         if service is None:
@@ -231,32 +255,10 @@ class MitmEndpoint(Endpoint):
         if service.is_whitelist:
             log.info("%s %s -> whitelist: pass through", request.method, url)
             try:
-                return self._forward(request, url, host)
+                return self._forward(request, target)
             except DeproxyError as exc:
                 return self._bad_gateway(request, url, exc)
-        return self._replay_or_record(service, request, incoming, host)
-
-    def _locate(self, request: Request, tunnel: str | None) -> tuple[str, str]:
-        """The request's full URL, and the host that picks its service (Host header first)."""
-        if request.path.lower().startswith(("http://", "https://")):
-            target = client.Target.parse(request.path)
-        else:
-            authority = tunnel or request.headers.get("Host") or ""
-            scheme = "https" if tunnel else "http"
-            try:
-                target = client.Target.parse(f"{scheme}://{authority}{request.path}")
-            except ValueError:
-                return f"{scheme}://{authority}{request.path}", ""
-        if tunnel and target.port == 443 and ":" in tunnel:  # show the tunnel's real port
-            target = target.with_port(int(tunnel.rsplit(":", 1)[1]))
-        url = target.origin + target.request_target
-        host_header = request.headers.get("Host")
-        host = (
-            host_header.rsplit(":", 1)[0]
-            if host_header and not host_header.startswith("[")
-            else target.host
-        )
-        return url, host.lower()
+        return self._replay_or_record(service, request, incoming, target)
 
     def _no_service(self, incoming: IncomingRequest, host: str) -> Response:
         listing = "\n".join(
@@ -271,16 +273,16 @@ class MitmEndpoint(Endpoint):
             "or to the whitelist.",
         )
 
-    def _upstream_for(self, url: str, host: str) -> tuple[client.Target, str]:
-        target = client.Target.parse(url)
-        mapped = self._upstreams.get(host)
+    def _upstream_for(self, target: client.Target) -> tuple[client.Target, str]:
+        """Where a request for ``target`` goes (its host's ``upstreams`` entry, or itself)."""
+        mapped = self._upstreams.get(target.host)
         if mapped is None:
             return target, target.request_target
         return mapped, mapped.base_path + target.request_target
 
-    def _forward(self, request: Request, url: str, host: str) -> Response:
+    def _forward(self, request: Request, target: client.Target) -> Response:
         """The upstream's answer; raises DeproxyError when none came."""
-        destination, path = self._upstream_for(url, host)
+        destination, path = self._upstream_for(target)
         headers = _without_hop_by_hop(request.headers)
         if request.raw_body or request.method in ("POST", "PUT", "PATCH"):
             headers.add("Content-Length", str(len(request.raw_body)))
@@ -305,7 +307,11 @@ class MitmEndpoint(Endpoint):
         return text_response(502, "Bad Gateway", f"the upstream of {url} failed: {error}")
 
     def _replay_or_record(
-        self, service: Service, request: Request, incoming: IncomingRequest, host: str
+        self,
+        service: Service,
+        request: Request,
+        incoming: IncomingRequest,
+        target: client.Target,
     ) -> Response:
         with self._state.lock:
             scenario, recording = self._state.active_scenario, self._state.recording
@@ -331,7 +337,7 @@ class MitmEndpoint(Endpoint):
             self._schedule_callbacks(decision.interaction)
             return self._replayed(decision.interaction)
         if recording:
-            return self._record_interaction(service, scenario, request, incoming, host)
+            return self._record_interaction(service, scenario, request, incoming, target)
         nearest = decide(
             incoming, recorded.interactions, lambda i: self._state.replays(service.name, i.name)
         )
@@ -357,10 +363,10 @@ class MitmEndpoint(Endpoint):
         scenario: str,
         request: Request,
         incoming: IncomingRequest,
-        host: str,
+        target: client.Target,
     ) -> Response:
         try:
-            response = self._forward(request, incoming.url, host)
+            response = self._forward(request, target)
         except DeproxyError as exc:  # nothing came back from upstream: nothing to record
             return self._bad_gateway(request, incoming.url, exc)
         sent = Request(
@@ -405,9 +411,7 @@ class MitmEndpoint(Endpoint):
         url = os.path.expandvars(callback.url)
         try:
             original = client.Target.parse(url)
-            destination, path = self._upstream_for(
-                original.origin + original.request_target, original.host
-            )
+            destination, path = self._upstream_for(original)
             headers = Headers((n, os.path.expandvars(v)) for n, v in callback.headers.items())
             request = client.build_request(
                 original,

@@ -64,7 +64,7 @@ def parse_services(entries: Any) -> list[Service]:
         kind = entry.get("type", RECORDED)
         if kind == MANAGEMENT:
             continue  # always present, always first
-        if kind not in SERVICE_TYPES:
+        if not isinstance(kind, str) or kind not in SERVICE_TYPES:
             raise ValueError(
                 f"service #{number} has unknown type {kind!r}; use one of "
                 f"{', '.join(sorted(SERVICE_TYPES))}"
