@@ -30,7 +30,7 @@ BODY = Response(200, headers={"Content-Type": "text/plain"}, body="0123456789")
     ids=["close", "reset", "hang"],
 )
 def test_nginx_answers_faults_with_a_gateway_error(
-    deproxy: Deproxy, endpoint: EndpointFactory, nginx: Nginx, fault: object, code: str
+    deproxy: Deproxy, endpoint: EndpointFactory, nginx: Nginx, fault: handlers.Fault, code: str
 ) -> None:
     server = endpoint()
     proxy = start_proxy(nginx, server)

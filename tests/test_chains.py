@@ -65,6 +65,7 @@ class TestHandlerResolution:
 
     def test_no_handlers(self, deproxy: Deproxy, pair: tuple[Endpoint, Endpoint]) -> None:
         front, _ = pair
+        given: dict[str, Response] | None
         for given in (None, {}):
             chain = deproxy.make_request(front.url, handlers=given)
             assert self.codes(chain) == {"front": "200", "back": "200"}
@@ -110,17 +111,17 @@ def test_resolution_falls_back_call_then_endpoint_then_deproxy_then_simple() -> 
     with Deproxy(default_handler=Response(403)) as deproxy:
         plain = deproxy.add_endpoint()
         with_default = deproxy.add_endpoint(default_handler=Response(402))
-        assert (
-            deproxy.make_request(with_default.url, default_handler=Response(401))
-            .handlings[0]
-            .response.code
-            == "401"
-        )  # type: ignore[union-attr]
-        assert deproxy.make_request(with_default.url).handlings[0].response.code == "402"  # type: ignore[union-attr]
-        assert deproxy.make_request(plain.url).handlings[0].response.code == "403"  # type: ignore[union-attr]
+
+        def code(url: str, handler: Response | None = None) -> str | None:
+            response = deproxy.make_request(url, default_handler=handler).handlings[0].response
+            return None if response is None else response.code
+
+        assert code(with_default.url, Response(401)) == "401"
+        assert code(with_default.url) == "402"
+        assert code(plain.url) == "403"
         with_default.default_handler = None
         deproxy.default_handler = None
-        assert deproxy.make_request(with_default.url).handlings[0].response.code == "200"  # type: ignore[union-attr]
+        assert code(with_default.url) == "200"
 
 
 def holding_handler() -> tuple[Callable[[Request], Response], threading.Event, threading.Event]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,8 +44,11 @@ def scenarios(tmp_path: Path) -> Path:
     return root
 
 
+Runner = Callable[..., tuple[subprocess.Popen[str], str, str]]
+
+
 @pytest.fixture
-def run() -> Iterator[object]:
+def run() -> Iterator[Runner]:
     processes: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> tuple[subprocess.Popen[str], str, str]:
@@ -91,8 +94,8 @@ def test_serves_replays_logs_and_stops_on_sigterm(run, scenarios: Path) -> None:
 
 
 def test_a_ca_loaded_from_files_can_be_trusted_ahead_of_time(
-    run, scenarios: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    run: Runner, scenarios: Path, tmp_path: Path
+) -> None:
     ca = CertificateAuthority()
     cert, key = ca.write_cert(tmp_path / "ca.pem"), ca.write_key(tmp_path / "ca.key")
     process, proxy, ca_file = run(

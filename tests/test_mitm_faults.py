@@ -22,7 +22,7 @@ SERVICES = [
 def body_of(deproxy: Deproxy, url: str, proxy: str) -> str:
     response = deproxy.make_request(url, proxy=proxy).received_response
     assert response is not None
-    return f"{response.code} {response.body}"
+    return f"{response.code} {response.body!s}"
 
 
 def test_a_scenario_file_edited_during_the_run(tmp_path: Path) -> None:

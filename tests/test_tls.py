@@ -227,7 +227,9 @@ class TestCertificateAuthority:
         thread = threading.Thread(target=serve)
         thread.start()
         with ca.client_context().wrap_socket(client_side, server_hostname="host_a.local") as tls:
-            assert tls.getpeercert()["subjectAltName"] == (("DNS", "host_a.local"),)
+            certificate = tls.getpeercert()
+            assert certificate is not None
+            assert certificate["subjectAltName"] == (("DNS", "host_a.local"),)
         thread.join(5)
         assert errors == []
 
