@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
@@ -30,7 +30,6 @@ from .models import Headers
 
 OPCODES = {"continuation": 0, "text": 1, "binary": 2, "close": 8, "ping": 9, "pong": 10}
 NAMES = {number: name for name, number in OPCODES.items()}  # a reserved opcode: "0x3"
-ROLES = ("client", "server")
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 NO_CLOSE_FRAME = 1006  # RFC 6455 §7.1.5: the connection ended with no close frame
 
@@ -103,8 +102,6 @@ def handshake_problem(headers: Headers, key: str, subprotocols: tuple[str, ...])
 
 def mask(payload: bytes, key: bytes) -> bytes:
     """``payload`` XORed with the 4-byte masking ``key`` (RFC 6455 §5.3)."""
-    if not payload:
-        return b""
     size = len(payload)
     stream = (key * (size // 4 + 1))[:size]
     return (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(size, "big")
@@ -160,14 +157,12 @@ class WebSocketClosed(NetworkError):
     """The WebSocket is closed (or was never opened): nothing more can be sent or received."""
 
 
-@dataclass(frozen=True)
-class PongReceived:
+class PongReceived(NamedTuple):
     payload: bytes
     at: float  # time.time() when it arrived
 
 
-@dataclass(frozen=True)
-class Ended:
+class Ended(NamedTuple):
     """The connection ended: the last thing :meth:`Channel.receive_data` hands back."""
 
     description: str
@@ -185,7 +180,7 @@ class Channel:
     """
 
     def __init__(self, stream: Transport, role: str, *, answer_pings: bool = True) -> None:
-        if role not in ROLES:
+        if role not in ("client", "server"):
             raise ValueError(f"role is 'client' or 'server', not {role!r}")
         self.stream = stream
         self.role = role
@@ -215,8 +210,7 @@ class Channel:
             return list(self._frames)
 
     @property
-    def open(self) -> bool:
-        """Messages may still be sent: no close began and the connection stands."""
+    def open(self) -> bool:  # messages may still be sent: no close began, the connection stands
         return self.closed_by is None and not self.ended
 
     def describe_close(self) -> str:

@@ -3,7 +3,7 @@
 The server answers by path: /echo (default) echoes, /greet sends a message with its 101,
 /fragments sends one message in three frames, /close/CODE closes with CODE, /limit/N closes
 with 1009 past N message bytes, /no-pong ignores pings, /idle/SECONDS drops the connection
-(no close frame) after that long without traffic, /refuse answers 403. Each connection's record
+(no close frame) after that long without traffic, /reset resets it at once, /refuse answers 403. Each connection's record
 says what wsproto saw: the close code it reported (1002 for a protocol error, 1006 for a
 connection that ended with no close frame), pings, messages, bytes.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,10 +33,10 @@ from wsproto.events import (
     TextMessage,
 )
 
-from pytest_deproxy import TRACKING_HEADER, Deproxy, DeproxyTimeout, Frame, ProtocolError
+from pytest_deproxy import TRACKING_HEADER, Deproxy, DeproxyTimeout, Frame, Headers, ProtocolError
 from pytest_deproxy.websocket import WebSocketSession
 from pytest_deproxy.wire import MessageReader
-from pytest_deproxy.ws import WebSocketClosed, accept_for
+from pytest_deproxy.ws import WebSocketClosed, accept_for, build_frame, handshake_problem, mask
 
 from .conftest import MemoryStream, RawServer, eventually
 
@@ -127,6 +128,9 @@ class WsServer:
             sock.sendall(ws.send(CloseConnection(int(argument), "server says bye")))
         if route == "idle":
             sock.settimeout(float(argument))
+        if route == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return  # closed with an RST
         limit = int(argument) if route == "limit" else None
         message: list[str | bytes] = []
         while True:
@@ -233,6 +237,39 @@ def test_other_interim_responses_are_still_skipped() -> None:
     )
     response = reader.read_response("GET")
     assert (response.code, response.body) == ("200", "ok")
+
+
+# -- frames and handshakes, no socket --------------------------------------------------------
+
+
+def test_frames_built_by_hand_follow_rfc_6455_section_5_2() -> None:
+    assert build_frame("binary", b"x" * 125, masked=False)[:2] == b"\x82\x7d"
+    assert build_frame("text", b"x" * 126, masked=False)[:4] == b"\x81\x7e\x00\x7e"
+    assert build_frame("binary", b"", masked=False, length=1 << 16) == b"\x82\x7f" + (
+        1 << 16
+    ).to_bytes(8, "big")
+    assert build_frame("ping", b"", fin=False, rsv=5, masked=False) == b"\x59\x00"
+    frame = build_frame("text", b"hello, masked")
+    assert frame[1] == 0x80 | 13
+    assert mask(frame[6:], frame[2:6]) == b"hello, masked"
+    with pytest.raises(ValueError, match="not 'nope'"):
+        build_frame("nope", b"")
+    with pytest.raises(ValueError, match="2\\*\\*64"):
+        build_frame("binary", b"", length=1 << 64)
+    with pytest.raises(ValueError, match="direction"):
+        Frame("up", "text", b"")
+
+
+def test_what_is_wrong_with_a_101_is_said() -> None:
+    good = Headers(
+        {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept_for("k")}
+    )
+    assert handshake_problem(good, "k", ()) is None
+    assert accept_for("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
+    no_upgrade = Headers([(n, v) for n, v in good.items() if n != "Upgrade"])
+    assert "Upgrade is None" in str(handshake_problem(no_upgrade, "k", ()))
+    chosen = Headers([*good.items(), ("Sec-WebSocket-Protocol", "mqtt")])
+    assert "'mqtt', which was not offered" in str(handshake_problem(chosen, "k", ("chat",)))
 
 
 # -- talking -------------------------------------------------------------------------------
@@ -397,6 +434,18 @@ def test_an_idle_connection_dropped_by_the_far_side_says_who_and_when(
     assert session.close_reason == "closed without a close frame"
     with pytest.raises(WebSocketClosed, match="closed by the server with 1006"):
         session.receive()
+    session.close()
+
+
+def test_a_reset_from_the_far_side_is_recorded(
+    deproxy: Deproxy, ws_server: Callable[..., WsServer]
+) -> None:
+    session = deproxy.websocket(ws_server().url + "/reset")
+    assert session.wait_closed(timeout=10)
+    assert (session.closed_by, session.close_code) == ("server", 1006)
+    assert "reset" in str(session.close_reason)
+    with pytest.raises(WebSocketClosed, match="reset"):
+        session.send("anyone?")
     session.close()
 
 
@@ -587,6 +636,17 @@ def test_a_raw_control_frame_over_125_bytes(
     assert server.connection().close_code == 1002
 
 
+def test_a_frame_with_a_reserved_opcode(
+    deproxy: Deproxy, ws_server: Callable[..., WsServer]
+) -> None:
+    server = ws_server()
+    with deproxy.websocket(server.url) as session:
+        session.send_raw_frame(3, b"?")
+        assert session.wait_closed()
+    assert (session.frames[0].opcode, session.frames[0].payload) == ("0x3", b"?")
+    assert server.connection().close_code == 1002
+
+
 # -- many at once --------------------------------------------------------------------------
 
 
@@ -624,8 +684,7 @@ def test_a_hundred_sessions_a_hundred_messages_each_leave_nothing_behind(
     assert all(len(s.frames) == 202 for s in sessions)  # 200 messages and the two closes
     print(f"\n100 sessions x 100 round trips: {10000 / elapsed:.0f} messages/s")
     eventually(lambda: sum(1 for s in server.seen if s.done.is_set()) == 100)
-    eventually(lambda: threading.active_count() <= threads_before + len(server.threads))
     for thread in server.threads:
         thread.join(10)
-    eventually(lambda: threading.active_count() == threads_before)
-    eventually(lambda: _fds() == fds_before)
+    eventually(lambda: threading.active_count() <= threads_before)
+    eventually(lambda: _fds() <= fds_before)
