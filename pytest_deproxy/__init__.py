@@ -23,6 +23,8 @@ from .models import TRACKING_HEADER, Headers, Request, Response
 from .record import Handling, MessageChain
 from .report import to_har
 from .tls import CertificateAuthority
+from .websocket import WebSocketSession
+from .ws import Frame
 
 __all__ = [
     "TRACKING_HEADER",
@@ -32,6 +34,7 @@ __all__ = [
     "DeproxyError",
     "DeproxyTimeout",
     "Endpoint",
+    "Frame",
     "HandlerContext",
     "HandlerError",
     "Handling",
@@ -45,6 +48,7 @@ __all__ = [
     "Response",
     "ScenarioError",
     "TunnelRefused",
+    "WebSocketSession",
     "__version__",
     "handlers",
     "to_har",

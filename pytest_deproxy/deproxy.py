@@ -23,6 +23,7 @@ from .mitm import MitmEndpoint
 from .models import TRACKING_HEADER, Body, HeaderItems, Request
 from .record import ChainRegistry, Handling, MessageChain
 from .tls import CertificateAuthority
+from .websocket import WebSocketSession, handshake_request, parse_url
 
 _endpoint_numbers = itertools.count(1)
 
@@ -295,6 +296,45 @@ class Deproxy:
         wait = self.timeout if timeout is None else timeout
         ca = self.ca if target.scheme == "https" else None
         return client.open_connection(target, timeout=wait, verify=verify, ca=ca)
+
+    def websocket(
+        self,
+        url: str,
+        *,
+        headers: HeaderItems = None,
+        subprotocols: Iterable[str] = (),
+        proxy: str | None = None,
+        verify: Verify = None,
+        timeout: float | None = None,
+        handlers: HandlerMap | None = None,
+        default_handler: Handler | None = None,
+    ) -> WebSocketSession:
+        """Open a WebSocket to ``url`` (ws://, wss://, or http(s)://) and return its session.
+
+        The opening handshake is a chain like ``make_request``'s (``session.chain``, in flight
+        for the handshake only); through ``proxy`` it goes in a CONNECT tunnel. An upgrade that
+        fails is data, not an exception: ``session.open`` is False and ``session.error`` says
+        why (``chain.received_response`` is the refusal, a 403 say). See
+        :class:`~pytest_deproxy.WebSocketSession`::
+
+            with deproxy.websocket(proxy_url + "/chat", subprotocols=["chat"]) as session:
+                session.send("hi")
+                assert session.receive() == "hi"
+        """
+        if isinstance(subprotocols, str):
+            raise TypeError("subprotocols is a list of names, e.g. ['chat'], not a str")
+        offered = tuple(subprotocols)
+        target = parse_url(url)
+        if proxy is not None:
+            client.parse_proxy(proxy)
+        request = handshake_request(target, headers, offered)
+        chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
+        wait = self.timeout if timeout is None else timeout
+        session = WebSocketSession(chain, wait)
+        ca = self.ca if target.scheme == "https" else None
+        with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
+            session.handshake(target, verify=verify, ca=ca, proxy=proxy, subprotocols=offered)
+        return session
 
     # -- what endpoints ask of their owner (HandlingRegistry) ------------------------------
 

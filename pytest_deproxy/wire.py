@@ -165,9 +165,11 @@ _END = h11.EndOfMessage()
 
 @functools.lru_cache(maxsize=64)
 def _primer(method: str) -> h11.Request:
-    """The stand-in request that tells h11 how to frame a response (built once per method)."""
+    """The stand-in request that tells h11 how to frame a response (built once per method).
+
+    It proposes an upgrade, so that h11 takes a ``101 Switching Protocols`` as an answer."""
     method = method if _TOKEN.match(method) else "GET"
-    return h11.Request(method=method, target="/", headers=[("Host", "deproxy")])
+    return h11.Request(method=method, target="/", headers=[("Host", "deproxy"), ("Upgrade", "*")])
 
 
 class MessageReader:
@@ -330,7 +332,8 @@ class MessageReader:
         return Request.received(method, target, headers, body, version)
 
     def read_response(self, request_method: str = "GET") -> Response:
-        """The next final response (1xx informational responses are skipped)."""
+        """The next final response (1xx informational responses are skipped; a 101 is final,
+        and the bytes after its head stay in ``pending`` for the protocol switched to)."""
         if not self.pending:
             self.pending = self._read_more()
             if not self.pending:
@@ -351,6 +354,12 @@ class MessageReader:
         self._take_pending(conn)
         events = self._events(conn, "response")
         for event in events:
+            if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+                self.pending = bytes(conn.trailing_data[0])  # the new protocol's first bytes
+                items = [(_text(n), _text(v)) for n, v in event.headers.raw_items()]
+                headers = Headers.from_wire(items)
+                version = _text(event.http_version)
+                return Response.received(101, _text(event.reason), headers, b"", version)
             if isinstance(event, h11.InformationalResponse):
                 continue
             if isinstance(event, h11.ConnectionClosed):
