@@ -79,7 +79,7 @@ class TestLoading:
             (lambda t: t + "max_replays: -5\n", r":12: max_replays must be"),
             (
                 lambda t: t.replace("status: {code: 200, message: OK}", "status: {}"),
-                r":7: response needs status",
+                r":11: response needs status",
             ),
             (lambda t: "- just\n- a list\n", r":1: an interaction file must be a mapping"),
         ],

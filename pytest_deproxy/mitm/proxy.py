@@ -400,10 +400,11 @@ class MitmEndpoint(Endpoint):
                 thread.start()
 
     def _run_callback(self, callback: Callback) -> None:
-        if self._stopping.wait(callback.delay):
-            return
-        url = os.path.expandvars(callback.url)
+        url = callback.url
         try:
+            if self._stopping.wait(callback.delay):
+                return
+            url = os.path.expandvars(callback.url)
             original = client.Target.parse(url)
             destination, path = self._upstream_for(
                 original.origin + original.request_target, original.host
@@ -424,3 +425,10 @@ class MitmEndpoint(Endpoint):
         except (DeproxyError, ValueError) as exc:
             log.warning("callback %s %s failed: %s", callback.method, url, exc)
             self._record_error(exc if isinstance(exc, DeproxyError) else DeproxyError(str(exc)))
+        except Exception as exc:  # the thread must not die unheard: the test is told
+            error = DeproxyError(
+                f"callback {callback.method} {url} ({callback.where}) failed unexpectedly: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            self._registry.report_error(error)
