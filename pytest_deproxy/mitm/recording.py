@@ -80,7 +80,7 @@ def dump_interaction(document: dict[str, Any]) -> str:
 
 def _read_back(text: str) -> dict[str, Any]:
     try:
-        loaded = read_yaml(text)
+        loaded = read_yaml(text, untrusted=False)  # our own dump: no aliases, 4 levels
     except ValueError:
         return {}
     return loaded if isinstance(loaded, dict) else {}

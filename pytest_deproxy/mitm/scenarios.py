@@ -288,14 +288,15 @@ def _check_expansion(root: yaml.Node) -> None:
             stack.extend((child, False) for child in reversed(_children(node)))
 
 
-def _compose(text: str) -> tuple[yaml.Node | None, Any]:
-    _check_nesting(text)
+def _compose(text: str, *, untrusted: bool = True) -> tuple[yaml.Node | None, Any]:
+    if untrusted:
+        _check_nesting(text)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, None
-        if _may_hold_an_anchor(text):  # no anchor, no alias: nothing can expand
+        if untrusted and _may_hold_an_anchor(text):  # no anchor, no alias: nothing expands
             _check_expansion(node)
         return node, loader.construct_document(node)
     except yaml.YAMLError as exc:
@@ -304,11 +305,12 @@ def _compose(text: str) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-def read_yaml(text: str) -> Any:
-    """``text`` loaded as an interaction file is (depth and aliases checked); ValueError if
-    it cannot be. Recording reads what it wrote back with it."""
+def read_yaml(text: str, *, untrusted: bool = True) -> Any:
+    """``text`` loaded as an interaction file is; ValueError if it cannot be. Recording reads
+    what it just wrote from plain dicts back with ``untrusted=False``: depth and alias checks
+    (which cost a pure-Python parse of bracket-heavy text) have nothing to find there."""
     try:
-        return _compose(text)[1]
+        return _compose(text, untrusted=untrusted)[1]
     except _FileProblem as problem:
         raise ValueError(f"line {problem.line}: {problem}") from problem
 
