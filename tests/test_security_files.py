@@ -100,6 +100,11 @@ def deep_files(tmp_path: Path) -> dict[str, Path]:
         "flow-mappings": HEAD + "  body: " + "{a: " * 3000 + "}" * 3000 + "\n",
         "dashes": HEAD + "  body:\n    " + "- " * depth + "x\n",
         "indented": HEAD + "  body:\n" + textwrap.indent(indented, "    ") + "    " * 76 + "x\n",
+        "indented-cr": HEAD  # old Mac line breaks: libyaml reads them as lines too
+        + "  body:\r"
+        + textwrap.indent(indented, "    ").replace("\n", "\r")
+        + "    " * 76
+        + "x\r",
         "moderate": HEAD + "  body: " + "[" * 300 + "]" * 300 + "\n",  # under libyaml's 1000
         "quoted-brackets": HEAD + "  body: '" + "[{" * 5000 + "'\n",  # text, not nesting
     }
@@ -123,7 +128,14 @@ def test_deep_nesting_is_refused_before_libyaml_sees_it(tmp_path: Path, mode: st
     files = deep_files(tmp_path)
     results = run_probe(mode, list(files.values()))
     too_deep = f"collections nested deeper than {MAX_NESTING} levels"
-    lines = {"flow": 4, "flow-mappings": 4, "dashes": 5, "moderate": 4, "indented": 103}
+    lines = {
+        "flow": 4,
+        "flow-mappings": 4,
+        "dashes": 5,
+        "moderate": 4,
+        "indented": 103,
+        "indented-cr": 103,
+    }
     for name, line in lines.items():
         assert (
             results[name] == f"{files[name]}:{line}: {too_deep}; an interaction file needs about 5"

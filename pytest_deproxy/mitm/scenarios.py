@@ -182,16 +182,22 @@ def _may_nest_too_deep(text: str) -> bool:
     if room < 2:
         return True
     widest_allowed = room // 2 - 1
-    wide = _block_prefix_wider_than(widest_allowed)
-    return wide.match("\n" + text) is not None or wide.search(text) is not None
+    only_newlines = not any(other in text for other in _BREAK[1:])  # then a faster pattern
+    wide = _block_prefix_wider_than(widest_allowed, "\n" if only_newlines else _BREAK)
+    first_line = "\n" + text[: widest_allowed + 8]
+    return wide.match(first_line) is not None or wide.search(text) is not None
+
+
+_BREAK = "\n\r\x85\u2028\u2029"  # libyaml's line breaks (YAML 1.1)
 
 
 @functools.cache
-def _block_prefix_wider_than(columns: int) -> re.Pattern[str]:
+def _block_prefix_wider_than(columns: int, breaks: str) -> re.Pattern[str]:
     """A line's indentation and block indicators reaching past ``columns`` (the pattern
-    starts with the newline before the line: a literal the regex engine finds fast)."""
-    indent = r"(?:[ \t]|[-?:](?=[ \t\n]|\Z))"
-    return re.compile(rf"\n(?:---(?=[ \t\n]|\Z))?{indent}{{{columns + 1}}}")
+    starts with the line break before the line, which the regex engine finds fast)."""
+    after = rf"(?=[ \t{_BREAK}]|\Z)"
+    indent = rf"(?:[ \t]|[-?:]{after})"
+    return re.compile(rf"[{breaks}]\ufeff?(?:---{after})?{indent}{{{columns + 1}}}")
 
 
 def _check_nesting(text: str) -> None:
