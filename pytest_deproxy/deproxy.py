@@ -140,12 +140,17 @@ class Deproxy:
         whitelist: Iterable[str] | None = None,
         upstreams: Mapping[str, str] | None = None,
         redact_headers: Iterable[str] = (),
+        redact_query: Iterable[str] = (),
+        redact_body_keys: Iterable[str] = (),
     ) -> MitmEndpoint:
         """Start a scenario-replaying MITM forward proxy (see :class:`MitmEndpoint`).
 
         ``services`` is INSPIRE-MITMProxy's list (default: ``services.yaml`` in
         ``scenarios_path``); ``whitelist`` hosts always pass through; ``upstreams`` sends a
-        host's upstream traffic elsewhere; ``redact_headers`` adds to the headers recordings hide.
+        host's upstream traffic elsewhere. Recordings hide secrets (see
+        :mod:`pytest_deproxy.redaction`): ``redact_headers``, ``redact_query`` and
+        ``redact_body_keys`` add header names, query parameters and JSON/form keys (patterns
+        such as ``X-*-Auth`` allowed, case-insensitive) to the defaults.
         """
         self._check_running()
         _check_hostname(hostname, "add_mitm_endpoint")
@@ -162,6 +167,8 @@ class Deproxy:
                 whitelist=whitelist,
                 upstreams=upstreams,
                 redact_headers=redact_headers,
+                redact_query=redact_query,
+                redact_body_keys=redact_body_keys,
             )
         )
 

@@ -18,6 +18,8 @@ from .endpoint import Endpoint
 from .handlers import Handler
 from .mitm import MitmEndpoint
 from .record import MessageChain
+from .redaction import DEFAULT as DEFAULT_REDACTION
+from .redaction import Redaction
 from .report import to_har
 from .tls import CertificateAuthority
 
@@ -151,14 +153,22 @@ def pytest_runtest_makereport(
         report.sections.append(("deproxy: requests no recorded interaction matched", text))
     har_directory = config.getoption("--deproxy-har")
     if har_directory and chains and (report.failed or config.getoption("--deproxy-har-all")):
-        _write_har(Path(har_directory), item.nodeid, chains, report.outcome)
+        redaction = mitm.redaction if isinstance(mitm, MitmEndpoint) else DEFAULT_REDACTION
+        _write_har(Path(har_directory), item.nodeid, chains, report.outcome, redaction)
     return report
 
 
-def _write_har(directory: Path, nodeid: str, chains: list[MessageChain], outcome: str) -> None:
+def _write_har(
+    directory: Path,
+    nodeid: str,
+    chains: list[MessageChain],
+    outcome: str,
+    redaction: Redaction,
+) -> None:
+    """Secrets redacted: the defaults plus the names the test's ``mitm`` was told to hide."""
     directory.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
-    document = to_har(chains, comment=f"{nodeid}: {outcome}")
+    document = to_har(chains, comment=f"{nodeid}: {outcome}", redaction=redaction)
     (directory / f"{name}.har").write_text(json.dumps(document, indent=1), encoding="utf-8")
 
 

@@ -2,6 +2,8 @@
 viewers open. (The text diagram is the record's own: :mod:`pytest_deproxy.record`.)
 
 Rule kept here: rendering is pure; it reads chains and returns dicts, nothing more.
+HAR files get shared: secrets in headers, query strings and JSON/form bodies are redacted
+(:mod:`pytest_deproxy.redaction`; pass ``redaction=`` to :func:`to_har` to hide more names).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ._version import __version__
-from .models import Request, Response
+from .models import Headers, Request, Response
 from .record import Handling, MessageChain
+from .redaction import DEFAULT, Redaction
 
 
 def _iso(timestamp: float) -> str:
@@ -22,35 +25,40 @@ def _iso(timestamp: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _har_headers(message: Request | Response) -> list[dict[str, str]]:
-    return [{"name": name, "value": value} for name, value in message.headers.items()]
+def _har_headers(message: Request | Response, redaction: Redaction) -> list[dict[str, str]]:
+    headers = redaction.headers(message.headers)
+    return [{"name": name, "value": value} for name, value in headers.items()]
 
 
-def _har_content(message: Request | Response) -> dict[str, Any]:
+def _har_content(message: Request | Response, redaction: Redaction) -> dict[str, Any]:
     mime = message.headers.get("Content-Type", "") or ""
-    body = message.body
+    body = message.body  # Content-Encoding undone where it could be
     if isinstance(body, str):
-        return {"mimeType": mime, "text": body}
+        return {"mimeType": mime, "text": redaction.text(body, mime)}
+    body = redaction.body(body, Headers({"Content-Type": mime}))
     return {"mimeType": mime, "text": base64.b64encode(body).decode("ascii"), "encoding": "base64"}
 
 
-def _har_request(request: Request, url: str) -> dict[str, Any]:
+def _har_request(request: Request, url: str, redaction: Redaction) -> dict[str, Any]:
+    url = redaction.url(url)
     entry: dict[str, Any] = {
         "method": request.method,
         "url": url,
         "httpVersion": f"HTTP/{request.http_version}",
         "cookies": [],
-        "headers": _har_headers(request),
+        "headers": _har_headers(request, redaction),
         "queryString": [{"name": n, "value": v} for n, v in parse_qsl(urlsplit(url).query, True)],
         "headersSize": -1,
         "bodySize": len(request.raw_body),
     }
     if request.raw_body:
-        entry["postData"] = _har_content(request)
+        entry["postData"] = _har_content(request, redaction)
     return entry
 
 
-def _har_response(response: Response | None, error: str = "") -> dict[str, Any]:
+def _har_response(
+    response: Response | None, redaction: Redaction, error: str = ""
+) -> dict[str, Any]:
     if response is None:
         return {
             "status": 0,
@@ -64,16 +72,16 @@ def _har_response(response: Response | None, error: str = "") -> dict[str, Any]:
             "bodySize": -1,
             "_error": error,
         }
-    content = _har_content(response)
+    content = _har_content(response, redaction)
     content["size"] = len(response.raw_body)
     return {
         "status": int(response.code),
         "statusText": response.message,
         "httpVersion": f"HTTP/{response.http_version}",
         "cookies": [],
-        "headers": _har_headers(response),
+        "headers": _har_headers(response, redaction),
         "content": content,
-        "redirectURL": response.headers.get("Location", "") or "",
+        "redirectURL": redaction.url(response.headers.get("Location", "") or ""),
         "headersSize": -1,
         "bodySize": len(response.raw_body),
     }
@@ -106,15 +114,15 @@ def _handling_url(handling: Handling) -> str:
     return path if "://" in path else handling.endpoint.url + path
 
 
-def har_entries(chain: MessageChain) -> list[dict[str, Any]]:
+def har_entries(chain: MessageChain, redaction: Redaction = DEFAULT) -> list[dict[str, Any]]:
     """The client's exchange, then every handling (orphans marked), as HAR entries."""
     elapsed = (chain.elapsed or 0.0) * 1000
     error = f"{type(chain.error).__name__}: {chain.error}" if chain.error else ""
     entries = [
         _entry(
             chain.started,
-            _har_request(chain.sent_request, chain.url),
-            _har_response(chain.received_response, error),
+            _har_request(chain.sent_request, chain.url, redaction),
+            _har_response(chain.received_response, redaction, error),
             elapsed,
             f"client request, Deproxy-Request-ID {chain.request_id}"
             + (f"; {error}" if error else ""),
@@ -125,8 +133,8 @@ def har_entries(chain: MessageChain) -> list[dict[str, Any]]:
             entries.append(
                 _entry(
                     chain.started,
-                    _har_request(handling.request, _handling_url(handling)),
-                    _har_response(handling.response, handling.action),
+                    _har_request(handling.request, _handling_url(handling), redaction),
+                    _har_response(handling.response, redaction, handling.action),
                     0.0,
                     f"{kind} at endpoint {handling.endpoint.name}: {handling.action}",
                     handling.connection,
@@ -135,10 +143,20 @@ def har_entries(chain: MessageChain) -> list[dict[str, Any]]:
     return entries
 
 
-def to_har(chains: MessageChain | Iterable[MessageChain], *, comment: str = "") -> dict[str, Any]:
-    """A HAR 1.2 document holding one chain or several::
+def to_har(
+    chains: MessageChain | Iterable[MessageChain],
+    *,
+    comment: str = "",
+    redaction: Redaction = DEFAULT,
+) -> dict[str, Any]:
+    """A HAR 1.2 document holding one chain or several, secrets redacted::
 
-    json.dump(to_har(chain), open("chain.har", "w"))
+        json.dump(to_har(chain), open("chain.har", "w"))
+
+    To hide more names than the defaults, or nothing at all::
+
+        to_har(chain, redaction=DEFAULT.adding(headers=["X-Tenant"], body_keys=["pin"]))
+        to_har(chain, redaction=Redaction((), (), ()))  # everything in clear: keep it private
     """
     if isinstance(chains, MessageChain):
         chains = [chains]
@@ -146,7 +164,7 @@ def to_har(chains: MessageChain | Iterable[MessageChain], *, comment: str = "") 
         "log": {
             "version": "1.2",
             "creator": {"name": "pytest-deproxy", "version": __version__},
-            "entries": [entry for chain in chains for entry in har_entries(chain)],
+            "entries": [entry for chain in chains for entry in har_entries(chain, redaction)],
             "comment": comment,
         }
     }

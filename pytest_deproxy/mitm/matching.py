@@ -5,6 +5,10 @@ the field's text from its start (``re.match``); with no ``match`` the exact fiel
 method and body. Interactions are tried in file order; one that has been replayed
 ``max_replays`` times is used up and the next matching one answers. When none does, the
 decision says which came nearest and why each failed, for a 501 a person can act on.
+
+A recorded value redacted to ``<redacted>`` matches any value, so a recording whose secrets
+were hidden still replays: a query parameter in the url, a header value (or a part of one,
+as in ``Cookie: session=<redacted>``), and a key of a JSON or form body.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..models import Headers
+from ..redaction import body_equal, url_equal, wildcard_equal
 from .scenarios import Interaction
 
 MAX_NEAREST = 3
@@ -69,7 +74,10 @@ def _short(text: str, limit: int = 80) -> str:
 
 
 def _headers_included(recorded: Headers, received: Headers) -> bool:
-    return all(value in received.get_all(name) for name, value in recorded.items())
+    return all(
+        any(wildcard_equal(value, theirs) for theirs in received.get_all(name))
+        for name, value in recorded.items()
+    )
 
 
 def differences(interaction: Interaction, request: IncomingRequest) -> tuple[Difference, ...]:
@@ -81,8 +89,11 @@ def differences(interaction: Interaction, request: IncomingRequest) -> tuple[Dif
             equal = _headers_included(recorded.headers, request.headers)
             mine = "\n".join(f"{n}: {v}" for n, v in recorded.headers.items())
         elif name == "body":
-            equal = recorded.body == request.body
+            equal = body_equal(recorded.body, request.body)
             mine = _text(recorded.body)
+        elif name == "url":
+            mine = recorded.url
+            equal = url_equal(mine, request.url)
         else:
             mine = getattr(recorded, name)
             equal = mine == getattr(request, name)

@@ -28,15 +28,11 @@ from ..endpoint import Endpoint, HandlingRegistry
 from ..errors import DeproxyError, ScenarioError
 from ..handlers import Handler, HandlerContext
 from ..models import Headers, Request, Response
+from ..redaction import DEFAULT as DEFAULT_REDACTION
 from ..serving import Session
 from . import management
 from .matching import IncomingRequest, decide, explain
-from .recording import (
-    DEFAULT_REDACTED_HEADERS,
-    encoded_body,
-    interaction_document,
-    write_interaction,
-)
+from .recording import encoded_body, interaction_document, write_interaction
 from .scenarios import Callback, Interaction, ScenarioStore
 from .services import (
     MANAGEMENT_SERVICE,
@@ -110,6 +106,8 @@ class MitmEndpoint(Endpoint):
         whitelist: Iterable[str] | None = None,
         upstreams: Mapping[str, str] | None = None,
         redact_headers: Iterable[str] = (),
+        redact_query: Iterable[str] = (),
+        redact_body_keys: Iterable[str] = (),
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         self.scenarios = ScenarioStore(scenarios_path)
@@ -121,7 +119,7 @@ class MitmEndpoint(Endpoint):
             host.lower(): client.Target.parse(url) for host, url in (upstreams or {}).items()
         }
         self._state = ReplayState(active_scenario, record)
-        self.redacted_headers = (*DEFAULT_REDACTED_HEADERS, *redact_headers)
+        self.redaction = DEFAULT_REDACTION.adding(redact_headers, redact_query, redact_body_keys)
         self._misses: list[Miss] = []
         self._callback_threads: list[threading.Thread] = []
         super().__init__(registry, name=name, hostname=hostname, port=port)
@@ -372,7 +370,7 @@ class MitmEndpoint(Endpoint):
         sent = Request(
             request.method, request.path, _without_hop_by_hop(request.headers), request.raw_body
         )
-        document = interaction_document(sent, incoming.url, response, self.redacted_headers)
+        document = interaction_document(sent, incoming.url, response, self.redaction)
         try:
             path = write_interaction(self.scenarios.root, scenario, service.name, document)
         except ScenarioError as exc:
@@ -406,10 +404,11 @@ class MitmEndpoint(Endpoint):
                 thread.start()
 
     def _run_callback(self, callback: Callback) -> None:
-        if self._stopping.wait(callback.delay):
-            return
-        url = os.path.expandvars(callback.url)
+        url = callback.url
         try:
+            if self._stopping.wait(callback.delay):
+                return
+            url = os.path.expandvars(callback.url)
             original = client.Target.parse(url)
             destination, path = self._upstream_for(original)
             headers = Headers((n, os.path.expandvars(v)) for n, v in callback.headers.items())
@@ -428,3 +427,10 @@ class MitmEndpoint(Endpoint):
         except (DeproxyError, ValueError) as exc:
             log.warning("callback %s %s failed: %s", callback.method, url, exc)
             self._record_error(exc if isinstance(exc, DeproxyError) else DeproxyError(str(exc)))
+        except Exception as exc:  # the thread must not die unheard: the test is told
+            error = DeproxyError(
+                f"callback {callback.method} {url} ({callback.where}) failed unexpectedly: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            self._registry.report_error(error)
