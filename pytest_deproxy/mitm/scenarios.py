@@ -3,8 +3,8 @@
 Layout: ``<scenarios_path>/<scenario>/<Service>/<interaction>.yaml``, one interaction per file.
 Files are untrusted input. Rules kept here: YAML is loaded with a safe loader (PyYAML 3's
 ``!!python/unicode`` tags are read as plain strings, nothing else of Python's); libyaml never
-sees a file nested deeper than :data:`MAX_NESTING` (a cheap upper bound first, an exact count
-by the pure-Python parser when the bound is too high); aliases may not expand beyond
+composes a file nested deeper than :data:`MAX_NESTING` (a cheap upper bound first, an exact
+count from the parser's events when the bound is too high); aliases may not expand beyond
 :data:`MAX_ALIAS_EXPANSION`; everything replay needs (status, headers, url, delays, bodies)
 is checked when the file is loaded, and every problem is a ScenarioError naming the file and,
 where there is one, the line. A lookup never reads the disk unless a file changed.
@@ -55,6 +55,11 @@ _URL = re.compile(r"[^\x00-\x20\x7f]+")
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """The safe loader (libyaml's when present: large bodies), plus the string tags PyYAML 3
     wrote under Python 2."""
+
+
+# Parsing to events only: libyaml's event parser keeps its own stack, so depth costs it no
+# recursion (it is composing nodes that recurses), and it reads a large body in C.
+_EventLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _as_string(loader: yaml.SafeLoader, node: yaml.Node) -> str:
@@ -205,20 +210,26 @@ def _check_nesting(text: str) -> None:
     if not _may_nest_too_deep(text):
         return
     depth = 0
-    try:  # the pure-Python parser keeps its own stack: depth costs it no recursion
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    try:  # libyaml's parser (not its composer) and the pure-Python one keep their own stacks
+        for event in yaml.parse(text, Loader=_EventLoader):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_NESTING:
-                    raise _FileProblem(
-                        f"collections nested deeper than {MAX_NESTING} levels; an interaction "
-                        "file needs about 5",
-                        event.start_mark.line + 1 if event.start_mark else None,
-                    )
+                    raise _too_deep(event.start_mark.line + 1 if event.start_mark else None)
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.YAMLError as exc:  # refused here: libyaml might read on past this point
+        if "maximum nesting depth" in str(exc):  # libyaml's own limit, met while scanning ahead
+            mark = getattr(exc, "problem_mark", None)
+            raise _too_deep(mark.line + 1 if mark else None) from exc
         raise _yaml_problem(exc, text) from exc
+
+
+def _too_deep(line: int | None) -> _FileProblem:
+    return _FileProblem(
+        f"collections nested deeper than {MAX_NESTING} levels; an interaction file needs about 5",
+        line,
+    )
 
 
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> _FileProblem:
