@@ -103,9 +103,11 @@ class Deproxy:
         ``keep_handlings`` caps how many handlings the endpoint remembers (None: all), for
         long runs; chains still get theirs.
         ``max_body_size`` (default 256 MiB; None: no limit): a request body longer than this
-        is not read: the client gets a 413 and the connection closes, and the handling is
-        recorded with the request's head, an empty body and the 413. Bodies are held in
-        memory whole, so the limit bounds what one request can cost.
+        is not kept: the client gets a 413 and the connection closes, and the handling is
+        recorded with the request's head, an empty body and the 413. A ``Content-Length``
+        over the limit is refused before any of the body is read; a chunked body once what
+        arrived passes it. Bodies are held in memory whole (about twice their size while
+        they arrive), so the limit bounds what one request can cost.
         """
         self._check_running()
         if name is None:
