@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import client, handlers, wire
+from . import client, handlers, serving, wire
 from .client import ClientConnection, Target, Verify
-from .endpoint import Endpoint
+from .endpoint import DEFAULT_MAX_BODY_SIZE, Endpoint
 from .errors import DeproxyError, TunnelRefused
 from .handlers import Handler
 from .mitm import MitmEndpoint
@@ -102,6 +102,7 @@ class Deproxy:
         tls: bool = False,
         request_timeout: float | None = 30.0,
         keep_handlings: int | None = None,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     ) -> Endpoint:
         """Start an endpoint on ``hostname:port`` (``port=0``: a free one) and return it.
 
@@ -109,6 +110,12 @@ class Deproxy:
         seconds, or the client gets a 408 and is closed (idle keep-alive connections may wait).
         ``keep_handlings`` caps how many handlings the endpoint remembers (None: all), for
         long runs; chains still get theirs.
+        ``max_body_size`` (default 256 MiB; None: no limit): a request body longer than this
+        is not kept: the client gets a 413 and the connection closes, and the handling is
+        recorded with the request's head, an empty body and the 413. A ``Content-Length``
+        over the limit is refused before any of the body is read; a chunked body once what
+        arrived passes it. Bodies are held in memory whole (about twice their size while
+        they arrive), so the limit bounds what one request can cost.
         """
         self._check_running()
         _check_hostname(hostname, "add_endpoint")
@@ -124,6 +131,7 @@ class Deproxy:
                 tls=tls,
                 request_timeout=request_timeout,
                 keep_handlings=keep_handlings,
+                max_body_size=max_body_size,
             )
         )
 
@@ -380,9 +388,23 @@ class Deproxy:
     # -- lifetime --------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Stop every endpoint and join its threads. Safe to call twice."""
+        """Stop every endpoint and join its threads. Safe to call twice.
+
+        Every endpoint is told to stop, and every thread of every endpoint woken, before any
+        is waited for: a handler waiting on another endpoint (``handlers.route`` to one that
+        hangs) is freed as soon as that one stops, and the whole takes no longer than the
+        slowest thread. Threads are waited for until one deadline, ``JOIN_TIMEOUT`` (5) s
+        away; one still running then (a handler blocked in ``time.sleep``, or on a server
+        outside this Deproxy) is left behind and reported as a :class:`DeproxyError` on
+        ``errors``, so the ``deproxy`` fixture fails the test. ``shutdown`` itself does not
+        raise it, so that leaving a ``with`` block never hides the exception on its way out.
+        """
         self._shut_down = True
-        for endpoint in self.endpoints:
+        endpoints = self.endpoints
+        deadline = time.monotonic() + serving.JOIN_TIMEOUT
+        for endpoint in endpoints:
+            endpoint.begin_shutdown(deadline)
+        for endpoint in endpoints:
             endpoint.shutdown()
 
     def __enter__(self) -> Deproxy:

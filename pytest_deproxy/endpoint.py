@@ -21,6 +21,11 @@ from .serving import ConnectionServer, Session
 from .tls import CertificateAuthority
 
 DEFAULT_REQUEST_TIMEOUT = 30.0  # per read, once a request has begun (slowloris)
+# A request body is held in memory whole. 256 MiB is more than upload tests through a proxy
+# send (proxies' own limits are far lower: nginx's client_max_body_size is 1 MiB), and a
+# body that never ends then costs at most about twice that while it is read, not all the
+# memory of a CI runner.
+DEFAULT_MAX_BODY_SIZE = 256 * 1024 * 1024
 
 
 class HandlingRegistry(Protocol):
@@ -41,6 +46,8 @@ class Endpoint(ConnectionServer):
 
     Made by :meth:`Deproxy.add_endpoint`. ``handlings`` is every :class:`Handling` in order;
     ``errors`` lists failures on its connections (malformed requests, failed TLS handshakes).
+    A request body over ``max_body_size`` bytes (None: no limit) is answered 413 unread, and
+    the connection closed; that handling is recorded with the head, an empty body and the 413.
     """
 
     def __init__(
@@ -54,7 +61,17 @@ class Endpoint(ConnectionServer):
         tls: bool = False,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         keep_handlings: int | None = None,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
+        if max_body_size is not None and (
+            not isinstance(max_body_size, int) or isinstance(max_body_size, bool)
+        ):
+            raise TypeError(
+                f"max_body_size is a number of bytes (an int) or None for no limit, "
+                f"not {type(max_body_size).__name__}"
+            )
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError(f"max_body_size is a number of bytes >= 0, got {max_body_size}")
         self.default_handler = default_handler
         self.tls = tls
         self._registry = registry
@@ -68,6 +85,7 @@ class Endpoint(ConnectionServer):
                 registry.ca.server_context("localhost", "127.0.0.1", hostname) if tls else None
             ),
             request_timeout=request_timeout,
+            max_body_size=max_body_size,
         )
 
     # -- public surface --------------------------------------------------------------------
@@ -177,10 +195,12 @@ class Endpoint(ConnectionServer):
                 500, f"the handler of endpoint {self.name!r} raised {type(exc).__name__}: {exc}"
             )
 
-    def _record_unanswered(self, session: Session, request: Request, action: str) -> None:
-        self._record(Handling(self, request, None, session.connection_id, action))
+    def _record_unanswered(
+        self, session: Session, request: Request, action: str, response: Response | None = None
+    ) -> None:
+        self._record(Handling(self, request, response, session.connection_id, action))
 
-    def _report_bug(self, error: BaseException) -> None:
+    def _report(self, error: BaseException) -> None:
         self._registry.report_error(error)
 
     def _record(self, handling: Handling) -> None:

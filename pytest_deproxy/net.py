@@ -4,6 +4,12 @@ Rule kept here: this is the only module that calls the ``socket`` and ``ssl`` AP
 ``OSError``, ``TimeoutError`` and ``ssl.SSLError`` leaves it translated into a
 :class:`~pytest_deproxy.errors.NetworkError` (or :class:`DeproxyTimeout`) that says what was
 being attempted, with the original chained.
+
+A stream can always be woken: :meth:`Stream.shutdown` works at the socket under TLS too, and
+keeps the TLS state, so a thread blocked in a read, a write or a handshake returns, and an
+answer can still be written inside TLS after the reading side was shut down. A server-side
+TLS stream reads a client that closes without ``close_notify`` as an end of file (as
+:meth:`Stream.read` always did), not as a fatal TLS error.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from contextlib import contextmanager
 from .errors import DeproxyTimeout, NetworkError
 
 READ_SIZE = 65536
+_IGNORE_UNEXPECTED_EOF = getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)  # OpenSSL 3 and later
 
 
 def translate(exc: OSError, doing: str) -> NetworkError:
@@ -111,25 +118,60 @@ class Stream:
         return self._sock.fileno()
 
     def start_tls(
-        self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+        handshake: bool = True,
     ) -> Stream:
-        """Wrap this connection in TLS and run the handshake; the new stream replaces this one."""
+        """Wrap this connection in TLS and run the handshake; the new stream replaces this one.
+
+        ``handshake=False`` leaves the handshake to :meth:`handshake`, so that the caller can
+        make the new stream the one to wake before anything waits on it: this stream is
+        empty once wrapped, and shutting it down wakes nothing.
+        """
         timeout = self._sock.gettimeout()
+        if server_side and not context.options & _IGNORE_UNEXPECTED_EOF:
+            # An EOF without close_notify (a client gone, or the reading side shut down by a
+            # watchdog) is then an end of file, after which a 408 can still be written.
+            context.options |= _IGNORE_UNEXPECTED_EOF
         with translate_errors(f"in the TLS handshake with {self.peer}"):
             wrapped = context.wrap_socket(
                 self._sock,
                 server_side=server_side,
                 server_hostname=None if server_side else server_hostname,
+                do_handshake_on_connect=False,
             )
-        return Stream(wrapped, self.peer, timeout)
+        stream = Stream(wrapped, self.peer, timeout)
+        if handshake:
+            try:
+                stream.handshake()
+            except BaseException:
+                stream.close()
+                raise
+        return stream
 
-    def shutdown(self, *, reading_only: bool = False) -> None:
-        """Wake any thread blocked reading this stream; it then sees end of file.
+    def handshake(self) -> None:
+        """Run the TLS handshake of a stream :meth:`start_tls` made with ``handshake=False``."""
+        assert isinstance(self._sock, ssl.SSLSocket)
+        with translate_errors(f"in the TLS handshake with {self.peer}"):
+            self._sock.do_handshake()
 
-        ``reading_only`` leaves the writing side open, so an answer can still be sent.
+    def shutdown(self, *, reading_only: bool = False, writing_only: bool = False) -> None:
+        """Wake any thread blocked on this stream: a read sees end of file, a write or a TLS
+        handshake fails.
+
+        ``reading_only`` leaves the writing side open, so an answer can still be sent;
+        ``writing_only`` sends end of file to the peer and leaves the reading side open.
         """
+        how = (
+            socket.SHUT_RD if reading_only else socket.SHUT_WR if writing_only else socket.SHUT_RDWR
+        )
         try:
-            self._sock.shutdown(socket.SHUT_RD if reading_only else socket.SHUT_RDWR)
+            # At the socket, not SSLSocket.shutdown(): that one also drops the TLS state, so a
+            # later write would go out in plaintext into the TLS connection.
+            socket.socket.shutdown(self._sock, how)
         except OSError:
             pass
 

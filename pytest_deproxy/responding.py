@@ -78,7 +78,13 @@ def error_response(status: int, reason: str) -> Response:
 _UNREAD = Request("GET", "/")  # what stands for a request that could not be read
 
 
+def refusal_response(status: int, reason: str, request: Request = _UNREAD) -> Response:
+    """The response, as sent, that refuses ``request`` (a request whose head could be read,
+    or one that could not be read at all); the connection then closes."""
+    return as_sent(error_response(status, reason), request)
+
+
 def refusal(status: int, reason: str) -> bytes:
     """The bytes that answer a request that could not be read (the connection then closes)."""
-    sent = as_sent(error_response(status, reason), _UNREAD)
+    sent = refusal_response(status, reason)
     return wire.serialize_response(sent, chunked=False, send_body=True)

@@ -11,6 +11,12 @@ request that is otherwise (still arriving, unusual, for a handler that may wait)
 handshake, gives the connection a thread of its own for the rest of its life. Under load,
 one thread answering many connections is several times as fast as a thread each, which hand
 the GIL to one another on every request.
+
+Shutdown wakes every thread at once, whatever it waits on, and only then waits for any: each
+open connection is shut down at the socket (a blocked read, write or TLS handshake returns),
+and handlers wait on the stopping event (``HandlerContext.sleep``). A connection's stream is
+in the registry before anything can block on it, TLS handshakes included, so none is missed.
+A thread still running ``JOIN_TIMEOUT`` s later is reported, not forgotten.
 """
 
 from __future__ import annotations
@@ -19,29 +25,34 @@ import itertools
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 
 from . import handlers, net, responding, wire
 from .errors import DeproxyError, DeproxyTimeout, NetworkError
 from .handlers import Handler
-from .models import Request
+from .models import Request, Response
 
 _connection_ids = itertools.count(1)
-JOIN_TIMEOUT = 5.0
+JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
 TLS_HANDSHAKE_TIMEOUT = 10.0
+LINGER_SECONDS = 5.0  # after a 413, how long the unread body is read and dropped
 
 
 class Session:
     """One accepted connection: its stream and reader, replaced when a tunnel turns to TLS."""
 
-    def __init__(self, stream: net.Stream, connection_id: str) -> None:
+    def __init__(
+        self, stream: net.Stream, connection_id: str, max_body_size: int | None = None
+    ) -> None:
         self.connection_id = connection_id
         self.tunnel: str | None = None
         self.timed_out = False  # set by the watchdog when a request stalled
+        self.max_body_size = max_body_size
         self.use(stream)
 
     def use(self, stream: net.Stream) -> None:
         self.stream = stream
-        self.reader = wire.MessageReader(stream)
+        self.reader = wire.MessageReader(stream, max_body_size=self.max_body_size)
 
 
 class ConnectionServer:
@@ -56,16 +67,20 @@ class ConnectionServer:
         port: int,
         tls_context: ssl.SSLContext | None,
         request_timeout: float | None,
+        max_body_size: int | None = None,
     ) -> None:
         self.name = name
         self.hostname = hostname
         self.request_timeout = request_timeout
+        self.max_body_size = max_body_size
         self._tls_context = tls_context
         self._lock = threading.Lock()
         self._errors: list[DeproxyError] = []
         # Each open connection, with the thread that serves it (None: the poll thread).
         self._connections: dict[str, tuple[threading.Thread | None, Session]] = {}
         self._stopping = threading.Event()
+        self._join_deadline: float | None = None  # set by the first begin_shutdown()
+        self._reported_stuck: set[str] = set()
         self._listener = net.listen(hostname, port)
         self.port: int = self._listener.getsockname()[1]
         self._poll_thread = threading.Thread(
@@ -85,24 +100,75 @@ class ConnectionServer:
         with self._lock:
             return list(self._errors)
 
-    def shutdown(self) -> None:
-        """Stop listening, close every connection and join every thread. Safe to call twice."""
-        already_stopping = self._stopping.is_set()
-        self._stopping.set()
-        if not already_stopping:
+    def begin_shutdown(self, deadline: float | None = None) -> None:
+        """Stop accepting and wake every thread of this server, without waiting for any.
+
+        ``deadline`` (a ``time.monotonic()`` value; default ``JOIN_TIMEOUT`` s from now) is
+        when :meth:`shutdown` stops waiting. A Deproxy calls this on every endpoint before it
+        waits for any, so that a handler waiting on another endpoint is freed at once.
+        """
+        with self._lock:
+            first = not self._stopping.is_set()
+            self._stopping.set()  # set before the streams are read: see _start_tls
+            if self._join_deadline is None:
+                self._join_deadline = (
+                    time.monotonic() + JOIN_TIMEOUT if deadline is None else deadline
+                )
+            sessions = [session for _, session in self._connections.values()]
+        if first:
             net.wake_listener(self._listener)  # the poll thread wakes and sees _stopping
-        for owned in (self._poll_thread, self._watchdog):
-            if owned is not None and owned is not threading.current_thread():
-                owned.join(JOIN_TIMEOUT)
-        # The poll thread closed its own connections; it no longer hands any to a thread.
+        for session in sessions:
+            session.stream.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop listening, close every connection and join every thread. Safe to call twice.
+
+        Every thread is woken first (see :meth:`begin_shutdown`), then all are waited for
+        until one deadline, ``JOIN_TIMEOUT`` s away. A thread still running then (a handler
+        blocked in ``time.sleep``, or on a server outside this Deproxy) is left behind and
+        reported: a :class:`DeproxyError` on ``errors`` and to the owner (the ``deproxy``
+        fixture fails the test with it). Nothing is raised here, so a ``with`` block or a
+        ``finally`` that shuts down never hides the exception that is on its way out.
+        """
+        self.begin_shutdown()
+        assert self._join_deadline is not None
+        deadline = self._join_deadline
+        current = threading.current_thread()
+        late = self._join([self._poll_thread, self._watchdog], deadline)
+        # The poll thread has stopped: it hands no more connections to threads. Any it handed
+        # over since begin_shutdown() looked are woken now.
         with self._lock:
             connections = list(self._connections.values())
         for _, session in connections:
             session.stream.shutdown()
-        for thread, _ in connections:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(JOIN_TIMEOUT)
+        late += self._join([thread for thread, _ in connections], deadline)
         self._listener.close()
+        for thread in late:
+            if thread is current or thread.name in self._reported_stuck:
+                continue
+            self._reported_stuck.add(thread.name)
+            stuck = DeproxyError(
+                f"thread {thread.name} of endpoint {self.name!r} did not stop within "
+                f"{JOIN_TIMEOUT} s of shutdown and was left running; a handler that waits "
+                "should wait through context.sleep(), which shutdown wakes"
+            )
+            self._record_error(stuck)
+            self._report(stuck)
+
+    @staticmethod
+    def _join(
+        threads: Sequence[threading.Thread | None], deadline: float
+    ) -> list[threading.Thread]:
+        """Join ``threads`` until ``deadline``; those still running."""
+        current = threading.current_thread()
+        late = []
+        for thread in threads:
+            if thread is None or thread is current:
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                late.append(thread)
+        return late
 
     # -- what the subclass decides ---------------------------------------------------------
 
@@ -117,12 +183,16 @@ class ConnectionServer:
         """Answer one request on a connection's own thread; whether to keep it open."""
         raise NotImplementedError
 
-    def _record_unanswered(self, session: Session, request: Request, action: str) -> None:
-        """Record a request that got no response (it was cut short, or stalled)."""
+    def _record_unanswered(
+        self, session: Session, request: Request, action: str, response: Response | None = None
+    ) -> None:
+        """Record a request that no handler answered: it was cut short or stalled (no
+        ``response``), or refused as it came (``response``: what was sent instead)."""
         raise NotImplementedError
 
-    def _report_bug(self, error: BaseException) -> None:
-        """An exception of this package's own, raised in a server thread."""
+    def _report(self, error: BaseException) -> None:
+        """An error that must fail the test: an exception of this package's own, raised in a
+        server thread, or a thread that would not stop."""
         raise NotImplementedError
 
     # -- threads ---------------------------------------------------------------------------
@@ -159,9 +229,11 @@ class ConnectionServer:
             return
         connection_id = f"conn-{next(_connection_ids)}"
         if self._tls_context is not None:  # a handshake may wait: a thread from the start
-            self._serve_in_thread(Session(net.Stream(sock, peer), connection_id))
+            self._serve_in_thread(
+                Session(net.Stream(sock, peer), connection_id, self.max_body_size)
+            )
             return
-        session = Session(net.Stream(sock, peer, timeout=0), connection_id)
+        session = Session(net.Stream(sock, peer, timeout=0), connection_id, self.max_body_size)
         with self._lock:
             self._connections[connection_id] = (None, session)
         poller.watch(session.stream, session)
@@ -200,7 +272,7 @@ class ConnectionServer:
                 self._record_error(exc)
         except Exception as exc:  # a bug of ours: make it fail the test, not stop the endpoint
             self._stop_polling(poller, session, close=True)
-            self._report_bug(exc)
+            self._report(exc)
 
     def _stop_polling(self, poller: net.Poller, session: Session, *, close: bool = False) -> None:
         poller.forget(session.stream)
@@ -252,19 +324,26 @@ class ConnectionServer:
             self._errors.append(error)
 
     def _start_tls(self, session: Session, context: ssl.SSLContext) -> None:
+        """Turn the session to TLS. The TLS stream is the session's before the handshake
+        starts, so that shutdown (which sets ``_stopping``, then shuts down each session's
+        stream) wakes a stalled handshake too; wrapping the socket leaves the old stream
+        nothing to shut down."""
         stream = session.stream
         stream.timeout = TLS_HANDSHAKE_TIMEOUT  # a stalled handshake must not hold a thread
-        stream = stream.start_tls(context, server_side=True)
-        stream.timeout = None
+        stream = stream.start_tls(context, server_side=True, handshake=False)
         session.use(stream)
-        if self._stopping.is_set():
+        if self._stopping.is_set():  # shutdown may have looked before use(): it missed this one
             stream.shutdown()
+        stream.handshake()
+        stream.timeout = None
 
     def _serve_connection(
         self, session: Session, first: Request | None, unsent: bytes, keep_alive: bool
     ) -> None:
         connection_id = session.connection_id
         try:
+            if self._stopping.is_set():  # handed over as shutdown began: it may have missed it
+                return
             session.stream.timeout = None  # with a thread of its own, it may wait
             if self._tls_context is not None:
                 self._start_tls(session, self._tls_context)
@@ -277,6 +356,9 @@ class ConnectionServer:
             while not self._stopping.is_set():
                 try:
                     request = session.reader.read_request()
+                except wire.BodyTooLarge as exc:
+                    self._refuse_body(session, exc)
+                    break
                 except wire.MessageError as exc:
                     self._record_error(exc)
                     self._answer_malformed(session.stream, exc)
@@ -298,7 +380,7 @@ class ConnectionServer:
             if not self._stopping.is_set():
                 self._record_error(exc)
         except Exception as exc:  # a bug of ours: make it fail the test, not vanish in a thread
-            self._report_bug(exc)
+            self._report(exc)
         finally:
             session.stream.close()
             with self._lock:
@@ -314,3 +396,24 @@ class ConnectionServer:
 
     def _answer_malformed(self, stream: net.Stream, error: wire.MessageError) -> None:
         stream.write(responding.refusal(error.status_hint, str(error)))
+
+    def _refuse_body(self, session: Session, error: wire.BodyTooLarge) -> None:
+        """Answer 413 to a request whose body is over ``max_body_size``, recorded as a
+        handling, then close: the rest of the body is read and dropped for a while first
+        (a lingering close), so that the client, still sending, gets to read the 413 rather
+        than a reset."""
+        self._record_error(error)
+        sent = responding.refusal_response(413, str(error), error.partial)
+        action = f"refused: {error}; answered 413 and closed"
+        self._record_unanswered(session, error.partial, action, sent)
+        stream = session.stream
+        stream.write(b"".join(responding.wire_parts(sent, error.partial)))
+        stream.shutdown(writing_only=True)
+        deadline = time.monotonic() + LINGER_SECONDS
+        while (left := deadline - time.monotonic()) > 0 and not self._stopping.is_set():
+            stream.timeout = left
+            try:
+                if not stream.read():
+                    break
+            except NetworkError:  # the client gave up first, or took too long: close anyway
+                break

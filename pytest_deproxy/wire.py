@@ -7,11 +7,18 @@ left to h11. Messages are *written* by the small serializers below, which send e
 they are given, because a proxy tester must be able to send what a strict library would
 refuse (no ``Host``, both ``Content-Length`` and chunked, odd targets).
 Every h11 error leaves as a :class:`~pytest_deproxy.errors.ProtocolError`.
+
+A request body is held in memory whole (``raw_body`` is ``bytes``), so a reader may be
+given ``max_body_size``: a body declared or found to be longer is refused with
+:class:`BodyTooLarge` as soon as that is known, before it is read any further. While it is
+read, a body costs about twice its size at the peak (the buffer, then the bytes made of it),
+once it is read, its size.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -52,6 +59,17 @@ class PeerClosed(NetworkError):
     """
 
     partial: Request | None = None
+
+
+class BodyTooLarge(MessageError):
+    """A request body is over the reader's ``max_body_size``: answer 413 and close.
+
+    ``partial`` is the request's head with an empty body (the body is not kept).
+    """
+
+    def __init__(self, message: str, partial: Request) -> None:
+        super().__init__(message, 413)
+        self.partial = partial
 
 
 def _text(value: bytes | bytearray) -> str:
@@ -161,6 +179,7 @@ def response_keeps_alive(response: Response, request: Request) -> bool:
 
 
 _END = h11.EndOfMessage()
+_UNREAD = Request("GET", "/")  # stands for a request until its head is known
 
 
 @functools.lru_cache(maxsize=64)
@@ -181,9 +200,13 @@ class MessageReader:
         stream: ByteStream,
         *,
         max_header_bytes: int = MAX_HEADER_BYTES,
+        max_body_size: int | None = None,
     ) -> None:
         self.stream = stream
         self.max_header_bytes = max_header_bytes
+        # The longest request body read (None: no limit); responses are not limited.
+        self.max_body_size = max_body_size
+        self._body_limit: float = math.inf if max_body_size is None else max_body_size
         # When the request being read last made progress (None between requests): a watchdog
         # reads it to stop slowloris clients without a timeout syscall on every read.
         self.last_progress: float | None = None
@@ -221,11 +244,21 @@ class MessageReader:
             yield event
 
     def _read_body(
-        self, conn: h11.Connection, events: Iterator[object], what: str, body: bytearray
+        self,
+        conn: h11.Connection,
+        events: Iterator[object],
+        what: str,
+        body: bytearray,
+        limit: float = math.inf,
     ) -> bytes:
+        """The body, read to its end; ``BodyTooLarge`` (with no ``partial`` yet) as soon as
+        it is longer than ``limit``."""
         for event in events:
             if isinstance(event, h11.Data):
                 body += event.data
+                if len(body) > limit:
+                    refusal = self._too_large(f"read so far ({len(body)} bytes)")
+                    raise BodyTooLarge(refusal, _UNREAD)
             elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
                 break
             elif isinstance(event, h11.ConnectionClosed):
@@ -251,9 +284,27 @@ class MessageReader:
         """The next request if it is already here, whole and ordinary; else ``None``, with
         nothing taken, for :meth:`read_request` to read. Never reads the stream."""
         head = heads.read_request_head(self.pending, self.max_header_bytes)
-        if head is None or len(self.pending) < head.size + head.content_length:
+        if (
+            head is None
+            or len(self.pending) < head.size + head.content_length
+            or head.content_length > self._body_limit
+        ):
             return None
         return self._request_of(head)
+
+    def _too_large(self, body: str) -> str:
+        return (
+            f"the request body {body} is over the endpoint's max_body_size of "
+            f"{self.max_body_size} bytes; add_endpoint(max_body_size=...) sets the limit"
+        )
+
+    def _refuse_declared(
+        self, method: str, target: str, headers: Headers, version: str, length: int
+    ) -> None:
+        """Refuse a request whose ``Content-Length`` is over the limit, before its body."""
+        if length > self._body_limit:
+            partial = Request.received(method, target, headers, b"", version)
+            raise BodyTooLarge(self._too_large(f"of {length} bytes (Content-Length)"), partial)
 
     def _request_of(self, head: heads.Head) -> Request:
         method, target, version = head.start
@@ -274,6 +325,10 @@ class MessageReader:
         head = heads.read_request_head(self.pending, self.max_header_bytes)
         if head is None:
             return self._read_request_with_h11()
+        if head.content_length > self._body_limit:
+            method, target, version = head.start
+            headers = Headers.from_wire(head.items, head.keys)
+            self._refuse_declared(method, target, headers, version, head.content_length)
         return self._request_of(head)
 
     def _read_more(self) -> bytes:
@@ -293,7 +348,10 @@ class MessageReader:
                     self.pending = bytes(buffer)
                     raise PeerClosed(f"the peer closed the connection in the middle of the {what}")
                 buffer += data
-            self.pending = bytes(buffer)
+            # One copy of the body, not one of the whole buffer and another of its slice.
+            with memoryview(buffer) as view:
+                body, self.pending = bytes(view[head.size : end]), bytes(view[end:])
+            return body
         body, self.pending = self.pending[head.size : end], self.pending[end:]
         return body
 
@@ -319,15 +377,23 @@ class MessageReader:
                 f"request head of {head_size} bytes is over the limit of {self.max_header_bytes}",
                 431,
             )
-        if conn.they_are_waiting_for_100_continue:
-            self.stream.write(CONTINUE_RESPONSE)
         headers = Headers.from_wire([(_text(n), _text(v)) for n, v in event.headers.raw_items()])
         method, target = _text(event.method), _text(event.target)
+        if not headers.has_token("Transfer-Encoding", "chunked"):  # else h11 ignores the length
+            length = headers.get("Content-Length")
+            if length is not None and length.strip().isdigit():  # h11 checked it is one number
+                # Before any 100 Continue: the client that waits for one need not send it.
+                self._refuse_declared(method, target, headers, version, int(length))
+        if conn.they_are_waiting_for_100_continue:
+            self.stream.write(CONTINUE_RESPONSE)
         received = bytearray()
         try:
-            body = self._read_body(conn, events, "request body", received)
+            body = self._read_body(conn, events, "request body", received, self._body_limit)
         except PeerClosed as closed:
             closed.partial = Request.received(method, target, headers, bytes(received), version)
+            raise
+        except BodyTooLarge as refused:
+            refused.partial = Request.received(method, target, headers, b"", version)
             raise
         return Request.received(method, target, headers, body, version)
 
