@@ -216,7 +216,12 @@ class Deproxy:
         :class:`ProxyHeader`, or ``"v1"``/``"v2"`` naming the connection's own addresses.
         """
         sending = client.Sending(
-            chunked, disconnect, dribble, http_version, expect_continue, proxy_protocol
+            chunked=chunked,
+            disconnect=disconnect,
+            dribble=dribble,
+            http_version=http_version,
+            expect_continue=expect_continue,
+            proxy_protocol=proxy_protocol,
         )
         if connection is not None and proxy_protocol is not None:
             raise ValueError(
