@@ -20,6 +20,7 @@ from .errors import (
 from .handlers import HandlerContext
 from .mitm import Miss, MitmEndpoint
 from .models import TRACKING_HEADER, Headers, Request, Response
+from .proxyproto import ProxyHeader
 from .record import Handling, MessageChain
 from .report import to_har
 from .tls import CertificateAuthority
@@ -44,6 +45,7 @@ __all__ = [
     "MitmEndpoint",
     "NetworkError",
     "ProtocolError",
+    "ProxyHeader",
     "Request",
     "Response",
     "ScenarioError",

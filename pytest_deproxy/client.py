@@ -2,7 +2,9 @@
 
 Rule kept here: functions here raise :class:`~pytest_deproxy.errors.DeproxyError` for anything
 that goes wrong on the network; turning those into data on a chain is the caller's business
-(:meth:`Deproxy.make_request`). Misuse (a malformed URL, a bad argument) raises ``ValueError``.
+(:meth:`Deproxy.make_request`). What arrives besides the final response (interim 1xx
+responses) is written on the chain the caller passes, as it arrives, so a later failure
+loses none of it. Misuse (a malformed URL, a bad argument) raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from . import net, wire
+from . import net, proxyproto, wire
 from ._version import __version__
-from .errors import NetworkError, TunnelRefused
+from .errors import DeproxyTimeout, NetworkError, TunnelRefused
 from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request, Response, encode_body
+from .proxyproto import ProxyHeader
+from .record import MessageChain
 from .tls import CertificateAuthority, unverified_client_context
 
 DEFAULT_TIMEOUT = 10.0
@@ -58,17 +62,28 @@ def new_request_id() -> str:
 
 
 DISCONNECT_POINTS = ("after_headers", "mid_body")
+HTTP_VERSIONS = ("1.0", "1.1")
+CONTINUE_WAIT = 1.0  # seconds a client waits for 100 Continue before sending the body (curl's)
+
+ProxyProtocol = ProxyHeader | str | None
 
 
 @dataclass(frozen=True)
 class Sending:
     """How a request goes on the wire, beyond its bytes: chunked framing, a hang-up part way
     (``disconnect``: ``"after_headers"`` or ``"mid_body"``), a body sent slowly
-    (``dribble=(pieces, seconds)``). Checked once, here."""
+    (``dribble=(pieces, seconds)``), the HTTP version of the request line, ``expect_continue``
+    (ask ``Expect: 100-continue`` and send the body only after ``100 Continue``, or after
+    :data:`CONTINUE_WAIT` seconds of silence), and a PROXY protocol header sent before anything
+    else on a new connection (``proxy_protocol``: a :class:`ProxyHeader`, or ``"v1"``/``"v2"``
+    for one naming the connection's own addresses). Checked once, here."""
 
     chunked: bool = False
     disconnect: str | None = None
     dribble: tuple[int, float] | None = None
+    http_version: str = "1.1"
+    expect_continue: bool = False
+    proxy_protocol: ProxyProtocol = None
 
     def __post_init__(self) -> None:
         if self.disconnect not in (None, *DISCONNECT_POINTS):
@@ -79,6 +94,30 @@ class Sending:
             pieces, seconds = self.dribble
             if pieces < 1 or seconds < 0:
                 raise ValueError(f"dribble takes (pieces >= 1, seconds >= 0), got {self.dribble!r}")
+        if self.http_version not in HTTP_VERSIONS:
+            raise ValueError(f'http_version is "1.0" or "1.1", not {self.http_version!r}')
+        if not isinstance(self.expect_continue, bool):
+            raise TypeError(f"expect_continue is True or False, not {self.expect_continue!r}")
+        check_proxy_protocol(self.proxy_protocol)
+
+
+def check_proxy_protocol(proxy_protocol: object) -> None:
+    """Refuse anything but ``None``, ``"v1"``, ``"v2"`` or a :class:`ProxyHeader` it can encode."""
+    if isinstance(proxy_protocol, ProxyHeader):
+        proxyproto.encode(proxy_protocol)  # raises ValueError on what no header can say
+    elif proxy_protocol not in (None, "v1", "v2"):
+        raise ValueError(
+            f'proxy_protocol is "v1", "v2" or a ProxyHeader(...), not {proxy_protocol!r}'
+        )
+
+
+def proxy_header_bytes(proxy_protocol: ProxyHeader | str, stream: net.Stream) -> bytes:
+    """The PROXY header to send first on ``stream``; ``"v1"``/``"v2"`` name its own addresses."""
+    if isinstance(proxy_protocol, ProxyHeader):
+        return proxyproto.encode(proxy_protocol)
+    source, destination = stream.addresses
+    version = 1 if proxy_protocol == "v1" else 2
+    return proxyproto.encode(ProxyHeader(version, source=source, destination=destination))
 
 
 PLAIN = Sending()
@@ -156,8 +195,13 @@ def build_request(
     add_default_headers: bool,
     chunked: bool,
     absolute_form: bool = False,
+    sending: Sending = PLAIN,
 ) -> Request:
-    """The request :meth:`Deproxy.make_request` sends, default and tracking headers included."""
+    """The request :meth:`Deproxy.make_request` sends, default and tracking headers included.
+
+    ``sending`` gives the request line's HTTP version, and ``Expect: 100-continue`` is added
+    (when absent) if it asks to wait for 100 Continue, default headers or not."""
+    chunked = chunked or sending.chunked
     given = Headers(headers)
     final = Headers()
     if host is not None:
@@ -180,12 +224,14 @@ def build_request(
             final._append("Transfer-Encoding", "chunked")
         elif body is not None and not framed:
             final._append("Content-Length", str(len(encode_body(body, final))))
+    if sending.expect_continue and "Expect" not in final:
+        final._append("Expect", "100-continue")
     if TRACKING_HEADER not in final:
         final._append(TRACKING_HEADER, new_request_id())
     request_target = path if path is not None else target.request_target
     if absolute_form and path is None:
         request_target = target.origin + target.request_target
-    return Request(method, request_target, final, body)
+    return Request(method, request_target, final, body, sending.http_version)
 
 
 def client_tls_context(verify: Verify, ca: CertificateAuthority | None) -> ssl.SSLContext:
@@ -210,7 +256,9 @@ class ClientConnection:
     """A persistent client connection: send several requests over one TCP connection.
 
     Made by :meth:`Deproxy.connect`; pass it as ``make_request(..., connection=conn)``. It closes
-    itself when a response says the server will close.
+    itself when a response says the server will close. After a ``101 Switching Protocols`` it
+    carries no more HTTP/1 requests: the connection belongs to the protocol switched to, and
+    the bytes that followed the 101 wait in its reader (``pending``).
     """
 
     def __init__(self, target: Target, stream: net.Stream) -> None:
@@ -218,67 +266,149 @@ class ClientConnection:
         self._stream = stream
         self._reader = wire.MessageReader(stream)
         self._lock = threading.Lock()
+        self._switched = False
 
     @property
     def closed(self) -> bool:
         return self._stream.closed
 
+    @property
+    def pending(self) -> bytes:
+        """Bytes received and not yet read as a message (after a 101: the new protocol's)."""
+        return self._reader.pending
+
     def send(
-        self, request: Request, sending: Sending = PLAIN, *, timeout: float | None = None
+        self,
+        request: Request,
+        sending: Sending = PLAIN,
+        *,
+        timeout: float | None = None,
+        chain: MessageChain | None = None,
     ) -> Response:
         """Write ``request`` as ``sending`` says and read its response; raises
-        ``DeproxyError`` on failure (a ``disconnect`` always ends in one)."""
+        ``DeproxyError`` on failure (a ``disconnect`` always ends in one).
+
+        Interim (1xx) responses go to ``chain.interim_responses`` as they arrive, and a body
+        withheld because the answer came before 100 Continue sets ``chain.body_withheld``."""
         data = wire.serialize_request(request, chunked=sending.chunked)
+        interim = chain.interim_responses if chain is not None else None
         with self._lock:
             self._check_open(timeout)
             try:
-                if sending.disconnect is not None:
-                    self._disconnect(data, data.index(b"\r\n\r\n") + 4, sending.disconnect)
-                if sending.dribble is None:
-                    self._stream.write(data)
-                else:
-                    self._dribble(data, data.index(b"\r\n\r\n") + 4, *sending.dribble)
-                response = self._reader.read_response(request.method)
+                response, body_sent = self._exchange(data, request.method, sending, interim)
             except BaseException:
                 self._stream.close()
                 raise
-            if not wire.response_keeps_alive(response, request):
-                self._stream.close()
+            if chain is not None:
+                chain.body_withheld = not body_sent
+            self._after(response, request, body_sent)
             return response
 
     def send_raw(
-        self, data: bytes, *, method: str = "GET", timeout: float | None = None
+        self,
+        data: bytes,
+        *,
+        method: str = "GET",
+        timeout: float | None = None,
+        chain: MessageChain | None = None,
     ) -> Response:
-        """Write ``data`` as it is and read a response (framed as an answer to ``method``)."""
+        """Write ``data`` as it is and read a response (framed as an answer to ``method``);
+        interim (1xx) responses go to ``chain.interim_responses``."""
+        interim = chain.interim_responses if chain is not None else None
         with self._lock:
             self._check_open(timeout)
             try:
                 self._stream.write(data)
-                return self._reader.read_response(method)
+                return self._reader.read_response(method, interim)
             finally:
                 self._stream.close()
 
     def _check_open(self, timeout: float | None) -> None:
         if self._stream.closed:
             raise NetworkError(f"the connection to {self._stream.peer} is already closed")
+        if self._switched:
+            raise NetworkError(
+                f"the connection to {self._stream.peer} switched protocols (101 Switching "
+                "Protocols): it carries no more HTTP/1 requests; open a new one"
+            )
         if timeout is not None:
             self._stream.timeout = timeout
 
-    def _disconnect(self, data: bytes, head_size: int, where: str) -> None:
-        if where == "after_headers":
+    def _after(self, response: Response, request: Request, body_sent: bool) -> None:
+        if response.code == "101":
+            self._switched = True  # left open for whoever speaks the new protocol
+        elif not body_sent or not wire.response_keeps_alive(response, request):
+            # A server that answered before the body may still wait for it: never reuse.
+            self._stream.close()
+
+    def _exchange(
+        self, data: bytes, method: str, sending: Sending, interim: list[Response] | None
+    ) -> tuple[Response, bool]:
+        """Write the request and read its answer; also whether the body was sent."""
+        head_size = data.index(b"\r\n\r\n") + 4
+        if sending.disconnect == "after_headers":
             self._stream.write(data[:head_size])
             self._stream.close()
             raise NetworkError("disconnected after sending the headers, as asked")
-        if where == "mid_body":
+        sent = 0
+        if sending.expect_continue:
+            self._stream.write(data[:head_size])
+            sent = head_size
+            answer = self._await_continue(method, interim)
+            if answer is not None:
+                return answer, False
+        self._write_rest(data, sent, head_size, sending)
+        return self._reader.read_response(method, interim), True
+
+    def _await_continue(self, method: str, interim: list[Response] | None) -> Response | None:
+        """After a head asking ``Expect: 100-continue``: wait up to :data:`CONTINUE_WAIT`
+        seconds for ``100 Continue`` (``None``: send the body now, as after the wait) or a final
+        response (returned: the body is withheld). Other 1xx responses are recorded, waited past.
+        """
+        deadline = time.monotonic() + CONTINUE_WAIT
+        while True:
+            if not self._reader.pending and not self._wait_for_bytes(deadline):
+                return None
+            response = self._reader.read_any_response(method)
+            if not wire.is_interim(response):
+                return response
+            if interim is not None:
+                interim.append(response)
+            if response.code == "100":
+                return None
+
+    def _wait_for_bytes(self, deadline: float) -> bool:
+        """Wait until ``deadline`` for bytes to read (or the peer to close); whether any came."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        timeout = self._stream.timeout
+        self._stream.timeout = remaining if timeout is None else min(remaining, timeout)
+        try:
+            data = self._stream.read()
+        except DeproxyTimeout:
+            return False
+        finally:
+            self._stream.timeout = timeout
+        self._reader.pending += data  # b"": the reader finds the close itself, and says so
+        return True
+
+    def _write_rest(self, data: bytes, sent: int, head_size: int, sending: Sending) -> None:
+        """Write ``data`` from ``sent`` on, as ``sending`` says: all, half and hang up, or
+        the body in slow pieces."""
+        if sending.disconnect == "mid_body":
             half = (len(data) - head_size) // 2
-            self._stream.write(data[: head_size + half])
+            self._stream.write(data[sent : head_size + half])
             self._stream.close()
             raise NetworkError(
                 f"disconnected after sending {half} of {len(data) - head_size} body bytes, as asked"
             )
-
-    def _dribble(self, data: bytes, head_size: int, pieces: int, seconds: float) -> None:
-        self._stream.write(data[:head_size])
+        if sending.dribble is None:
+            self._stream.write(data[sent:])
+            return
+        if sent < head_size:
+            self._stream.write(data[sent:head_size])
+        pieces, seconds = sending.dribble
         body = data[head_size:]
         size = max(1, -(-len(body) // pieces))
         for number, start in enumerate(range(0, len(body), size)):
@@ -319,20 +449,24 @@ def open_connection(
     verify: Verify = None,
     ca: CertificateAuthority | None = None,
     proxy: str | None = None,
+    proxy_protocol: ProxyProtocol = None,
 ) -> ClientConnection:
-    """Connect to ``target`` (through ``proxy`` if given), TLS included for https."""
+    """Connect to ``target`` (through ``proxy`` if given), TLS included for https.
+
+    ``proxy_protocol`` (see :class:`Sending`) is the first thing sent on the TCP connection,
+    before a tunnel or TLS."""
+    check_proxy_protocol(proxy_protocol)
     context = client_tls_context(verify, ca) if target.scheme == "https" else None
-    if proxy is None:
-        stream = net.connect(target.host, target.port, timeout)
-    else:
-        proxy_target = parse_proxy(proxy)
-        stream = net.connect(proxy_target.host, proxy_target.port, timeout)
-        if target.scheme == "https":
-            try:
-                open_tunnel(stream, target, timeout)
-            except BaseException:
-                stream.close()
-                raise
+    first_hop = target if proxy is None else parse_proxy(proxy)
+    stream = net.connect(first_hop.host, first_hop.port, timeout)
+    try:
+        if proxy_protocol is not None:
+            stream.write(proxy_header_bytes(proxy_protocol, stream))
+        if proxy is not None and target.scheme == "https":
+            open_tunnel(stream, target, timeout)
+    except BaseException:
+        stream.close()
+        raise
     if context is not None:
         try:
             stream = stream.start_tls(context, server_side=False, server_hostname=target.host)
@@ -351,10 +485,19 @@ def exchange(
     ca: CertificateAuthority | None = None,
     proxy: str | None = None,
     sending: Sending = PLAIN,
+    chain: MessageChain | None = None,
 ) -> Response:
-    """One request on a fresh connection, closed afterwards."""
-    with open_connection(target, timeout=timeout, verify=verify, ca=ca, proxy=proxy) as connection:
-        return connection.send(request, sending)
+    """One request on a fresh connection, closed afterwards (what it received beyond the
+    response goes to ``chain``, when given: see :meth:`ClientConnection.send`)."""
+    with open_connection(
+        target,
+        timeout=timeout,
+        verify=verify,
+        ca=ca,
+        proxy=proxy,
+        proxy_protocol=sending.proxy_protocol,
+    ) as connection:
+        return connection.send(request, sending, chain=chain)
 
 
 def end_to_end(headers: Headers) -> Headers:

@@ -22,6 +22,7 @@ from .errors import DeproxyError, TunnelRefused
 from .handlers import Handler
 from .mitm import MitmEndpoint
 from .models import TRACKING_HEADER, Body, HeaderItems, Request
+from .proxyproto import ProxyHeader
 from .record import ChainRegistry, Handling, MessageChain
 from .tls import CertificateAuthority
 from .websocket import WebSocketSession, handshake_request, parse_url
@@ -212,6 +213,9 @@ class Deproxy:
         verify: Verify = None,
         disconnect: str | None = None,
         dribble: tuple[int, float] | None = None,
+        http_version: str = "1.1",
+        expect_continue: bool = False,
+        proxy_protocol: ProxyHeader | str | None = None,
     ) -> MessageChain:
         """Send one request and return its :class:`MessageChain`.
 
@@ -219,8 +223,28 @@ class Deproxy:
         ``chain.error`` says why. A bad argument raises ``ValueError``/``TypeError``.
         ``disconnect="after_headers"``/``"mid_body"`` hangs up part way (the chain shows what
         the endpoint received); ``dribble=(pieces, seconds)`` sends the body slowly.
+
+        ``http_version="1.0"`` sends an HTTP/1.0 request (a ``connection`` then stays open
+        only if ``Connection: keep-alive`` was asked and answered). ``expect_continue=True``
+        adds ``Expect: 100-continue``, sends the head, and sends the body after ``100
+        Continue`` or a second of silence (as curl); if a final response comes first, the body
+        is never sent and ``chain.body_withheld`` is true. Interim responses are in
+        ``chain.interim_responses``. ``proxy_protocol`` sends a PROXY protocol header first: a
+        :class:`ProxyHeader`, or ``"v1"``/``"v2"`` naming the connection's own addresses.
         """
-        sending = client.Sending(chunked, disconnect, dribble)
+        sending = client.Sending(
+            chunked=chunked,
+            disconnect=disconnect,
+            dribble=dribble,
+            http_version=http_version,
+            expect_continue=expect_continue,
+            proxy_protocol=proxy_protocol,
+        )
+        if connection is not None and proxy_protocol is not None:
+            raise ValueError(
+                "proxy_protocol goes first on a new connection: pass it to connect(), "
+                "not to make_request(connection=...)"
+            )
         target = Target.parse(url)
         destination = target.with_port(port)  # Host still names the URL's port
         if proxy is not None:
@@ -235,13 +259,14 @@ class Deproxy:
             add_default_headers=add_default_headers,
             chunked=chunked,
             absolute_form=proxy is not None and target.scheme == "http",
+            sending=sending,
         )
         chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
         wait = self.timeout if timeout is None else timeout
         with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
             try:
                 if connection is not None:
-                    response = connection.send(request, sending, timeout=wait)
+                    response = connection.send(request, sending, timeout=wait, chain=chain)
                 else:
                     response = client.exchange(
                         destination,
@@ -251,6 +276,7 @@ class Deproxy:
                         ca=self.ca if destination.scheme == "https" else None,
                         proxy=proxy,
                         sending=sending,
+                        chain=chain,
                     )
                 chain.received_response = response
             except TunnelRefused as exc:
@@ -270,6 +296,7 @@ class Deproxy:
         verify: Verify = None,
         handlers: HandlerMap | None = None,
         default_handler: Handler | None = None,
+        proxy_protocol: ProxyHeader | str | None = None,
     ) -> MessageChain:
         """Send ``data`` exactly as given to ``url``'s server and read the answer.
 
@@ -279,7 +306,11 @@ class Deproxy:
 
             deproxy.make_raw_request(proxy_url, b"GET / HTTP/1.1\\r\\nHost: x\\r\\n"
                                      b"Deproxy-Request-ID: {request_id}\\r\\n\\r\\n")
+
+        Interim (1xx) responses are in ``chain.interim_responses``; ``proxy_protocol`` is as
+        for :meth:`make_request` (sent before ``data``).
         """
+        client.check_proxy_protocol(proxy_protocol)
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"make_raw_request sends bytes, not {type(data).__name__}")
         target = Target.parse(url)
@@ -294,24 +325,34 @@ class Deproxy:
             try:
                 ca = self.ca if target.scheme == "https" else None
                 with client.open_connection(
-                    target, timeout=wait, verify=verify, ca=ca
+                    target, timeout=wait, verify=verify, ca=ca, proxy_protocol=proxy_protocol
                 ) as connection:
-                    chain.received_response = connection.send_raw(payload, method=sent.method)
+                    chain.received_response = connection.send_raw(
+                        payload, method=sent.method, chain=chain
+                    )
             except DeproxyError as exc:
                 chain.error = exc
         return chain
 
     def connect(
-        self, url: str, *, timeout: float | None = None, verify: Verify = None
+        self,
+        url: str,
+        *,
+        timeout: float | None = None,
+        verify: Verify = None,
+        proxy_protocol: ProxyHeader | str | None = None,
     ) -> ClientConnection:
         """A persistent client connection to ``url``'s server, for ``make_request(connection=)``.
 
         Unlike ``make_request``, a failure to connect raises :class:`NetworkError`.
+        ``proxy_protocol`` (see :meth:`make_request`) is sent once, as the connection opens.
         """
         target = Target.parse(url)
         wait = self.timeout if timeout is None else timeout
         ca = self.ca if target.scheme == "https" else None
-        return client.open_connection(target, timeout=wait, verify=verify, ca=ca)
+        return client.open_connection(
+            target, timeout=wait, verify=verify, ca=ca, proxy_protocol=proxy_protocol
+        )
 
     def websocket(
         self,

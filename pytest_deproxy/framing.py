@@ -10,6 +10,7 @@ refuse or cannot know where the message ends: conflicting or invalid ``Content-L
 whitespace before a colon, CR or NUL inside a field, an invalid chunk, a head over the limit,
 a version other than HTTP/1.x. ``Content-Length`` beside ``Transfer-Encoding: chunked`` is
 framed as chunked, and the connection must close after the answer (RFC 9112 §6.3).
+The same field reader gives the client a response's fields as received (:func:`head_fields`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ def head_end(data: bytes, start: int = 0) -> int | None:
         if line in (b"", b"\r") and position > start:
             return newline + 1
         position = newline + 1
+
+
+def head_fields(head: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    """The start line and the fields of ``head`` (a whole head, its empty line included), as
+    received: names as spelled, order and duplicates kept, values without the whitespace
+    around them. Raises :class:`Unframeable` where a field cannot be read at all."""
+    lines = _lines(head)[:-2]  # the empty line, and what follows its LF
+    return lines[0], _fields(lines[1:])
 
 
 def _line_end(data: bytes | bytearray, position: int = 0) -> int:

@@ -78,6 +78,13 @@ class Stream:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def addresses(self) -> tuple[str, str]:
+        """``("host:port", "host:port")``: this end's address and the peer's."""
+        with translate_errors(f"reading the addresses of the connection to {self.peer}"):
+            local, remote = self._sock.getsockname(), self._sock.getpeername()
+        return format_address(local[0], local[1]), format_address(remote[0], remote[1])
+
     def read(self, max_bytes: int = READ_SIZE) -> bytes:
         """Up to ``max_bytes``; ``b""`` when the peer has closed its side."""
         try:  # the hot path: nothing is set up unless something goes wrong

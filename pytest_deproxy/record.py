@@ -59,7 +59,13 @@ class MessageChain:
     ``handlings`` are the requests carrying this chain's tracking id that reached endpoints;
     ``orphaned_handlings`` are untracked requests that reached endpoints while the call was
     in flight. ``received_response`` is ``None`` when no response arrived, and ``error``
-    then says why.
+    then says why. ``interim_responses`` are the 1xx responses received before the final
+    one, in order (a ``101 Switching Protocols`` is final, not interim).
+
+    ``body_withheld`` is true when ``make_request(expect_continue=True)`` had a final answer
+    before any ``100 Continue``: the request body was then never sent (``sent_request``
+    still holds it, as built) and the connection was closed. ``error`` stays ``None``: a
+    server may refuse a body that way.
     """
 
     request_id: str
@@ -68,10 +74,12 @@ class MessageChain:
     handlings: list[Handling] = field(default_factory=list)
     orphaned_handlings: list[Handling] = field(default_factory=list)
     error: DeproxyError | None = None
+    interim_responses: list[Response] = field(default_factory=list)
     url: str = ""  # the URL make_request was given
     sent_bytes: bytes | None = field(default=None, repr=False)  # make_raw_request's exact bytes
     started: float = field(default_factory=time.time, repr=False)  # wall clock, for reports
     elapsed: float | None = field(default=None, repr=False)  # seconds, once the call returned
+    body_withheld: bool = False
 
     def diagram(self) -> str:
         """The chain as a text sequence diagram: client, each endpoint, and back."""
@@ -174,6 +182,7 @@ KEY_HEADERS = (
     "X-Forwarded-For",
     "Location",
     "Upgrade",
+    "Expect",
 )
 WIDTH = 14
 CLIENT = "client".ljust(WIDTH + 2)  # endpoints' lanes are indented by two
@@ -223,8 +232,14 @@ def diagram(chain: MessageChain) -> str:
     lines.append(
         f"{CLIENT}--> {_request_line(chain.sent_request)}   {_details(chain.sent_request)}"
     )
+    if chain.body_withheld:
+        lines.append(f"{CLIENT}    (body withheld: the answer came before 100 Continue)")
     lines += [_handling_lines(h, "-->") for h in reversed(chain.handlings)]
     lines += [_handling_lines(h, "<--") for h in chain.handlings]
+    lines += [
+        f"{CLIENT}<-- {_status_line(interim)} (interim)   {_details(interim)}"
+        for interim in chain.interim_responses
+    ]
     elapsed = f"{chain.elapsed * 1000:.0f} ms" if chain.elapsed is not None else ""
     if chain.received_response is not None:
         response = chain.received_response

@@ -118,11 +118,22 @@ def har_entries(chain: MessageChain, redaction: Redaction = DEFAULT) -> list[dic
     """The client's exchange, then every handling (orphans marked), as HAR entries."""
     elapsed = (chain.elapsed or 0.0) * 1000
     error = f"{type(chain.error).__name__}: {chain.error}" if chain.error else ""
+    response = _har_response(chain.received_response, redaction, error)
+    if chain.interim_responses:  # HAR has no place for 1xx: a custom field, as HAR allows
+        response["_interimResponses"] = [
+            {
+                "status": int(interim.code),
+                "statusText": interim.message,
+                "httpVersion": f"HTTP/{interim.http_version}",
+                "headers": _har_headers(interim, redaction),
+            }
+            for interim in chain.interim_responses
+        ]
     entries = [
         _entry(
             chain.started,
             _har_request(chain.sent_request, chain.url, redaction),
-            _har_response(chain.received_response, redaction, error),
+            response,
             elapsed,
             f"client request, Deproxy-Request-ID {chain.request_id}"
             + (f"; {error}" if error else ""),

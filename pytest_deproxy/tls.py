@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import re
 import shutil
 import ssl
 import tempfile
@@ -109,6 +110,75 @@ class CertificateAuthority:
         key_path = os.path.join(directory, f"{name}.key")
         Path(cert_path).write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
         _write_private(key_path, leaf.private_key_pem.bytes())
+        return cert_path, key_path
+
+    def issue_client_cert(self, name: str) -> tuple[str, str]:
+        """Write a client certificate for ``name`` (its common name; extended key usage
+        clientAuth) signed by this CA, and its key, for a proxy under test to present to an
+        endpoint that asks for one (nginx ``proxy_ssl_certificate``, haproxy ``crt``).
+
+        Returns ``(cert_path, key_path)``, PEM files in this CA's private directory; the key is
+        readable by its owner alone. Each call issues a new certificate::
+
+            cert, key = deproxy.ca.issue_client_cert("proxy-under-test")
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"issue_client_cert needs a name for the client, got {name!r}")
+        if len(name) > 64:
+            raise ValueError(
+                f"a certificate's common name has at most 64 characters; {name[:20]!r}... has "
+                f"{len(name)}"
+            )
+        ca_key = serialization.load_pem_private_key(self._ca.private_key_pem.bytes(), password=None)
+        ca_cert = x509.load_pem_x509_certificate(self.cert_pem)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pytest-deproxy"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, name),
+                    ]
+                )
+            )
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+        stem = os.path.join(
+            self._private_directory(), "client-" + re.sub(r"[^A-Za-z0-9._-]", "_", name)
+        )
+        cert_path, key_path = f"{stem}.pem", f"{stem}.key"
+        Path(cert_path).write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        _write_private(
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
         return cert_path, key_path
 
     def server_context(self, *hostnames: str) -> ssl.SSLContext:

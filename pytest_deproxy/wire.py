@@ -3,9 +3,13 @@
 Rule kept here: this is the only module that imports h11. Messages are *parsed* by h11,
 which is strict and well tested; the ordinary ones are read by :mod:`pytest_deproxy.heads`
 instead, in a quarter of the time and exactly as h11 would read them, and anything else is
-left to h11. Messages are *written* by the small serializers below, which send exactly what
-they are given, because a proxy tester must be able to send what a strict library would
-refuse (no ``Host``, both ``Content-Length`` and chunked, odd targets).
+left to h11. A response h11 accepted keeps its header fields as its head's bytes spelled them
+(:func:`pytest_deproxy.framing.head_fields`): h11 merges duplicates and lower-cases some
+values, and the record must show what came. Messages are *written* by the small serializers
+below, which send exactly what they are given, because a proxy tester must be able to send
+what a strict library would refuse (no ``Host``, both ``Content-Length`` and chunked, odd
+targets). A ``101 Switching Protocols`` ends HTTP/1 on its connection: what follows it is
+left in ``pending``.
 Every h11 error leaves as a :class:`~pytest_deproxy.errors.ProtocolError`.
 
 A request body is held in memory whole (``raw_body`` is ``bytes``), so a reader may be
@@ -26,7 +30,7 @@ from typing import Protocol
 
 import h11
 
-from . import heads
+from . import framing, heads
 from .errors import NetworkError, ProtocolError
 from .models import Headers, Request, Response
 
@@ -186,9 +190,12 @@ _UNREAD = Request("GET", "/")  # stands for a request until its head is known
 def _primer(method: str) -> h11.Request:
     """The stand-in request that tells h11 how to frame a response (built once per method).
 
-    It proposes an upgrade, so that h11 takes a ``101 Switching Protocols`` as an answer."""
+    It proposes an upgrade, so that h11 takes a ``101 Switching Protocols`` for what it is
+    (whether the real request asked for one is for the test to judge, not the reader)."""
     method = method if _TOKEN.match(method) else "GET"
-    return h11.Request(method=method, target="/", headers=[("Host", "deproxy"), ("Upgrade", "*")])
+    return h11.Request(
+        method=method, target="/", headers=[("Host", "deproxy"), ("Upgrade", "deproxy")]
+    )
 
 
 class MessageReader:
@@ -397,13 +404,26 @@ class MessageReader:
             raise
         return Request.received(method, target, headers, body, version)
 
-    def read_response(self, request_method: str = "GET") -> Response:
-        """The next final response (1xx informational responses are skipped; a 101 is final,
-        and the bytes after its head stay in ``pending`` for the protocol switched to)."""
-        if not self.pending:
-            self.pending = self._read_more()
-            if not self.pending:
-                raise PeerClosed("the peer closed the connection without answering")
+    def read_response(
+        self, request_method: str = "GET", interim: list[Response] | None = None
+    ) -> Response:
+        """The next final response; the 1xx informational responses before it are appended to
+        ``interim`` (when given), in order. A ``101 Switching Protocols`` is final: the bytes
+        after its head stay in ``pending`` for whoever takes the connection over."""
+        while True:
+            response = self.read_any_response(request_method)
+            if not is_interim(response):
+                return response
+            if interim is not None:
+                interim.append(response)
+
+    def read_any_response(self, request_method: str = "GET") -> Response:
+        """The next response, an interim (1xx) one or the final one.
+
+        Its headers are the head's own fields as received (names as spelled, order and
+        duplicates kept); h11 still judges that the message is well formed and framed.
+        """
+        self._read_whole_head()
         head = heads.read_response_head(self.pending, self.max_header_bytes, request_method)
         if head is None:
             return self._read_response_with_h11(request_method)
@@ -412,31 +432,53 @@ class MessageReader:
         body = self._take_body(head, "response")
         return Response.received(int(status), reason, headers, body, version)
 
+    def _read_whole_head(self) -> None:
+        """Read until ``pending`` holds a whole head, the peer closes, or the head outgrows
+        the limit (h11 then says what is wrong): so the head's bytes are at hand."""
+        if not self.pending:
+            self.pending = self._read_more()
+            if not self.pending:
+                raise PeerClosed("the peer closed the connection without answering")
+        while (
+            b"\r\n\r\n" not in self.pending
+            and framing.head_end(self.pending) is None
+            and len(self.pending) <= self.max_header_bytes
+        ):
+            data = self._read_more()
+            if not data:
+                return
+            self.pending += data
+
     def _read_response_with_h11(self, request_method: str) -> Response:
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.max_header_bytes)
         # h11 frames a response by the request it answers; tell it the method, send nothing.
         conn.send(_primer(request_method))
         conn.send(_END)
+        fed = self.pending
         self._take_pending(conn)
         events = self._events(conn, "response")
-        for event in events:
-            if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
-                self.pending = bytes(conn.trailing_data[0])  # the new protocol's first bytes
-                items = [(_text(n), _text(v)) for n, v in event.headers.raw_items()]
-                headers = Headers.from_wire(items)
-                version = _text(event.http_version)
-                return Response.received(101, _text(event.reason), headers, b"", version)
-            if isinstance(event, h11.InformationalResponse):
-                continue
-            if isinstance(event, h11.ConnectionClosed):
-                raise PeerClosed("the peer closed the connection without answering")
-            if not isinstance(event, h11.Response):  # pragma: no cover
-                raise MessageError(f"expected a response, got {event!r}")
-            headers = Headers.from_wire(
-                [(_text(n), _text(v)) for n, v in event.headers.raw_items()]
-            )
-            body = self._read_body(conn, events, "response body", bytearray())
-            return Response.received(
-                event.status_code, _text(event.reason), headers, body, _text(event.http_version)
-            )
-        raise PeerClosed("the peer closed the connection without answering")  # pragma: no cover
+        event = next(events)
+        if isinstance(event, h11.ConnectionClosed):
+            raise PeerClosed("the peer closed the connection without answering")
+        if not isinstance(event, (h11.InformationalResponse, h11.Response)):  # pragma: no cover
+            raise MessageError(f"expected a response, got {event!r}")
+        rest = bytes(conn.trailing_data[0])
+        headers = _received_fields(fed[: len(fed) - len(rest)])
+        status, version = event.status_code, _text(event.http_version)
+        if isinstance(event, h11.InformationalResponse):  # no body; 101: another protocol next
+            self.pending = rest
+            return Response.received(status, _text(event.reason), headers, b"", version)
+        body = self._read_body(conn, events, "response body", bytearray())
+        return Response.received(status, _text(event.reason), headers, body, version)
+
+
+def is_interim(response: Response) -> bool:
+    """Whether ``response`` is an interim (1xx) one that a final response follows; ``101
+    Switching Protocols`` is not: it is the last HTTP/1 message on its connection."""
+    return response.code.startswith("1") and response.code != "101"
+
+
+def _received_fields(head: bytes) -> Headers:
+    """The fields of a head h11 accepted, exactly as they came."""
+    _, fields = framing.head_fields(head)
+    return Headers.from_wire(fields)
