@@ -186,6 +186,8 @@ class TestCorpus:
             AmbiguousRequest("Bad Id", "x", "Odd.", "RFC 9112 §6.3", b"")
         with pytest.raises(ValueError, match=r"like 'RFC 9112 §6\.3'"):
             AmbiguousRequest("x.y", "x", "Odd.", "somewhere", b"")
+        with pytest.raises(ValueError, match="odd must be a regular expression in bytes"):
+            AmbiguousRequest("x.y", "x", "Odd.", "RFC 9112 §6.3", b"", odd=b"(unclosed")
 
 
 # ---------------------------------------------------------------------------- classification
@@ -288,7 +290,7 @@ class TestClassification:
         head = b"POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: 0%d\r\n\r\n" % (HOST.encode(), len(hidden))  # fmt: skip
         result = classify(request, 200, [head + hidden])
         assert result.verdict == "forwarded-ambiguous"
-        assert result.reasons == (f"the odd element is still there: b'Content-Length: 0{len(hidden)}'",)  # fmt: skip
+        assert result.reasons == (f"the odd element is still there: 'Content-Length: 0{len(hidden)}'",)  # fmt: skip
         assert classify(head + hidden, 200, [head + hidden]).verdict == "normalised"
 
     def test_a_body_shorter_than_its_framing_is_ambiguous(self) -> None:

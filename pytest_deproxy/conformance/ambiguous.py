@@ -54,8 +54,10 @@ class AmbiguousRequest:
             raise ValueError(f"the reference {self.reference!r} must be like 'RFC 9112 §6.3'")
         if not isinstance(self.data, bytes):
             raise TypeError(f"data must be bytes, not {type(self.data).__name__}")
-        if self.odd:
+        try:
             re.compile(self.odd)
+        except (re.error, TypeError) as exc:
+            raise ValueError(f"odd must be a regular expression in bytes: {exc}") from exc
 
     def render(self, host: str, request_id: str) -> bytes:
         """The bytes to send: ``{host}`` and ``{request_id}`` filled in, lengths recounted.
@@ -74,8 +76,15 @@ class AmbiguousRequest:
         return self.build(host.encode(), request_id.encode())
 
 
-def request_bytes(host: bytes, rid: bytes, fields: list[bytes], body: bytes = b"", *,
-             line: bytes = b"", with_host: bool = True) -> bytes:  # fmt: skip
+def request_bytes(
+    host: bytes,
+    rid: bytes,
+    fields: list[bytes],
+    body: bytes = b"",
+    *,
+    line: bytes = b"",
+    with_host: bool = True,
+) -> bytes:
     """A request with CRLF line ends: ``line`` (POST or GET by body), Host, the tracking id,
     ``Accept`` (so a folded line has a field to join), then ``fields``."""
     line = line or (b"POST / HTTP/1.1" if body else b"GET / HTTP/1.1")
@@ -86,11 +95,8 @@ def request_bytes(host: bytes, rid: bytes, fields: list[bytes], body: bytes = b"
 
 def smuggled(host: bytes, rid: bytes) -> bytes:
     """The request hidden in bodies: the backend receiving it is proof of a desync."""
-    return b"GET /smuggled-%s HTTP/1.1\r\nHost: %s\r\nDeproxy-Request-ID: %s\r\n\r\n" % (
-        rid,
-        host,
-        rid,
-    )
+    head = b"GET /smuggled-%s HTTP/1.1\r\nHost: %s\r\n" % (rid, host)
+    return head + b"Deproxy-Request-ID: " + rid + b"\r\n\r\n"
 
 
 def chunked_smuggle(host: bytes, rid: bytes) -> bytes:
@@ -98,7 +104,15 @@ def chunked_smuggle(host: bytes, rid: bytes) -> bytes:
     return b"0\r\n\r\n" + smuggled(host, rid)
 
 
-def entry(id: str, family: str, description: str, reference: str, build: Build,
-           odd: bytes = b"", valid: bool = False) -> AmbiguousRequest:  # fmt: skip
+def entry(
+    id: str,
+    family: str,
+    description: str,
+    reference: str,
+    build: Build,
+    odd: bytes = b"",
+    valid: bool = False,
+) -> AmbiguousRequest:
+    """A request of the corpus, its ``data`` built with the placeholders themselves."""
     data = build(b"{host}", b"{request_id}")
     return AmbiguousRequest(id, family, description, reference, data, odd, valid, build)

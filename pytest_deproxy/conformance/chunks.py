@@ -17,8 +17,16 @@ from .ambiguous import AmbiguousRequest, entry, request_bytes, smuggled
 _LAST = b"0\r\n\r\n"
 
 
-def _body(hidden: bytes, *, size: bytes | None = None, ext: bytes = b"", eol: bytes = b"\r\n",
-          after: bytes = b"\r\n", last: bytes = _LAST, delta: int = 0) -> bytes:  # fmt: skip
+def _body(
+    hidden: bytes,
+    *,
+    size: bytes | None = None,
+    ext: bytes = b"",
+    eol: bytes = b"\r\n",
+    after: bytes = b"\r\n",
+    last: bytes = _LAST,
+    delta: int = 0,
+) -> bytes:
     """One chunk holding an empty line and ``hidden``, then the last chunk; ``size`` (by
     default the data's length in hex, plus ``delta``) and the other parts as given."""
     data = b"\r\n" + hidden

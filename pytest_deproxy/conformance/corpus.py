@@ -208,8 +208,14 @@ _EOL_POSITIONS = {  # position: (which line ends oddly, index in the lines or -1
 def _eol_build(eol: bytes, index: int) -> Build:
     def build(host: bytes, rid: bytes) -> bytes:
         body = smuggled(host, rid)
-        lines = [b"POST / HTTP/1.1", b"Host: " + host, b"Deproxy-Request-ID: " + rid,
-                 b"Accept: */*", b"X-Odd: 1", b"Content-Length: %d" % len(body)]  # fmt: skip
+        lines = [
+            b"POST / HTTP/1.1",
+            b"Host: " + host,
+            b"Deproxy-Request-ID: " + rid,
+            b"Accept: */*",
+            b"X-Odd: 1",
+            b"Content-Length: %d" % len(body),
+        ]
         ends = [eol if index in (position, -2) else b"\r\n" for position in range(len(lines))]
         last = eol if index < 0 else b"\r\n"
         return b"".join(map(bytes.__add__, lines, ends)) + last + body

@@ -123,34 +123,33 @@ def content_length() -> Iterator[AmbiguousRequest]:
     yield entry(
         "cl.with-te.cl-first",
         "cl",
-        "Content-Length beside Transfer-Encoding: "
-        "chunked, " + why + "in different places (the CL.TE desync).",
+        "Content-Length beside Transfer-Encoding: chunked, " + why + "in different places "
+        "(the CL.TE desync).",
         "RFC 9112 §6.3",
         cl_te,
     )
     yield entry(
         "cl.with-te.te-first",
         "cl",
-        "Transfer-Encoding: chunked before a "
-        "Content-Length, " + why + "in different places, whichever line comes first.",
+        "Transfer-Encoding: chunked before a Content-Length, " + why + "in different "
+        "places, whichever line comes first.",
         "RFC 9112 §6.3",
         lambda host, rid: cl_te(host, rid, te_first=True),
     )
     yield entry(
         "cl.with-te.te-cl",
         "cl",
-        "A Content-Length that covers only the first chunk-"
-        "size line, so a reader that trusts it reads the chunk's data, the smuggled "
-        "request, as a second request (the TE.CL desync).",
+        "A Content-Length that covers only the first chunk-size line, so a reader that "
+        "trusts it reads the chunk's data, the smuggled request, as a second request "
+        "(the TE.CL desync).",
         "RFC 9112 §6.3",
         te_cl,
     )
     yield entry(
         "cl.with-te.http10",
         "cl",
-        "Content-Length beside Transfer-Encoding in an "
-        "HTTP/1.0 request, where chunked does not exist, so that readers disagree on "
-        "which one frames the body.",
+        "Content-Length beside Transfer-Encoding in an HTTP/1.0 request, where chunked "
+        "does not exist, so that readers disagree on which one frames the body.",
         "RFC 9112 §6.1",
         lambda host, rid: cl_te(host, rid, version=b"1.0"),
     )
@@ -162,8 +161,8 @@ def content_length() -> Iterator[AmbiguousRequest]:
     yield entry(
         "cl.get-with-body",
         "cl",
-        "A GET with a body, valid HTTP/1.1 that a reader "
-        "ignoring GET bodies frames as two requests, the second one smuggled.",
+        "A GET with a body, valid HTTP/1.1 that a reader ignoring GET bodies frames as "
+        "two requests, the second one smuggled.",
         "RFC 9110 §9.3.1",
         get_with_body,
         valid=True,
@@ -257,9 +256,9 @@ def transfer_encoding() -> Iterator[AmbiguousRequest]:
     yield entry(
         "te.http10",
         "te",
-        "Transfer-Encoding in an HTTP/1.0 request, which a "
-        "server must treat as faulty framing, while a reader that decodes it anyway "
-        "reads the smuggled request after the last chunk.",
+        "Transfer-Encoding in an HTTP/1.0 request, which a server must treat as faulty "
+        "framing, while a reader that decodes it anyway reads the smuggled request after "
+        "the last chunk.",
         "RFC 9112 §6.1",
         http10,
     )
@@ -272,10 +271,9 @@ def transfer_encoding() -> Iterator[AmbiguousRequest]:
         yield entry(
             f"te.without-cl.{slug}",
             "te",
-            f"Transfer-Encoding: {coding.decode()} "
-            "with no Content-Length, which a server must refuse with 400, while a "
-            "reader that takes it for chunked reads the smuggled request after the "
-            "last chunk.",
+            f"Transfer-Encoding: {coding.decode()} with no Content-Length, which a server "
+            "must refuse with 400, while a reader that takes it for chunked reads the "
+            "smuggled request after the last chunk.",
             "RFC 9112 §6.3",
             alone,
         )

@@ -161,9 +161,8 @@ def sizes() -> Iterator[AmbiguousRequest]:
         yield entry(
             f"head.{slug}",
             "head",
-            f"{said} before Content-Length, valid HTTP/1.1 "
-            "that a reader cutting the head at its limit frames with no body, reading "
-            "the smuggled request as the next one.",
+            f"{said} before Content-Length, valid HTTP/1.1 that a reader cutting the head at "
+            "its limit frames with no body, reading the smuggled request as the next one.",
             "RFC 9110 §5.4",
             build,
             valid=True,
