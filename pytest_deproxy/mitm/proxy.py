@@ -33,7 +33,8 @@ from ..serving import Session
 from . import management
 from .matching import IncomingRequest, decide, explain
 from .recording import encoded_body, interaction_document, write_interaction
-from .scenarios import Callback, Interaction, ScenarioStore
+from .interactions import Callback, Interaction
+from .scenarios import ScenarioStore
 from .services import (
     MANAGEMENT_SERVICE,
     ReplayState,

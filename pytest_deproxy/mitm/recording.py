@@ -27,7 +27,8 @@ import yaml
 from ..errors import ScenarioError
 from ..models import TRACKING_HEADER, Headers, Request, Response, charset_of
 from ..redaction import DEFAULT, Redaction
-from .scenarios import check_name, natural_key, read_yaml
+from .safe_yaml import read_yaml
+from .scenarios import check_name, natural_key
 
 # Control characters make a body binary data, not text, however it decodes.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
