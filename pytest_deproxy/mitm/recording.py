@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from .. import client
 from ..errors import ScenarioError
 from ..models import TRACKING_HEADER, Headers, Request, Response, charset_of
 from ..redaction import DEFAULT, Redaction
@@ -218,3 +219,22 @@ def interaction_document(
             ),
         },
     }
+
+
+def record_exchange(
+    root: Path,
+    scenario: str,
+    service: str,
+    request: Request,
+    url: str,
+    response: Response,
+    redaction: Redaction = DEFAULT,
+) -> Path:
+    """Write ``request`` (for ``url``, as it was forwarded: hop-by-hop fields dropped) and its
+    upstream's ``response`` as the service's next interaction; the file written. Raises
+    ScenarioError when it cannot be written."""
+    sent = Request(
+        request.method, request.path, client.end_to_end(request.headers), request.raw_body
+    )
+    document = interaction_document(sent, url, response, redaction)
+    return write_interaction(root, scenario, service, document)
