@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from pytest_deproxy import Deproxy, Endpoint, MitmEndpoint, Response
+from pytest_deproxy.mitm.interactions import load_interaction
 from pytest_deproxy.mitm.recording import encoded_body
-from pytest_deproxy.mitm.scenarios import load_interaction
 
 from .conftest import eventually
 

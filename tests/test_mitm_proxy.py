@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deproxy import Deproxy, Endpoint, MitmEndpoint, Response, handlers
+from pytest_deproxy import Deproxy, Endpoint, MitmEndpoint, Response, ScenarioError, handlers
 
 from .conftest import eventually, write_interaction
 
@@ -367,3 +367,14 @@ def test_the_tracking_header_passes_a_proxy_and_the_mitm(
     assert [h.endpoint.name for h in chain.handlings] == ["mitm", "proxy-under-test"]
     assert chain.handlings[0].response is not None
     assert chain.received_response is not None
+
+
+def test_a_services_yaml_nested_too_deeply_is_a_scenario_error_naming_the_file(
+    deproxy: Deproxy, tmp_path: Path
+) -> None:
+    (tmp_path / "services.yaml").write_text("services: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ScenarioError) as caught:  # not a RecursionError from the YAML parser
+        deproxy.add_mitm_endpoint(scenarios_path=tmp_path)
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'services.yaml'}:1: collections nested deeper than 100 levels"
+    )

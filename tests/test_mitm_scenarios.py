@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from pytest_deproxy import Headers, ScenarioError
+from pytest_deproxy.mitm.interactions import load_interaction
 from pytest_deproxy.mitm.matching import IncomingRequest, decide, explain
 from pytest_deproxy.mitm.recording import encoded_body, stored_body, write_interaction
-from pytest_deproxy.mitm.scenarios import ScenarioStore, check_name, load_interaction, natural_key
+from pytest_deproxy.mitm.scenarios import ScenarioStore, check_name, natural_key
 
 SIMPLE = """\
 request:

@@ -31,14 +31,10 @@ from pytest_deproxy import (
     ScenarioError,
     handlers,
 )
+from pytest_deproxy.mitm.interactions import load_interaction
 from pytest_deproxy.mitm.recording import encoded_body, interaction_document, write_interaction
-from pytest_deproxy.mitm.scenarios import (
-    MAX_NAME_LENGTH,
-    MAX_NESTING,
-    ScenarioStore,
-    check_name,
-    load_interaction,
-)
+from pytest_deproxy.mitm.safe_yaml import MAX_NESTING
+from pytest_deproxy.mitm.scenarios import MAX_NAME_LENGTH, ScenarioStore, check_name
 from pytest_deproxy.redaction import DEFAULT, REDACTED, Redaction
 from pytest_deproxy.report import to_har
 
@@ -84,7 +80,7 @@ if sys.argv[1] == "crashing-libyaml":
     yaml.CSafeLoader = Crashing
 
 from pytest_deproxy import ScenarioError
-from pytest_deproxy.mitm.scenarios import load_interaction
+from pytest_deproxy.mitm.interactions import load_interaction
 
 results = {}
 for path in sys.argv[2:]:

@@ -10,8 +10,10 @@
 | GET /scenarios                     | ``{scenario: {"responses": {service: [files]}}}`` |
 | GET /service/<name>/interactions   | ``{"interaction_0": {"num_calls": N}}``, 404 if unknown |
 
-Rule kept here: a bad request changes nothing and gets a 400 that says what was wrong; no
-body, however malformed or deeply nested, gets a 500.
+Rules kept here: a bad request changes nothing and gets a 400 that says what was wrong; no
+body, however malformed or deeply nested, gets a 500. Each change is one call to the MITM,
+which makes it in one step (``PUT`` merges are never a read here and a write later), so
+changes sent at once from many connections all take effect.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from .. import __version__
+from .._version import __version__
 from ..models import Request, Response
 from .services import MANAGEMENT_SERVICE, Service, parse_services
 
@@ -43,6 +45,8 @@ class ManagedMitm(Protocol):
     def services(self) -> list[Service]: ...
 
     def set_services(self, services: list[Service]) -> None: ...
+
+    def merge_services(self, services: list[Service]) -> None: ...
 
     def scenario_tree(self) -> dict[str, Any]: ...
 
@@ -160,7 +164,5 @@ def _change_services(method: str, request: Request, mitm: ManagedMitm) -> Respon
     if method == "POST":
         mitm.set_services(given)
         return json_response(201)
-    by_name = {service.name: service for service in given}
-    merged = [by_name.pop(service.name, service) for service in mitm.services]
-    mitm.set_services(merged + list(by_name.values()))
+    mitm.merge_services(given)  # one step: a concurrent change is never lost
     return json_response(204)

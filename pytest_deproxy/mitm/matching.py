@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..models import Headers
 from ..redaction import body_equal, url_equal, wildcard_equal
-from .scenarios import Interaction
+from .interactions import Interaction
 
 MAX_NEAREST = 3
 
@@ -108,6 +108,11 @@ def differences(interaction: Interaction, request: IncomingRequest) -> tuple[Dif
     return tuple(found)
 
 
+def used_up(interaction: Interaction, replays: int) -> bool:
+    """Whether ``interaction``, replayed ``replays`` times, may answer no more."""
+    return interaction.max_replays != -1 and replays >= interaction.max_replays
+
+
 def decide(
     request: IncomingRequest,
     candidates: Sequence[Interaction],
@@ -118,10 +123,10 @@ def decide(
     for interaction in candidates:
         broken = differences(interaction, request)
         count = replays(interaction)
-        used_up = interaction.max_replays != -1 and count >= interaction.max_replays
-        if not broken and not used_up:
+        exhausted = used_up(interaction, count)
+        if not broken and not exhausted:
             return Decision(interaction)
-        misses.append(NearMiss(interaction, broken, used_up, count))
+        misses.append(NearMiss(interaction, broken, exhausted, count))
     misses.sort(key=lambda miss: len(miss.differences))  # stable: file order among equals
     return Decision(None, tuple(misses[:MAX_NEAREST]))
 

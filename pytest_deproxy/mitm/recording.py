@@ -24,10 +24,12 @@ from typing import Any
 
 import yaml
 
+from .. import client
 from ..errors import ScenarioError
 from ..models import TRACKING_HEADER, Headers, Request, Response, charset_of
 from ..redaction import DEFAULT, Redaction
-from .scenarios import check_name, natural_key, read_yaml
+from .safe_yaml import read_yaml
+from .scenarios import check_name, natural_key
 
 # Control characters make a body binary data, not text, however it decodes.
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -217,3 +219,22 @@ def interaction_document(
             ),
         },
     }
+
+
+def record_exchange(
+    root: Path,
+    scenario: str,
+    service: str,
+    request: Request,
+    url: str,
+    response: Response,
+    redaction: Redaction = DEFAULT,
+) -> Path:
+    """Write ``request`` (for ``url``, as it was forwarded: hop-by-hop fields dropped) and its
+    upstream's ``response`` as the service's next interaction; the file written. Raises
+    ScenarioError when it cannot be written."""
+    sent = Request(
+        request.method, request.path, client.end_to_end(request.headers), request.raw_body
+    )
+    document = interaction_document(sent, url, response, redaction)
+    return write_interaction(root, scenario, service, document)

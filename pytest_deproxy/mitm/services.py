@@ -1,23 +1,26 @@
-"""The services a MITM dispatches to, and the replay state they share.
+"""The services a MITM dispatches to, and the table that holds them.
 
 A service is a name and a list of hosts. ``BaseService`` entries (INSPIRE-MITMProxy's name for a
 recorded service) replay from the active scenario or record; ``WhitelistService`` entries
 always pass through. The management service answers on ``mitm-manager.local``. The dispatcher
 asks them in order; the first whose hosts include the request's host handles it.
-Rule kept here: replay counts and the active scenario change together, under one lock.
+
+Rules kept here: the list of services is a :class:`ServiceTable`, changed only whole and under
+its own lock, so that changes made at once from many connections (``PUT /services``) all take
+effect; ``services.yaml`` is untrusted input, read with :mod:`.safe_yaml`'s limits.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ScenarioError
+from .safe_yaml import YamlProblem, read_yaml
 from .scenarios import check_name
 
 MANAGEMENT_HOST = "mitm-manager.local"
@@ -74,11 +77,7 @@ def parse_services(entries: Any) -> list[Service]:
         if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
             raise ValueError(f"service {name!r} needs hosts_list, a list of host names")
         services.append(Service(SERVICE_TYPES[kind], name, tuple(h.lower() for h in hosts)))
-    names = [service.name for service in services]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"service names must be unique; repeated: {', '.join(duplicates)}")
-    return services
+    return _unique(services)
 
 
 def load_services_file(root: Path) -> list[Service] | None:
@@ -87,13 +86,16 @@ def load_services_file(root: Path) -> list[Service] | None:
     if not path.is_file():
         return None
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return parse_services(document)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ScenarioError(f"{where}: not valid YAML: {exc}") from exc
-    except (OSError, ValueError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot be read: {exc}") from exc
+    try:
+        return parse_services(read_yaml(text))
+    except ValueError as exc:
+        problem = exc.__cause__
+        if isinstance(problem, YamlProblem):  # read_yaml says where; name the file there
+            where = f"{path}:{problem.line}" if problem.line else str(path)
+            raise ScenarioError(f"{where}: {problem}") from exc
         raise ScenarioError(f"{path}: {exc}") from exc
 
 
@@ -113,43 +115,42 @@ def apply_whitelist(
     return kept
 
 
-class ReplayState:
-    """The active scenario, recording, the config dict and replay counts, behind one lock."""
+class ServiceTable:
+    """The services a MITM dispatches to (the management service aside), behind a lock.
 
-    def __init__(self, active_scenario: str, recording: bool) -> None:
-        self.lock = threading.RLock()
-        self.config: dict[str, Any] = {"active_scenario": check_name(active_scenario, "scenario")}
-        self.recording = recording
-        self._counts: dict[tuple[str, str, str], int] = {}
+    Readers get a snapshot; every change is one step under the lock, so a merge never works
+    from a list another change has replaced meanwhile.
+    """
 
-    @property
-    def active_scenario(self) -> str:
-        with self.lock:
-            return str(self.config["active_scenario"])
+    def __init__(self, services: Iterable[Service]) -> None:
+        self._lock = threading.Lock()
+        self._services = _unique(list(services))
 
-    def replace_config(self, config: Mapping[str, Any]) -> None:
-        """Set the whole config; changing the scenario resets the replay counts."""
-        scenario = config.get("active_scenario")
-        check_name(scenario, "active_scenario")  # type: ignore[arg-type]
-        with self.lock:
-            self.config = dict(config)
-            self._counts.clear()
+    def snapshot(self) -> list[Service]:
+        with self._lock:
+            return list(self._services)
 
-    def merge_config(self, update: Mapping[str, Any]) -> None:
-        with self.lock:
-            merged = {**self.config, **update}
-        self.replace_config(merged)
+    def replace(self, services: Iterable[Service]) -> None:
+        """Dispatch to ``services`` from now on (``POST /services``)."""
+        replacement = _unique(list(services))
+        with self._lock:
+            self._services = replacement
 
-    def set_recording(self, enable: bool) -> None:
-        with self.lock:
-            self.recording = enable
-            self._counts.clear()
+    def merge(self, services: Iterable[Service]) -> None:
+        """Replace the services of the same names in place, add the others at the end
+        (``PUT /services``)."""
+        by_name = {service.name: service for service in _unique(list(services))}
+        with self._lock:
+            merged = [by_name.pop(service.name, service) for service in self._services]
+            self._services = merged + list(by_name.values())
 
-    def replays(self, service: str, interaction: str) -> int:
-        with self.lock:
-            return self._counts.get((self.active_scenario, service, interaction), 0)
 
-    def count_replay(self, service: str, interaction: str) -> None:
-        with self.lock:
-            key = (self.active_scenario, service, interaction)
-            self._counts[key] = self._counts.get(key, 0) + 1
+def _unique(services: list[Service]) -> list[Service]:
+    for service in services:
+        if not isinstance(service, Service):
+            raise TypeError(f"services are Service objects, not {type(service).__name__}")
+    counts = Counter(service.name for service in services)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
+    if duplicates:
+        raise ValueError(f"service names must be unique; repeated: {', '.join(duplicates)}")
+    return services

@@ -1,16 +1,17 @@
-"""Where a request to the MITM goes: its target, its CONNECT tunnel and its Host header.
+"""Where a request to the MITM goes: its target, tunnel and Host header, and ``upstreams``.
 
 Rule kept here: every host a request names (its absolute-form URL, the CONNECT tunnel it came
 through, its ``Host`` header) must be the same one, because that host picks the service and is
-the only host the request may reach: otherwise the MITM would be an open proxy. A target that
-is malformed or names two hosts raises :class:`BadTarget`, whose message says what was wrong.
-Pure: no I/O.
+the only host the request may reach, or that host's ``upstreams`` entry (:class:`Upstreams`):
+otherwise the MITM would be an open proxy. A target that is malformed or names two hosts
+raises :class:`BadTarget`, whose message says what was wrong. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 
 from .. import client
 
@@ -112,3 +113,30 @@ def locate(path: str, host_header: str | None, tunnel: str | None) -> client.Tar
                 "only to the host that picks its service: name the same host in both."
             )
     return target
+
+
+class Upstreams:
+    """``upstreams=``: hosts whose traffic goes to another server, as ``{host: url}``.
+
+    ``{"api.example.org": "http://127.0.0.1:8080/base"}`` sends ``GET /v1`` for
+    api.example.org to 127.0.0.1:8080 as ``GET /base/v1``. The ``Host`` header is not
+    rewritten: the MITM stands in for the real service, so the upstream sees what it would.
+    """
+
+    def __init__(self, upstreams: Mapping[str, str] | None) -> None:
+        if upstreams is not None and not isinstance(upstreams, Mapping):
+            raise TypeError(
+                'upstreams is a mapping of host to URL, like {"api.example.org": '
+                f'"http://127.0.0.1:8080"}}, not {type(upstreams).__name__}'
+            )
+        self._by_host = {
+            host.lower(): client.Target.parse(url) for host, url in (upstreams or {}).items()
+        }
+
+    def destination(self, target: client.Target) -> tuple[client.Target, str]:
+        """Where a request for ``target`` goes (its host's entry, or itself), and the
+        request target to send there."""
+        mapped = self._by_host.get(target.host)
+        if mapped is None:
+            return target, target.request_target
+        return mapped, mapped.base_path + target.request_target
