@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from . import client, handlers, serving, wire
 from .client import ClientConnection, Target, Verify
-from .endpoint import DEFAULT_MAX_BODY_SIZE, Endpoint
+from .endpoint import DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT, Endpoint
 from .errors import DeproxyError, TunnelRefused
 from .handlers import Handler
 from .mitm import MitmEndpoint
@@ -27,10 +27,18 @@ from .record import ChainRegistry, Handling, MessageChain
 from .tls import CertificateAuthority
 from .websocket import WebSocketSession, handshake_request, parse_url
 
-_endpoint_numbers = itertools.count(1)
-
 HandlerMap = Mapping[Any, Handler]
 AnyEndpoint = TypeVar("AnyEndpoint", bound=Endpoint)
+
+
+def raise_errors(errors: list[BaseException]) -> None:
+    """Raise what endpoint threads reported: one error as itself, several as a group."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup(  # type: ignore[type-var]
+            f"{len(errors)} errors in endpoint threads", errors
+        )
 
 
 def _check_hostname(hostname: object, method: str) -> None:
@@ -78,6 +86,9 @@ class Deproxy:
         self._endpoints: list[Endpoint] = []
         self._registry: ChainRegistry[_Routing] = ChainRegistry(keep_chains)
         self._shut_down = False
+        # Numbered per Deproxy, not per process: names and ids do not depend on test order.
+        self._endpoint_numbers = itertools.count(1)
+        self._connection_numbers = itertools.count(1)
 
     # -- the right side: endpoints ---------------------------------------------------------
 
@@ -102,9 +113,11 @@ class Deproxy:
         default_handler: Handler | None = None,
         *,
         tls: bool = False,
-        request_timeout: float | None = 30.0,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         keep_handlings: int | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        proxy_protocol: bool | str = False,
+        client_certs: str | None = None,
     ) -> Endpoint:
         """Start an endpoint on ``hostname:port`` (``port=0``: a free one) and return it.
 
@@ -118,11 +131,16 @@ class Deproxy:
         over the limit is refused before any of the body is read; a chunked body once what
         arrived passes it. Bodies are held in memory whole (about twice their size while
         they arrive), so the limit bounds what one request can cost.
+        ``proxy_protocol``: ``True`` requires a PROXY protocol v1 or v2 header on every
+        connection (haproxy's ``send-proxy``), ``"optional"`` accepts one; it is on
+        ``endpoint.connections[i].proxy_protocol``. ``client_certs`` (with ``tls=True``):
+        ``"optional"`` or ``"required"`` asks the client for a certificate signed by
+        ``deproxy.ca`` (``ca.issue_client_cert(name)`` makes one).
         """
         self._check_running()
         _check_hostname(hostname, "add_endpoint")
         if name is None:
-            name = f"Endpoint-{next(_endpoint_numbers)}"
+            name = f"Endpoint-{next(self._endpoint_numbers)}"
         return self._register(
             Endpoint(
                 self,
@@ -134,6 +152,8 @@ class Deproxy:
                 request_timeout=request_timeout,
                 keep_handlings=keep_handlings,
                 max_body_size=max_body_size,
+                proxy_protocol=proxy_protocol,
+                client_certs=client_certs,
             )
         )
 
@@ -189,6 +209,7 @@ class Deproxy:
     def _register(self, endpoint: AnyEndpoint) -> AnyEndpoint:
         with self._lock:
             self._endpoints.append(endpoint)
+        endpoint.start()
         return endpoint
 
     # -- the left side: requests -----------------------------------------------------------
@@ -414,6 +435,12 @@ class Deproxy:
     def record(self, handling: Handling) -> None:
         self._registry.record(handling)
 
+    def settled(self, handling: Handling) -> None:
+        self._registry.settled(handling)
+
+    def new_connection_id(self) -> str:
+        return f"conn-{next(self._connection_numbers)}"
+
     def report_error(self, error: BaseException) -> None:
         self._registry.report_error(error)
 
@@ -453,4 +480,9 @@ class Deproxy:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Shut down; then, unless an exception is already on its way out, raise what
+        handlers raised in endpoint threads (the ``deproxy`` fixture does the same at the end
+        of a test), so that a failure there is never silently dropped."""
         self.shutdown()
+        if exc_info[0] is None:
+            raise_errors(self.errors)

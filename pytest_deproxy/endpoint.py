@@ -1,23 +1,30 @@
 """Endpoints: HTTP(S) servers that stand in for the servers behind a proxy.
 
-Rule kept here: a handling is recorded *before* its response is written, so a client that
-has its answer can rely on the record being complete. How connections are accepted and
-served (threads, the poll thread, shutdown) is :mod:`pytest_deproxy.serving`'s; what to
-answer, and what is recorded, is decided here.
+Rules kept here: every request that reaches an endpoint is recorded, the ones it refuses and
+the ones cut short included. A request joins the record when its head has arrived, before
+its handler runs; its handling is finished (the response as sent, or what was done instead)
+before a byte of the answer is written, so a client that has its answer finds the record
+complete. How connections are accepted and served (threads, the poll thread, shutdown) is
+:mod:`~pytest_deproxy.serving`'s; this module is the responder it serves them with.
 """
 
 from __future__ import annotations
 
+import ssl
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from . import net, responding, wire
-from .errors import HandlerError
-from .faults import Fault, Hang, Pause, Reset, Send
-from .handlers import Handler, HandlerContext, call_handler
+from .connections import ConnectionRecord
+from .errors import DeproxyError, DeproxyTimeout, HandlerError
+from .faults import Fault, Hang, Pause, Reset, Send, Step
+from .handlers import Handler, HandlerContext, call_handler, never_blocks
 from .models import Request, Response
 from .record import Handling
-from .serving import ConnectionServer, Session
+from .request_reader import Arrival, Body, CutShort, RequestRefused, with_body
+from .serving import Connection, Server
 from .tls import CertificateAuthority
 
 DEFAULT_REQUEST_TIMEOUT = 30.0  # per read, once a request has begun (slowloris)
@@ -26,9 +33,15 @@ DEFAULT_REQUEST_TIMEOUT = 30.0  # per read, once a request has begun (slowloris)
 # body that never ends then costs at most about twice that while it is read, not all the
 # memory of a CI runner.
 DEFAULT_MAX_BODY_SIZE = 256 * 1024 * 1024
+LINGER_SECONDS = 5.0  # after a refusal, how long what the client still sends is read and dropped
+CONTINUE = Response(100)
+CLIENT_CERTS = (None, "optional", "required")
+
+# What to do with a CONNECT: intercept it with TLS (the context to use), or answer it.
+TunnelPolicy = Callable[[Request], "ssl.SSLContext | Response"]
 
 
-class HandlingRegistry(Protocol):
+class EndpointOwner(Protocol):
     """What an endpoint needs from its owner (a :class:`Deproxy`)."""
 
     @property
@@ -38,21 +51,46 @@ class HandlingRegistry(Protocol):
 
     def record(self, handling: Handling) -> None: ...
 
+    def settled(self, handling: Handling) -> None: ...
+
     def report_error(self, error: BaseException) -> None: ...
 
+    def new_connection_id(self) -> str: ...
 
-class Endpoint(ConnectionServer):
+
+def _check_options(
+    max_body_size: object, proxy_protocol: object, client_certs: object, tls: bool
+) -> None:
+    if max_body_size is not None and (
+        not isinstance(max_body_size, int) or isinstance(max_body_size, bool)
+    ):
+        raise TypeError(
+            f"max_body_size is a number of bytes (an int) or None for no limit, "
+            f"not {type(max_body_size).__name__}"
+        )
+    if isinstance(max_body_size, int) and max_body_size < 0:
+        raise ValueError(f"max_body_size is a number of bytes >= 0, got {max_body_size}")
+    if proxy_protocol not in (False, True, "optional"):
+        raise ValueError(f"proxy_protocol is True, 'optional' or False, not {proxy_protocol!r}")
+    if client_certs not in CLIENT_CERTS:
+        raise ValueError(f"client_certs is 'optional', 'required' or None, not {client_certs!r}")
+    if client_certs is not None and not tls:
+        raise ValueError("client_certs asks for TLS client certificates: add tls=True")
+
+
+class Endpoint:
     """An HTTP(S) server on a local port that answers through handlers and records what it saw.
 
-    Made by :meth:`Deproxy.add_endpoint`. ``handlings`` is every :class:`Handling` in order;
-    ``errors`` lists failures on its connections (malformed requests, failed TLS handshakes).
-    A request body over ``max_body_size`` bytes (None: no limit) is answered 413 unread, and
-    the connection closed; that handling is recorded with the head, an empty body and the 413.
+    Made by :meth:`Deproxy.add_endpoint`. ``handlings`` is every :class:`Handling` in order
+    of arrival; ``connections`` every :class:`ConnectionRecord`; ``errors`` the failures on
+    its connections (malformed requests, failed TLS handshakes). A request body over
+    ``max_body_size`` bytes (None: no limit) is answered 413 unread, and the connection
+    closed; that handling is recorded with the head, an empty body and the 413.
     """
 
     def __init__(
         self,
-        registry: HandlingRegistry,
+        owner: EndpointOwner,
         *,
         name: str,
         hostname: str = "127.0.0.1",
@@ -62,31 +100,43 @@ class Endpoint(ConnectionServer):
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         keep_handlings: int | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        proxy_protocol: bool | str = False,
+        client_certs: str | None = None,
+        handler_for: Callable[[Request], Handler] | None = None,
+        tunnels: TunnelPolicy | None = None,
     ) -> None:
-        if max_body_size is not None and (
-            not isinstance(max_body_size, int) or isinstance(max_body_size, bool)
-        ):
-            raise TypeError(
-                f"max_body_size is a number of bytes (an int) or None for no limit, "
-                f"not {type(max_body_size).__name__}"
-            )
-        if max_body_size is not None and max_body_size < 0:
-            raise ValueError(f"max_body_size is a number of bytes >= 0, got {max_body_size}")
+        _check_options(max_body_size, proxy_protocol, client_certs, tls)
+        self.name = name
+        self.hostname = hostname
         self.default_handler = default_handler
         self.tls = tls
-        self._registry = registry
+        self._owner = owner
+        self._fixed_handler_for = handler_for  # the MITM's: its dispatcher answers everything
+        self._tunnels = tunnels
         # Long runs cap what is kept: the last `keep_handlings` (None keeps every one).
         self._handlings: deque[Handling] = deque(maxlen=keep_handlings)
-        super().__init__(
+        context = None
+        if tls:
+            hosts = ("localhost", "127.0.0.1", hostname)
+            context = owner.ca.server_context(*hosts, client_certs=client_certs)
+        self._server = Server(
+            self,
             name=name,
             hostname=hostname,
             port=port,
-            tls_context=(
-                registry.ca.server_context("localhost", "127.0.0.1", hostname) if tls else None
-            ),
+            tls_context=context,
             request_timeout=request_timeout,
             max_body_size=max_body_size,
+            new_connection_id=owner.new_connection_id,
+            proxy_protocol=proxy_protocol,
+            keep_connections=keep_handlings,
         )
+        self.port = self._server.port
+
+    def start(self) -> Endpoint:
+        """Start serving (the port is already taken); returns the endpoint."""
+        self._server.start()
+        return self
 
     # -- public surface --------------------------------------------------------------------
 
@@ -96,57 +146,162 @@ class Endpoint(ConnectionServer):
         return f"{scheme}://{net.format_address(self.hostname, self.port)}"
 
     @property
+    def address(self) -> tuple[str, int]:
+        """The address the endpoint's socket is bound to: ``(host, port)``."""
+        return self._server.address
+
+    @property
     def ca(self) -> CertificateAuthority:
         """The CA that signs this endpoint's certificate and that its ``route`` handlers trust."""
-        return self._registry.ca
+        return self._owner.ca
 
     @property
     def handlings(self) -> list[Handling]:
-        """A snapshot of every handling this endpoint made, in order."""
+        """A snapshot of every handling this endpoint made, in order of arrival."""
         return list(self._handlings.copy())  # copy() holds the deque still while it copies
+
+    @property
+    def connections(self) -> list[ConnectionRecord]:
+        """A snapshot of the records of every connection this endpoint accepted, in order."""
+        return self._server.connections
+
+    @property
+    def errors(self) -> list[DeproxyError]:
+        """A snapshot of the failures seen on this endpoint's connections."""
+        return self._server.errors
+
+    @property
+    def request_timeout(self) -> float | None:
+        return self._server.request_timeout
+
+    def begin_shutdown(self, deadline: float | None = None) -> None:
+        """Stop accepting and wake every thread, without waiting (see :meth:`shutdown`)."""
+        self._server.begin_shutdown(deadline)
+
+    def shutdown(self) -> None:
+        """Stop listening, close every connection and join every thread. Safe to call twice.
+
+        A thread still running ``serving.JOIN_TIMEOUT`` s after shutdown began is left
+        behind and reported to the owner, so the ``deproxy`` fixture fails the test.
+        """
+        self._server.shutdown()
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name} {self.url}>"
 
-    # -- answering: the hooks ConnectionServer calls ---------------------------------------
+    # -- the responder: what serving asks ----------------------------------------------------
 
-    def _exchange(self, session: Session, request: Request) -> bool:
-        """Answer one request; return whether the connection stays open."""
-        context = self._context_for(session)
-        result = self._run_handler(request, context, self._handler_for(request))
-        if isinstance(result, Fault):
-            return self._commit_fault(session, request, context, result)
-        data, keep_alive = self._respond(session, request, result, context)
-        session.stream.write(data)
-        return keep_alive
-
-    def _answer(self, session: Session, request: Request, handler: Handler) -> tuple[bytes, bool]:
-        """What a handler that never blocks answers: the bytes, and whether to keep alive."""
-        context = self._context_for(session)
+    def answer_polled(
+        self, connection: Connection, arrival: Arrival, body: bytes
+    ) -> tuple[bytes, bool] | None:
+        request = with_body(arrival, Body(body))
+        handler = self._handler_for(request)
+        if not never_blocks(handler):
+            return None
+        handling = self._arrive(connection, request, arrival.raw_head, arrival.at)
+        context = self._context(connection, handling)
         response = self._run_handler(request, context, handler)
         assert isinstance(response, Response)  # handlers.never_blocks returns no fault
-        return self._respond(session, request, response, context)
+        return self._respond(handling, response, context)
+
+    def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
+        if first is not None:
+            polled, body = first
+            request = with_body(polled, Body(body))
+            handling = self._arrive(connection, request, polled.raw_head, polled.at)
+            if not self._handle(connection, handling, polled):
+                return
+        while not connection.stopping.is_set():
+            try:
+                arrival = connection.reader.read_head()  # a new reader once it turned to TLS
+            except RequestRefused as refused:
+                self._refuse(connection, refused)
+                return
+            except CutShort as cut:
+                self._cut_short(connection, cut)
+                return
+            if arrival is None:
+                connection.record.closed("client")
+                return
+            if not self._exchange(connection, arrival):
+                return
+
+    def report(self, error: BaseException) -> None:
+        self._owner.report_error(error)
+
+    # -- one request -------------------------------------------------------------------------
+
+    def _exchange(self, connection: Connection, arrival: Arrival) -> bool:
+        """Read the body of the request whose head arrived, and answer; whether to go on."""
+        reader = connection.reader
+        handling = self._arrive(connection, arrival.request, arrival.raw_head, arrival.at)
+        if arrival.expects_continue:
+            refusal = reader.too_large(arrival)
+            if refusal is not None:  # refused before the client sends what it announced
+                return self._refuse(connection, refusal, handling)
+            self._send_interim(connection, handling, CONTINUE)
+        try:
+            body = reader.read_body(arrival)
+        except RequestRefused as refused:
+            return self._refuse(connection, refused, handling)
+        except CutShort as cut:
+            return self._cut_short(connection, cut, handling)
+        handling.request, handling.framed_body = with_body(arrival, body), body.framed
+        return self._handle(connection, handling, arrival)
+
+    def _handle(self, connection: Connection, handling: Handling, arrival: Arrival) -> bool:
+        """Answer a request that arrived whole; whether the connection goes on."""
+        if arrival.request.method == "CONNECT" and self._tunnels is not None:
+            return self._open_tunnel(connection, handling)
+        return self._answer(connection, handling, keep_open=not arrival.must_close)
+
+    def _answer(self, connection: Connection, handling: Handling, *, keep_open: bool) -> bool:
+        request = handling.request
+        context = self._context(connection, handling)
+        result = self._run_handler(request, context, self._handler_for(request))
+        if isinstance(result, Fault):
+            return self._commit_fault(connection, handling, context, result) and keep_open
+        data, keep_alive = self._respond(handling, result, context)
+        connection.stream.write(data)
+        if not (keep_alive and keep_open):
+            connection.record.closed("endpoint")
+        return keep_alive and keep_open
 
     def _respond(
-        self, session: Session, request: Request, response: Response, context: HandlerContext
+        self, handling: Handling, response: Response, context: HandlerContext
     ) -> tuple[bytes, bool]:
-        """Record ``response`` as it will be sent; its bytes, and whether to keep alive."""
+        """Finish ``handling`` with ``response`` as it will be sent; its bytes, and whether
+        the connection may carry another request."""
+        request = handling.request
         sent = self._as_sent(response, request, context)
-        self._record(Handling(self, request, sent, session.connection_id))
+        handling.finish(sent)
+        self._owner.settled(handling)
         head, body = responding.wire_parts(sent, request)
         return head + body, wire.response_keeps_alive(sent, request)
 
     def _commit_fault(
-        self, session: Session, request: Request, context: HandlerContext, fault: Fault
+        self, connection: Connection, handling: Handling, context: HandlerContext, fault: Fault
     ) -> bool:
         """Record what the fault will do, then do it; return whether the connection stays open."""
+        request = handling.request
         context.chunked = context.chunked or fault.chunked
         sent = None if fault.response is None else self._as_sent(fault.response, request, context)
         head, body = (b"", b"") if sent is None else responding.wire_parts(sent, request)
-        self._record(Handling(self, request, sent, session.connection_id, fault.description))
-        for step in fault.plan(sent, head, body):
+        handling.finish(sent, fault.description)
+        self._owner.settled(handling)
+        keeps = self._carry_out(connection, context, fault.plan(sent, head, body))
+        keeps = keeps and fault.completes and sent is not None
+        keeps = keeps and sent is not None and wire.response_keeps_alive(sent, request)
+        if not keeps:
+            connection.record.closed("endpoint")
+        return keeps
+
+    @staticmethod
+    def _carry_out(connection: Connection, context: HandlerContext, steps: list[Step]) -> bool:
+        """Do a fault's steps; whether the connection is still usable after them."""
+        for step in steps:
             if isinstance(step, Send):
-                session.stream.write(step.data)
+                connection.stream.write(step.data)
             elif isinstance(step, Pause):
                 if not context.sleep(step.seconds):
                     return False
@@ -154,15 +309,126 @@ class Endpoint(ConnectionServer):
                 context.sleep(None)
                 return False
             elif isinstance(step, Reset):
-                session.stream.abort()
+                connection.stream.abort()
                 return False
             else:
                 return False
-        return fault.completes and sent is not None and wire.response_keeps_alive(sent, request)
+        return True
 
-    def _context_for(self, session: Session) -> HandlerContext:
+    def _open_tunnel(self, connection: Connection, handling: Handling) -> bool:
+        """A CONNECT to an endpoint that intercepts tunnels (the MITM): open it, recorded."""
+        assert self._tunnels is not None
+        request = handling.request
+        decision = self._tunnels(request)
+        if isinstance(decision, Response):  # refused: answered like any response
+            context = self._context(connection, handling)
+            data, keep_alive = self._respond(handling, decision, context)
+            connection.stream.write(data)
+            return keep_alive
+        established = Response(200, "Connection established")
+        handling.finish(established, f"opened a tunnel to {request.path}, intercepted with TLS")
+        self._owner.settled(handling)
+        connection.stream.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        connection.tunnel = request.path
+        connection.start_tls(decision)
+        return True
+
+    # -- what cannot be answered ordinarily ------------------------------------------------
+
+    def _refuse(
+        self, connection: Connection, refused: RequestRefused, handling: Handling | None = None
+    ) -> bool:
+        """Answer a request the endpoint will not hand to a handler (400, 413, 431, 501,
+        505), recorded with its reason, then close after draining what still comes."""
+        handling = self._refreshed(connection, handling, refused.partial, refused.raw)
+        self._server.record_error(refused)
+        status = refused.status_hint
+        sent = responding.refusal_response(status, str(refused), handling.request)
+        handling.finish(sent, f"refused: {refused}; answered {status} and closed")
+        self._owner.settled(handling)
+        stream = connection.stream
+        stream.write(b"".join(responding.wire_parts(sent, handling.request)))
+        connection.record.closed("endpoint")
+        self._linger(connection)
+        return False
+
+    def _cut_short(
+        self, connection: Connection, cut: CutShort, handling: Handling | None = None
+    ) -> bool:
+        """Record a request the client cut short; answer 408 if the watchdog stopped it."""
+        handling = self._refreshed(connection, handling, cut.partial, cut.raw)
+        if not connection.timed_out:
+            handling.finish(None, str(cut))
+            self._owner.settled(handling)
+            connection.record.closed("reset" if cut.reset else "client")
+            return False
+        size = len(handling.request.raw_body)
+        stalled = DeproxyTimeout(
+            f"a request made no progress for {self.request_timeout} s; answered 408 and closed"
+        )
+        self._server.record_error(stalled)
+        sent = responding.refusal_response(408, str(stalled), handling.request)
+        handling.finish(sent, f"the request stalled after {size} body bytes: 408 sent")
+        self._owner.settled(handling)
+        connection.stream.write(b"".join(responding.wire_parts(sent, handling.request)))
+        connection.record.closed("endpoint")
+        return False
+
+    def _refreshed(
+        self, connection: Connection, handling: Handling | None, request: Request, raw: bytes
+    ) -> Handling:
+        """The handling of a request as far as it came: the one that arrived, or a new one."""
+        if handling is None:
+            return self._arrive(connection, request, raw, time.time())
+        handling.request = request
+        handling.framed_body = raw[len(handling.raw_head) :]
+        return handling
+
+    def _linger(self, connection: Connection) -> None:
+        """Read and drop what the client still sends for a while before closing, so that a
+        client still sending gets to read the refusal rather than a reset."""
+        stream = connection.stream
+        stream.shutdown(writing_only=True)
+        deadline = time.monotonic() + LINGER_SECONDS
+        while (left := deadline - time.monotonic()) > 0 and not connection.stopping.is_set():
+            stream.timeout = left
+            try:
+                if not stream.read():
+                    break
+            except DeproxyError:  # the client gave up first, or took too long: close anyway
+                break
+
+    # -- the parts -------------------------------------------------------------------------
+
+    def _arrive(
+        self, connection: Connection, request: Request, raw_head: bytes, at: float
+    ) -> Handling:
+        handling = Handling(
+            self,
+            request,
+            connection.id,
+            received_at=at,
+            raw_head=raw_head,
+            facts=connection.record,
+        )
+        # No lock: deque appends are thread-safe, and a lock taken here on every request makes
+        # the connection threads queue behind whichever one the GIL switched away from.
+        self._handlings.append(handling)
+        connection.record.add_handling(handling)
+        self._owner.record(handling)
+        return handling
+
+    def _send_interim(self, connection: Connection, handling: Handling, interim: Response) -> None:
+        handling.interim_responses.append(interim)
+        connection.stream.write(wire.serialize_response_head(interim))
+
+    def _context(self, connection: Connection, handling: Handling) -> HandlerContext:
         return HandlerContext(
-            self, session.connection_id, tunnel=session.tunnel, _stopping=self._stopping
+            self,
+            connection.id,
+            tunnel=connection.tunnel,
+            _stopping=connection.stopping,
+            _send_interim=lambda interim: self._send_interim(connection, handling, interim),
         )
 
     @staticmethod
@@ -172,7 +438,9 @@ class Endpoint(ConnectionServer):
         )
 
     def _handler_for(self, request: Request) -> Handler:
-        return self._registry.handler_for(self, request)
+        if self._fixed_handler_for is not None:
+            return self._fixed_handler_for(request)
+        return self._owner.handler_for(self, request)
 
     def _run_handler(
         self, request: Request, context: HandlerContext, handler: Handler
@@ -188,23 +456,9 @@ class Endpoint(ConnectionServer):
         except Exception as exc:
             error = HandlerError(self.name, exc)
             error.__cause__ = exc
-            self._registry.report_error(error)
+            self._owner.report_error(error)
             context.send_default_headers = True
             context.chunked = False
             return responding.error_response(
                 500, f"the handler of endpoint {self.name!r} raised {type(exc).__name__}: {exc}"
             )
-
-    def _record_unanswered(
-        self, session: Session, request: Request, action: str, response: Response | None = None
-    ) -> None:
-        self._record(Handling(self, request, response, session.connection_id, action))
-
-    def _report(self, error: BaseException) -> None:
-        self._registry.report_error(error)
-
-    def _record(self, handling: Handling) -> None:
-        # No lock: deque appends are thread-safe, and a lock taken here on every request makes
-        # the connection threads queue behind whichever one the GIL switched away from.
-        self._handlings.append(handling)
-        self._registry.record(handling)

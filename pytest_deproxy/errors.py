@@ -16,6 +16,10 @@ class NetworkError(DeproxyError):
     """A connection could not be made, or broke: refused, reset, closed early, TLS failed."""
 
 
+class ConnectionReset(NetworkError):
+    """The peer reset the connection (a TCP RST), or it broke while being written to."""
+
+
 class DeproxyTimeout(NetworkError, TimeoutError):
     """A peer did not answer within the time allowed."""
 

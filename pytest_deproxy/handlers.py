@@ -47,6 +47,22 @@ class HandlerContext:
     chunked: bool = False
     tunnel: str | None = None
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _send_interim: Callable[[Response], None] | None = field(default=None, repr=False)
+
+    def send_interim(self, response: Response) -> None:
+        """Send a 1xx response now, before the final one (``103 Early Hints``, say)::
+
+            context.send_interim(Response(103, headers={"Link": "</style.css>; rel=preload"}))
+
+        It is written at once and recorded on the handling's ``interim_responses``.
+        """
+        if not isinstance(response, Response) or not 100 <= response.status < 200:
+            raise ValueError(f"send_interim takes a 1xx Response, not {response!r}")
+        if response.status == 101:
+            raise ValueError("101 Switching Protocols is a final answer: return it instead")
+        if self._send_interim is None:
+            raise RuntimeError("this context belongs to no connection that can send")
+        self._send_interim(response)
 
     def sleep(self, seconds: float | None) -> bool:
         """Wait ``seconds`` (``None``: until shutdown); ``False`` if the endpoint shut down first.

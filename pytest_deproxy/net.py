@@ -19,10 +19,11 @@ import selectors
 import socket
 import ssl
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from .errors import DeproxyTimeout, NetworkError
+from .errors import ConnectionReset, DeproxyTimeout, NetworkError
 
 READ_SIZE = 65536
 _IGNORE_UNEXPECTED_EOF = getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)  # OpenSSL 3 and later
@@ -38,7 +39,7 @@ def translate(exc: OSError, doing: str) -> NetworkError:
     if isinstance(exc, ConnectionRefusedError):
         return NetworkError(f"connection refused {doing}")
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-        return NetworkError(f"connection reset by peer {doing}")
+        return ConnectionReset(f"connection reset by peer {doing}")
     return NetworkError(f"{exc.strerror or exc} {doing}")
 
 
@@ -56,6 +57,11 @@ class Stream:
 
     ``timeout`` bounds each blocking read or write; ``None`` waits for ever.
     """
+
+    # Who wants to see every byte that crosses: a connection's record (None: nobody). They see
+    # the bytes inside TLS, and follow the connection when it turns to TLS.
+    on_read: Callable[[bytes], None] | None = None
+    on_write: Callable[[bytes], None] | None = None
 
     def __init__(self, sock: socket.socket, peer: str, timeout: float | None = None) -> None:
         self._sock = sock
@@ -88,9 +94,19 @@ class Stream:
     def read(self, max_bytes: int = READ_SIZE) -> bytes:
         """Up to ``max_bytes``; ``b""`` when the peer has closed its side."""
         try:  # the hot path: nothing is set up unless something goes wrong
-            return self._sock.recv(max_bytes)
+            data = self._sock.recv(max_bytes)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return b""
+        except OSError as exc:
+            raise translate(exc, f"reading from {self.peer}") from exc
+        if data and self.on_read is not None:
+            self.on_read(data)
+        return data
+
+    def peek(self, max_bytes: int) -> bytes:
+        """What has arrived, without taking it (a plain socket only: before any TLS)."""
+        try:
+            return self._sock.recv(max_bytes, socket.MSG_PEEK)
         except OSError as exc:
             raise translate(exc, f"reading from {self.peer}") from exc
 
@@ -99,6 +115,8 @@ class Stream:
             self._sock.sendall(data)
         except OSError as exc:
             raise translate(exc, f"writing to {self.peer}") from exc
+        if self.on_write is not None:
+            self.on_write(data)
 
     # A stream with ``timeout=0`` never waits: a poller says when to read, and these say how
     # much could be done at once.
@@ -106,20 +124,26 @@ class Stream:
     def read_ready(self) -> bytes | None:
         """What has arrived (``b""``: the peer closed), or ``None`` if nothing has yet."""
         try:
-            return self._sock.recv(READ_SIZE)
+            data = self._sock.recv(READ_SIZE)
         except BlockingIOError:
             return None
         except OSError as exc:
             raise translate(exc, f"reading from {self.peer}") from exc
+        if data and self.on_read is not None:
+            self.on_read(data)
+        return data
 
     def write_ready(self, data: bytes) -> int:
         """Write as much of ``data`` as the connection takes now; return how many bytes."""
         try:
-            return self._sock.send(data)
+            sent = self._sock.send(data)
         except BlockingIOError:
             return 0
         except OSError as exc:
             raise translate(exc, f"writing to {self.peer}") from exc
+        if sent and self.on_write is not None:
+            self.on_write(data[:sent])
+        return sent
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -143,6 +167,8 @@ class Stream:
             # An EOF without close_notify (a client gone, or the reading side shut down by a
             # watchdog) is then an end of file, after which a 408 can still be written.
             context.options |= _IGNORE_UNEXPECTED_EOF
+        if server_side and context.sni_callback is None:
+            context.sni_callback = _remember_server_name
         with translate_errors(f"in the TLS handshake with {self.peer}"):
             wrapped = context.wrap_socket(
                 self._sock,
@@ -151,6 +177,7 @@ class Stream:
                 do_handshake_on_connect=False,
             )
         stream = Stream(wrapped, self.peer, timeout)
+        stream.on_read, stream.on_write = self.on_read, self.on_write
         if handshake:
             try:
                 stream.handshake()
@@ -164,6 +191,21 @@ class Stream:
         assert isinstance(self._sock, ssl.SSLSocket)
         with translate_errors(f"in the TLS handshake with {self.peer}"):
             self._sock.do_handshake()
+
+    def tls_facts(self) -> dict[str, Any] | None:
+        """What a finished server-side TLS handshake settled (``None`` on a plain stream):
+        ``sni``, ``alpn``, ``version``, ``cipher``, ``client_certificate``."""
+        sock = self._sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return None
+        cipher = sock.cipher()
+        return {
+            "sni": getattr(sock, "deproxy_server_name", None),
+            "alpn": sock.selected_alpn_protocol(),
+            "version": sock.version(),
+            "cipher": cipher[0] if cipher else None,
+            "client_certificate": sock.getpeercert() or None,
+        }
 
     def shutdown(self, *, reading_only: bool = False, writing_only: bool = False) -> None:
         """Wake any thread blocked on this stream: a read sees end of file, a write or a TLS
@@ -199,6 +241,13 @@ class Stream:
         except OSError:
             pass
         self.close()
+
+
+def _remember_server_name(
+    sock: ssl.SSLSocket | ssl.SSLObject, server_name: str | None, _: ssl.SSLContext
+) -> None:
+    """The SNI callback of server contexts: keeps the name the client asked for."""
+    sock.deproxy_server_name = server_name  # type: ignore[union-attr]
 
 
 def format_address(host: str, port: int) -> str:

@@ -119,6 +119,12 @@ def _encode_v2(header: ProxyHeader) -> bytes:
     return V2_SIGNATURE + struct.pack("!BBH", command, family, len(body)) + body
 
 
+def v2_size(data: bytes) -> int:
+    """The whole size of the v2 header whose fixed part ``data`` begins with."""
+    (length,) = struct.unpack_from("!H", data, len(V2_SIGNATURE) + 2)
+    return _V2_FIXED + int(length)
+
+
 def could_begin(data: bytes) -> bool:
     """Whether ``data`` is, or may grow into, the start of a PROXY header."""
     return any(data[: len(prefix)] == prefix[: len(data)] for prefix in (V1_PREFIX, V2_SIGNATURE))

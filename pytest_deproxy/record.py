@@ -15,9 +15,9 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from .errors import DeproxyError
+from .errors import DeproxyError, DeproxyTimeout
 from .models import TRACKING_HEADER, Request, Response
 
 
@@ -31,36 +31,72 @@ class Place(Protocol):
     def url(self) -> str: ...
 
 
-@dataclass(frozen=True, eq=False)
+class ConnectionFacts(Protocol):
+    """A handling's connection, as the diagram shows it (a ``ConnectionRecord``)."""
+
+    @property
+    def summary(self) -> str: ...
+
+
+@dataclass(eq=False)
 class Handling:
     """One request as an endpoint received it, and what the endpoint did about it.
 
-    ``response`` is the response as sent, default headers included; it is ``None`` when the
-    handler chose a fault that sends no response. ``action`` says in a few words what the
-    endpoint did (``"responded"``, or the fault's description).
+    It joins the record when the request's head has arrived (``received_at``), and is
+    ``done`` once the endpoint has answered it, or given up on it. ``request`` is the request
+    as received (its body is filled in once it has all arrived); ``response`` is the response
+    as sent, default headers included (``None`` while the handler runs, and when none was
+    sent); ``action`` says what a fault did or why the endpoint refused the request, and is
+    ``None`` for an ordinary answer. ``raw`` is the request's bytes exactly as they arrived,
+    head and framed body.
     """
 
     endpoint: Place
     request: Request
-    response: Response | None
     connection: str
-    action: str = "responded"
+    response: Response | None = None
+    action: str | None = None
+    done: bool = False
+    received_at: float = field(default_factory=time.time)
+    responded_at: float | None = None
+    interim_responses: list[Response] = field(default_factory=list)
+    stream_id: int | None = None
+    raw_head: bytes = field(default=b"", repr=False)
+    # The body's bytes as framed on the wire, when they differ from ``request.raw_body``
+    # (chunked): kept apart so that an ordinary body is not held twice.
+    framed_body: bytes | None = field(default=None, repr=False)
+    facts: ConnectionFacts | None = field(default=None, repr=False)
+
+    @property
+    def raw(self) -> bytes:
+        """The request's bytes as they arrived: the head and the body as framed."""
+        body = self.request.raw_body if self.framed_body is None else self.framed_body
+        return self.raw_head + body
 
     @property
     def request_id(self) -> str | None:
         """The request's ``Deproxy-Request-ID``, if it carried one."""
         return self.request.headers.get(TRACKING_HEADER)
 
+    def finish(self, response: Response | None, action: str | None = None) -> None:
+        """Record what was done about the request (before the response is written, so that
+        a client that has its answer finds the record complete)."""
+        self.response, self.action = response, action
+        if response is not None:
+            self.responded_at = time.time()
+        self.done = True
+
 
 @dataclass(eq=False)
 class MessageChain:
     """Everything one :meth:`Deproxy.make_request` call caused.
 
-    ``handlings`` are the requests carrying this chain's tracking id that reached endpoints;
-    ``orphaned_handlings`` are untracked requests that reached endpoints while the call was
-    in flight. ``received_response`` is ``None`` when no response arrived, and ``error``
-    then says why. ``interim_responses`` are the 1xx responses received before the final
-    one, in order (a ``101 Switching Protocols`` is final, not interim).
+    ``handlings`` are the requests carrying this chain's tracking id that reached endpoints,
+    in the order they arrived, also after the call returned; ``orphaned_handlings`` are
+    untracked requests that reached endpoints while the call was in flight.
+    ``received_response`` is ``None`` when no response arrived, and ``error`` then says why.
+    ``interim_responses`` are the 1xx responses received before the final one, in order (a
+    ``101 Switching Protocols`` is final, not interim).
 
     ``body_withheld`` is true when ``make_request(expect_continue=True)`` had a final answer
     before any ``100 Continue``: the request body was then never sent (``sent_request``
@@ -80,6 +116,39 @@ class MessageChain:
     started: float = field(default_factory=time.time, repr=False)  # wall clock, for reports
     elapsed: float | None = field(default=None, repr=False)  # seconds, once the call returned
     body_withheld: bool = False
+    _registry: ChainRegistry[Any] | None = field(default=None, repr=False, compare=False)
+
+    def wait(
+        self,
+        handlings: int | None = None,
+        orphaned_handlings: int | None = None,
+        timeout: float = 5.0,
+    ) -> MessageChain:
+        """Block until the chain holds at least ``handlings`` handlings and
+        ``orphaned_handlings`` orphans and every one of them is done; return the chain.
+
+        For traffic a proxy sends after it answered (mirrors, background fetches, retries)::
+
+            chain = deproxy.make_request(proxy_url).wait(handlings=2)
+
+        Raises :class:`DeproxyTimeout`, showing the chain's diagram, after ``timeout`` s.
+        """
+        for wanted in (handlings, orphaned_handlings):
+            if wanted is not None and (not isinstance(wanted, int) or wanted < 0):
+                raise ValueError(f"wait() counts handlings with ints >= 0, not {wanted!r}")
+        if self._registry is None:
+            raise RuntimeError("only a chain made by a Deproxy can wait for its traffic")
+        self._registry.wait_for(self, handlings or 0, orphaned_handlings or 0, timeout)
+        return self
+
+    def settled(self, handlings: int = 0, orphaned_handlings: int = 0) -> bool:
+        """Whether :meth:`wait` with these counts would return now."""
+        found = (self.handlings, self.orphaned_handlings)
+        return (
+            len(found[0]) >= handlings
+            and len(found[1]) >= orphaned_handlings
+            and all(handling.done for group in found for handling in group)
+        )
 
     def diagram(self) -> str:
         """The chain as a text sequence diagram: client, each endpoint, and back."""
@@ -102,13 +171,17 @@ class ChainRegistry(Generic[Routing]):
     """The chains in flight (each with what its caller wants endpoints to know, ``Routing``),
     the chains returned, and the errors raised in endpoint threads.
 
-    ``keep_chains`` caps how many returned chains are remembered (None: all).
+    ``keep_chains`` caps how many returned chains are remembered (None: all); a late request
+    carrying the id of a chain no longer remembered is filed nowhere.
     """
 
     def __init__(self, keep_chains: int | None = None) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a handling arrived or was settled
+        self._waiting = 0  # threads in wait_for: settling notifies only when there are some
         self._in_flight: dict[str, _InFlight[Routing]] = {}
         self._returned: deque[MessageChain] = deque(maxlen=keep_chains)
+        self._returned_by_id: dict[str, MessageChain] = {}
         self._errors: list[BaseException] = []
 
     @contextmanager
@@ -121,13 +194,19 @@ class ChainRegistry(Generic[Routing]):
                     "flight; give each concurrent request its own id"
                 )
             self._in_flight[chain.request_id] = _InFlight(chain, routing)
+            chain._registry = self
         try:
             yield
         finally:
             chain.elapsed = time.time() - chain.started
             with self._lock:
                 del self._in_flight[chain.request_id]
+                if len(self._returned) == self._returned.maxlen:
+                    forgotten = self._returned[0]
+                    if self._returned_by_id.get(forgotten.request_id) is forgotten:
+                        del self._returned_by_id[forgotten.request_id]
                 self._returned.append(chain)
+                self._returned_by_id[chain.request_id] = chain
 
     def routing_for(self, request_id: str | None) -> Routing | None:
         """What the call in flight with ``request_id`` asked of endpoints, if there is one."""
@@ -138,19 +217,54 @@ class ChainRegistry(Generic[Routing]):
         return None if call is None else call.routing
 
     def record(self, handling: Handling) -> None:
-        """File ``handling`` in its chain, or as an orphan of every chain in flight."""
+        """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
+        orphan of every chain in flight."""
         request_id = handling.request_id
         if request_id is None and not self._in_flight:
             # An orphan with no call in flight belongs to no chain. Under outside load (wrk)
             # this is every request; taking the lock for it made the threads queue.
             return
         with self._lock:
-            call = self._in_flight.get(request_id) if request_id is not None else None
-            if call is not None:
-                call.chain.handlings.append(handling)
-                return
+            if request_id is not None:
+                call = self._in_flight.get(request_id)
+                own = call.chain if call is not None else self._returned_by_id.get(request_id)
+                if own is not None:
+                    own.handlings.append(handling)
+                    self._notify()
+                    return
             for active in self._in_flight.values():
                 active.chain.orphaned_handlings.append(handling)
+            self._notify()
+
+    def settled(self, handling: Handling) -> None:
+        """``handling`` is done: wake whoever waits for it."""
+        if self._waiting:
+            with self._lock:
+                self._notify()
+
+    def _notify(self) -> None:
+        if self._waiting:
+            self._changed.notify_all()
+
+    def wait_for(
+        self, chain: MessageChain, handlings: int, orphaned_handlings: int, timeout: float
+    ) -> None:
+        """Block until ``chain.settled(handlings, orphaned_handlings)``; DeproxyTimeout after
+        ``timeout`` s."""
+        with self._lock:
+            self._waiting += 1
+            try:
+                settled = self._changed.wait_for(
+                    lambda: chain.settled(handlings, orphaned_handlings), timeout
+                )
+            finally:
+                self._waiting -= 1
+        if not settled:
+            raise DeproxyTimeout(
+                f"after {timeout} s the chain has {len(chain.handlings)} handlings and "
+                f"{len(chain.orphaned_handlings)} orphans (waited for {handlings} and "
+                f"{orphaned_handlings}, all done):\n{chain.diagram()}"
+            )
 
     def report_error(self, error: BaseException) -> None:
         with self._lock:
@@ -169,8 +283,8 @@ class ChainRegistry(Generic[Routing]):
 
 
 # -- the diagram ---------------------------------------------------------------------------
-# Handlings are appended as they complete (innermost first), so the diagram shows the requests
-# outermost first and the responses in the order they completed, as a nested chain happens.
+# Requests are shown in the order they arrived (outermost first, as a nested chain happens),
+# then the answers in the order they were sent; a handling still running says so.
 
 KEY_HEADERS = (
     "Host",
@@ -194,7 +308,7 @@ def _size(data: bytes) -> str:
 
 def _details(message: Request | Response, *extra: str) -> str:
     shown = [f"{name}: {message.headers[name]}" for name in KEY_HEADERS if name in message.headers]
-    return " | ".join([*extra, *shown, _size(message.raw_body)])
+    return " | ".join([*(part for part in extra if part), *shown, _size(message.raw_body)])
 
 
 def _lane(name: str) -> str:
@@ -209,20 +323,32 @@ def _status_line(response: Response) -> str:
     return f"{response.code} {response.message}".rstrip()
 
 
-def _handling_lines(handling: Handling, arrow: str) -> str:
+def _arrived(handling: Handling) -> str:
     lane = "  " + _lane(handling.endpoint.name)
-    connection = handling.connection
-    if arrow == "-->":
-        request = handling.request
-        return f"{lane}--> {_request_line(request)}   {_details(request, connection)}"
+    facts = handling.facts.summary if handling.facts is not None else ""
+    request = handling.request
+    return f"{lane}--> {_request_line(request)}   {_details(request, handling.connection, facts)}"
+
+
+def _answered(handling: Handling) -> list[str]:
+    lane = "  " + _lane(handling.endpoint.name)
+    lines = [
+        f"{lane}<-- {_status_line(interim)} (interim)   {handling.connection}"
+        for interim in handling.interim_responses
+    ]
+    if not handling.done:
+        return [*lines, f"{lane} .. still being handled   {handling.connection}"]
     if handling.response is None:
-        return f"{lane} xx {handling.action}   {connection}"
-    line = (
-        f"{lane}<-- {_status_line(handling.response)}   {_details(handling.response, connection)}"
-    )
-    if handling.action != "responded":
+        return [*lines, f"{lane} xx {handling.action}   {handling.connection}"]
+    response = handling.response
+    line = f"{lane}<-- {_status_line(response)}   {_details(response, handling.connection)}"
+    if handling.action is not None:
         line += f"   ({handling.action})"
-    return line
+    return [*lines, line]
+
+
+def _answer_order(handling: Handling) -> float:
+    return handling.responded_at if handling.responded_at is not None else float("inf")
 
 
 def diagram(chain: MessageChain) -> str:
@@ -234,8 +360,10 @@ def diagram(chain: MessageChain) -> str:
     )
     if chain.body_withheld:
         lines.append(f"{CLIENT}    (body withheld: the answer came before 100 Continue)")
-    lines += [_handling_lines(h, "-->") for h in reversed(chain.handlings)]
-    lines += [_handling_lines(h, "<--") for h in chain.handlings]
+    handlings = list(chain.handlings)
+    lines += [_arrived(h) for h in handlings]
+    for handling in sorted(handlings, key=_answer_order):
+        lines += _answered(handling)
     lines += [
         f"{CLIENT}<-- {_status_line(interim)} (interim)   {_details(interim)}"
         for interim in chain.interim_responses
@@ -248,7 +376,7 @@ def diagram(chain: MessageChain) -> str:
         lines.append(f"{CLIENT} xx {type(chain.error).__name__}: {chain.error}")
     if chain.orphaned_handlings:
         lines.append("  orphans (requests without this chain's tracking id, meanwhile):")
-        for handling in chain.orphaned_handlings:
-            lines.append(_handling_lines(handling, "-->"))
-            lines.append(_handling_lines(handling, "<--"))
+        for handling in list(chain.orphaned_handlings):
+            lines.append(_arrived(handling))
+            lines += _answered(handling)
     return "\n".join(lines)

@@ -145,9 +145,10 @@ def har_entries(chain: MessageChain, redaction: Redaction = DEFAULT) -> list[dic
                 _entry(
                     chain.started,
                     _har_request(handling.request, _handling_url(handling), redaction),
-                    _har_response(handling.response, redaction, handling.action),
+                    _har_response(handling.response, redaction, handling.action or ""),
                     0.0,
-                    f"{kind} at endpoint {handling.endpoint.name}: {handling.action}",
+                    f"{kind} at endpoint {handling.endpoint.name}: "
+                    + (handling.action or "responded"),
                     handling.connection,
                 )
             )

@@ -1,16 +1,17 @@
-"""Serving connections: a listener, its poll thread, connection threads and a watchdog.
+"""Serving connections: a listener, its poll thread, connection threads and a watchdog, and
+the record of every connection accepted.
 
-Rules kept here: every thread is named, owned by its server and joined by ``shutdown()``,
-which is idempotent. A failure on one connection is recorded on ``errors`` and never stops
-the server. What to answer is not decided here: a subclass (the Endpoint) says, through
-``_handler_for``, ``_answer``, ``_exchange`` and ``_record_unanswered``.
+Rules kept here: every thread is named, owned by its server, started by ``start()`` (never by
+a constructor) and joined by ``shutdown()``, which is idempotent. A failure on one connection
+is recorded on ``errors`` and never stops the server. What to answer is not decided here: a
+:class:`Responder` (the Endpoint) answers, and this module knows no handler.
 
 A plain connection is served on the poll thread for as long as each request on it arrives
-whole and ordinary, for a handler that never blocks (``handlers.never_blocks``). The first
-request that is otherwise (still arriving, unusual, for a handler that may wait), or a TLS
-handshake, gives the connection a thread of its own for the rest of its life. Under load,
-one thread answering many connections is several times as fast as a thread each, which hand
-the GIL to one another on every request.
+whole and ordinary and the responder can answer it without waiting. The first request that
+is otherwise (still arriving, unusual, for a handler that may wait), a TLS handshake or a
+PROXY protocol header gives the connection a thread of its own for the rest of its life.
+Under load, one thread answering many connections is several times as fast as a thread
+each, which hand the GIL to one another on every request.
 
 Shutdown wakes every thread at once, whatever it waits on, and only then waits for any: each
 open connection is shut down at the socket (a blocked read, write or TLS handshake returns),
@@ -21,63 +22,112 @@ A thread still running ``JOIN_TIMEOUT`` s later is reported, not forgotten.
 
 from __future__ import annotations
 
-import itertools
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from . import handlers, net, responding, wire
-from .errors import DeproxyError, DeproxyTimeout, NetworkError
-from .handlers import Handler
-from .models import Request, Response
+from . import net, proxyproto
+from .connections import ConnectionRecord, TLSInfo
+from .errors import ConnectionReset, DeproxyError, NetworkError
+from .request_reader import Arrival, RequestReader
 
-_connection_ids = itertools.count(1)
 JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
-TLS_HANDSHAKE_TIMEOUT = 10.0
-LINGER_SECONDS = 5.0  # after a 413, how long the unread body is read and dropped
+TLS_HANDSHAKE_TIMEOUT = 10.0  # and for a PROXY protocol header: a stalled start holds a thread
+# The bytes kept of each direction of a connection: enough for any exchange a test looks at,
+# while a huge body, or one refused and drained, costs no more; long runs (keep_handlings)
+# keep the start of each connection only.
+TRANSCRIPT_LIMIT = 4 * 1024 * 1024
+CAPPED_TRANSCRIPT_LIMIT = 64 * 1024
 
 
-class Session:
-    """One accepted connection: its stream and reader, replaced when a tunnel turns to TLS."""
+class Connection:
+    """One accepted connection: its stream and reader (replaced when it turns to TLS), and
+    its record."""
 
     def __init__(
-        self, stream: net.Stream, connection_id: str, max_body_size: int | None = None
+        self, stream: net.Stream, record: ConnectionRecord, max_body_size: int | None
     ) -> None:
-        self.connection_id = connection_id
-        self.tunnel: str | None = None
+        self.id = record.id
+        self.record = record
+        self.tunnel: str | None = None  # the CONNECT authority, once a tunnel was opened
         self.timed_out = False  # set by the watchdog when a request stalled
         self.max_body_size = max_body_size
+        self.stopping = threading.Event()  # the server's: set when it shuts down
+        self.start_tls_hook: Callable[[Connection, ssl.SSLContext], None] | None = None
+        stream.on_read, stream.on_write = record.incoming.add, record.outgoing.add
         self.use(stream)
 
     def use(self, stream: net.Stream) -> None:
         self.stream = stream
-        self.reader = wire.MessageReader(stream, max_body_size=self.max_body_size)
+        self.reader = RequestReader(stream, max_body_size=self.max_body_size)
+
+    def start_tls(self, context: ssl.SSLContext) -> None:
+        """Turn the connection to TLS (a server-side handshake), and note what it settled."""
+        assert self.start_tls_hook is not None
+        self.start_tls_hook(self, context)
 
 
-class ConnectionServer:
-    """Accepts connections on ``hostname:port`` and reads requests off them; what to answer,
-    and what to record, is for the subclass's hooks."""
+class Responder(Protocol):
+    """What a server asks of whoever answers on it (an Endpoint)."""
+
+    def answer_polled(
+        self, connection: Connection, arrival: Arrival, body: bytes
+    ) -> tuple[bytes, bool] | None:
+        """Answer a whole, ordinary request on the poll thread, if that can never wait: the
+        bytes to send and whether to keep the connection; ``None``: it needs a thread."""
+
+    def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
+        """Serve the connection on its own thread (``first``: a request the poll thread read)
+        until it should close; note on ``connection.record`` who ended it."""
+
+    def report(self, error: BaseException) -> None:
+        """An error that must fail the test: an exception of this package's own, raised in a
+        server thread, or a thread that would not stop."""
+
+
+class Server:
+    """Accepts connections on ``hostname:port`` and hands them to its responder.
+
+    The port is taken when it is made (``port``); threads start with :meth:`start`.
+    ``proxy_protocol`` (``True``, ``"optional"``, ``False``) reads a PROXY protocol header
+    first on each connection; ``keep_connections`` caps the connection records kept, and
+    the handlings each keeps (and each transcript then keeps ``CAPPED_TRANSCRIPT_LIMIT``
+    bytes, not ``TRANSCRIPT_LIMIT``).
+    """
 
     def __init__(
         self,
+        responder: Responder,
         *,
         name: str,
         hostname: str,
         port: int,
         tls_context: ssl.SSLContext | None,
         request_timeout: float | None,
-        max_body_size: int | None = None,
+        max_body_size: int | None,
+        new_connection_id: Callable[[], str],
+        proxy_protocol: bool | str = False,
+        keep_connections: int | None = None,
     ) -> None:
         self.name = name
         self.hostname = hostname
         self.request_timeout = request_timeout
         self.max_body_size = max_body_size
+        self.proxy_protocol = proxy_protocol
+        self._responder = responder
         self._tls_context = tls_context
+        self._new_connection_id = new_connection_id
         self._lock = threading.Lock()
         self._errors: list[DeproxyError] = []
         # Each open connection, with the thread that serves it (None: the poll thread).
-        self._connections: dict[str, tuple[threading.Thread | None, Session]] = {}
+        self._open: dict[str, tuple[threading.Thread | None, Connection]] = {}
+        self._records: deque[ConnectionRecord] = deque(maxlen=keep_connections)
+        self._keep_connections = keep_connections
+        capped = keep_connections is not None
+        self._transcript_limit = CAPPED_TRANSCRIPT_LIMIT if capped else TRANSCRIPT_LIMIT
         self._stopping = threading.Event()
         self._join_deadline: float | None = None  # set by the first begin_shutdown()
         self._reported_stuck: set[str] = set()
@@ -86,12 +136,24 @@ class ConnectionServer:
         self._poll_thread = threading.Thread(
             target=self._poll_loop, name=f"deproxy-{name}-poll", daemon=True
         )
-        self._poll_thread.start()
         self._watchdog: threading.Thread | None = None
         if request_timeout is not None:
             self._watchdog = threading.Thread(
                 target=self._watch_requests, name=f"deproxy-{name}-watchdog", daemon=True
             )
+
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stopping
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._listener.getsockname()[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._poll_thread.start()
+        if self._watchdog is not None:
             self._watchdog.start()
 
     @property
@@ -99,6 +161,17 @@ class ConnectionServer:
         """A snapshot of the failures seen on this server's connections."""
         with self._lock:
             return list(self._errors)
+
+    @property
+    def connections(self) -> list[ConnectionRecord]:
+        """A snapshot of the records of the connections accepted, in order."""
+        return list(self._records.copy())
+
+    def record_error(self, error: DeproxyError) -> None:
+        with self._lock:
+            self._errors.append(error)
+
+    # -- shutdown ----------------------------------------------------------------------------
 
     def begin_shutdown(self, deadline: float | None = None) -> None:
         """Stop accepting and wake every thread of this server, without waiting for any.
@@ -114,35 +187,36 @@ class ConnectionServer:
                 self._join_deadline = (
                     time.monotonic() + JOIN_TIMEOUT if deadline is None else deadline
                 )
-            sessions = [session for _, session in self._connections.values()]
+            connections = [connection for _, connection in self._open.values()]
         if first:
             net.wake_listener(self._listener)  # the poll thread wakes and sees _stopping
-        for session in sessions:
-            session.stream.shutdown()
+        for connection in connections:
+            connection.stream.shutdown()
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> list[DeproxyError]:
         """Stop listening, close every connection and join every thread. Safe to call twice.
 
         Every thread is woken first (see :meth:`begin_shutdown`), then all are waited for
-        until one deadline, ``JOIN_TIMEOUT`` s away. A thread still running then (a handler
-        blocked in ``time.sleep``, or on a server outside this Deproxy) is left behind and
-        reported: a :class:`DeproxyError` on ``errors`` and to the owner (the ``deproxy``
-        fixture fails the test with it). Nothing is raised here, so a ``with`` block or a
+        until one deadline. A thread still running then (a handler blocked in ``time.sleep``,
+        or on a server outside this Deproxy) is left behind and reported (on ``errors``, and
+        to the responder), and returned. Nothing is raised here, so a ``with`` block or a
         ``finally`` that shuts down never hides the exception that is on its way out.
         """
         self.begin_shutdown()
         assert self._join_deadline is not None
         deadline = self._join_deadline
         current = threading.current_thread()
-        late = self._join([self._poll_thread, self._watchdog], deadline)
+        started = self._poll_thread.ident is not None
+        late = self._join([self._poll_thread, self._watchdog], deadline) if started else []
         # The poll thread has stopped: it hands no more connections to threads. Any it handed
         # over since begin_shutdown() looked are woken now.
         with self._lock:
-            connections = list(self._connections.values())
-        for _, session in connections:
-            session.stream.shutdown()
+            connections = list(self._open.values())
+        for _, connection in connections:
+            connection.stream.shutdown()
         late += self._join([thread for thread, _ in connections], deadline)
         self._listener.close()
+        stuck_errors = []
         for thread in late:
             if thread is current or thread.name in self._reported_stuck:
                 continue
@@ -152,8 +226,10 @@ class ConnectionServer:
                 f"{JOIN_TIMEOUT} s of shutdown and was left running; a handler that waits "
                 "should wait through context.sleep(), which shutdown wakes"
             )
-            self._record_error(stuck)
-            self._report(stuck)
+            self.record_error(stuck)
+            self._responder.report(stuck)
+            stuck_errors.append(stuck)
+        return stuck_errors
 
     @staticmethod
     def _join(
@@ -163,39 +239,14 @@ class ConnectionServer:
         current = threading.current_thread()
         late = []
         for thread in threads:
-            if thread is None or thread is current:
+            if thread is None or thread is current or thread.ident is None:
                 continue
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 late.append(thread)
         return late
 
-    # -- what the subclass decides ---------------------------------------------------------
-
-    def _handler_for(self, request: Request) -> Handler:
-        raise NotImplementedError
-
-    def _answer(self, session: Session, request: Request, handler: Handler) -> tuple[bytes, bool]:
-        """Answer through a handler that never blocks: the bytes, and whether to keep alive."""
-        raise NotImplementedError
-
-    def _exchange(self, session: Session, request: Request) -> bool:
-        """Answer one request on a connection's own thread; whether to keep it open."""
-        raise NotImplementedError
-
-    def _record_unanswered(
-        self, session: Session, request: Request, action: str, response: Response | None = None
-    ) -> None:
-        """Record a request that no handler answered: it was cut short or stalled (no
-        ``response``), or refused as it came (``response``: what was sent instead)."""
-        raise NotImplementedError
-
-    def _report(self, error: BaseException) -> None:
-        """An error that must fail the test: an exception of this package's own, raised in a
-        server thread, or a thread that would not stop."""
-        raise NotImplementedError
-
-    # -- threads ---------------------------------------------------------------------------
+    # -- the poll thread -----------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
         """Accept connections, and answer the requests that need no thread of their own
@@ -204,19 +255,20 @@ class ConnectionServer:
         poller.watch(self._listener, None)
         try:
             while not self._stopping.is_set():
-                for session in poller.ready():
-                    if session is None:
+                for connection in poller.ready():
+                    if connection is None:
                         self._accept(poller)
                     else:
-                        assert isinstance(session, Session)
-                        self._serve_ready(poller, session)
+                        assert isinstance(connection, Connection)
+                        self._serve_ready(poller, connection)
         finally:
             with self._lock:
-                polled = [s for thread, s in self._connections.values() if thread is None]
-                for session in polled:
-                    del self._connections[session.connection_id]
-            for session in polled:
-                session.stream.close()
+                polled = [c for thread, c in self._open.values() if thread is None]
+                for connection in polled:
+                    del self._open[connection.id]
+            for connection in polled:
+                connection.record.closed("shutdown")
+                connection.stream.close()
             poller.close()
 
     def _accept(self, poller: net.Poller) -> None:
@@ -227,79 +279,189 @@ class ConnectionServer:
         if self._stopping.is_set():
             sock.close()  # the wake-up connection from shutdown()
             return
-        connection_id = f"conn-{next(_connection_ids)}"
-        if self._tls_context is not None:  # a handshake may wait: a thread from the start
-            self._serve_in_thread(
-                Session(net.Stream(sock, peer), connection_id, self.max_body_size)
-            )
+        record = ConnectionRecord(
+            self._new_connection_id(),
+            peer,
+            transcript_limit=self._transcript_limit,
+            keep_handlings=self._keep_connections,
+        )
+        self._records.append(record)
+        own_thread = self._tls_context is not None or self.proxy_protocol
+        stream = net.Stream(sock, peer, timeout=None if own_thread else 0)
+        connection = Connection(stream, record, self.max_body_size)
+        connection.stopping = self._stopping
+        connection.start_tls_hook = self._start_tls
+        if own_thread:  # a handshake or a header may wait: a thread from the start
+            self._serve_in_thread(connection)
             return
-        session = Session(net.Stream(sock, peer, timeout=0), connection_id, self.max_body_size)
         with self._lock:
-            self._connections[connection_id] = (None, session)
-        poller.watch(session.stream, session)
+            self._open[connection.id] = (None, connection)
+        poller.watch(connection.stream, connection)
 
-    def _serve_ready(self, poller: net.Poller, session: Session) -> None:
+    def _serve_ready(self, poller: net.Poller, connection: Connection) -> None:
         """Answer whatever a polled connection sent, or hand the connection to a thread."""
-        reader = session.reader
+        reader = connection.reader
         try:
-            data = session.stream.read_ready()
+            data = connection.stream.read_ready()
             if data is None:
                 return
             if not data:  # closed between requests
-                self._stop_polling(poller, session, close=True)
+                self._stop_polling(poller, connection, closed_by="client")
                 return
             reader.pending += data
             while reader.pending:
-                request = reader.read_buffered_request()
-                handler = None if request is None else self._handler_for(request)
-                if request is None or not handlers.never_blocks(handler):
-                    self._stop_polling(poller, session)
-                    self._serve_in_thread(session, first=request)
+                whole = reader.read_buffered()
+                answer = None
+                if whole is not None:
+                    answer = self._responder.answer_polled(connection, *whole)
+                if answer is None:
+                    self._stop_polling(poller, connection)
+                    self._serve_in_thread(connection, first=whole)
                     return
-                assert handler is not None
-                answer, keep_alive = self._answer(session, request, handler)
-                sent = session.stream.write_ready(answer)
-                if sent < len(answer):  # the client is slow to read: a thread waits for it
-                    self._stop_polling(poller, session)
-                    self._serve_in_thread(session, unsent=answer[sent:], keep_alive=keep_alive)
+                data, keep_alive = answer
+                sent = connection.stream.write_ready(data)
+                if sent < len(data):  # the client is slow to read: a thread waits for it
+                    self._stop_polling(poller, connection)
+                    self._serve_in_thread(connection, unsent=data[sent:], keep_alive=keep_alive)
                     return
                 if not keep_alive:
-                    self._stop_polling(poller, session, close=True)
+                    self._stop_polling(poller, connection, closed_by="endpoint")
                     return
         except NetworkError as exc:
-            self._stop_polling(poller, session, close=True)
+            reset = isinstance(exc, ConnectionReset)
+            self._stop_polling(poller, connection, closed_by="reset" if reset else "endpoint")
             if not self._stopping.is_set():
-                self._record_error(exc)
+                self.record_error(exc)
         except Exception as exc:  # a bug of ours: make it fail the test, not stop the endpoint
-            self._stop_polling(poller, session, close=True)
-            self._report(exc)
+            self._stop_polling(poller, connection, closed_by="endpoint")
+            self._responder.report(exc)
 
-    def _stop_polling(self, poller: net.Poller, session: Session, *, close: bool = False) -> None:
-        poller.forget(session.stream)
-        if close:
-            session.stream.close()
+    def _stop_polling(
+        self, poller: net.Poller, connection: Connection, *, closed_by: str | None = None
+    ) -> None:
+        poller.forget(connection.stream)
+        if closed_by is not None:
+            connection.record.closed(closed_by)
+            connection.stream.close()
             with self._lock:
-                self._connections.pop(session.connection_id, None)
+                self._open.pop(connection.id, None)
+
+    # -- connections with a thread of their own ------------------------------------------------
 
     def _serve_in_thread(
         self,
-        session: Session,
+        connection: Connection,
         *,
-        first: Request | None = None,
+        first: tuple[Arrival, bytes] | None = None,
         unsent: bytes = b"",
         keep_alive: bool = True,
     ) -> None:
-        """Serve ``session`` in a thread of its own: first the rest of an answer the poll
+        """Serve ``connection`` in a thread of its own: first the rest of an answer the poll
         thread began (``unsent``) or a request it read (``first``), then whatever follows."""
         thread = threading.Thread(
             target=self._serve_connection,
-            args=(session, first, unsent, keep_alive),
-            name=f"deproxy-{self.name}-{session.connection_id}",
+            args=(connection, first, unsent, keep_alive),
+            name=f"deproxy-{self.name}-{connection.id}",
             daemon=True,
         )
         with self._lock:
-            self._connections[session.connection_id] = (thread, session)
+            self._open[connection.id] = (thread, connection)
         thread.start()
+
+    def _serve_connection(
+        self,
+        connection: Connection,
+        first: tuple[Arrival, bytes] | None,
+        unsent: bytes,
+        keep_alive: bool,
+    ) -> None:
+        try:
+            if self._stopping.is_set():  # handed over as shutdown began: it may have missed it
+                return
+            connection.stream.timeout = None  # with a thread of its own, it may wait
+            if self.proxy_protocol and not self._take_proxy_header(connection):
+                return
+            if self._tls_context is not None:
+                self._start_tls(connection, self._tls_context)
+            if unsent:
+                connection.stream.write(unsent)
+                if not keep_alive:
+                    connection.record.closed("endpoint")
+                    return
+            self._responder.serve(connection, first)
+        except NetworkError as exc:
+            connection.record.closed("reset" if isinstance(exc, ConnectionReset) else "endpoint")
+            if not self._stopping.is_set():
+                self.record_error(exc)
+        except Exception as exc:  # a bug of ours: make it fail the test, not vanish in a thread
+            self._responder.report(exc)
+        finally:
+            connection.record.closed("shutdown" if self._stopping.is_set() else "endpoint")
+            connection.stream.close()
+            with self._lock:
+                self._open.pop(connection.id, None)
+
+    def _start_tls(self, connection: Connection, context: ssl.SSLContext) -> None:
+        """Turn the connection to TLS. The TLS stream is the connection's before the handshake
+        starts, so that shutdown (which sets ``_stopping``, then shuts down each connection's
+        stream) wakes a stalled handshake too; wrapping the socket leaves the old stream
+        nothing to shut down."""
+        stream = connection.stream
+        stream.timeout = TLS_HANDSHAKE_TIMEOUT  # a stalled handshake must not hold a thread
+        stream = stream.start_tls(context, server_side=True, handshake=False)
+        connection.use(stream)
+        if self._stopping.is_set():  # shutdown may have looked before use(): it missed this one
+            stream.shutdown()
+        stream.handshake()
+        stream.timeout = None
+        facts = stream.tls_facts()
+        if facts is not None:
+            connection.record.tls = TLSInfo(**facts)
+
+    def _take_proxy_header(self, connection: Connection) -> bool:
+        """Read the PROXY protocol header a connection begins with, byte by byte so as not
+        to read into what follows it (a TLS handshake reads from the socket itself); whether
+        the connection goes on."""
+        stream = connection.stream
+        stream.timeout = TLS_HANDSHAKE_TIMEOUT
+        received = b""
+        while True:
+            if not proxyproto.could_begin(received + stream.peek(1)):
+                if self.proxy_protocol == "optional":
+                    connection.reader.pending = received  # a plain request, already begun
+                    stream.timeout = None
+                    return True
+                return self._refuse_connection(connection, received + stream.peek(64))
+            wanted = 1
+            if len(received) >= len(proxyproto.V2_SIGNATURE) + 4:
+                wanted = max(1, proxyproto.v2_size(received) - len(received))
+            data = stream.read(wanted)
+            if not data:
+                connection.record.closed("client")
+                return False
+            received += data
+            try:
+                found = proxyproto.read(received)
+            except proxyproto.ProxyHeaderError as exc:
+                return self._refuse_connection(connection, received, exc)
+            if found is not None:
+                connection.record.proxy_protocol = found[0]
+                stream.timeout = None
+                return True
+
+    def _refuse_connection(
+        self, connection: Connection, began: bytes, error: Exception | None = None
+    ) -> bool:
+        reason = str(error) if error else f"it began {began[:32]!r}"
+        self.record_error(
+            DeproxyError(
+                f"connection {connection.id} from {connection.record.peer} was closed: it "
+                f"did not begin with a PROXY protocol header ({reason}); the endpoint was "
+                "made with proxy_protocol=True"
+            )
+        )
+        connection.record.closed("endpoint")
+        return False
 
     def _watch_requests(self) -> None:
         """Stop requests that made no progress for ``request_timeout`` s (slowloris).
@@ -312,108 +474,9 @@ class ConnectionServer:
         while not self._stopping.wait(interval):
             deadline = time.monotonic() - self.request_timeout
             with self._lock:
-                sessions = [session for _, session in self._connections.values()]
-            for session in sessions:
-                last = session.reader.last_progress
-                if last is not None and last < deadline and not session.timed_out:
-                    session.timed_out = True
-                    session.stream.shutdown(reading_only=True)
-
-    def _record_error(self, error: DeproxyError) -> None:
-        with self._lock:
-            self._errors.append(error)
-
-    def _start_tls(self, session: Session, context: ssl.SSLContext) -> None:
-        """Turn the session to TLS. The TLS stream is the session's before the handshake
-        starts, so that shutdown (which sets ``_stopping``, then shuts down each session's
-        stream) wakes a stalled handshake too; wrapping the socket leaves the old stream
-        nothing to shut down."""
-        stream = session.stream
-        stream.timeout = TLS_HANDSHAKE_TIMEOUT  # a stalled handshake must not hold a thread
-        stream = stream.start_tls(context, server_side=True, handshake=False)
-        session.use(stream)
-        if self._stopping.is_set():  # shutdown may have looked before use(): it missed this one
-            stream.shutdown()
-        stream.handshake()
-        stream.timeout = None
-
-    def _serve_connection(
-        self, session: Session, first: Request | None, unsent: bytes, keep_alive: bool
-    ) -> None:
-        connection_id = session.connection_id
-        try:
-            if self._stopping.is_set():  # handed over as shutdown began: it may have missed it
-                return
-            session.stream.timeout = None  # with a thread of its own, it may wait
-            if self._tls_context is not None:
-                self._start_tls(session, self._tls_context)
-            if unsent:
-                session.stream.write(unsent)
-                if not keep_alive:
-                    return
-            if first is not None and not self._exchange(session, first):
-                return
-            while not self._stopping.is_set():
-                try:
-                    request = session.reader.read_request()
-                except wire.BodyTooLarge as exc:
-                    self._refuse_body(session, exc)
-                    break
-                except wire.MessageError as exc:
-                    self._record_error(exc)
-                    self._answer_malformed(session.stream, exc)
-                    break
-                except wire.PeerClosed as exc:
-                    if exc.partial is not None:  # the chain shows how far the request came
-                        size = len(exc.partial.raw_body)
-                        action = f"the client closed the connection after {size} body bytes"
-                        if session.timed_out:
-                            action = f"the request stalled after {size} body bytes: 408 sent"
-                        self._record_unanswered(session, exc.partial, action)
-                    if not session.timed_out:
-                        raise
-                    self._answer_stalled(session)
-                    break
-                if request is None or not self._exchange(session, request):
-                    break
-        except NetworkError as exc:
-            if not self._stopping.is_set():
-                self._record_error(exc)
-        except Exception as exc:  # a bug of ours: make it fail the test, not vanish in a thread
-            self._report(exc)
-        finally:
-            session.stream.close()
-            with self._lock:
-                self._connections.pop(connection_id, None)
-
-    def _answer_stalled(self, session: Session) -> None:
-        stalled = DeproxyTimeout(
-            f"a request made no progress for {self.request_timeout} s; answered 408 and closed"
-        )
-        self._record_error(stalled)
-        late = wire.MessageError(str(stalled), 408)
-        self._answer_malformed(session.stream, late)
-
-    def _answer_malformed(self, stream: net.Stream, error: wire.MessageError) -> None:
-        stream.write(responding.refusal(error.status_hint, str(error)))
-
-    def _refuse_body(self, session: Session, error: wire.BodyTooLarge) -> None:
-        """Answer 413 to a request whose body is over ``max_body_size``, recorded as a
-        handling, then close: the rest of the body is read and dropped for a while first
-        (a lingering close), so that the client, still sending, gets to read the 413 rather
-        than a reset."""
-        self._record_error(error)
-        sent = responding.refusal_response(413, str(error), error.partial)
-        action = f"refused: {error}; answered 413 and closed"
-        self._record_unanswered(session, error.partial, action, sent)
-        stream = session.stream
-        stream.write(b"".join(responding.wire_parts(sent, error.partial)))
-        stream.shutdown(writing_only=True)
-        deadline = time.monotonic() + LINGER_SECONDS
-        while (left := deadline - time.monotonic()) > 0 and not self._stopping.is_set():
-            stream.timeout = left
-            try:
-                if not stream.read():
-                    break
-            except NetworkError:  # the client gave up first, or took too long: close anyway
-                break
+                connections = [connection for _, connection in self._open.values()]
+            for connection in connections:
+                last = connection.reader.last_progress
+                if last is not None and last < deadline and not connection.timed_out:
+                    connection.timed_out = True
+                    connection.stream.shutdown(reading_only=True)

@@ -181,15 +181,23 @@ class CertificateAuthority:
         )
         return cert_path, key_path
 
-    def server_context(self, *hostnames: str) -> ssl.SSLContext:
+    def server_context(
+        self, *hostnames: str, client_certs: str | None = None
+    ) -> ssl.SSLContext:
         """A server-side context with a certificate for ``hostnames``, signed by this CA.
 
         The certificate names the hosts in its subjectAltName only (no common name, which may
-        not exceed 64 characters).
+        not exceed 64 characters). ``client_certs`` (``"optional"`` or ``"required"``) asks
+        the client for a certificate this CA signed (see :meth:`issue_client_cert`).
         """
         if not hostnames:
             raise ValueError("server_context needs at least one host name or IP address")
-        key = tuple(sorted(set(hostnames)))
+        if client_certs not in (None, "optional", "required"):
+            raise ValueError(
+                f"client_certs is 'optional', 'required' or None, not {client_certs!r}"
+            )
+        names = tuple(sorted(set(hostnames)))
+        key = (*names, f"client-certs:{client_certs}")
         with self._lock:
             context = self._server_contexts.get(key)
             if context is not None:
@@ -197,12 +205,16 @@ class CertificateAuthority:
                 return context
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             try:
-                self._ca.issue_cert(*key).configure_cert(context)
+                self._ca.issue_cert(*names).configure_cert(context)
             except (ValueError, UnicodeError):
                 # trustme IDNA-encodes names and refuses ones like "host_a.local" or a label
                 # over 63 characters, which test setups use and TLS clients accept: sign those
                 # ourselves.
-                self._configure_plain_leaf(context, key)
+                self._configure_plain_leaf(context, names)
+            if client_certs is not None:
+                self._ca.configure_trust(context)
+                required = client_certs == "required"
+                context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
             self._server_contexts[key] = context
             while len(self._server_contexts) > self.MAX_SERVER_CONTEXTS:
                 self._server_contexts.popitem(last=False)

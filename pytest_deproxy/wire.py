@@ -1,30 +1,24 @@
-"""HTTP/1.x framing over a :class:`~pytest_deproxy.net.Stream`, with no sockets of its own.
+"""HTTP/1.x framing over a :class:`~pytest_deproxy.net.Stream`, with no sockets of its own:
+the serializers both sides use, and the client's reading of responses.
 
-Rule kept here: this is the only module that imports h11. Messages are *parsed* by h11,
-which is strict and well tested; the ordinary ones are read by :mod:`pytest_deproxy.heads`
-instead, in a quarter of the time and exactly as h11 would read them, and anything else is
-left to h11. A response h11 accepted keeps its header fields as its head's bytes spelled them
-(:func:`pytest_deproxy.framing.head_fields`): h11 merges duplicates and lower-cases some
-values, and the record must show what came. Messages are *written* by the small serializers
-below, which send exactly what they are given, because a proxy tester must be able to send
-what a strict library would refuse (no ``Host``, both ``Content-Length`` and chunked, odd
-targets). A ``101 Switching Protocols`` ends HTTP/1 on its connection: what follows it is
-left in ``pending``.
+Rule kept here: this is the only module that imports h11. Responses are *parsed* by h11,
+which is strict and well tested (a client should refuse a malformed answer); the ordinary
+ones are read by :mod:`pytest_deproxy.heads` instead, in a quarter of the time and exactly as
+h11 would read them. (Endpoints read requests leniently, without h11:
+:mod:`pytest_deproxy.request_reader`.) A response h11 accepted keeps its header fields as
+its head's bytes spelled them (:func:`pytest_deproxy.framing.head_fields`): h11 merges
+duplicates and lower-cases some values, and the record must show what came. Messages are
+*written* by the small serializers below, which send exactly what they are given, because a
+proxy tester must be able to send what a strict library would refuse (no ``Host``, both
+``Content-Length`` and chunked, odd targets). A ``101 Switching Protocols`` ends HTTP/1 on
+its connection: what follows it is left in ``pending``.
 Every h11 error leaves as a :class:`~pytest_deproxy.errors.ProtocolError`.
-
-A request body is held in memory whole (``raw_body`` is ``bytes``), so a reader may be
-given ``max_body_size``: a body declared or found to be longer is refused with
-:class:`BodyTooLarge` as soon as that is known, before it is read any further. While it is
-read, a body costs about twice its size at the peak (the buffer, then the bytes made of it),
-once it is read, its size.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import re
-import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -63,17 +57,6 @@ class PeerClosed(NetworkError):
     """
 
     partial: Request | None = None
-
-
-class BodyTooLarge(MessageError):
-    """A request body is over the reader's ``max_body_size``: answer 413 and close.
-
-    ``partial`` is the request's head with an empty body (the body is not kept).
-    """
-
-    def __init__(self, message: str, partial: Request) -> None:
-        super().__init__(message, 413)
-        self.partial = partial
 
 
 def _text(value: bytes | bytearray) -> str:
@@ -183,7 +166,6 @@ def response_keeps_alive(response: Response, request: Request) -> bool:
 
 
 _END = h11.EndOfMessage()
-_UNREAD = Request("GET", "/")  # stands for a request until its head is known
 
 
 @functools.lru_cache(maxsize=64)
@@ -202,22 +184,9 @@ class MessageReader:
     """Reads successive messages from one connection, keeping bytes that arrive early
     (pipelined requests, the start of a tunnel) for the next read."""
 
-    def __init__(
-        self,
-        stream: ByteStream,
-        *,
-        max_header_bytes: int = MAX_HEADER_BYTES,
-        max_body_size: int | None = None,
-    ) -> None:
+    def __init__(self, stream: ByteStream, *, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
         self.stream = stream
         self.max_header_bytes = max_header_bytes
-        # The longest request body read (None: no limit); responses are not limited.
-        self.max_body_size = max_body_size
-        self._body_limit: float = math.inf if max_body_size is None else max_body_size
-        # When the request being read last made progress (None between requests): a watchdog
-        # reads it to stop slowloris clients without a timeout syscall on every read.
-        self.last_progress: float | None = None
-        self._reading_request = False
         self.pending = b""
         self.received_any = False
         self._eof = False
@@ -242,8 +211,6 @@ class MessageReader:
                 raise MessageError(f"malformed {what}: {exc}", exc.error_status_hint) from exc
             if event is h11.NEED_DATA:
                 data = self.stream.read()
-                if data and self._reading_request:
-                    self.last_progress = time.monotonic()
                 self.received_any = self.received_any or bool(data)
                 self._eof = not data
                 conn.receive_data(data)
@@ -256,153 +223,17 @@ class MessageReader:
         events: Iterator[object],
         what: str,
         body: bytearray,
-        limit: float = math.inf,
     ) -> bytes:
-        """The body, read to its end; ``BodyTooLarge`` (with no ``partial`` yet) as soon as
-        it is longer than ``limit``."""
+        """The body, read to its end."""
         for event in events:
             if isinstance(event, h11.Data):
                 body += event.data
-                if len(body) > limit:
-                    refusal = self._too_large(f"read so far ({len(body)} bytes)")
-                    raise BodyTooLarge(refusal, _UNREAD)
             elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
                 break
             elif isinstance(event, h11.ConnectionClosed):
                 raise PeerClosed(f"the peer closed the connection in the middle of the {what}")
         self.pending = bytes(conn.trailing_data[0])
         return bytes(body)
-
-    def read_request(self) -> Request | None:
-        """The next request, or ``None`` when the client closed cleanly between requests.
-
-        Answers ``Expect: 100-continue`` itself, as the body is read.
-        """
-        self._reading_request = True
-        if self.pending:
-            self.last_progress = time.monotonic()
-        try:
-            return self._read_request()
-        finally:
-            self._reading_request = False
-            self.last_progress = None
-
-    def read_buffered_request(self) -> Request | None:
-        """The next request if it is already here, whole and ordinary; else ``None``, with
-        nothing taken, for :meth:`read_request` to read. Never reads the stream."""
-        head = heads.read_request_head(self.pending, self.max_header_bytes)
-        if (
-            head is None
-            or len(self.pending) < head.size + head.content_length
-            or head.content_length > self._body_limit
-        ):
-            return None
-        return self._request_of(head)
-
-    def _too_large(self, body: str) -> str:
-        return (
-            f"the request body {body} is over the endpoint's max_body_size of "
-            f"{self.max_body_size} bytes; add_endpoint(max_body_size=...) sets the limit"
-        )
-
-    def _refuse_declared(
-        self, method: str, target: str, headers: Headers, version: str, length: int
-    ) -> None:
-        """Refuse a request whose ``Content-Length`` is over the limit, before its body."""
-        if length > self._body_limit:
-            partial = Request.received(method, target, headers, b"", version)
-            raise BodyTooLarge(self._too_large(f"of {length} bytes (Content-Length)"), partial)
-
-    def _request_of(self, head: heads.Head) -> Request:
-        method, target, version = head.start
-        headers = Headers.from_wire(head.items, head.keys)
-        try:
-            body = self._take_body(head, "request")
-        except PeerClosed as closed:
-            received = self.pending[head.size :]
-            closed.partial = Request.received(method, target, headers, received, version)
-            raise
-        return Request.received(method, target, headers, body, version)
-
-    def _read_request(self) -> Request | None:
-        if not self.pending:
-            self.pending = self._read_more()
-            if not self.pending:
-                return None  # closed cleanly between requests
-        head = heads.read_request_head(self.pending, self.max_header_bytes)
-        if head is None:
-            return self._read_request_with_h11()
-        if head.content_length > self._body_limit:
-            method, target, version = head.start
-            headers = Headers.from_wire(head.items, head.keys)
-            self._refuse_declared(method, target, headers, version, head.content_length)
-        return self._request_of(head)
-
-    def _read_more(self) -> bytes:
-        data = self.stream.read()
-        if data and self._reading_request:
-            self.last_progress = time.monotonic()
-        return data
-
-    def _take_body(self, head: heads.Head, what: str) -> bytes:
-        """The body a simple head frames, read to its end; what follows stays pending."""
-        end = head.size + head.content_length
-        if len(self.pending) < end:
-            buffer = bytearray(self.pending)
-            while len(buffer) < end:
-                data = self._read_more()
-                if not data:
-                    self.pending = bytes(buffer)
-                    raise PeerClosed(f"the peer closed the connection in the middle of the {what}")
-                buffer += data
-            # One copy of the body, not one of the whole buffer and another of its slice.
-            with memoryview(buffer) as view:
-                body, self.pending = bytes(view[head.size : end]), bytes(view[end:])
-            return body
-        body, self.pending = self.pending[head.size : end], self.pending[end:]
-        return body
-
-    def _read_request_with_h11(self) -> Request | None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
-        self._take_pending(conn)
-        events = self._events(conn, "request")
-        event = next(events)
-        if isinstance(event, h11.ConnectionClosed):
-            return None
-        if not isinstance(event, h11.Request):  # pragma: no cover - h11 gives nothing else here
-            raise MessageError(f"expected a request, got {event!r}")
-        version = _text(event.http_version)
-        if version not in ("1.0", "1.1"):
-            raise MessageError(f"HTTP/{version} is not supported (only 1.0 and 1.1)", 505)
-        head_size = (
-            len(event.method)
-            + len(event.target)
-            + sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
-        )
-        if head_size > self.max_header_bytes:  # h11 only limits what is still incomplete
-            raise MessageError(
-                f"request head of {head_size} bytes is over the limit of {self.max_header_bytes}",
-                431,
-            )
-        headers = Headers.from_wire([(_text(n), _text(v)) for n, v in event.headers.raw_items()])
-        method, target = _text(event.method), _text(event.target)
-        if not headers.has_token("Transfer-Encoding", "chunked"):  # else h11 ignores the length
-            length = headers.get("Content-Length")
-            if length is not None and length.strip().isdigit():  # h11 checked it is one number
-                # Before any 100 Continue: the client that waits for one need not send it.
-                self._refuse_declared(method, target, headers, version, int(length))
-        if conn.they_are_waiting_for_100_continue:
-            self.stream.write(CONTINUE_RESPONSE)
-        received = bytearray()
-        try:
-            body = self._read_body(conn, events, "request body", received, self._body_limit)
-        except PeerClosed as closed:
-            closed.partial = Request.received(method, target, headers, bytes(received), version)
-            raise
-        except BodyTooLarge as refused:
-            refused.partial = Request.received(method, target, headers, b"", version)
-            raise
-        return Request.received(method, target, headers, body, version)
 
     def read_response(
         self, request_method: str = "GET", interim: list[Response] | None = None
@@ -431,6 +262,27 @@ class MessageReader:
         headers = Headers.from_wire(head.items, head.keys)
         body = self._take_body(head, "response")
         return Response.received(int(status), reason, headers, body, version)
+
+    def _read_more(self) -> bytes:
+        return self.stream.read()
+
+    def _take_body(self, head: heads.Head, what: str) -> bytes:
+        """The body a simple head frames, read to its end; what follows stays pending."""
+        end = head.size + head.content_length
+        if len(self.pending) < end:
+            buffer = bytearray(self.pending)
+            while len(buffer) < end:
+                data = self._read_more()
+                if not data:
+                    self.pending = bytes(buffer)
+                    raise PeerClosed(f"the peer closed the connection in the middle of the {what}")
+                buffer += data
+            # One copy of the body, not one of the whole buffer and another of its slice.
+            with memoryview(buffer) as view:
+                body, self.pending = bytes(view[head.size : end]), bytes(view[end:])
+            return body
+        body, self.pending = self.pending[head.size : end], self.pending[end:]
+        return body
 
     def _read_whole_head(self) -> None:
         """Read until ``pending`` holds a whole head, the peer closes, or the head outgrows

@@ -7,11 +7,13 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from pytest_deproxy import Deproxy
 from pytest_deproxy.process import ServerProcess, free_port
 
 
@@ -181,3 +183,14 @@ def eventually(predicate: Callable[[], object], seconds: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"still not true after {seconds} s"
         time.sleep(0.01)
+
+
+@contextmanager
+def deproxy_checking_its_own_errors() -> Iterator[Deproxy]:
+    """A Deproxy for a test that causes errors in endpoint threads and checks them itself: it
+    is shut down without raising them (leaving ``with Deproxy()`` raises them)."""
+    deproxy = Deproxy()
+    try:
+        yield deproxy
+    finally:
+        deproxy.shutdown()

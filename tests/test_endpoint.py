@@ -15,13 +15,14 @@ from pytest_deproxy import (
     Deproxy,
     Endpoint,
     HandlerContext,
+    HandlerError,
     NetworkError,
     Request,
     Response,
     handlers,
 )
 
-from .conftest import send_raw
+from .conftest import deproxy_checking_its_own_errors, send_raw
 
 EndpointFactory = Callable[..., Endpoint]
 
@@ -197,7 +198,7 @@ def test_a_raising_handler_answers_500_and_is_recorded(endpoint: EndpointFactory
     def broken(request: Request) -> Response:
         raise RuntimeError("the database is on fire")
 
-    with Deproxy() as own:
+    with deproxy_checking_its_own_errors() as own:
         server = own.add_endpoint(default_handler=broken)
         chain = own.make_request(server.url)
     assert chain.received_response is not None
@@ -211,7 +212,7 @@ def test_a_raising_handler_answers_500_and_is_recorded(endpoint: EndpointFactory
 
 
 def test_a_handler_returning_the_wrong_type_is_a_handler_error() -> None:
-    with Deproxy() as own:
+    with deproxy_checking_its_own_errors() as own:
         server = own.add_endpoint(default_handler=lambda request: "not a response")
         chain = own.make_request(server.url)
     assert chain.received_response is not None and chain.received_response.code == "500"
@@ -286,3 +287,28 @@ def test_concurrent_connections_are_served_in_parallel(
     for thread in threads:
         thread.join()
     assert [chain.received_response.code for chain in chains] == ["200"] * 3  # type: ignore[attr-defined]
+
+
+def test_leaving_a_with_block_raises_what_handlers_raised() -> None:
+    def broken(request: Request) -> Response:
+        raise RuntimeError("the database is on fire")
+
+    def use_a_broken_endpoint() -> None:
+        with Deproxy() as own:
+            own.make_request(own.add_endpoint(default_handler=broken).url)
+
+    with pytest.raises(HandlerError, match="the database is on fire"):
+        use_a_broken_endpoint()
+
+
+def test_leaving_a_with_block_on_an_exception_keeps_that_exception() -> None:
+    def broken(request: Request) -> Response:
+        raise RuntimeError("the database is on fire")
+
+    def fail_while_a_handler_failed() -> None:
+        with Deproxy() as own:
+            own.make_request(own.add_endpoint(default_handler=broken).url)
+            raise KeyError("the test's own failure")
+
+    with pytest.raises(KeyError, match="the test's own failure"):
+        fail_while_a_handler_failed()

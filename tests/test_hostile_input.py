@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_deproxy import Deproxy, DeproxyTimeout, Endpoint
-from pytest_deproxy.wire import MessageError, MessageReader, PeerClosed
+from pytest_deproxy.request_reader import CutShort, RequestReader, RequestRefused
 
 from .conftest import eventually, send_raw
 
@@ -139,14 +139,14 @@ def test_the_parser_only_ever_says_malformed_or_closed(data: bytes) -> None:
         def write(self, data: bytes) -> None:
             pass
 
-    reader = MessageReader(Bytes())
+    reader = RequestReader(Bytes())
     status_hint = None
     try:
-        while reader.read_request() is not None:
-            pass
-    except MessageError as error:
+        while (arrival := reader.read_head()) is not None:
+            reader.read_body(arrival)
+    except RequestRefused as error:
         status_hint = error.status_hint
-    except PeerClosed:
+    except CutShort:
         pass  # also a fine answer to a request cut short
     assert status_hint is None or 400 <= status_hint < 600
 

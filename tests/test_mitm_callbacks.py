@@ -13,7 +13,7 @@ import pytest
 from pytest_deproxy import Deproxy, MitmEndpoint
 from pytest_deproxy.errors import DeproxyError, NetworkError
 
-from .conftest import eventually, write_interaction
+from .conftest import deproxy_checking_its_own_errors, eventually, write_interaction
 
 API = [{"type": "BaseService", "name": "ApiService", "hosts_list": ["api.example.org"]}]
 
@@ -62,7 +62,7 @@ def test_a_callback_that_cannot_connect_fails_the_test_with_its_cause(
     tmp_path: Path, refusing_port: int
 ) -> None:
     path = with_callback(tmp_path, f"http://127.0.0.1:{refusing_port}/done")
-    with Deproxy() as deproxy:
+    with deproxy_checking_its_own_errors() as deproxy:
         mitm = replay(deproxy, tmp_path)
         eventually(lambda: deproxy.errors)
         [error] = deproxy.errors
@@ -80,7 +80,7 @@ def test_a_callback_url_that_expands_to_no_http_url_fails_the_test_with_its_caus
 ) -> None:
     monkeypatch.setenv("CALLBACK_URL", "ftp://files.example.org/done")
     with_callback(tmp_path, "${CALLBACK_URL}")
-    with Deproxy() as deproxy:
+    with deproxy_checking_its_own_errors() as deproxy:
         replay(deproxy, tmp_path)
         eventually(lambda: deproxy.errors)
         [error] = deproxy.errors
@@ -107,7 +107,7 @@ def test_a_callback_whose_server_never_answers_is_reported_at_shutdown(
     tmp_path: Path, silent_port: int
 ) -> None:
     with_callback(tmp_path, f"http://127.0.0.1:{silent_port}/done")
-    with Deproxy() as deproxy:
+    with deproxy_checking_its_own_errors() as deproxy:
         replay(deproxy, tmp_path)
         [sending] = callback_threads()
     [error] = deproxy.errors

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pytest_deproxy import Deproxy, Endpoint, Response, ScenarioError, handlers
 
-from .conftest import eventually, write_interaction
+from .conftest import deproxy_checking_its_own_errors, eventually, write_interaction
 
 EndpointFactory = Callable[..., Endpoint]
 SERVICES = [
@@ -42,7 +42,7 @@ def test_a_scenario_file_edited_during_the_run(tmp_path: Path) -> None:
         url="http://other.example.org/b",
         body="other",
     )
-    with Deproxy() as deproxy:
+    with deproxy_checking_its_own_errors() as deproxy:
         mitm = deproxy.add_mitm_endpoint(scenarios_path=tmp_path, services=SERVICES)
         assert body_of(deproxy, "http://api.example.org/a", mitm.url) == "200 v1"
 
@@ -63,7 +63,7 @@ def test_a_disk_that_refuses_the_recording(
 ) -> None:
     (tmp_path / "default").write_text("a file where the scenario directory should be")
     upstream = endpoint("real-api", Response(200, body="live"))
-    with Deproxy() as own:
+    with deproxy_checking_its_own_errors() as own:
         mitm = own.add_mitm_endpoint(
             scenarios_path=tmp_path,
             services=SERVICES,

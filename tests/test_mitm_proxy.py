@@ -10,7 +10,7 @@ import pytest
 
 from pytest_deproxy import Deproxy, Endpoint, MitmEndpoint, Response, ScenarioError, handlers
 
-from .conftest import eventually, write_interaction
+from .conftest import deproxy_checking_its_own_errors, eventually, write_interaction
 
 EndpointFactory = Callable[..., Endpoint]
 API = [{"type": "BaseService", "name": "ApiService", "hosts_list": ["api.example.org"]}]
@@ -160,9 +160,9 @@ def test_record_then_replay(deproxy: Deproxy, endpoint: EndpointFactory, tmp_pat
     )
     assert recorded.received_response is not None and recorded.received_response.code == "201"
     assert [h.endpoint.name for h in recorded.handlings] == [
-        "real-api",
         "mitm",
-    ]  # same chain, both hops
+        "real-api",
+    ]  # same chain, both hops, in the order they arrived
     assert upstream.handlings[0].request.headers["Host"] == "api.example.org"
     written = tmp_path / "default" / "ApiService" / "interaction_0.yaml"
     assert "made upstream" in written.read_text()
@@ -314,7 +314,7 @@ def test_a_broken_scenario_file_fails_the_test_with_file_and_line(tmp_path: Path
         tmp_path, "default", "ApiService", "interaction_0", url="http://api.example.org/x"
     )
     path.write_text(path.read_text() + "surprise: field\n")
-    with Deproxy() as deproxy:
+    with deproxy_checking_its_own_errors() as deproxy:
         mitm = start(deproxy, tmp_path)
         chain = deproxy.make_request("http://api.example.org/x", proxy=mitm.url)
         assert chain.received_response is not None and chain.received_response.code == "500"
@@ -364,8 +364,8 @@ def test_the_tracking_header_passes_a_proxy_and_the_mitm(
 
     front = endpoint("proxy-under-test", handlers.route(mitm.url))
     chain = deproxy.make_request(front.url + "/items", host="api.example.org")
-    assert [h.endpoint.name for h in chain.handlings] == ["mitm", "proxy-under-test"]
-    assert chain.handlings[0].response is not None
+    assert [h.endpoint.name for h in chain.handlings] == ["proxy-under-test", "mitm"]
+    assert chain.handlings[1].response is not None
     assert chain.received_response is not None
 
 

@@ -18,7 +18,9 @@ class Place:
 
 def handling(request_id: str | None = None, path: str = "/") -> Handling:
     headers = {} if request_id is None else {TRACKING_HEADER: request_id}
-    return Handling(Place(), Request("GET", path, headers), Response(200), "conn-1")
+    return Handling(
+        Place(), Request("GET", path, headers), "conn-1", response=Response(200), done=True
+    )
 
 
 def chain(request_id: str) -> MessageChain:

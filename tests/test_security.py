@@ -14,7 +14,7 @@ def test_every_listener_binds_loopback_by_default(deproxy: Deproxy, tmp_path: Pa
     endpoint = deproxy.add_endpoint()
     mitm = deproxy.add_mitm_endpoint(scenarios_path=tmp_path)
     for listener in (endpoint, mitm):
-        assert listener._listener.getsockname()[0] == "127.0.0.1"
+        assert listener.address[0] == "127.0.0.1"
         assert listener.url.startswith("http://127.0.0.1:")
 
 

@@ -38,7 +38,7 @@ from pytest_deproxy.mitm.scenarios import MAX_NAME_LENGTH, ScenarioStore, check_
 from pytest_deproxy.redaction import DEFAULT, REDACTED, Redaction
 from pytest_deproxy.report import to_har
 
-from .conftest import eventually
+from .conftest import deproxy_checking_its_own_errors, eventually
 from .conftest import write_interaction as write_file
 
 EndpointFactory = Callable[..., Endpoint]
@@ -266,7 +266,7 @@ def test_bad_values_are_refused_at_load_with_file_and_line(
 
 def test_an_invalid_status_fails_the_first_request_naming_the_file(tmp_path: Path) -> None:
     path = interaction_file(tmp_path, GOOD.replace("code: 200", "code: 99999"))
-    with Deproxy() as deproxy:
+    with deproxy_checking_its_own_errors() as deproxy:
         mitm = start(deproxy, tmp_path)
         chain = deproxy.make_request("http://api.example.org/x", proxy=mitm.url)
         assert chain.received_response is not None and chain.received_response.code == "500"
@@ -376,7 +376,7 @@ def test_a_callback_thread_that_fails_unexpectedly_tells_the_test(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the callback machinery broke")
 
-    with Deproxy() as deproxy:
+    with deproxy_checking_its_own_errors() as deproxy:
         mitm = start(deproxy, tmp_path)
         monkeypatch.setattr(mitm, "_upstream_for", broken)  # only callbacks use it in replay
         deproxy.make_request("http://api.example.org/x", proxy=mitm.url)

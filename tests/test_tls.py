@@ -81,7 +81,7 @@ def test_route_forwards_over_tls(deproxy: Deproxy, endpoint: EndpointFactory) ->
     secure = endpoint("secure", handlers.echo, tls=True)
     front = endpoint("front", handlers.route(secure.url))
     chain = deproxy.make_request(front.url, "POST", request_body="relayed")
-    assert [h.endpoint.name for h in chain.handlings] == ["secure", "front"]
+    assert [h.endpoint.name for h in chain.handlings] == ["front", "secure"]
     assert chain.received_response is not None
     assert chain.received_response.body == "relayed"
 

@@ -1,4 +1,5 @@
-"""HTTP framing over bytes in memory: no sockets."""
+"""HTTP framing over bytes in memory, the client's side: no sockets. (Endpoints read requests
+with pytest_deproxy.request_reader: tests/test_request_reader.py.)"""
 
 from __future__ import annotations
 
@@ -20,58 +21,6 @@ from .conftest import MemoryStream
 
 def reader_of(data: bytes) -> MessageReader:
     return MessageReader(MemoryStream(data))
-
-
-def test_pipelined_requests_are_read_one_after_the_other() -> None:
-    reader = reader_of(
-        b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
-        b"GET /b?q=1 HTTP/1.1\r\nHost: h\r\n\r\n"
-    )
-    first = reader.read_request()
-    second = reader.read_request()
-    assert first is not None and second is not None
-    assert (first.method, first.path, first.body) == ("POST", "/a", "abcde")
-    assert (second.method, second.path, second.body) == ("GET", "/b?q=1", "")
-    assert reader.read_request() is None
-
-
-def test_duplicate_headers_keep_order_and_spelling() -> None:
-    request = reader_of(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n").read_request()
-    assert request is not None
-    assert request.headers.items() == [("Host", "h"), ("X-A", "1"), ("x-a", "2")]
-
-
-def test_expect_100_continue_is_answered_before_the_body() -> None:
-    stream = MemoryStream(
-        b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"
-    )
-    request = MessageReader(stream).read_request()
-    assert request is not None and request.body == "ok"
-    assert stream.written == b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-@pytest.mark.parametrize(
-    ("data", "status"),
-    [
-        (b"G@T / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nbad header line\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\n\r\n", 400),
-        (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
-        (b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 70000 + b"\r\n\r\n", 431),
-        (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-    ],
-    ids=["bad-method", "bad-header", "no-host", "http2", "huge-header", "bad-chunk"],
-)
-def test_malformed_requests_carry_the_status_to_answer(data: bytes, status: int) -> None:
-    with pytest.raises(MessageError) as caught:
-        reader_of(data).read_request()
-    assert caught.value.status_hint == status
-
-
-def test_a_close_in_the_middle_of_a_body_is_peer_closed() -> None:
-    with pytest.raises(PeerClosed, match="middle"):
-        reader_of(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc").read_request()
 
 
 def test_response_to_head_has_no_body_even_with_a_length() -> None:

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import client
-from ..endpoint import Endpoint, HandlingRegistry
+from ..endpoint import Endpoint, EndpointOwner
 from ..errors import DeproxyError, ScenarioError
-from ..handlers import Handler, HandlerContext
+from ..handlers import HandlerContext
 from ..models import Request, Response
 from ..redaction import DEFAULT as DEFAULT_REDACTION
-from ..serving import Session
 from . import dispatch, management
 from .callbacks import CallbackRunner
 from .dispatch import Route, bad_request
@@ -45,7 +45,7 @@ class MitmEndpoint(Endpoint):
 
     def __init__(
         self,
-        registry: HandlingRegistry,
+        owner: EndpointOwner,
         *,
         name: str,
         hostname: str,
@@ -69,13 +69,22 @@ class MitmEndpoint(Endpoint):
         self._upstreams = Upstreams(upstreams)
         self._state = ReplayState(active_scenario, record)
         self.redaction = DEFAULT_REDACTION.adding(redact_headers, redact_query, redact_body_keys)
+        self._report = owner.report_error
         self._callbacks = CallbackRunner(
             name,
             upstream=lambda target: self._upstream_for(target),  # looked up at each callback
-            ca=registry.ca,
-            report=registry.report_error,
+            ca=owner.ca,
+            report=owner.report_error,
         )
-        super().__init__(registry, name=name, hostname=hostname, port=port)
+        super().__init__(
+            owner,
+            name=name,
+            hostname=hostname,
+            port=port,
+            # The dispatcher answers everything: a call's handlers are for the servers behind.
+            handler_for=lambda request: self._dispatch,
+            tunnels=self._intercept,
+        )
 
     # -- the Python side -------------------------------------------------------------------
 
@@ -172,24 +181,14 @@ class MitmEndpoint(Endpoint):
 
     # -- the proxy side --------------------------------------------------------------------
 
-    def _exchange(self, session: Session, request: Request) -> bool:
-        if request.method != "CONNECT":
-            return super()._exchange(session, request)
+    def _intercept(self, connect: Request) -> ssl.SSLContext | Response:
+        """A CONNECT: the TLS context to intercept its tunnel with, or the 400 refusing it."""
         try:
-            host, _ = split_authority(request.path, "the CONNECT target", default_port=None)
+            host, _ = split_authority(connect.path, "the CONNECT target", default_port=None)
         except BadTarget as problem:
-            log.info("CONNECT %s -> 400: %s", request.path[:200], problem)
-            data, keep_alive = self._answer(session, request, bad_request(problem))
-            session.stream.write(data)
-            return keep_alive
-        session.stream.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        self._start_tls(session, self.ca.server_context(host))
-        session.tunnel = request.path
-        return True
-
-    def _handler_for(self, request: Request) -> Handler:
-        # The dispatcher decides; a call's default handler is meant for the servers behind.
-        return self._dispatch
+            log.info("CONNECT %s -> 400: %s", connect.path[:200], problem)
+            return bad_request(problem)
+        return self.ca.server_context(host)
 
     def _dispatch(self, request: Request, context: HandlerContext) -> Response:
         route = dispatch.route(request, context.tunnel, self._services.snapshot())
@@ -212,7 +211,7 @@ class MitmEndpoint(Endpoint):
         try:  # may read files from disk: no replay lock is held meanwhile
             recorded = self.scenarios.service(settings.scenario, service)
         except ScenarioError as exc:
-            self._registry.report_error(exc)
+            self._report(exc)
             return dispatch.scenario_error(exc)
         interaction = self._state.choose(settings, service, incoming, recorded)
         if interaction is not None:
@@ -245,7 +244,7 @@ class MitmEndpoint(Endpoint):
                 self.redaction,
             )
         except ScenarioError as exc:
-            self._registry.report_error(exc)
+            self._report(exc)
             log.warning("%s %s -> %s: recording failed: %s", request.method, url, service, exc)
             return response
         log.info("%s %s -> %s: recorded as %s", request.method, url, service, path.name)

@@ -1,0 +1,128 @@
+"""The record of a connection an endpoint accepted: who it came from, when it opened and
+closed and who closed it, every byte both ways, its TLS facts and its PROXY protocol header.
+
+Rules kept here: pure bookkeeping, no socket. The bytes are the ones that crossed the wire,
+after TLS is taken off and before anything reads them as HTTP; a connection's record is
+written by the one thread that serves it, and read by the test as a snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .proxyproto import ProxyHeader
+from .record import Handling
+
+CLOSED_BY = ("client", "endpoint", "reset", "shutdown")
+
+
+@dataclass(frozen=True)
+class TLSInfo:
+    """What the TLS handshake settled: the name the client asked for (``sni``), the
+    protocol ALPN chose, the TLS ``version`` and ``cipher``, and the client's certificate
+    (a dict like ``ssl.SSLSocket.getpeercert()``; ``None`` when it sent none)."""
+
+    sni: str | None
+    alpn: str | None
+    version: str | None
+    cipher: str | None
+    client_certificate: dict[str, Any] | None = None
+
+
+class Transcript:
+    """The bytes of one direction of a connection, in order: the first ``limit`` of them
+    (``None``: all), and a count of those past it (``dropped``), so that a huge body or a
+    long keep-alive run costs bounded memory."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.dropped = 0
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, data: bytes) -> None:
+        if self.limit is not None and self._size + len(data) > self.limit:
+            kept = max(0, self.limit - self._size)
+            self.dropped += len(data) - kept
+            data = data[:kept]
+            if not data:
+                return
+        self._chunks.append(data)
+        self._size += len(data)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self._chunks[:])
+
+    def __len__(self) -> int:
+        return self._size
+
+
+@dataclass(eq=False)
+class ConnectionRecord:
+    """One TCP connection an endpoint accepted. ``id`` is the ``Handling.connection`` of its
+    requests; ``peer`` is the client's (the proxy's) ``host:port``; ``closed_by`` is
+    ``"client"``, ``"endpoint"``, ``"reset"`` or ``"shutdown"`` (``None`` while open);
+    ``received`` and ``sent`` are every byte in and out, TLS removed (up to
+    ``transcript_limit`` bytes each way; ``incoming.dropped``/``outgoing.dropped`` count the
+    rest)."""
+
+    id: str
+    peer: str
+    opened_at: float = field(default_factory=time.time)
+    closed_at: float | None = None
+    closed_by: str | None = None
+    tls: TLSInfo | None = None
+    proxy_protocol: ProxyHeader | None = None
+    transcript_limit: int | None = field(default=None, repr=False)
+    keep_handlings: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.incoming = Transcript(self.transcript_limit)
+        self.outgoing = Transcript(self.transcript_limit)
+        self._handlings: deque[Handling] = deque(maxlen=self.keep_handlings)
+
+    @property
+    def handlings(self) -> list[Handling]:
+        """The requests that came on this connection, in order."""
+        return list(self._handlings.copy())
+
+    def add_handling(self, handling: Handling) -> None:
+        self._handlings.append(handling)
+
+    @property
+    def received(self) -> bytes:
+        """Every byte the client sent, in order (the first ``transcript_limit`` of them)."""
+        return bytes(self.incoming)
+
+    @property
+    def sent(self) -> bytes:
+        """Every byte the endpoint sent, in order (the first ``transcript_limit`` of them)."""
+        return bytes(self.outgoing)
+
+    def closed(self, by: str) -> None:
+        """Note the end of the connection, once: the first reason given is the true one."""
+        if self.closed_at is None:
+            self.closed_at, self.closed_by = time.time(), by
+
+    @property
+    def summary(self) -> str:
+        """The facts a diagram shows beside a request."""
+        parts = [f"from {self.peer}"]
+        if self.proxy_protocol is not None and self.proxy_protocol.source is not None:
+            parts.append(f"PROXY v{self.proxy_protocol.version} {self.proxy_protocol.source}")
+        if self.tls is not None:
+            parts.append(f"TLS SNI {self.tls.sni}" if self.tls.sni else "TLS, no SNI")
+            if self.tls.client_certificate is not None:
+                parts.append(f"client cert {_subject(self.tls.client_certificate)}")
+        return ", ".join(parts)
+
+
+def _subject(certificate: dict[str, Any]) -> str:
+    for rdn in certificate.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return "(no common name)"
