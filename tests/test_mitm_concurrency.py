@@ -91,7 +91,7 @@ def test_concurrent_requests_never_replay_an_interaction_more_than_max_replays(
             extra=f"max_replays: {limit}\n",
         )
     mitm = deproxy.add_mitm_endpoint(scenarios_path=tmp_path, services=API)
-    answers: list[tuple[str, str]] = []
+    answers: list[tuple[str, str | bytes]] = []
     start = threading.Barrier(THREADS)
 
     def ask() -> None:

@@ -6,12 +6,13 @@ import os
 import re
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pytest_deproxy import Headers, ScenarioError
-from pytest_deproxy.mitm.interactions import load_interaction
+from pytest_deproxy.mitm.interactions import Interaction, load_interaction
 from pytest_deproxy.mitm.matching import IncomingRequest, decide, explain
 from pytest_deproxy.mitm.recording import encoded_body, stored_body, write_interaction
 from pytest_deproxy.mitm.scenarios import ScenarioStore, check_name, natural_key
@@ -95,8 +96,8 @@ class TestLoading:
         ],
     )
     def test_broken_files_name_the_file_and_line(
-        self, tmp_path: Path, change, message: str
-    ) -> None:  # type: ignore[no-untyped-def]
+        self, tmp_path: Path, change: Callable[[str], str], message: str
+    ) -> None:
         path = write(tmp_path / "broken.yaml", change(SIMPLE))
         with pytest.raises(ScenarioError, match=re.escape(str(path)) + message):
             load_interaction(path)
@@ -211,36 +212,32 @@ class TestBodies:
 
 
 class TestMatching:
-    def load(self, tmp_path: Path, extra: str = "", name: str = "interaction_0") -> object:
+    def load(self, tmp_path: Path, extra: str = "", name: str = "interaction_0") -> Interaction:
         return load_interaction(write(tmp_path / f"{name}.yaml", SIMPLE + extra))
 
     def test_default_rules_are_url_method_body(self, tmp_path: Path) -> None:
         interaction = self.load(tmp_path)
-        assert decide(incoming(), [interaction], lambda i: 0).interaction is interaction  # type: ignore[list-item]
+        assert decide(incoming(), [interaction], lambda i: 0).interaction is interaction
         for other in (
             incoming("POST"),
             incoming(url="https://host_a.local/other"),
             incoming(body=b"x"),
         ):
-            assert decide(other, [interaction], lambda i: 0).interaction is None  # type: ignore[list-item]
+            assert decide(other, [interaction], lambda i: 0).interaction is None
 
     def test_regex_matches_from_the_start(self, tmp_path: Path) -> None:
         interaction = self.load(tmp_path, "match:\n  regex:\n    url: 'https://host_a\\.local/a'\n")
         assert decide(
             incoming(url="https://host_a.local/api"), [interaction], lambda i: 0
-        ).interaction  # type: ignore[list-item]
-        assert (
-            decide(
-                incoming(url="xhttps://host_a.local/api"), [interaction], lambda i: 0
-            ).interaction
-            is None
-        )  # type: ignore[list-item]
+        ).interaction
+        missed = decide(incoming(url="xhttps://host_a.local/api"), [interaction], lambda i: 0)
+        assert missed.interaction is None
 
     def test_used_up_interactions_give_way_to_the_next(self, tmp_path: Path) -> None:
         first = self.load(tmp_path, "max_replays: 1\n", "interaction_0")
         second = self.load(tmp_path, "max_replays: 0\n", "interaction_1")
         counts = {"interaction_0": 1}
-        decision = decide(incoming(), [first, second], lambda i: counts.get(i.name, 0))  # type: ignore[list-item]
+        decision = decide(incoming(), [first, second], lambda i: counts.get(i.name, 0))
         assert decision.interaction is None
         text = explain(incoming(), decision, "service 'Svc'")
         assert (
@@ -251,7 +248,7 @@ class TestMatching:
 
     def test_the_explanation_names_each_differing_field(self, tmp_path: Path) -> None:
         interaction = self.load(tmp_path)
-        decision = decide(incoming("POST", body=b"payload"), [interaction], lambda i: 0)  # type: ignore[list-item]
+        decision = decide(incoming("POST", body=b"payload"), [interaction], lambda i: 0)
         text = explain(incoming("POST", body=b"payload"), decision, "service 'Svc' in scenario 's'")
         assert "no recorded interaction of service 'Svc' in scenario 's' matches" in text
         assert "method (exact): recorded 'GET', received 'POST'" in text

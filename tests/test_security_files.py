@@ -468,7 +468,10 @@ SECRETS = (
 
 def secret_exchange(deproxy: Deproxy, mitm: MitmEndpoint, suffix: str = "") -> Response | None:
     """A request that carries every kind of secret (``suffix`` makes them different)."""
-    s = lambda value: value + suffix  # noqa: E731
+
+    def s(value: str) -> str:
+        return value + suffix
+
     body = {
         "client_id": "app",
         "client_secret": s("b-s3cret"),

@@ -131,7 +131,7 @@ def test_shutdown_wakes_every_kind_of_wait_at_once(
     front = fresh.add_endpoint(name="front")  # made first: stopped one by one, it came first
     hanging = fresh.add_endpoint(name="hanging", default_handler=handlers.hang)
     front.default_handler = handlers.route(hanging.url, timeout=600)
-    waits = {  # endpoint name: (handler, TLS, what the client sends)
+    waits: dict[str, tuple[handlers.Handler, bool, bytes]] = {  # name: (handler, TLS, sent)
         "reading": (
             handlers.simple,
             False,
@@ -336,7 +336,7 @@ def test_a_body_over_the_limit_gets_413_and_costs_no_memory(deproxy: Deproxy, fr
     assert handling.request.path == "/upload"
     assert handling.request.raw_body == b""
     assert handling.response is not None and handling.response.code == "413"
-    assert handling.action.startswith("refused: the request body")
+    assert handling.action is not None and handling.action.startswith("refused: the request body")
     assert [getattr(e, "status_hint", None) for e in server.errors] == [413]
 
 

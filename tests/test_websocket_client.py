@@ -144,18 +144,20 @@ class WsServer:
             ws.receive_data(data or None)
             for event in ws.events():
                 if isinstance(event, (TextMessage, BytesMessage)):
-                    message.append(event.data)
+                    message.append(
+                        bytes(event.data) if isinstance(event, BytesMessage) else event.data
+                    )
                     size = sum(len(part) for part in message)
                     if limit is not None and size > limit:
                         seen.close_code = 1009
                         sock.sendall(ws.send(CloseConnection(1009, "too big")))
                         return
                     if event.message_finished:
-                        whole = (
-                            "".join(message)
+                        whole: str | bytes = (
+                            "".join(str(part) for part in message)
                             if isinstance(event, TextMessage)
-                            else b"".join(message)
-                        )  # type: ignore[arg-type]
+                            else b"".join(bytes(part) for part in message)  # type: ignore[arg-type]
+                        )
                         message = []
                         seen.messages.append(whole)
                         sock.sendall(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deproxy.mitm.scenarios import load_interaction
+from pytest_deproxy.mitm.interactions import load_interaction
 
 pytest.importorskip("xdist")
 
