@@ -129,10 +129,9 @@ def not_found(request: Request) -> Response:
 
 def never_blocks(handler: object) -> bool:
     """Whether answering through ``handler`` can never wait: a canned Response, or a stock
-    handler that only computes. An endpoint answers those without a thread per connection."""
-    return isinstance(handler, Response) or any(
-        handler is stock for stock in (simple, echo, not_found)
-    )
+    handler that only computes (and takes no context). An endpoint answers those without a
+    thread per connection."""
+    return isinstance(handler, Response) or id(handler) in _NEVER_BLOCKING
 
 
 def delay(
@@ -189,6 +188,8 @@ def by_method(routes: Mapping[str, Handler]) -> Callable[[Request, HandlerContex
 
     return route_by_method
 
+
+_NEVER_BLOCKING = frozenset(map(id, (simple, echo, not_found)))  # module-level: never freed
 
 # Faults: what a misbehaving server does instead of answering (see pytest_deproxy.faults).
 close = faults.close_fault()

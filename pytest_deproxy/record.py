@@ -38,7 +38,7 @@ class ConnectionFacts(Protocol):
     def summary(self) -> str: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Handling:
     """One request as an endpoint received it, and what the endpoint did about it.
 

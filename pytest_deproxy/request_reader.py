@@ -48,7 +48,7 @@ class CutShort(PeerClosed):
         self.partial, self.raw, self.reset = partial, raw, reset
 
 
-@dataclass
+@dataclass(slots=True)
 class Arrival:
     """A request head as it arrived: the request (its body not read yet), the head's bytes,
     and how the body is framed. ``must_close``: the framing was dubious (Content-Length
@@ -74,7 +74,7 @@ class Arrival:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Body:
     """A request body as read: the payload (chunked framing removed), and the bytes as
     framed on the wire when they differ (``None``: the same bytes)."""
@@ -107,16 +107,20 @@ class RequestReader:
 
     def read_buffered(self) -> tuple[Arrival, bytes] | None:
         """The next request and its body if they are already here, whole and ordinary; else
-        ``None``, with nothing taken. Never reads the stream."""
+        ``None``, with nothing taken. Never reads the stream. (The arrival's request has its
+        body already: this is the path every request of a load test takes.)"""
         head = heads.read_request_head(self.pending, self.max_header_bytes)
         if head is None:
             return None
         end = head.size + head.content_length
         if len(self.pending) < end or head.content_length > self._body_limit:
             return None
+        method, target, version = head.start
         body = self.pending[head.size : end]
-        arrival = self._fast_arrival(head)  # takes the head from what is pending
-        self.pending = self.pending[head.content_length :]
+        headers = Headers.from_wire(head.items, head.keys)
+        request = Request.received(method, target, headers, body, version)
+        arrival = Arrival(request, self.pending[: head.size], head.content_length, at=time.time())
+        self.pending = self.pending[end:]
         return arrival, body
 
     # -- a connection's own thread: head, then body ----------------------------------------

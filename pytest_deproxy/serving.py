@@ -41,6 +41,7 @@ TLS_HANDSHAKE_TIMEOUT = 10.0  # and for a PROXY protocol header: a stalled start
 # keep the start of each connection only.
 TRANSCRIPT_LIMIT = 4 * 1024 * 1024
 CAPPED_TRANSCRIPT_LIMIT = 64 * 1024
+CAPPED_CONNECTION_HANDLINGS = 16
 
 
 class Connection:
@@ -283,7 +284,9 @@ class Server:
             self._new_connection_id(),
             peer,
             transcript_limit=self._transcript_limit,
-            keep_handlings=self._keep_connections,
+            # Capped, the endpoint keeps the long record; each connection only its latest
+            # few (many live records make every garbage collection slower under load).
+            keep_handlings=None if self._keep_connections is None else CAPPED_CONNECTION_HANDLINGS,
         )
         self._records.append(record)
         own_thread = self._tls_context is not None or self.proxy_protocol
