@@ -30,7 +30,9 @@ from pytest_deproxy import CertificateAuthority, Deproxy, Endpoint, MitmEndpoint
 from .conftest import find_program
 
 FIXTURES = Path(__file__).parent / "inspire_fixtures"
-CORPUS = Path(os.environ.get("DEPROXY_CORPUS", "/work/shared/corpus"))
+CORPUS = Path(  # as tests/test_mitm_corpus.py finds it: read in place, never copied
+    os.environ.get("DEPROXY_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus")
+)
 EndpointFactory = Callable[..., Endpoint]
 
 
