@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     mitm.add_argument("--ca-key", metavar="PEM", help="the CA's private key")
     mitm.add_argument(
+        "--insecure-upstream",
+        action="store_true",
+        help="do not verify upstream TLS certificates (INSPIRE-MITMProxy's --ssl-insecure)",
+    )
+    mitm.add_argument(
         "--upstream",
         action="append",
         default=[],
@@ -94,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 active_scenario=options.scenario,
                 record=options.record,
                 upstreams=_upstreams(options.upstream, parser),
+                verify_upstream=not options.insecure_upstream,
             )
         except (DeproxyError, ValueError) as exc:
             print(f"deproxy mitm: {exc}", file=sys.stderr)

@@ -524,7 +524,8 @@ def forward(
 ) -> Response:
     """Forward ``request`` to ``target`` as an intermediary does, and return the answer.
 
-    Hop-by-hop fields are dropped both ways, the body is framed anew by its length, ``path``
+    Hop-by-hop fields are dropped both ways (a Content-Length stays on the answer to a HEAD
+    and on a 304, which carry no body), the body is framed anew by its length, ``path``
     is the request target upstream, and ``host`` (when given) replaces ``Host``. The answer's
     body is left for whoever sends it on to frame. Raises ``DeproxyError`` when no answer came.
     """
@@ -535,10 +536,8 @@ def forward(
         headers.add("Content-Length", str(len(request.raw_body)))
     upstream = Request(request.method, path, headers, request.raw_body)  # in our own HTTP/1.1
     answer = exchange(target, upstream, timeout=timeout, verify=verify, ca=ca)
-    return Response(
-        answer.code,
-        answer.message,
-        end_to_end(answer.headers),
-        answer.raw_body,
-        answer.http_version,
-    )
+    headers = end_to_end(answer.headers)
+    if request.method == "HEAD" or answer.code == "304":  # no body: the length is information
+        for value in answer.headers.get_all("Content-Length"):
+            headers.add("Content-Length", value)
+    return Response(answer.code, answer.message, headers, answer.raw_body, answer.http_version)

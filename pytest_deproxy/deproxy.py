@@ -172,6 +172,7 @@ class Deproxy:
         redact_headers: Iterable[str] = (),
         redact_query: Iterable[str] = (),
         redact_body_keys: Iterable[str] = (),
+        verify_upstream: bool = True,
     ) -> MitmEndpoint:
         """Start a scenario-replaying MITM forward proxy (see :class:`MitmEndpoint`).
 
@@ -180,7 +181,9 @@ class Deproxy:
         host's upstream traffic elsewhere. Recordings hide secrets (see
         :mod:`pytest_deproxy.redaction`): ``redact_headers``, ``redact_query`` and
         ``redact_body_keys`` add header names, query parameters and JSON/form keys (patterns
-        such as ``X-*-Auth`` allowed, case-insensitive) to the defaults.
+        such as ``X-*-Auth`` allowed, case-insensitive) to the defaults. Upstream TLS is
+        verified against the system's CAs and the MITM's own; ``verify_upstream=False`` turns
+        that off (INSPIRE-MITMProxy's ``--ssl-insecure``).
         """
         self._check_running()
         _check_hostname(hostname, "add_mitm_endpoint")
@@ -199,6 +202,7 @@ class Deproxy:
                 redact_headers=redact_headers,
                 redact_query=redact_query,
                 redact_body_keys=redact_body_keys,
+                verify_upstream=verify_upstream,
             )
         )
 

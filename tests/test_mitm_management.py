@@ -114,9 +114,9 @@ def test_bodies_that_are_not_a_json_object_are_400(
 
 
 def test_record_on_and_off(deproxy: Deproxy, mitm: MitmEndpoint) -> None:
-    assert call(deproxy, mitm, "POST", "/record", {"enable": True}) == (201, None)
+    assert call(deproxy, mitm, "POST", "/record", {"enable": True}) == (201, {"enabled": True})
     assert mitm.recording is True
-    assert call(deproxy, mitm, "PUT", "/record", {"enable": False}) == (204, None)
+    assert call(deproxy, mitm, "PUT", "/record", {"enable": False}) == (200, {"enabled": False})
     assert mitm.recording is False
     for body in ({}, {"enable": "yes"}, {"enable": 1}):
         status, document = call(deproxy, mitm, "PUT", "/record", body)
@@ -142,10 +142,16 @@ def test_services_listing_starts_with_the_management_service(
 
 def test_services_can_be_added_and_replaced(deproxy: Deproxy, mitm: MitmEndpoint) -> None:
     extra = {"type": "WhitelistService", "name": "WhitelistService", "hosts_list": ["test-indexer"]}
-    assert call(deproxy, mitm, "PUT", "/services", {"services": [extra]}) == (204, None)
+    status, document = call(deproxy, mitm, "PUT", "/services", {"services": [API[0], extra]})
+    assert status == 201 and [s["name"] for s in document["services"]] == [
+        "ManagementService",
+        "ApiService",
+        "WhitelistService",
+    ]
     assert [s.name for s in mitm.services] == ["ApiService", "WhitelistService"]
     replacement = {"type": "BaseService", "name": "NewService", "hosts_list": ["new.example.org"]}
-    assert call(deproxy, mitm, "POST", "/services", [replacement]) == (201, None)
+    status, document = call(deproxy, mitm, "POST", "/services", [replacement])
+    assert status == 201 and document["services"][1:] == [replacement]
     assert [s.name for s in mitm.services] == ["NewService"]
     # A service added this way answers at once, from the active scenario.
     chain = deproxy.make_request("http://new.example.org/x", proxy=mitm.url)

@@ -313,15 +313,31 @@ def test_a_broken_scenario_file_fails_the_test_with_file_and_line(tmp_path: Path
     path = write_interaction(
         tmp_path, "default", "ApiService", "interaction_0", url="http://api.example.org/x"
     )
-    path.write_text(path.read_text() + "surprise: field\n")
+    path.write_text(path.read_text().replace("  method: GET\n", "  method: [GET\n"))
     with deproxy_checking_its_own_errors() as deproxy:
         mitm = start(deproxy, tmp_path)
         chain = deproxy.make_request("http://api.example.org/x", proxy=mitm.url)
         assert chain.received_response is not None and chain.received_response.code == "500"
-        assert f"{path}:11: unknown field 'surprise'" in str(chain.received_response.body)
-        assert [str(e) for e in deproxy.errors] == [
-            f"{path}:11: unknown field 'surprise' (known: callbacks, match, max_replays, request, response)"
-        ]
+        assert f"{path}:3: not valid YAML" in str(chain.received_response.body)
+        [error] = deproxy.errors
+        assert str(error).startswith(f"{path}:3: not valid YAML")
+
+
+def test_an_unknown_top_level_key_is_ignored_with_a_warning(
+    deproxy: Deproxy, tmp_path: Path
+) -> None:
+    path = write_interaction(
+        tmp_path, "default", "ApiService", "interaction_0", url="http://api.example.org/x", body="x"
+    )
+    path.write_text(path.read_text() + "surprise: field\n")
+    mitm = start(deproxy, tmp_path)
+    for _ in range(2):  # warned once, however often the file answers
+        chain = deproxy.make_request("http://api.example.org/x", proxy=mitm.url)
+        assert chain.received_response is not None and chain.received_response.body == "x"
+    assert mitm.warnings == [
+        f"{path}:11: unknown top-level key 'surprise' ignored, as INSPIRE-MITMProxy ignores it "
+        "(known: callbacks, match, max_replays, request, response)"
+    ]
 
 
 def test_bad_services_are_refused_up_front(deproxy: Deproxy, tmp_path: Path) -> None:

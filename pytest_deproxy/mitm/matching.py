@@ -2,9 +2,13 @@
 
 INSPIRE-MITMProxy's rules: every field in ``exact`` must be equal, every ``regex`` must match
 the field's text from its start (``re.match``); with no ``match`` the exact fields are url,
-method and body. Interactions are tried in file order; one that has been replayed
-``max_replays`` times is used up and the next matching one answers. When none does, the
-decision says which came nearest and why each failed, for a 501 a person can act on.
+method and body. A body recorded as text is compared as text: the received body with its
+Content-Encoding undone, decoded in its declared charset (or, failing that, its bytes with the
+recorded text encoded in the recorded charset); a ``!!binary`` body is compared byte for byte.
+A ``regex`` on the body sees it as text the same way. Interactions are tried in file order;
+one that has been replayed ``max_replays`` times is used up and the next matching one answers.
+When none does, the decision says which came nearest and why each failed, for a 501 a person
+can act on.
 
 A recorded value redacted to ``<redacted>`` matches any value, so a recording whose secrets
 were hidden still replays: a query parameter in the url, a header value (or a part of one,
@@ -13,12 +17,14 @@ as in ``Cookie: session=<redacted>``), and a key of a JSON or form body.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..models import Headers
 from ..redaction import body_equal, url_equal, wildcard_equal
-from .interactions import Interaction
+from .bodies import received_text
+from .interactions import Interaction, RecordedRequest
 
 MAX_NEAREST = 3
 
@@ -31,6 +37,11 @@ class IncomingRequest:
     url: str
     headers: Headers
     body: bytes
+
+    @functools.cached_property
+    def text(self) -> str | None:
+        """The body as text (Content-Encoding undone, declared charset), None if it is not."""
+        return received_text(self.body, self.headers)
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ def _text(value: str | bytes) -> str:
 
 def _field_text(request: IncomingRequest, name: str) -> str:
     if name == "body":
-        return _text(request.body)
+        return request.text if request.text is not None else _text(request.body)
     if name == "headers":
         return "\n".join(f"{n}: {v}" for n, v in request.headers.items())
     return str(getattr(request, name))
@@ -89,8 +100,8 @@ def differences(interaction: Interaction, request: IncomingRequest) -> tuple[Dif
             equal = _headers_included(recorded.headers, request.headers)
             mine = "\n".join(f"{n}: {v}" for n, v in recorded.headers.items())
         elif name == "body":
-            equal = body_equal(recorded.body, request.body)
-            mine = _text(recorded.body)
+            equal = _bodies_equal(recorded, request)
+            mine = recorded.text if recorded.text is not None else _text(recorded.body)
         elif name == "url":
             mine = recorded.url
             equal = url_equal(mine, request.url)
@@ -106,6 +117,16 @@ def differences(interaction: Interaction, request: IncomingRequest) -> tuple[Dif
         if pattern.match(received) is None:
             found.append(Difference(name, pattern.pattern, _short(received), "regex"))
     return tuple(found)
+
+
+def _bodies_equal(recorded: RecordedRequest, request: IncomingRequest) -> bool:
+    """Byte for byte; and a body recorded as text equals the same text received in any
+    charset or Content-Encoding the request declares."""
+    if body_equal(recorded.body, request.body):
+        return True
+    if recorded.text is None or request.text is None:
+        return False
+    return body_equal(recorded.text.encode("utf-8"), request.text.encode("utf-8"))
 
 
 def used_up(interaction: Interaction, replays: int) -> bool:

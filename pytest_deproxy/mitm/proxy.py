@@ -39,6 +39,17 @@ from .targets import BadTarget, Upstreams, split_authority
 
 log = logging.getLogger("pytest_deproxy.mitm")
 
+# The variables that name a CA file, for: requests, OpenSSL (Python's ssl, httpx, aiohttp),
+# curl, git, Node, pip.
+CA_VARIABLES = (
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+    "PIP_CERT",
+)
+
 
 class MitmEndpoint(Endpoint):
     """The scenario-replaying forward proxy. Made by :meth:`Deproxy.add_mitm_endpoint`."""
@@ -59,14 +70,19 @@ class MitmEndpoint(Endpoint):
         redact_headers: Iterable[str] = (),
         redact_query: Iterable[str] = (),
         redact_body_keys: Iterable[str] = (),
+        verify_upstream: bool = True,
         environ: Mapping[str, str] = os.environ,
     ) -> None:
+        if not isinstance(verify_upstream, bool):
+            raise TypeError(f"verify_upstream takes True or False, not {verify_upstream!r}")
         self.scenarios = ScenarioStore(scenarios_path)
         listed = parse_services(services) if services is not None else None
         if listed is None:
             listed = load_services_file(Path(scenarios_path)) or []
+        self._environ = environ
         self._services = ServiceTable(apply_whitelist(listed, whitelist, environ))
         self._upstreams = Upstreams(upstreams)
+        self.verify_upstream = verify_upstream
         self._state = ReplayState(active_scenario, record)
         self.redaction = DEFAULT_REDACTION.adding(redact_headers, redact_query, redact_body_keys)
         self._report = owner.report_error
@@ -123,13 +139,14 @@ class MitmEndpoint(Endpoint):
         return self._services.snapshot()
 
     def set_services(self, services: list[Service]) -> None:
-        """Dispatch to ``services`` from now on, as ``POST /services``."""
-        self._services.replace(services)
+        """Dispatch to ``services`` from now on, as ``PUT`` and ``POST /services``
+        (``$MITM_PROXY_WHITELIST``, when set, still gives the whitelist's hosts)."""
+        self._services.replace(apply_whitelist(services, None, self._environ))
 
     def merge_services(self, services: list[Service]) -> None:
-        """Replace the services of the same names and add the others, in one step, as
-        ``PUT /services``."""
-        self._services.merge(services)
+        """Replace the services of the same names and add the others, in one step
+        (``$MITM_PROXY_WHITELIST``, when set, still gives the whitelist's hosts)."""
+        self._services.merge(apply_whitelist(services, None, self._environ))
 
     def scenario_tree(self) -> dict[str, Any]:
         return self.scenarios.tree()
@@ -161,14 +178,23 @@ class MitmEndpoint(Endpoint):
         """Every request no recorded interaction answered, with the reasons."""
         return self._state.misses
 
+    @property
+    def warnings(self) -> list[str]:
+        """What loading scenario files let pass, once per file and key: an unknown top-level
+        key (INSPIRE-MITMProxy ignores it; so does this, and says so here and in the log)."""
+        return self.scenarios.warnings
+
     def proxy_env(self) -> dict[str, str]:
-        """The environment a subprocess needs to go through this MITM and trust its CA."""
+        """The environment a subprocess needs to go through this MITM and trust its CA:
+        the proxy variables, and the CA file for requests, OpenSSL, curl, git, Node and pip.
+
+        ``subprocess.run(cmd, env={**os.environ, **mitm.proxy_env()})``
+        """
         ca_file = self.ca.cert_pem_path
         env = {"HTTP_PROXY": self.url, "HTTPS_PROXY": self.url}
         env.update({key.lower(): value for key, value in env.items()})
-        env.update(
-            {"REQUESTS_CA_BUNDLE": ca_file, "SSL_CERT_FILE": ca_file, "CURL_CA_BUNDLE": ca_file}
-        )
+        for name in CA_VARIABLES:
+            env[name] = ca_file
         return env
 
     def begin_shutdown(self, deadline: float | None = None) -> None:
@@ -219,7 +245,7 @@ class MitmEndpoint(Endpoint):
                 "%s %s -> %s: replayed %s", incoming.method, route.url, service, interaction.name
             )
             self._callbacks.schedule(interaction)
-            return replayed_response(interaction)
+            return replayed_response(interaction, request.method)
         if settings.recording:
             return self._record_upstream(request, route, settings)
         miss = self._state.miss(settings, service, incoming, recorded)
@@ -255,13 +281,17 @@ class MitmEndpoint(Endpoint):
         return self._upstreams.destination(target)
 
     def _forward(self, request: Request, target: client.Target) -> Response:
-        """The upstream's answer, the ``Host`` header kept; raises DeproxyError when none came."""
+        """The upstream's answer, the ``Host`` header kept; raises DeproxyError when none came.
+        Its TLS is verified against the system's CAs and ``mitm.ca``, unless
+        ``verify_upstream`` is off (INSPIRE-MITMProxy's ``--ssl-insecure``)."""
         destination, path = self._upstream_for(target)
+        https = destination.scheme == "https"
         return client.forward(
             request,
             destination,
             path=path,
             host=None,  # the MITM stands in for the original host: the upstream sees its name
             timeout=client.FORWARD_TIMEOUT,
-            ca=self.ca if destination.scheme == "https" else None,
+            verify=None if self.verify_upstream else False,
+            ca=self.ca if https else None,
         )

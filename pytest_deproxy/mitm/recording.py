@@ -7,18 +7,18 @@ YAML as the very same bytes (YAML folds NEL, LS/PS and CR, drops a BOM...); anyt
 anything is written (:mod:`pytest_deproxy.redaction`). A recording is written to a temporary
 file, created as any file a user asks for (``0666`` less the umask), and linked into place, so
 no reader ever sees half a file and two recorders (threads, or pytest-xdist workers) never
-take the same ``interaction_N``.
+take the same ``interaction_N``. Files keep INSPIRE-MITMProxy's names, ``interaction_N``
+with N one more than the highest taken; the files of a service are tried in plain sorted
+order, as the original tries them (see :mod:`.scenarios`). libyaml writes the YAML when
+PyYAML has it (a 10 MB body in well under a second).
 """
 
 from __future__ import annotations
 
-import codecs
 import copy
-import gzip
 import os
 import re
 import secrets
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,25 @@ import yaml
 
 from .. import client
 from ..errors import ScenarioError
-from ..models import TRACKING_HEADER, Headers, Request, Response, charset_of
+from ..models import TRACKING_HEADER, Headers, Request, Response
 from ..redaction import DEFAULT, Redaction
+from .bodies import encode_text, encoded_body, stored_body
 from .safe_yaml import read_yaml
 from .scenarios import check_name, natural_key
 
-# Control characters make a body binary data, not text, however it decodes.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Characters plain and single-quoted YAML scalars fold, drop or cannot hold: such a string
 # is written double-quoted, with escapes, which reads back exactly.
 _NEEDS_ESCAPES = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
 
 
-class _Dumper(yaml.SafeDumper):
+__all__ = ["encoded_body", "record_exchange", "stored_body", "write_interaction"]
+
+# libyaml's emitter when PyYAML was built with it: the pure-Python one takes about 5 s to
+# write a 10 MB body, libyaml's a few tenths of a second.
+_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
     """The safe dumper, writing strings that need escapes double-quoted, and no aliases."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -67,7 +73,7 @@ def dump_interaction(document: dict[str, Any]) -> str:
     for part in ("request", "response"):
         body = document.get(part, {}).get("body")
         if isinstance(body, str) and loaded.get(part, {}).get("body") != body:
-            document[part]["body"] = body.encode("utf-8")
+            document[part]["body"] = encode_text(body, _headers(document[part].get("headers")))
             bodies_changed = True
     if bodies_changed:
         text = _dump(document)
@@ -78,6 +84,12 @@ def dump_interaction(document: dict[str, Any]) -> str:
             f"{_first_difference(document, loaded)}"
         )
     return text
+
+
+def _headers(document: Any) -> Headers:
+    if not isinstance(document, dict):
+        return Headers()
+    return Headers((name, value) for name, values in document.items() for value in values)
 
 
 def _read_back(text: str) -> dict[str, Any]:
@@ -142,52 +154,6 @@ def _link_next_free(directory: Path, temporary: Path) -> Path:
             return target
         except FileExistsError:
             number += 1
-
-
-def _codings(headers: Headers) -> list[str]:
-    return [
-        coding
-        for value in headers.get_all("Content-Encoding")
-        for coding in (part.strip().lower() for part in value.split(","))
-        if coding and coding != "identity"
-    ]
-
-
-def _is_utf8(charset: str) -> bool:
-    try:
-        return codecs.lookup(charset).name == "utf-8"
-    except LookupError:
-        return False
-
-
-def stored_body(raw: bytes, headers: Headers) -> str | bytes | None:
-    """How a body is stored: text when it is plain text in its declared charset (UTF-8, or
-    ASCII in any charset) with no Content-Encoding, else the bytes (``!!binary``)."""
-    if not raw:
-        return None
-    if _codings(headers) or not (raw.isascii() or _is_utf8(charset_of(headers))):
-        return raw
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-    return text if _CONTROL_CHARACTERS.search(text) is None else raw
-
-
-def encoded_body(body: str | bytes | None, headers: Headers) -> bytes:
-    """The bytes to replay. Recorded bytes go out as they were; a text body is encoded again
-    as its Content-Encoding says (INSPIRE-MITMProxy's files store gzip bodies decoded)."""
-    if body is None:
-        return b""
-    if isinstance(body, bytes):
-        return body  # recorded bytes are replayed as they were, whatever the headers claim
-    data = body.encode("utf-8")
-    for coding in _codings(headers):
-        if coding in ("gzip", "x-gzip"):
-            data = gzip.compress(data, mtime=0)
-        elif coding == "deflate":
-            data = zlib.compress(data)
-    return data
 
 
 def headers_document(headers: Headers) -> dict[str, list[str]]:

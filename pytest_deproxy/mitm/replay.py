@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import client
-from ..models import Response
+from ..models import Headers, Response
+from .bodies import encoded_body
 from .interactions import Interaction
 from .matching import IncomingRequest, decide, differences, explain, used_up
-from .recording import encoded_body
 from .scenarios import ServiceInteractions, check_name
 
 
@@ -170,13 +170,24 @@ class ReplayState:
             return list(self._misses)
 
 
-def replayed_response(interaction: Interaction) -> Response:
-    """The recorded response as it is sent again: its body encoded as its headers say, and
-    framed anew (hop-by-hop and length headers go: recorded lengths are sometimes wrong)."""
+def replayed_response(interaction: Interaction, method: str = "GET") -> Response:
+    """The recorded response as it is sent again, to a ``method`` request: its body encoded as
+    its headers say, and framed anew (hop-by-hop and length headers go: recorded lengths are
+    sometimes wrong). A response that carries no body (to HEAD, or a 304) keeps its recorded
+    Content-Length: there it is the size of what a GET would get, and clients read it."""
     recorded = interaction.response
     return Response(
         recorded.code,
         recorded.message,
-        client.end_to_end(recorded.headers),
+        keep_length(recorded.headers, client.end_to_end(recorded.headers), method, recorded.code),
         encoded_body(recorded.body, recorded.headers),
     )
+
+
+def keep_length(original: Headers, forwarded: Headers, method: str, code: int) -> Headers:
+    """``forwarded`` (end-to-end headers), with ``original``'s Content-Length put back when the
+    response carries no body: the answer to a HEAD, or a 304."""
+    if method.upper() == "HEAD" or code == 304:
+        for value in original.get_all("Content-Length"):
+            forwarded.add("Content-Length", value)
+    return forwarded

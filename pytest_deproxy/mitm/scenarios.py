@@ -3,13 +3,18 @@
 Layout: ``<scenarios_path>/<scenario>/<Service>/<interaction>.yaml``, one interaction per file
 (read by :mod:`.interactions`). Rules kept here: a scenario or service name is one plain,
 portable path component (:func:`check_name`), so no name reaches outside the scenarios
-directory; interactions are kept in natural file order (``interaction_2`` before
-``interaction_10``); a lookup never reads the disk unless a file changed, and a file broken
-by an edit keeps failing loudly rather than falling back to what it said before.
+directory; a service's interactions are tried in INSPIRE-MITMProxy's order, its file names
+sorted plainly (``sorted()``: ``robotupload.yaml`` before ``robotupload2.yaml``, and
+``interaction_10`` before ``interaction_2``), so a directory written for the original
+replays the same here; a lookup never reads the disk unless a file changed, and a file
+broken by an edit keeps failing loudly rather than falling back to what it said before. A
+top-level key a file holds that the format does not know is logged and listed in
+:attr:`ScenarioStore.warnings`, once per file and key.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -19,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ..redaction import holds_marker
-from .interactions import Interaction, load_interaction
+from .interactions import TOP_LEVEL_KEYS, Interaction, load_interaction
+
+log = logging.getLogger("pytest_deproxy.mitm")
 
 FULL_RESCAN_SECONDS = 1.0
 # NAME_MAX is 255 bytes on common file systems; half of it leaves room for the temporary
@@ -50,13 +57,14 @@ def check_name(name: str, what: str) -> str:
 
 
 def natural_key(name: str) -> list[Any]:
-    """Sort ``interaction_2`` before ``interaction_10``."""
+    """``interaction_10`` as ``["interaction_", 10, ""]``: for finding the highest number
+    taken. (Files are *tried* in plain sorted order, as INSPIRE-MITMProxy tries them.)"""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 @dataclass
 class ServiceInteractions:
-    """The interactions of one service in one scenario, in natural file order, indexed."""
+    """The interactions of one service in one scenario, in sorted file order, indexed."""
 
     directory: Path
     interactions: list[Interaction]
@@ -73,7 +81,7 @@ class ServiceInteractions:
         files = (
             sorted(
                 (p for p in directory.iterdir() if p.suffix == ".yaml" and p.is_file()),
-                key=lambda p: natural_key(p.name),
+                key=lambda p: p.name,
             )
             if directory.is_dir()
             else []
@@ -131,15 +139,24 @@ def _mtime(path: Path) -> float:
 class ScenarioStore:
     """Every scenario under one directory, loaded on first use and reloaded when files change.
 
-    Its lock guards the cache of loaded services, and is held while a changed service is
-    read again from disk: two requests never load the same files twice at once. No other
-    lock is held while it is (the replay state is consulted only after a lookup returns).
+    Its lock guards the cache of loaded services and the warnings, and is held while a
+    changed service is read again from disk: two requests never load the same files twice at
+    once. No other lock is held while it is (the replay state is consulted only after a
+    lookup returns).
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], ServiceInteractions] = {}
+        self._warned: set[tuple[Path, str]] = set()
+        self._warnings: list[str] = []
+
+    @property
+    def warnings(self) -> list[str]:
+        """What loading noticed and let pass (unknown top-level keys), once per file and key."""
+        with self._lock:
+            return list(self._warnings)
 
     def service(self, scenario: str, service: str) -> ServiceInteractions:
         key = (check_name(scenario, "scenario"), check_name(service, "service"))
@@ -151,7 +168,23 @@ class ScenarioStore:
                 self._cache.pop(key, None)
                 cached = ServiceInteractions.load(self.root / scenario / service)
                 self._cache[key] = cached
+                self._warn_about(cached.interactions)
             return cached
+
+    def _warn_about(self, interactions: list[Interaction]) -> None:
+        """Log and keep a warning for each unknown key not warned about yet (lock held)."""
+        for interaction in interactions:
+            for name, line in interaction.ignored:
+                if (interaction.path, name) in self._warned:
+                    continue
+                self._warned.add((interaction.path, name))
+                where = f"{interaction.path}:{line}" if line else str(interaction.path)
+                message = (
+                    f"{where}: unknown top-level key {name!r} ignored, as INSPIRE-MITMProxy "
+                    f"ignores it (known: {', '.join(sorted(TOP_LEVEL_KEYS))})"
+                )
+                log.warning("%s", message)
+                self._warnings.append(message)
 
     def tree(self) -> dict[str, dict[str, dict[str, list[str]]]]:
         """``{scenario: {"responses": {service: [file names]}}}``, INSPIRE-MITMProxy's shape."""
@@ -162,8 +195,7 @@ class ScenarioStore:
             tree[scenario.name] = {
                 "responses": {
                     service.name: sorted(
-                        (f.name for f in service.iterdir() if f.suffix == ".yaml" and f.is_file()),
-                        key=natural_key,
+                        f.name for f in service.iterdir() if f.suffix == ".yaml" and f.is_file()
                     )
                     for service in sorted(s for s in scenario.iterdir() if s.is_dir())
                 }
