@@ -68,7 +68,7 @@ def test_disconnect_after_the_headers(deproxy: Deproxy, endpoint: EndpointFactor
     )
     assert chain.received_response is None
     assert str(chain.error) == "disconnected after sending the headers, as asked"
-    eventually(lambda: server.handlings)
+    eventually(lambda: [h for h in server.handlings if h.done])
     [handling] = server.handlings
     assert handling.response is None
     assert handling.action == "the client closed the connection after 0 body bytes"
@@ -79,7 +79,7 @@ def test_disconnect_mid_body(deproxy: Deproxy, endpoint: EndpointFactory) -> Non
     server = endpoint()
     chain = deproxy.make_request(server.url, "PUT", request_body="y" * 100, disconnect="mid_body")
     assert str(chain.error) == "disconnected after sending 50 of 100 body bytes, as asked"
-    eventually(lambda: server.handlings)
+    eventually(lambda: [h for h in server.handlings if h.done])
     assert server.handlings[0].request.raw_body == b"y" * 50
 
 

@@ -102,7 +102,7 @@ class TestInspireMitmproxyFixtures:
         assert a.received_response.raw_body == b"test_scenario_replays_ok/TestServiceA/0"
         assert b.received_response is not None
         assert b.received_response.raw_body == b"test_scenario_replays_ok/TestServiceB/0"
-        eventually(lambda: callback_receiver.handlings)
+        eventually(lambda: [h for h in callback_receiver.handlings if h.done])
         assert [h.request.path for h in callback_receiver.handlings] == ["/"]
 
     def test_replays_once_and_takes_next(self, deproxy: Deproxy) -> None:

@@ -298,7 +298,7 @@ def test_callbacks_are_sent_after_a_replay_with_the_environment_expanded(
     app = endpoint("app")
     mitm = start(deproxy, tmp_path, upstreams={"app.local": app.url})
     deproxy.make_request("http://api.example.org/upload", proxy=mitm.url)
-    eventually(lambda: app.handlings)
+    eventually(lambda: [h for h in app.handlings if h.done])
     [call] = app.handlings
     assert (call.request.method, call.request.path, call.request.body) == (
         "POST",
