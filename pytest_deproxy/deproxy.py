@@ -118,6 +118,7 @@ class Deproxy:
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         proxy_protocol: bool | str = False,
         client_certs: str | None = None,
+        http2: bool | str = False,
     ) -> Endpoint:
         """Start an endpoint on ``hostname:port`` (``port=0``: a free one) and return it.
 
@@ -135,7 +136,10 @@ class Deproxy:
         connection (haproxy's ``send-proxy``), ``"optional"`` accepts one; it is on
         ``endpoint.connections[i].proxy_protocol``. ``client_certs`` (with ``tls=True``):
         ``"optional"`` or ``"required"`` asks the client for a certificate signed by
-        ``deproxy.ca`` (``ca.issue_client_cert(name)`` makes one).
+        ``deproxy.ca`` (``ca.issue_client_cert(name)`` makes one). ``http2``: ``True``
+        offers HTTP/2 over TLS ALPN (with ``tls=True``; HTTP/1.1 still served to clients that
+        do not offer h2), ``"h2c"`` serves cleartext HTTP/2 (prior knowledge and ``Upgrade:
+        h2c``); each stream is a handling with its ``stream_id``.
         """
         self._check_running()
         _check_hostname(hostname, "add_endpoint")
@@ -154,6 +158,7 @@ class Deproxy:
                 max_body_size=max_body_size,
                 proxy_protocol=proxy_protocol,
                 client_certs=client_certs,
+                http2=http2,
             )
         )
 
