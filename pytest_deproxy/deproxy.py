@@ -19,6 +19,7 @@ from . import client, handlers, serving, wire
 from .client import ClientConnection, Target, Verify
 from .endpoint import DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT, Endpoint
 from .errors import DeproxyError, TunnelRefused
+from .h2client import H2ClientConnection
 from .handlers import Handler
 from .mitm import MitmEndpoint
 from .models import TRACKING_HEADER, Body, HeaderItems, Request
@@ -235,13 +236,15 @@ class Deproxy:
         chunked: bool = False,
         timeout: float | None = None,
         proxy: str | None = None,
-        connection: ClientConnection | None = None,
+        connection: ClientConnection | H2ClientConnection | None = None,
         verify: Verify = None,
         disconnect: str | None = None,
         dribble: tuple[int, float] | None = None,
         http_version: str = "1.1",
         expect_continue: bool = False,
         proxy_protocol: ProxyHeader | str | None = None,
+        http2: bool | str = False,
+        h2_reset_after: float | None = None,
     ) -> MessageChain:
         """Send one request and return its :class:`MessageChain`.
 
@@ -257,7 +260,21 @@ class Deproxy:
         is never sent and ``chain.body_withheld`` is true. Interim responses are in
         ``chain.interim_responses``. ``proxy_protocol`` sends a PROXY protocol header first: a
         :class:`ProxyHeader`, or ``"v1"``/``"v2"`` naming the connection's own addresses.
+        ``http2=True`` sends the request over HTTP/2 (h2 by TLS ALPN: an https URL),
+        ``"h2c"`` over cleartext HTTP/2 with prior knowledge; through a ``proxy``, inside a
+        CONNECT tunnel. ``h2_reset_after=seconds`` resets the stream (RST_STREAM CANCEL) if
+        no whole answer came by then; ``chain.error`` then says so.
         """
+        client.check_http2(http2)
+        if h2_reset_after is not None and not (http2 or getattr(connection, "http2", False)):
+            raise ValueError("h2_reset_after resets an HTTP/2 stream: add http2=True or 'h2c'")
+        if (http2 or getattr(connection, "http2", False)) and (
+            chunked or disconnect or dribble or expect_continue or http_version != "1.1"
+        ):
+            raise ValueError(
+                "chunked, disconnect, dribble, expect_continue and http_version are HTTP/1 "
+                "ways of sending: leave them out of an HTTP/2 request"
+            )
         sending = client.Sending(
             chunked=chunked,
             disconnect=disconnect,
@@ -284,14 +301,18 @@ class Deproxy:
             path=path,
             add_default_headers=add_default_headers,
             chunked=chunked,
-            absolute_form=proxy is not None and target.scheme == "http",
+            absolute_form=proxy is not None and target.scheme == "http" and not http2,
             sending=sending,
         )
         chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
         wait = self.timeout if timeout is None else timeout
         with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
             try:
-                if connection is not None:
+                if isinstance(connection, H2ClientConnection):
+                    response = connection.send(
+                        request, sending, timeout=wait, chain=chain, reset_after=h2_reset_after
+                    )
+                elif connection is not None:
                     response = connection.send(request, sending, timeout=wait, chain=chain)
                 else:
                     response = client.exchange(
@@ -303,6 +324,8 @@ class Deproxy:
                         proxy=proxy,
                         sending=sending,
                         chain=chain,
+                        http2=http2,
+                        h2_reset_after=h2_reset_after,
                     )
                 chain.received_response = response
             except TunnelRefused as exc:
@@ -367,17 +390,29 @@ class Deproxy:
         timeout: float | None = None,
         verify: Verify = None,
         proxy_protocol: ProxyHeader | str | None = None,
-    ) -> ClientConnection:
+        http2: bool | str = False,
+        proxy: str | None = None,
+    ) -> ClientConnection | H2ClientConnection:
         """A persistent client connection to ``url``'s server, for ``make_request(connection=)``.
 
         Unlike ``make_request``, a failure to connect raises :class:`NetworkError`.
         ``proxy_protocol`` (see :meth:`make_request`) is sent once, as the connection opens.
+        ``http2`` (``True``: ALPN h2; ``"h2c"``: prior knowledge) gives a connection that
+        multiplexes: several threads may ``make_request(connection=conn)`` at once, each on
+        its own stream; ``conn.events`` lists its connection-level frames both ways.
+        ``proxy`` reaches the server through a forward proxy's CONNECT tunnel (HTTP/2, https).
         """
         target = Target.parse(url)
         wait = self.timeout if timeout is None else timeout
         ca = self.ca if target.scheme == "https" else None
         return client.open_connection(
-            target, timeout=wait, verify=verify, ca=ca, proxy_protocol=proxy_protocol
+            target,
+            timeout=wait,
+            verify=verify,
+            ca=ca,
+            proxy_protocol=proxy_protocol,
+            http2=http2,
+            proxy=proxy,
         )
 
     def websocket(

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from pytest_deproxy import Deproxy, Response, handlers
+from tests.conftest import eventually
 
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -112,3 +113,100 @@ def test_http2_option_is_checked(deproxy: Deproxy) -> None:
         deproxy.add_endpoint(http2=True)
     with pytest.raises(ValueError, match="'h2c'"):
         deproxy.add_endpoint(http2="h3")
+
+
+# -- the client side -------------------------------------------------------------------------
+
+
+def test_make_request_over_h2_and_h2c(deproxy: Deproxy) -> None:
+    tls = deproxy.add_endpoint(tls=True, http2=True, default_handler=handlers.echo)
+    clear = deproxy.add_endpoint(http2="h2c", default_handler=handlers.echo)
+    chain = deproxy.make_request(tls.url + "/t", method="POST", request_body="ping", http2=True)
+    assert chain.error is None
+    response = chain.received_response
+    assert response is not None and response.http_version == "2" and response.body == "ping"
+    assert response.headers[":status"] == "200"
+    [handling] = chain.handlings  # the tracking header is an ordinary field: attributed
+    assert (handling.stream_id, handling.request.headers[":authority"]) == (1, tls.url[8:])
+    assert "host" not in handling.request.headers  # folded into :authority, as RFC 9113 asks
+    chain = deproxy.make_request(clear.url + "/c", http2="h2c")
+    assert chain.error is None and chain.received_response.code == "200"
+    assert chain.handlings[0].request.headers[":scheme"] == "http"
+
+
+def test_h2_request_to_a_server_without_h2_is_a_clear_error(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(tls=True)  # no ALPN h2 offered
+    chain = deproxy.make_request(endpoint.url, http2=True)
+    assert chain.received_response is None
+    assert "did not agree to HTTP/2 over ALPN" in str(chain.error)
+    with pytest.raises(ValueError, match="https URL"):
+        deproxy.make_request("http://127.0.0.1:1/", http2=True)
+    with pytest.raises(ValueError, match="HTTP/1 ways of sending"):
+        deproxy.make_request(endpoint.url, http2=True, chunked=True)
+
+
+def test_connect_multiplexes_threads_on_one_connection(deproxy: Deproxy) -> None:
+    gate = threading.Barrier(8, timeout=10)
+
+    def together(request, context):  # every stream waits for all eight: they overlap
+        gate.wait()
+        return Response(200, body=request.path)
+
+    endpoint = deproxy.add_endpoint(tls=True, http2=True, default_handler=together)
+    chains = []
+    with deproxy.connect(endpoint.url, http2=True) as connection:
+        threads = [
+            threading.Thread(
+                target=lambda n=n: chains.append(
+                    deproxy.make_request(f"{endpoint.url}/m{n}", connection=connection)
+                )
+            )
+            for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        events = connection.events
+    assert [c.error for c in chains] == [None] * 8
+    assert sorted(c.received_response.body for c in chains) == [f"/m{n}" for n in range(8)]
+    handlings = [h for c in chains for h in c.handlings]
+    assert len({h.connection for h in handlings}) == 1
+    assert sorted(h.stream_id for h in handlings) == list(range(1, 17, 2))
+    assert {(e.direction, e.type) for e in events} >= {
+        ("sent", "SETTINGS"),
+        ("received", "SETTINGS"),
+    }
+
+
+def test_h2_through_a_forward_proxy_connect_tunnel(deproxy: Deproxy, tinyproxy) -> None:
+    endpoint = deproxy.add_endpoint(tls=True, http2=True, default_handler=handlers.echo)
+    proxy = tinyproxy(connect_ports=[endpoint.port])
+    chain = deproxy.make_request(endpoint.url + "/via", http2=True, proxy=proxy)
+    assert chain.error is None, chain.error
+    assert chain.received_response.http_version == "2"
+    assert chain.handlings[0].stream_id == 1
+    assert endpoint.connections[0].tls.alpn == "h2"
+
+
+def test_h2_reset_after_resets_the_stream_and_both_sides_record_it(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c", default_handler=handlers.delay(3, Response(200, body="late"))
+    )
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chain = deproxy.make_request(
+            endpoint.url + "/slow", connection=connection, h2_reset_after=0.2
+        )
+        assert chain.received_response is None
+        assert "reset (RST_STREAM CANCEL) after 0.2 s" in str(chain.error)
+        sent = [e for e in connection.events if e.type == "RST_STREAM"]
+        assert [(e.direction, e.stream_id, e.error) for e in sent] == [("sent", 1, "CANCEL")]
+        # The connection carries on after one stream was reset.
+        assert deproxy.make_request(endpoint.url + "/next", connection=connection).error is None
+
+    def reset_seen() -> bool:
+        return any(e.type == "RST_STREAM" for e in endpoint.connections[0].events)
+
+    eventually(reset_seen)
+    [event] = [e for e in endpoint.connections[0].events if e.type == "RST_STREAM"]
+    assert (event.direction, event.stream_id, event.code) == ("received", 1, 8)
