@@ -211,6 +211,8 @@ trailers_only = h2faults.trailers_only
 stall_window = h2faults.stall_window
 h2_settings = h2faults.settings
 raw_frames = h2faults.raw_frames
+grpc_frame = h2faults.grpc_frame
+grpc_messages = h2faults.grpc_messages
 
 
 def grpc(message_bytes: bytes | str = b"", status: int = 0, message: str = "") -> Handler:

@@ -210,3 +210,65 @@ def test_h2_reset_after_resets_the_stream_and_both_sides_record_it(deproxy: Depr
     eventually(reset_seen)
     [event] = [e for e in endpoint.connections[0].events if e.type == "RST_STREAM"]
     assert (event.direction, event.stream_id, event.code) == ("received", 1, 8)
+
+
+# -- trailers and gRPC -------------------------------------------------------------------------
+
+
+def test_trailers_both_ways(deproxy: Deproxy) -> None:
+    def answer(request):
+        assert request.trailers["x-checksum"] == "abc"
+        return Response(200, body="ok", trailers={"x-served": "yes"})
+
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=answer)
+    chain = deproxy.make_request(
+        endpoint.url,
+        method="POST",
+        request_body="data",
+        http2="h2c",
+        trailers={"X-Checksum": "abc"},
+    )
+    assert chain.error is None
+    assert chain.received_response.trailers.items() == [("x-served", "yes")]
+    [handling] = chain.handlings
+    assert handling.request.trailers.items() == [("x-checksum", "abc")]
+    assert handling.response.trailers["x-served"] == "yes"
+
+
+def test_grpc_unary_call_answered_with_trailers(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        tls=True, http2=True, default_handler=handlers.grpc(b"\x08\x2a", status=0)
+    )
+    chain = deproxy.make_request(
+        endpoint.url + "/pkg.Service/Method",
+        method="POST",
+        headers={"content-type": "application/grpc", "te": "trailers"},
+        request_body=handlers.grpc_frame(b"\x08\x01"),
+        http2=True,
+    )
+    response = chain.received_response
+    assert response is not None and response.headers["content-type"] == "application/grpc"
+    assert handlers.grpc_messages(response.raw_body) == [b"\x08\x2a"]
+    assert response.trailers["grpc-status"] == "0"
+    request = chain.handlings[0].request
+    assert request.headers["te"] == "trailers"
+    assert handlers.grpc_messages(request.raw_body) == [b"\x08\x01"]
+
+
+def test_grpc_error_status_and_message(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c", default_handler=handlers.grpc(status=5, message="no such thing")
+    )
+    chain = deproxy.make_request(endpoint.url + "/s/M", method="POST", http2="h2c")
+    assert chain.received_response.raw_body == b""
+    assert chain.received_response.trailers.items() == [
+        ("grpc-status", "5"),
+        ("grpc-message", "no such thing"),
+    ]
+    with pytest.raises(ValueError, match="0 to 16"):
+        handlers.grpc(status=17)
+
+
+def test_grpc_messages_refuses_a_cut_message() -> None:
+    with pytest.raises(ValueError, match="says 5 bytes; 2 came"):
+        handlers.grpc_messages(b"\x00\x00\x00\x00\x05ab")
