@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 
 from . import net
@@ -27,6 +28,7 @@ from .h2wire import (
     Reset,
     StreamGone,
     Violation,
+    WindowShut,
     error_name,
     request_fields,
 )
@@ -107,14 +109,28 @@ class H2ClientConnection:
                 self._answers[stream_id] = answer
             self.stream_ids.append(stream_id)
             self._wire.send_headers(stream_id, fields, end_stream=not body and not request.trailers)
+        wait = timeout if reset_after is None else reset_after
+        deadline = None if wait is None else time.monotonic() + wait
         try:
             if body:
-                self._wire.send_data(stream_id, body, end_stream=not request.trailers)
+                try:
+                    self._wire.send_data(
+                        stream_id, body, end_stream=not request.trailers, deadline=deadline
+                    )
+                except WindowShut as shut:
+                    if reset_after is None:
+                        raise DeproxyTimeout(f"{shut} after {timeout} s") from shut
+                    self._wire.reset(stream_id, CANCEL)
+                    raise StreamGone(
+                        f"stream {stream_id} reset (RST_STREAM CANCEL) after {reset_after} s, "
+                        f"as h2_reset_after asked, while sending: {shut}"
+                    ) from shut
             if request.trailers:
                 self._wire.send_trailers(
                     stream_id, [(n.lower(), v) for n, v in request.trailers.items()]
                 )
-            return self._await(stream_id, answer, timeout, reset_after, chain)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return self._await(stream_id, answer, left, reset_after, chain)
         finally:
             with self._answers_lock:
                 self._answers.pop(stream_id, None)
@@ -127,8 +143,7 @@ class H2ClientConnection:
         reset_after: float | None,
         chain: MessageChain | None,
     ) -> Response:
-        wait = timeout if reset_after is None else reset_after
-        if not answer.ended.wait(wait):
+        if not answer.ended.wait(timeout):
             if reset_after is not None:
                 self._wire.reset(stream_id, CANCEL)
                 raise StreamGone(

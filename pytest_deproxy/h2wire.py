@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -192,6 +193,10 @@ class StreamGone(NetworkError):
     """The stream or connection was reset or closed while something was to be sent on it."""
 
 
+class WindowShut(StreamGone):
+    """The peer's flow-control window stayed shut until the sender's deadline."""
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
@@ -323,8 +328,10 @@ class H2Wire:
         *,
         end_stream: bool = False,
         stopping: threading.Event | None = None,
+        deadline: float | None = None,
     ) -> None:
-        """Send ``data`` as the peer's flow-control window allows, waiting for credit."""
+        """Send ``data`` as the peer's flow-control window allows, waiting for credit (until
+        ``deadline``, a ``time.monotonic()`` value: then :class:`WindowShut`)."""
         view = memoryview(data)
         while True:
             with self._lock:
@@ -340,6 +347,11 @@ class H2Wire:
                     if window <= 0 and view:
                         if stopping is not None and stopping.is_set():
                             raise StreamGone("the endpoint shut down")
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise WindowShut(
+                                f"stream {stream_id}: the peer's flow-control window stayed "
+                                f"shut with {len(view)} bytes left to send"
+                            )
                         self._window_opened.wait(0.2)
                         continue
                     piece, view = view[:window], view[window:]

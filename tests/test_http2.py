@@ -272,3 +272,110 @@ def test_grpc_error_status_and_message(deproxy: Deproxy) -> None:
 def test_grpc_messages_refuses_a_cut_message() -> None:
     with pytest.raises(ValueError, match="says 5 bytes; 2 came"):
         handlers.grpc_messages(b"\x00\x00\x00\x00\x05ab")
+
+
+# -- faults, endpoint side -------------------------------------------------------------------
+
+
+def test_rst_stream_fault_is_recorded_on_both_sides(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c",
+        default_handler=handlers.by_path(
+            {"/reset": handlers.rst_stream("INTERNAL_ERROR"), "/ok": handlers.simple}
+        ),
+    )
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chain = deproxy.make_request(endpoint.url + "/reset", connection=connection)
+        assert chain.received_response is None
+        assert "reset stream 1 (INTERNAL_ERROR)" in str(chain.error)
+        assert deproxy.make_request(endpoint.url + "/ok", connection=connection).error is None
+        received = [e for e in connection.events if e.type == "RST_STREAM"]
+    assert [(e.direction, e.stream_id, e.code) for e in received] == [("received", 1, 2)]
+    handling = chain.handlings[0]
+    assert handling.action == "reset the stream (RST_STREAM INTERNAL_ERROR)"
+    sent = [e for e in endpoint.connections[0].events if e.type == "RST_STREAM"]
+    assert [(e.direction, e.error) for e in sent] == [("sent", "INTERNAL_ERROR")]
+
+
+def test_refuse_stream_and_goaway(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c",
+        default_handler=handlers.by_path(
+            {"/refuse": handlers.refuse_stream, "/away": handlers.goaway("ENHANCE_YOUR_CALM", 0)}
+        ),
+    )
+    chain = deproxy.make_request(endpoint.url + "/refuse", http2="h2c")
+    assert "REFUSED_STREAM" in str(chain.error)
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chain = deproxy.make_request(endpoint.url + "/away", connection=connection)
+        assert "GOAWAY ENHANCE_YOUR_CALM, last_stream_id=0" in str(chain.error)
+        goaways = [e for e in connection.events if e.type == "GOAWAY"]
+    goaway = goaways[0]
+    assert (goaway.direction, goaway.code, goaway.last_stream_id) == ("received", 0xB, 0)
+    both = [(e.direction, e.error) for e in endpoint.connections[1].events if e.type == "GOAWAY"]
+    assert both[0] == ("sent", "ENHANCE_YOUR_CALM")
+    assert set(both[1:]) <= {("received", "NO_ERROR")}  # the client's own, as it closed
+
+
+def test_headers_then_hang_and_trailers_only(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c",
+        default_handler=handlers.by_path(
+            {
+                "/hang": handlers.h2_headers_only(Response(200)),
+                "/tonly": handlers.trailers_only(Response(200, trailers={"grpc-status": "14"})),
+            }
+        ),
+    )
+    chain = deproxy.make_request(endpoint.url + "/hang", http2="h2c", h2_reset_after=0.3)
+    assert "reset (RST_STREAM CANCEL) after 0.3 s" in str(chain.error)
+    assert chain.handlings[0].action == "sent the headers, then hung"
+    chain = deproxy.make_request(endpoint.url + "/tonly", http2="h2c")
+    assert chain.error is None
+    response = chain.received_response
+    assert response.headers["grpc-status"] == "14" and response.raw_body == b""
+
+
+def test_stalled_window_and_settings_limits(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c",
+        default_handler=handlers.by_path(
+            {
+                "/stall": handlers.stall_window(Response(200, body="s")),
+                "/limit": handlers.h2_settings({"MAX_CONCURRENT_STREAMS": 1}, Response(200)),
+            }
+        ),
+    )
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        assert deproxy.make_request(endpoint.url + "/limit", connection=connection).error is None
+        stall = deproxy.make_request(endpoint.url + "/stall", connection=connection)
+        assert stall.error is None  # answered; from now on the endpoint gives no credit back
+        body = b"x" * 100_000  # more than the 65,535-byte window the client is left with
+        chain = deproxy.make_request(
+            endpoint.url + "/after",
+            method="POST",
+            request_body=body,
+            connection=connection,
+            h2_reset_after=1.0,
+        )
+        events = connection.events
+    settings = [e for e in events if e.direction == "received" and e.type == "SETTINGS"]
+    assert any(e.values.get("MAX_CONCURRENT_STREAMS") == 1 for e in settings)
+    assert "h2_reset_after" in str(chain.error)
+    eventually(lambda: chain.handlings and chain.handlings[0].done)
+    [after] = chain.handlings
+    assert after.response is None  # it never came whole, so no handler ran
+    assert 0 < len(after.request.raw_body) <= 65_535  # it stopped at the window
+    assert "reset stream 5 (CANCEL) mid-request" in after.action
+
+
+def test_raw_frames_fault(deproxy: Deproxy) -> None:
+    ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"rawping!"
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=handlers.raw_frames(ping))
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        deproxy.make_request(endpoint.url, connection=connection, h2_reset_after=0.5)
+        eventually(lambda: any(e.data == b"rawping!" for e in connection.events))
+    assert any(
+        e.type == "PING" and e.direction == "sent" and e.data == b"rawping!"
+        for e in endpoint.connections[0].events
+    )
