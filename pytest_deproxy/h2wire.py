@@ -12,6 +12,7 @@ wire order, pseudo-headers included, no normalising.
 
 from __future__ import annotations
 
+import select
 import struct
 import threading
 import time
@@ -28,8 +29,9 @@ import h2.settings
 from hyperframe import frame as hf
 
 from .connections import FrameEvent
-from .errors import NetworkError
+from .errors import DeproxyTimeout, NetworkError
 
+READ_POLL = 0.05  # on TLS: how long a read may hold the lock waiting for the rest of a record
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x0, 0x1, 0x2, 0x7, 0x8
 ENHANCE_YOUR_CALM = 0xB
@@ -50,9 +52,13 @@ _TYPES |= {0x3: hf.RstStreamFrame, 0x7: hf.GoAwayFrame}
 
 
 class ByteStream(Protocol):
+    timeout: float | None
+
     def read(self, max_bytes: int = ...) -> bytes: ...
 
     def write(self, data: bytes) -> None: ...
+
+    def fileno(self) -> int: ...
 
 
 def error_name(code: int) -> str:
@@ -239,6 +245,10 @@ class H2Wire:
         self._out_log = FrameLog("sent", on_event, preface=client_side)
         self.hold_window: bool = False
         self.closed = False
+        self._said_goaway = False
+        # OpenSSL forbids using one TLS connection from two threads at once: on TLS, a read
+        # waits for the socket outside the lock, then reads under it (see _read).
+        self._tls = getattr(stream, "tls_facts", lambda: None)() is not None
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -262,7 +272,7 @@ class H2Wire:
         (SETTINGS and PING acks), and return the events; ``None`` when the peer closed."""
         if data is None:
             try:
-                data = self._stream.read()
+                data = self._read()
             except NetworkError:
                 data = b""
         if not data:
@@ -273,6 +283,9 @@ class H2Wire:
             try:
                 events = self._conn.receive_data(data)
             except h2.exceptions.ProtocolError as exc:
+                if self._said_goaway:  # frames that crossed our GOAWAY: ignored, as RFC 9113 6.8
+                    self._conn.data_to_send()
+                    return []
                 self._flush()
                 self._window_opened.notify_all()
                 return [Violation(f"{type(exc).__name__}: {exc}")]
@@ -280,6 +293,21 @@ class H2Wire:
             self._flush()
             self._window_opened.notify_all()
         return translated
+
+    def _read(self) -> bytes:
+        stream = self._stream
+        if not self._tls:
+            return stream.read()
+        while True:
+            select.select([stream], [], [], READ_POLL)
+            with self._lock:
+                stream.timeout = READ_POLL  # a TLS record still arriving: give the lock back
+                try:
+                    return stream.read()
+                except DeproxyTimeout:
+                    continue
+                finally:
+                    stream.timeout = None
 
     def _translate(self, events: list[h2.events.Event]) -> list[Event]:
         out: list[Event] = []
@@ -371,6 +399,7 @@ class H2Wire:
         self._do(lambda: self._conn.reset_stream(stream_id, code))
 
     def goaway(self, code: int = NO_ERROR, last_stream_id: int | None = None) -> None:
+        self._said_goaway = True
         self._do(lambda: self._conn.close_connection(code, last_stream_id=last_stream_id))
 
     def ping(self, data: bytes = b"deproxy!") -> None:
