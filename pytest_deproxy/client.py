@@ -16,11 +16,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Literal, overload
 from urllib.parse import urlsplit
 
 from . import net, proxyproto, wire
 from ._version import __version__
-from .errors import DeproxyTimeout, NetworkError, TunnelRefused
+from .errors import DeproxyTimeout, NetworkError, ProtocolError, TunnelRefused
+from .h2client import H2ClientConnection
 from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request, Response, encode_body
 from .proxyproto import ProxyHeader
 from .record import MessageChain
@@ -234,16 +236,36 @@ def build_request(
     return Request(method, request_target, final, body, sending.http_version)
 
 
-def client_tls_context(verify: Verify, ca: CertificateAuthority | None) -> ssl.SSLContext:
+def client_tls_context(
+    verify: Verify, ca: CertificateAuthority | None, *, alpn: tuple[str, ...] = ()
+) -> ssl.SSLContext:
+    """The context for ``verify``; ``alpn`` (HTTP/2: ``("h2",)``) is offered unless
+    ``verify`` is the caller's own context, which is used as given."""
     if isinstance(verify, ssl.SSLContext):
         return verify
     if verify is False:
-        return unverified_client_context()
+        if not alpn:
+            return unverified_client_context()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        context.set_alpn_protocols(list(alpn))
+        return context
     if verify not in (None, True):
         raise TypeError(f"verify must be None, False or an ssl.SSLContext, not {verify!r}")
     if ca is None:
-        return ssl.create_default_context()
-    return ca.client_context(include_system=True)
+        context = ssl.create_default_context()
+        if alpn:
+            context.set_alpn_protocols(list(alpn))
+        return context
+    return ca.client_context(include_system=True, alpn=alpn)
+
+
+def check_http2(http2: object) -> None:
+    if http2 not in (False, True, "h2c"):
+        raise ValueError(
+            f"http2 is True (h2 over TLS ALPN), 'h2c' (cleartext, prior knowledge) or False, "
+            f"not {http2!r}"
+        )
 
 
 def parse_proxy(proxy: str) -> Target:
@@ -442,6 +464,7 @@ def open_tunnel(stream: net.Stream, target: Target, timeout: float | None) -> No
         )
 
 
+@overload
 def open_connection(
     target: Target,
     *,
@@ -450,19 +473,53 @@ def open_connection(
     ca: CertificateAuthority | None = None,
     proxy: str | None = None,
     proxy_protocol: ProxyProtocol = None,
-) -> ClientConnection:
+    http2: Literal[False] = False,
+) -> ClientConnection: ...
+
+
+@overload
+def open_connection(
+    target: Target,
+    *,
+    timeout: float | None,
+    verify: Verify = None,
+    ca: CertificateAuthority | None = None,
+    proxy: str | None = None,
+    proxy_protocol: ProxyProtocol = None,
+    http2: bool | str,
+) -> ClientConnection | H2ClientConnection: ...
+
+
+def open_connection(
+    target: Target,
+    *,
+    timeout: float | None,
+    verify: Verify = None,
+    ca: CertificateAuthority | None = None,
+    proxy: str | None = None,
+    proxy_protocol: ProxyProtocol = None,
+    http2: bool | str = False,
+) -> ClientConnection | H2ClientConnection:
     """Connect to ``target`` (through ``proxy`` if given), TLS included for https.
 
     ``proxy_protocol`` (see :class:`Sending`) is the first thing sent on the TCP connection,
-    before a tunnel or TLS."""
+    before a tunnel or TLS. ``http2``: ``True`` asks for h2 over TLS ALPN (an https URL),
+    ``"h2c"`` speaks HTTP/2 in cleartext from the first byte (prior knowledge); through a
+    ``proxy``, either goes through a CONNECT tunnel."""
     check_proxy_protocol(proxy_protocol)
-    context = client_tls_context(verify, ca) if target.scheme == "https" else None
+    check_http2(http2)
+    if http2 is True and target.scheme != "https":
+        raise ValueError("http2=True negotiates h2 over TLS: use an https URL, or http2='h2c'")
+    if http2 == "h2c" and target.scheme != "http":
+        raise ValueError("http2='h2c' is cleartext HTTP/2: use an http URL, or http2=True")
+    alpn = ("h2",) if http2 is True else ()
+    context = client_tls_context(verify, ca, alpn=alpn) if target.scheme == "https" else None
     first_hop = target if proxy is None else parse_proxy(proxy)
     stream = net.connect(first_hop.host, first_hop.port, timeout)
     try:
         if proxy_protocol is not None:
             stream.write(proxy_header_bytes(proxy_protocol, stream))
-        if proxy is not None and target.scheme == "https":
+        if proxy is not None and (target.scheme == "https" or http2):
             open_tunnel(stream, target, timeout)
     except BaseException:
         stream.close()
@@ -473,7 +530,23 @@ def open_connection(
         except BaseException:
             stream.close()
             raise
-    return ClientConnection(target, stream)
+    if not http2:
+        return ClientConnection(target, stream)
+    facts = stream.tls_facts()
+    alpn_chosen = None if facts is None else facts["alpn"]
+    if http2 is True and alpn_chosen != "h2":
+        stream.close()
+        raise ProtocolError(
+            f"{target.origin} did not agree to HTTP/2 over ALPN (it chose {alpn_chosen!r}); "
+            "make the request without http2=True, or enable h2 on the server"
+        )
+    try:
+        return H2ClientConnection(
+            target, stream, scheme=target.scheme, authority=target.host_header
+        )
+    except BaseException:
+        stream.close()
+        raise
 
 
 def exchange(
@@ -486,9 +559,12 @@ def exchange(
     proxy: str | None = None,
     sending: Sending = PLAIN,
     chain: MessageChain | None = None,
+    http2: bool | str = False,
+    h2_reset_after: float | None = None,
 ) -> Response:
     """One request on a fresh connection, closed afterwards (what it received beyond the
-    response goes to ``chain``, when given: see :meth:`ClientConnection.send`)."""
+    response goes to ``chain``, when given: see :meth:`ClientConnection.send`). ``http2``
+    and ``h2_reset_after``: see :func:`open_connection` and :meth:`H2ClientConnection.send`."""
     with open_connection(
         target,
         timeout=timeout,
@@ -496,7 +572,12 @@ def exchange(
         ca=ca,
         proxy=proxy,
         proxy_protocol=sending.proxy_protocol,
+        http2=http2,
     ) as connection:
+        if isinstance(connection, H2ClientConnection):
+            return connection.send(
+                request, sending, timeout=timeout, chain=chain, reset_after=h2_reset_after
+            )
         return connection.send(request, sending, chain=chain)
 
 

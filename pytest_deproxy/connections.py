@@ -1,5 +1,6 @@
 """The record of a connection an endpoint accepted: who it came from, when it opened and
-closed and who closed it, every byte both ways, its TLS facts and its PROXY protocol header.
+closed and who closed it, every byte both ways, its TLS facts, its PROXY protocol header and,
+on HTTP/2, its connection-level frames both ways (``events``).
 
 Rules kept here: pure bookkeeping, no socket. The bytes are the ones that crossed the wire,
 after TLS is taken off and before anything reads them as HTTP; a connection's record is
@@ -17,6 +18,43 @@ from .proxyproto import ProxyHeader
 from .record import Handling
 
 CLOSED_BY = ("client", "endpoint", "reset", "shutdown")
+EVENT_LIMIT = 10_000  # HTTP/2 frames kept per connection: a PING or SETTINGS flood costs no more
+
+
+@dataclass(frozen=True)
+class FrameEvent:
+    """One connection-level HTTP/2 frame as it crossed the wire: ``direction`` (``"sent"`` or
+    ``"received"``, seen from whoever holds the record), ``type`` (``"SETTINGS"``,
+    ``"WINDOW_UPDATE"``, ``"PING"``, ``"RST_STREAM"``, ``"GOAWAY"``), ``stream_id``,
+    ``flags`` (e.g. ``("ACK",)``), ``values`` (SETTINGS: name to value; WINDOW_UPDATE:
+    ``{"increment": n}``), ``code`` and ``error`` (RST_STREAM, GOAWAY: the error code and
+    its name), ``last_stream_id`` (GOAWAY), ``data`` (PING's opaque data, GOAWAY's debug
+    data) and ``at`` (wall clock)."""
+
+    direction: str
+    type: str
+    stream_id: int = 0
+    flags: tuple[str, ...] = ()
+    values: dict[str, int] = field(default_factory=dict)
+    code: int | None = None
+    error: str | None = None
+    last_stream_id: int | None = None
+    data: bytes = b""
+    at: float = field(default_factory=time.time)
+
+    def __str__(self) -> str:
+        parts = [f"{self.direction} {self.type}"]
+        if self.stream_id:
+            parts.append(f"s{self.stream_id}")
+        if self.flags:
+            parts.append("+".join(self.flags))
+        if self.values:
+            parts.append(", ".join(f"{k}={v}" for k, v in self.values.items()))
+        if self.error is not None:
+            parts.append(f"{self.error}({self.code})")
+        if self.last_stream_id is not None:
+            parts.append(f"last_stream_id={self.last_stream_id}")
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -83,6 +121,19 @@ class ConnectionRecord:
         self.incoming = Transcript(self.transcript_limit)
         self.outgoing = Transcript(self.transcript_limit)
         self._handlings: deque[Handling] = deque(maxlen=self.keep_handlings)
+        self._events: list[FrameEvent] = []
+        self.events_dropped = 0  # frames past EVENT_LIMIT, counted, not kept
+
+    @property
+    def events(self) -> list[FrameEvent]:
+        """HTTP/2: the connection-level frames both ways, in order (empty on HTTP/1)."""
+        return self._events[:]
+
+    def add_event(self, event: FrameEvent) -> None:
+        if len(self._events) >= EVENT_LIMIT:
+            self.events_dropped += 1
+            return
+        self._events.append(event)  # list.append is atomic: stream threads may add too
 
     @property
     def handlings(self) -> list[Handling]:

@@ -13,15 +13,16 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from . import client, handlers, serving, wire
 from .client import ClientConnection, Target, Verify
 from .endpoint import DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT, Endpoint
 from .errors import DeproxyError, TunnelRefused
+from .h2client import H2ClientConnection
 from .handlers import Handler
 from .mitm import MitmEndpoint
-from .models import TRACKING_HEADER, Body, HeaderItems, Request
+from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request
 from .proxyproto import ProxyHeader
 from .record import ChainRegistry, Handling, MessageChain
 from .tls import CertificateAuthority
@@ -118,6 +119,7 @@ class Deproxy:
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         proxy_protocol: bool | str = False,
         client_certs: str | None = None,
+        http2: bool | str = False,
     ) -> Endpoint:
         """Start an endpoint on ``hostname:port`` (``port=0``: a free one) and return it.
 
@@ -135,7 +137,10 @@ class Deproxy:
         connection (haproxy's ``send-proxy``), ``"optional"`` accepts one; it is on
         ``endpoint.connections[i].proxy_protocol``. ``client_certs`` (with ``tls=True``):
         ``"optional"`` or ``"required"`` asks the client for a certificate signed by
-        ``deproxy.ca`` (``ca.issue_client_cert(name)`` makes one).
+        ``deproxy.ca`` (``ca.issue_client_cert(name)`` makes one). ``http2``: ``True``
+        offers HTTP/2 over TLS ALPN (with ``tls=True``; HTTP/1.1 still served to clients that
+        do not offer h2), ``"h2c"`` serves cleartext HTTP/2 (prior knowledge and ``Upgrade:
+        h2c``); each stream is a handling with its ``stream_id``.
         """
         self._check_running()
         _check_hostname(hostname, "add_endpoint")
@@ -154,6 +159,7 @@ class Deproxy:
                 max_body_size=max_body_size,
                 proxy_protocol=proxy_protocol,
                 client_certs=client_certs,
+                http2=http2,
             )
         )
 
@@ -234,13 +240,16 @@ class Deproxy:
         chunked: bool = False,
         timeout: float | None = None,
         proxy: str | None = None,
-        connection: ClientConnection | None = None,
+        connection: ClientConnection | H2ClientConnection | None = None,
         verify: Verify = None,
         disconnect: str | None = None,
         dribble: tuple[int, float] | None = None,
         http_version: str = "1.1",
         expect_continue: bool = False,
         proxy_protocol: ProxyHeader | str | None = None,
+        http2: bool | str = False,
+        h2_reset_after: float | None = None,
+        trailers: HeaderItems = None,
     ) -> MessageChain:
         """Send one request and return its :class:`MessageChain`.
 
@@ -256,7 +265,24 @@ class Deproxy:
         is never sent and ``chain.body_withheld`` is true. Interim responses are in
         ``chain.interim_responses``. ``proxy_protocol`` sends a PROXY protocol header first: a
         :class:`ProxyHeader`, or ``"v1"``/``"v2"`` naming the connection's own addresses.
+        ``http2=True`` sends the request over HTTP/2 (h2 by TLS ALPN: an https URL),
+        ``"h2c"`` over cleartext HTTP/2 with prior knowledge; through a ``proxy``, inside a
+        CONNECT tunnel. ``h2_reset_after=seconds`` resets the stream (RST_STREAM CANCEL) if
+        no whole answer came by then; ``chain.error`` then says so. ``trailers`` are sent
+        after the body (HTTP/2).
         """
+        client.check_http2(http2)
+        if trailers is not None and not (http2 or getattr(connection, "http2", False)):
+            raise ValueError("trailers are sent on HTTP/2 here: add http2=True or 'h2c'")
+        if h2_reset_after is not None and not (http2 or getattr(connection, "http2", False)):
+            raise ValueError("h2_reset_after resets an HTTP/2 stream: add http2=True or 'h2c'")
+        if (http2 or getattr(connection, "http2", False)) and (
+            chunked or disconnect or dribble or expect_continue or http_version != "1.1"
+        ):
+            raise ValueError(
+                "chunked, disconnect, dribble, expect_continue and http_version are HTTP/1 "
+                "ways of sending: leave them out of an HTTP/2 request"
+            )
         sending = client.Sending(
             chunked=chunked,
             disconnect=disconnect,
@@ -283,14 +309,20 @@ class Deproxy:
             path=path,
             add_default_headers=add_default_headers,
             chunked=chunked,
-            absolute_form=proxy is not None and target.scheme == "http",
+            absolute_form=proxy is not None and target.scheme == "http" and not http2,
             sending=sending,
         )
+        if trailers is not None:
+            request.trailers = Headers(trailers)
         chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
         wait = self.timeout if timeout is None else timeout
         with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
             try:
-                if connection is not None:
+                if isinstance(connection, H2ClientConnection):
+                    response = connection.send(
+                        request, sending, timeout=wait, chain=chain, reset_after=h2_reset_after
+                    )
+                elif connection is not None:
                     response = connection.send(request, sending, timeout=wait, chain=chain)
                 else:
                     response = client.exchange(
@@ -302,6 +334,8 @@ class Deproxy:
                         proxy=proxy,
                         sending=sending,
                         chain=chain,
+                        http2=http2,
+                        h2_reset_after=h2_reset_after,
                     )
                 chain.received_response = response
             except TunnelRefused as exc:
@@ -359,6 +393,7 @@ class Deproxy:
                 chain.error = exc
         return chain
 
+    @overload
     def connect(
         self,
         url: str,
@@ -366,17 +401,52 @@ class Deproxy:
         timeout: float | None = None,
         verify: Verify = None,
         proxy_protocol: ProxyHeader | str | None = None,
-    ) -> ClientConnection:
+        http2: Literal[False] = False,
+        proxy: str | None = None,
+    ) -> ClientConnection: ...
+
+    @overload
+    def connect(
+        self,
+        url: str,
+        *,
+        timeout: float | None = None,
+        verify: Verify = None,
+        proxy_protocol: ProxyHeader | str | None = None,
+        http2: Literal[True, "h2c"],
+        proxy: str | None = None,
+    ) -> H2ClientConnection: ...
+
+    def connect(
+        self,
+        url: str,
+        *,
+        timeout: float | None = None,
+        verify: Verify = None,
+        proxy_protocol: ProxyHeader | str | None = None,
+        http2: bool | str = False,
+        proxy: str | None = None,
+    ) -> ClientConnection | H2ClientConnection:
         """A persistent client connection to ``url``'s server, for ``make_request(connection=)``.
 
         Unlike ``make_request``, a failure to connect raises :class:`NetworkError`.
         ``proxy_protocol`` (see :meth:`make_request`) is sent once, as the connection opens.
+        ``http2`` (``True``: ALPN h2; ``"h2c"``: prior knowledge) gives a connection that
+        multiplexes: several threads may ``make_request(connection=conn)`` at once, each on
+        its own stream; ``conn.events`` lists its connection-level frames both ways.
+        ``proxy`` reaches the server through a forward proxy's CONNECT tunnel (HTTP/2, https).
         """
         target = Target.parse(url)
         wait = self.timeout if timeout is None else timeout
         ca = self.ca if target.scheme == "https" else None
         return client.open_connection(
-            target, timeout=wait, verify=verify, ca=ca, proxy_protocol=proxy_protocol
+            target,
+            timeout=wait,
+            verify=verify,
+            ca=ca,
+            proxy_protocol=proxy_protocol,
+            http2=http2,
+            proxy=proxy,
         )
 
     def websocket(

@@ -20,6 +20,8 @@ from . import net, responding, wire
 from .connections import ConnectionRecord
 from .errors import DeproxyError, DeproxyTimeout, HandlerError
 from .faults import Fault, Hang, Pause, Reset, Send, Step
+from .h2serve import H2Session
+from .h2wire import PREFACE
 from .handlers import Handler, HandlerContext, call_handler, never_blocks
 from .models import Request, Response
 from .record import Handling
@@ -36,6 +38,7 @@ DEFAULT_MAX_BODY_SIZE = 256 * 1024 * 1024
 LINGER_SECONDS = 5.0  # after a refusal, how long what the client still sends is read and dropped
 CONTINUE = Response(100)
 CLIENT_CERTS = (None, "optional", "required")
+HTTP2 = (False, True, "h2c")
 
 # What to do with a CONNECT: intercept it with TLS (the context to use), or answer it.
 TunnelPolicy = Callable[[Request], "ssl.SSLContext | Response"]
@@ -104,8 +107,16 @@ class Endpoint:
         client_certs: str | None = None,
         handler_for: Callable[[Request], Handler] | None = None,
         tunnels: TunnelPolicy | None = None,
+        http2: bool | str = False,
     ) -> None:
         _check_options(max_body_size, proxy_protocol, client_certs, tls)
+        if http2 not in HTTP2:
+            raise ValueError(
+                f"http2 is True (ALPN h2, with tls=True), 'h2c' or False, not {http2!r}"
+            )
+        if http2 is True and not tls:
+            raise ValueError("http2=True offers h2 over TLS ALPN: add tls=True, or use http2='h2c'")
+        self.http2 = http2
         self.name = name
         self.hostname = hostname
         self.default_handler = default_handler
@@ -118,7 +129,8 @@ class Endpoint:
         context = None
         if tls:
             hosts = ("localhost", "127.0.0.1", hostname)
-            context = owner.ca.server_context(*hosts, client_certs=client_certs)
+            alpn = ("h2", "http/1.1") if http2 else ()
+            context = owner.ca.server_context(*hosts, client_certs=client_certs, alpn=alpn)
         self._server = Server(
             self,
             name=name,
@@ -195,6 +207,8 @@ class Endpoint:
         self, connection: Connection, arrival: Arrival, body: bytes
     ) -> tuple[bytes, bool] | None:
         request = arrival.request  # read whole: its body is in
+        if self.http2 == "h2c" and _asks_h2c(request):
+            return None
         handler = self._handler_for(request)
         if not never_blocks(handler):
             return None
@@ -208,6 +222,8 @@ class Endpoint:
         return head + body_bytes, wire.response_keeps_alive(sent, request)
 
     def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
+        if self.http2 and self._serve_h2(connection, first):
+            return
         if first is not None:
             polled, _ = first
             handling = self._arrive(connection, polled.request, polled.raw_head, polled.at)
@@ -464,3 +480,75 @@ class Endpoint:
             return responding.error_response(
                 500, f"the handler of endpoint {self.name!r} raised {type(exc).__name__}: {exc}"
             )
+
+    # -- HTTP/2: what h2serve asks ---------------------------------------------------------
+
+    def _serve_h2(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> bool:
+        """Serve the connection as HTTP/2 if it is one (ALPN h2, the prior-knowledge
+        preface, or ``Upgrade: h2c`` on its first request); whether it was."""
+        tls = connection.record.tls
+        if (tls is not None and tls.alpn == "h2") or (
+            self.http2 == "h2c" and first is None and _begins_h2(connection)
+        ):
+            H2Session(connection, self).serve()
+            return True
+        if self.http2 != "h2c" or first is None:
+            return False  # a later request asking Upgrade: h2c is answered in HTTP/1.1
+        arrival, _ = first
+        request = arrival.request
+        if not _asks_h2c(request):
+            return False
+        handling = self._arrive(connection, request, arrival.raw_head, arrival.at)
+        H2Session(connection, self).serve(upgraded=handling)
+        return True
+
+    def arrive_stream(
+        self, connection: Connection, request: Request, raw_head: bytes, at: float, stream_id: int
+    ) -> Handling:
+        handling = Handling(
+            self,
+            request,
+            connection.id,
+            received_at=at,
+            raw_head=raw_head,
+            stream_id=stream_id,
+            facts=connection.record,
+        )
+        self._handlings.append(handling)
+        connection.record.add_handling(handling)
+        self._owner.record(handling)
+        return handling
+
+    def run_stream_handler(
+        self, connection: Connection, handling: Handling, send_interim: Callable[[Response], None]
+    ) -> tuple[Response | Fault, HandlerContext]:
+        context = HandlerContext(
+            self,
+            connection.id,
+            tunnel=connection.tunnel,
+            _stopping=connection.stopping,
+            _send_interim=send_interim,
+        )
+        request = handling.request
+        return self._run_handler(request, context, self._handler_for(request)), context
+
+    def settle(self, handling: Handling) -> None:
+        self._owner.settled(handling)
+
+    def record_error(self, error: DeproxyError) -> None:
+        self._server.record_error(error)
+
+
+def _begins_h2(connection: Connection) -> bool:
+    """Whether what the client sent so far is the HTTP/2 preface, or its start."""
+    reader = connection.reader
+    while len(reader.pending) < len(PREFACE) and PREFACE.startswith(reader.pending):
+        data = connection.stream.read()
+        if not data:
+            break
+        reader.pending += data
+    return reader.pending.startswith(PREFACE)
+
+
+def _asks_h2c(request: Request) -> bool:
+    return request.headers.has_token("Upgrade", "h2c") and "HTTP2-Settings" in request.headers

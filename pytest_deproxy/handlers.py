@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import client, faults
+from . import client, faults, h2faults
 from .errors import DeproxyError
 from .models import Request, Response
 from .record import Place
@@ -201,6 +201,37 @@ truncate = faults.truncate
 dribble = faults.dribble
 bad_chunk = faults.bad_chunk
 Fault = faults.Fault
+
+# HTTP/2 (see h2faults): on an HTTP/1 connection, a stream fault resets, a connection one closes.
+H2Fault = h2faults.H2Fault
+rst_stream = h2faults.rst_stream
+goaway = h2faults.goaway
+refuse_stream = h2faults.refuse_stream
+h2_headers_only = h2faults.headers_only
+trailers_only = h2faults.trailers_only
+stall_window = h2faults.stall_window
+h2_settings = h2faults.settings
+raw_frames = h2faults.raw_frames
+grpc_frame = h2faults.grpc_frame
+grpc_messages = h2faults.grpc_messages
+
+
+def grpc(message_bytes: bytes | str = b"", status: int = 0, message: str = "") -> Handler:
+    """A handler answering one unary gRPC call: ``message_bytes`` (the serialized reply)
+    length-prefixed, then ``grpc-status`` and ``grpc-message`` (``message``) trailers. No
+    grpcio needed::
+
+        endpoint.default_handler = handlers.grpc(b"\x08\x01", status=0)
+    """
+    payload = message_bytes.encode() if isinstance(message_bytes, str) else bytes(message_bytes)
+    if not isinstance(status, int) or isinstance(status, bool) or not 0 <= status <= 16:
+        raise ValueError(f"a gRPC status is an int from 0 to 16, not {status!r}")
+
+    def grpc_unary(request: Request) -> Response:
+        return h2faults.grpc_response(payload, status, message)
+
+    grpc_unary.__name__ = f"grpc(status={status})"
+    return grpc_unary
 
 
 def route(

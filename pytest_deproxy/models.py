@@ -256,7 +256,8 @@ class Request:
 
     ``body`` is the readable view (Content-Encoding undone, ``str`` for text); ``raw_body``
     holds the payload bytes exactly as they crossed the wire, Content-Encoding intact, with
-    only the chunked transfer framing removed.
+    only the chunked transfer framing removed. ``trailers`` are the fields sent after the
+    body (HTTP/2 trailers), empty when there were none.
     """
 
     method: str
@@ -265,6 +266,7 @@ class Request:
     body: str | bytes = ""
     http_version: str = "1.1"
     raw_body: bytes = field(init=False, repr=False)
+    trailers: Headers = field(init=False, repr=False)
 
     def __init__(
         self,
@@ -273,6 +275,7 @@ class Request:
         headers: HeaderItems = None,
         body: Body = None,
         http_version: str = "1.1",
+        trailers: HeaderItems = None,
     ) -> None:
         self.method = _check_token(method, "method")
         self.path = _check_token(path, "path")
@@ -280,6 +283,7 @@ class Request:
         self.raw_body = encode_body(body, self.headers)
         self.body = "" if body is None else body
         self.http_version = http_version
+        self.trailers = Headers(trailers)
 
     @classmethod
     def received(
@@ -293,6 +297,7 @@ class Request:
         request.method, request.path, request.http_version = method, path, http_version
         request.headers, request.raw_body = headers, raw_body
         request.body = decode_body(raw_body, headers)
+        request.trailers = Headers()
         return request
 
 
@@ -310,7 +315,9 @@ class Response:
     """An HTTP response. ``code`` and ``message`` are strings: ``response.code == "200"``.
 
     ``Response(404)`` fills in ``message="Not Found"``; a canned ``Response`` can be used as a
-    handler. ``body`` and ``raw_body`` mean what they mean on :class:`Request`.
+    handler. ``body`` and ``raw_body`` mean what they mean on :class:`Request`. ``trailers``
+    are sent after the body (on HTTP/2; ``handlers.grpc`` sends ``grpc-status`` so), and are
+    the trailers received on a response read off the wire.
     """
 
     code: str
@@ -319,6 +326,7 @@ class Response:
     body: str | bytes = ""
     http_version: str = "1.1"
     raw_body: bytes = field(init=False, repr=False)
+    trailers: Headers = field(init=False, repr=False)
 
     def __init__(
         self,
@@ -327,6 +335,7 @@ class Response:
         headers: HeaderItems = None,
         body: Body = None,
         http_version: str = "1.1",
+        trailers: HeaderItems = None,
     ) -> None:
         text = str(code).strip()
         if not (len(text) == 3 and text.isdigit()):
@@ -337,6 +346,7 @@ class Response:
         self.raw_body = encode_body(body, self.headers)
         self.body = "" if body is None else body
         self.http_version = http_version
+        self.trailers = Headers(trailers)
 
     def copy(self) -> Response:
         """An independent copy (headers copied) without validating again."""
@@ -344,6 +354,7 @@ class Response:
         twin.code, twin.message, twin.http_version = self.code, self.message, self.http_version
         twin.headers = Headers(self.headers)
         twin.body, twin.raw_body = self.body, self.raw_body
+        twin.trailers = Headers(self.trailers)
         return twin
 
     @property
@@ -363,4 +374,5 @@ class Response:
         response.code, response.message, response.http_version = str(code), message, http_version
         response.headers, response.raw_body = headers, raw_body
         response.body = decode_body(raw_body, headers)
+        response.trailers = Headers()
         return response

@@ -45,7 +45,7 @@ class CertificateAuthority:
         self._ca = ca if ca is not None else trustme.CA(organization_name="pytest-deproxy")
         self._lock = threading.Lock()
         self._server_contexts: OrderedDict[tuple[str, ...], ssl.SSLContext] = OrderedDict()
-        self._client_contexts: dict[bool, ssl.SSLContext] = {}
+        self._client_contexts: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = {}
         self._directory: str | None = None
         self._cleanup: weakref.finalize[[str, bool], CertificateAuthority] | None = None
 
@@ -181,12 +181,16 @@ class CertificateAuthority:
         )
         return cert_path, key_path
 
-    def server_context(self, *hostnames: str, client_certs: str | None = None) -> ssl.SSLContext:
+    def server_context(
+        self, *hostnames: str, client_certs: str | None = None, alpn: tuple[str, ...] = ()
+    ) -> ssl.SSLContext:
         """A server-side context with a certificate for ``hostnames``, signed by this CA.
 
         The certificate names the hosts in its subjectAltName only (no common name, which may
         not exceed 64 characters). ``client_certs`` (``"optional"`` or ``"required"``) asks
         the client for a certificate this CA signed (see :meth:`issue_client_cert`).
+        ``alpn`` lists the protocols offered over ALPN, preferred first (e.g. ``("h2",
+        "http/1.1")``); a client that offers none of them still connects, without ALPN.
         """
         if not hostnames:
             raise ValueError("server_context needs at least one host name or IP address")
@@ -195,7 +199,11 @@ class CertificateAuthority:
                 f"client_certs is 'optional', 'required' or None, not {client_certs!r}"
             )
         names = tuple(sorted(set(hostnames)))
-        key = (*names, f"client-certs:{client_certs}")
+        if isinstance(alpn, str) or not all(isinstance(p, str) and p for p in alpn):
+            raise TypeError(
+                f"alpn is a tuple of protocol names like ('h2', 'http/1.1'), not {alpn!r}"
+            )
+        key = (*names, f"client-certs:{client_certs}", f"alpn:{','.join(alpn)}")
         with self._lock:
             context = self._server_contexts.get(key)
             if context is not None:
@@ -213,6 +221,8 @@ class CertificateAuthority:
                 self._ca.configure_trust(context)
                 required = client_certs == "required"
                 context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
+            if alpn:
+                context.set_alpn_protocols(list(alpn))
             self._server_contexts[key] = context
             while len(self._server_contexts) > self.MAX_SERVER_CONTEXTS:
                 self._server_contexts.popitem(last=False)
@@ -260,16 +270,22 @@ class CertificateAuthority:
             _write_private(path, pem)
             context.load_cert_chain(path)
 
-    def client_context(self, *, include_system: bool = False) -> ssl.SSLContext:
-        """A client-side context that trusts this CA (and the system store, if asked)."""
+    def client_context(
+        self, *, include_system: bool = False, alpn: tuple[str, ...] = ()
+    ) -> ssl.SSLContext:
+        """A client-side context that trusts this CA (and the system store, if asked), and
+        offers ``alpn`` (e.g. ``("h2",)``) when given."""
         with self._lock:
-            context = self._client_contexts.get(include_system)
+            key = (include_system, alpn)
+            context = self._client_contexts.get(key)
             if context is None:
                 context = ssl.create_default_context()
                 if not include_system:
                     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 self._ca.configure_trust(context)
-                self._client_contexts[include_system] = context
+                if alpn:
+                    context.set_alpn_protocols(list(alpn))
+                self._client_contexts[key] = context
             return context
 
     def close(self) -> None:

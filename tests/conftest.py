@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deproxy import Deproxy
+from pytest_deproxy import Deproxy, MessageChain, Response
 from pytest_deproxy.process import ServerProcess, free_port
 
 
@@ -194,3 +194,10 @@ def deproxy_checking_its_own_errors() -> Iterator[Deproxy]:
         yield deproxy
     finally:
         deproxy.shutdown()
+
+
+def answered(chain: MessageChain) -> Response:
+    """The chain's received response; fails the test, saying why, when there is none."""
+    if chain.received_response is None:
+        pytest.fail(f"no response came back: {chain.error}\n{chain.diagram()}")
+    return chain.received_response

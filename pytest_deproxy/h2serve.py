@@ -1,0 +1,346 @@
+"""Serving one HTTP/2 connection: every stream is a request, answered through the endpoint.
+
+Rules kept here: a stream joins the record (a ``Handling`` with its ``stream_id`` and the
+connection's id) when its header block arrives, exactly as an HTTP/1 request does when its
+head arrives, and it is finished before a frame of its answer is written. The connection's
+thread reads and dispatches frames; each stream whose request is whole is answered on a
+thread of its own, so a slow handler holds up no other stream. Those threads are named,
+owned by the connection and joined before it is let go. What the handler returned is turned
+into frames here (HTTP/2 faults included); which handler answers is the endpoint's business.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from . import responding, wire
+from .errors import DeproxyError, NetworkError, ProtocolError
+from .faults import Close, Fault, Hang, Reset, Send
+from .h2wire import (
+    CONNECTION_SPECIFIC,
+    NO_ERROR,
+    DataIn,
+    Ended,
+    Event,
+    GoneAway,
+    H2Wire,
+    HeadersIn,
+    StreamGone,
+    Violation,
+    error_name,
+    response_fields,
+)
+from .h2wire import Reset as StreamReset
+from .handlers import H2Fault, HandlerContext
+from .models import Headers, Request, Response
+from .record import Handling
+from .serving import Connection
+
+STREAM_JOIN_TIMEOUT = 2.0  # at the end of a connection, how long its stream threads may take
+
+
+class StreamResponder(Protocol):
+    """What serving a stream asks of the endpoint."""
+
+    @property
+    def name(self) -> str: ...
+
+    def arrive_stream(
+        self, connection: Connection, request: Request, raw_head: bytes, at: float, stream_id: int
+    ) -> Handling: ...
+
+    def run_stream_handler(
+        self,
+        connection: Connection,
+        handling: Handling,
+        send_interim: Callable[[Response], None],
+    ) -> tuple[Response | Fault, HandlerContext]: ...
+
+    def settle(self, handling: Handling) -> None: ...
+
+    def report(self, error: BaseException) -> None: ...
+
+    def record_error(self, error: DeproxyError) -> None: ...
+
+
+@dataclass(eq=False)
+class _Stream:
+    stream_id: int
+    fields: list[tuple[str, str]]
+    handling: Handling
+    body: list[bytes] = field(default_factory=list)
+    trailers: list[tuple[str, str]] = field(default_factory=list)
+    thread: threading.Thread | None = None
+    reset_code: int | None = None
+
+
+def fields_text(fields: list[tuple[str, str]]) -> bytes:
+    """A header block as the record keeps it (``Handling.raw_head``): one ``name: value``
+    line per field, in wire order, as HPACK decoded it."""
+    return "".join(f"{name}: {value}\r\n" for name, value in fields).encode("utf-8", "replace")
+
+
+def request_of(fields: list[tuple[str, str]], body: bytes = b"") -> Request:
+    """The request a header block asks for: ``:method`` and ``:path`` (``:authority`` for
+    CONNECT); every field, pseudo-headers included, stays in ``headers`` in wire order."""
+    headers = Headers.from_wire(list(fields))
+    method = headers.get(":method") or "(no :method)"
+    path = headers.get(":path") or headers.get(":authority") or "(no :path)"
+    return Request.received(method, path, headers, body, "2")
+
+
+class H2Session:
+    """One HTTP/2 connection an endpoint accepted (TLS with ALPN ``h2``, prior knowledge, or
+    ``Upgrade: h2c`` with ``upgraded`` the handling of the request that asked)."""
+
+    def __init__(self, connection: Connection, responder: StreamResponder) -> None:
+        self.connection = connection
+        self.responder = responder
+        self.wire = H2Wire(
+            connection.stream, client_side=False, on_event=connection.record.add_event
+        )
+        self._streams: dict[int, _Stream] = {}
+        self._threads: list[threading.Thread] = []
+        self._going_away = False
+
+    def serve(self, upgraded: Handling | None = None) -> None:
+        connection = self.connection
+        if upgraded is not None:
+            connection.stream.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+            )
+            self.wire.initiate_upgrade(upgraded.request.headers.get("HTTP2-Settings"))
+            upgraded.stream_id = 1
+            stream = _Stream(1, [], upgraded)
+            self._streams[1] = stream
+            self._start(stream, upgraded.request)
+        else:
+            self.wire.initiate()
+        pending, connection.reader.pending = connection.reader.pending, b""
+        try:
+            if pending and not self._dispatch(self.wire.receive(pending)):
+                return
+            while not connection.stopping.is_set():
+                if not self._dispatch(self.wire.receive()):
+                    return
+        finally:
+            self._finish()
+
+    # -- frames in -------------------------------------------------------------------------
+
+    def _dispatch(self, events: Sequence[Event] | None) -> bool:
+        """Act on what arrived; whether to go on reading."""
+        if events is None:
+            self.connection.record.closed("client")
+            return False
+        for event in events:
+            if isinstance(event, HeadersIn):
+                self._headers(event)
+            elif isinstance(event, DataIn):
+                stream = self._streams.get(event.stream_id)
+                if stream is not None:
+                    stream.body.append(event.data)
+            elif isinstance(event, Ended):
+                self._ended(event.stream_id)
+            elif isinstance(event, StreamReset):
+                self._reset_by_client(event.stream_id, event.code)
+            elif isinstance(event, GoneAway):
+                self._going_away = True
+                if not self._streams_running():
+                    self.connection.record.closed("client")
+                    return False
+            elif isinstance(event, Violation):
+                self.responder.record_error(
+                    ProtocolError(
+                        f"connection {self.connection.id}: the client broke HTTP/2 "
+                        f"({event.message}); GOAWAY sent and the connection closed"
+                    )
+                )
+                self.connection.record.closed("endpoint")
+                return False
+        return True
+
+    def _headers(self, event: HeadersIn) -> None:
+        stream = self._streams.get(event.stream_id)
+        if event.kind == "trailers" and stream is not None:
+            stream.trailers.extend(event.fields)
+            return
+        if stream is not None:
+            return
+        request = request_of(event.fields)
+        handling = self.responder.arrive_stream(
+            self.connection, request, fields_text(event.fields), time.time(), event.stream_id
+        )
+        self._streams[event.stream_id] = _Stream(event.stream_id, event.fields, handling)
+
+    def _ended(self, stream_id: int) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.thread is not None:
+            return
+        request = request_of(stream.fields, b"".join(stream.body))
+        if stream.trailers:
+            request.trailers = Headers.from_wire(stream.trailers)
+        stream.handling.request = request
+        self._start(stream, request)
+
+    def _start(self, stream: _Stream, request: Request) -> None:
+        stream.thread = threading.Thread(
+            target=self._answer,
+            args=(stream,),
+            name=f"deproxy-{self.responder.name}-{self.connection.id}-s{stream.stream_id}",
+            daemon=True,
+        )
+        self._threads.append(stream.thread)
+        stream.thread.start()
+
+    def _reset_by_client(self, stream_id: int, code: int) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        stream.reset_code = code
+        handling = stream.handling
+        if not handling.done and stream.thread is None:  # reset before the request ended
+            handling.request = request_of(stream.fields, b"".join(stream.body))
+            handling.finish(
+                None, f"the client reset stream {stream_id} ({error_name(code)}) mid-request"
+            )
+            self.responder.settle(handling)
+
+    def _streams_running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    # -- a stream's answer -----------------------------------------------------------------
+
+    def _answer(self, stream: _Stream) -> None:
+        handling = stream.handling
+        try:
+            result, context = self.responder.run_stream_handler(
+                self.connection, handling, lambda interim: self._interim(stream, interim)
+            )
+            if isinstance(result, Fault):
+                self._fault(stream, result, context)
+                return
+            sent = self._as_sent(result, handling.request, context)
+            handling.finish(sent)
+            self.responder.settle(handling)
+            self._send(stream.stream_id, sent, handling.request)
+        except StreamGone:
+            pass  # the client reset the stream or went away: the record says what it sent
+        except NetworkError:
+            pass
+        except Exception as exc:  # a bug of ours: make it fail the test
+            self.responder.report(exc)
+
+    def _interim(self, stream: _Stream, interim: Response) -> None:
+        stream.handling.interim_responses.append(interim)
+        self.wire.send_headers(
+            stream.stream_id, response_fields(interim.code, interim.headers.items())
+        )
+
+    @staticmethod
+    def _as_sent(response: Response, request: Request, context: HandlerContext) -> Response:
+        sent = responding.as_sent(response, request, defaults=context.send_default_headers)
+        kept = [
+            (n, v)
+            for n, v in sent.headers.items()
+            if n.lower() not in CONNECTION_SPECIFIC and not n.startswith(":")
+        ]
+        sent.headers = Headers.from_wire(kept)  # what HTTP/2 can carry is what is recorded
+        sent.http_version = "2"
+        return sent
+
+    def _send(self, stream_id: int, sent: Response, request: Request) -> None:
+        has_body = wire.response_has_body(int(sent.code), request.method)
+        data = sent.raw_body if has_body else b""
+        trailers = list(sent.trailers.items())
+        fields = response_fields(sent.code, sent.headers.items())
+        self.wire.send_headers(stream_id, fields, end_stream=not data and not trailers)
+        if data:
+            self.wire.send_data(
+                stream_id, data, end_stream=not trailers, stopping=self.connection.stopping
+            )
+        if trailers:
+            self.wire.send_trailers(stream_id, [(n.lower(), v) for n, v in trailers])
+
+    def _fault(self, stream: _Stream, fault: Fault, context: HandlerContext) -> None:
+        handling, sid = stream.handling, stream.stream_id
+        sent = None
+        if fault.response is not None:
+            sent = self._as_sent(fault.response, handling.request, context)
+        handling.finish(sent, fault.description)
+        self.responder.settle(handling)
+        if isinstance(fault, H2Fault):
+            self._h2_fault(stream, fault, sent, context)
+            return
+        # An HTTP/1 fault on a stream: its steps, in HTTP/2's terms.
+        steps = fault.plan(sent, b"", b"")
+        if sent is not None:  # the response as far as the fault lets it go
+            if any(isinstance(step, Hang) for step in steps):
+                self.wire.send_headers(sid, response_fields(sent.code, sent.headers.items()))
+            else:
+                self._send(sid, sent, handling.request)
+        for step in steps:
+            if isinstance(step, Send) and step.data:
+                self.wire.write_raw(step.data)
+            elif isinstance(step, Hang):
+                context.sleep(None)
+            elif isinstance(step, Close):
+                self.wire.goaway(NO_ERROR)
+                self.connection.stream.shutdown()
+            elif isinstance(step, Reset):
+                self.connection.stream.abort()
+
+    def _h2_fault(
+        self, stream: _Stream, fault: H2Fault, sent: Response | None, context: HandlerContext
+    ) -> None:
+        sid = stream.stream_id
+        if fault.kind == "headers_only" and sent is not None:
+            self.wire.send_headers(sid, response_fields(sent.code, sent.headers.items()))
+            context.sleep(None)
+        elif fault.kind == "trailers_only" and sent is not None:
+            fields = response_fields(sent.code, [*sent.headers.items(), *sent.trailers.items()])
+            self.wire.send_headers(sid, fields, end_stream=True)
+        elif fault.kind == "rst_stream":
+            if sent is not None:
+                self.wire.send_headers(sid, response_fields(sent.code, sent.headers.items()))
+            self.wire.reset(sid, fault.code)
+        elif fault.kind == "goaway":
+            last = sid if fault.last_stream_id is None else fault.last_stream_id
+            self.wire.goaway(fault.code, last)
+            self.connection.stream.shutdown(writing_only=True)
+        elif fault.kind == "stall_window" and sent is not None:
+            self.wire.hold_window = True  # no more credit to the client, for any stream
+            self._send(sid, sent, stream.handling.request)
+        elif fault.kind == "settings":
+            self.wire.update_settings(fault.settings)
+            if sent is not None:
+                self._send(sid, sent, stream.handling.request)
+        elif fault.kind == "raw":
+            self.wire.write_raw(fault.data)
+        else:  # refuse_stream
+            self.wire.reset(sid, fault.code)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """Wake and join the stream threads; note who ended streams still open."""
+        deadline = time.monotonic() + STREAM_JOIN_TIMEOUT
+        if self.connection.stopping.is_set():
+            self.connection.stream.shutdown()
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():  # a handler waiting on the peer: wake it by closing
+                self.connection.stream.shutdown()
+                thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        for stream in self._streams.values():
+            handling = stream.handling
+            if not handling.done:
+                handling.request = request_of(stream.fields, b"".join(stream.body))
+                handling.finish(
+                    None, f"the connection closed before stream {stream.stream_id} ended"
+                )
+                self.responder.settle(handling)

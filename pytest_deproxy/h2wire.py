@@ -1,0 +1,494 @@
+"""HTTP/2 framing over a stream: the one module that imports ``h2`` (and its ``hyperframe``).
+
+Rules kept here: h2's state machine is driven under one lock, by whichever thread reads or
+writes, and everything it wants sent is written before the lock is let go, so frames leave in
+the order h2 made them. The rest of the package sees this module's own event types, never
+h2's. Every connection-level frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY) is
+read off the bytes as they cross, both ways, and handed to ``on_event`` as a
+:class:`~pytest_deproxy.connections.FrameEvent`: the record is what crossed the wire, also
+when it was a raw frame h2 never saw. Headers are kept as received: names and values in
+wire order, pseudo-headers included, no normalising.
+"""
+
+from __future__ import annotations
+
+import select
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe import frame as hf
+
+from .connections import FrameEvent
+from .errors import DeproxyTimeout, NetworkError
+
+READ_POLL = 0.05  # on TLS: how long a read may hold the lock waiting for the rest of a record
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x0, 0x1, 0x2, 0x7, 0x8
+ENHANCE_YOUR_CALM = 0xB
+# What HTTP/2 forbids (RFC 9113 8.2.2): the fields an intermediary must drop when it turns
+# an HTTP/1 message into HTTP/2.
+CONNECTION_SPECIFIC = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+_LOGGED = {
+    hf.SettingsFrame: "SETTINGS",
+    hf.WindowUpdateFrame: "WINDOW_UPDATE",
+    hf.PingFrame: "PING",
+    hf.RstStreamFrame: "RST_STREAM",
+    hf.GoAwayFrame: "GOAWAY",
+}
+_TYPES = {0x4: hf.SettingsFrame, 0x8: hf.WindowUpdateFrame, 0x6: hf.PingFrame}
+_TYPES |= {0x3: hf.RstStreamFrame, 0x7: hf.GoAwayFrame}
+
+
+class ByteStream(Protocol):
+    timeout: float | None
+
+    def read(self, max_bytes: int = ...) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def fileno(self) -> int: ...
+
+
+def error_name(code: int) -> str:
+    """``0x8`` -> ``"CANCEL"``; an unknown code is shown as its number."""
+    try:
+        return h2.errors.ErrorCodes(code).name
+    except ValueError:
+        return f"0x{code:x}"
+
+
+def setting_name(code: int) -> str:
+    try:
+        return h2.settings.SettingCodes(code).name
+    except ValueError:
+        return f"0x{code:x}"
+
+
+class FrameLog:
+    """Reads one direction's bytes as frames and reports the connection-level ones. Only
+    those frames' payloads are kept while they arrive: DATA and HEADERS are counted, not held."""
+
+    def __init__(self, direction: str, on_event: Callable[[FrameEvent], None], *, preface: bool):
+        self.direction = direction
+        self._on_event = on_event
+        self._skip_preface = len(PREFACE) if preface else 0
+        self._buffer = b""
+        self._skipping = 0  # bytes left of a frame not logged
+
+    def feed(self, data: bytes) -> None:
+        if self._skip_preface:
+            taken = min(self._skip_preface, len(data))
+            self._skip_preface -= taken
+            data = data[taken:]
+        while data:
+            if self._skipping:
+                taken = min(self._skipping, len(data))
+                self._skipping -= taken
+                data = data[taken:]
+                continue
+            self._buffer += data
+            data = b""
+            while len(self._buffer) >= 9:
+                length = int.from_bytes(self._buffer[:3], "big")
+                kind = self._buffer[3]
+                if kind not in _TYPES:
+                    rest = self._buffer[9:]
+                    self._buffer = b""
+                    self._skipping = length
+                    data = rest
+                    break
+                if len(self._buffer) < 9 + length:
+                    break
+                raw, self._buffer = self._buffer[: 9 + length], self._buffer[9 + length :]
+                self._report(raw)
+
+    def _report(self, raw: bytes) -> None:
+        try:
+            frame, length = hf.Frame.parse_frame_header(memoryview(raw[:9]))
+            frame.parse_body(memoryview(raw[9 : 9 + length]))
+        except Exception:  # a malformed frame: recorded as its type, with its bytes
+            names = {0x4: "SETTINGS", 0x8: "WINDOW_UPDATE", 0x6: "PING", 0x3: "RST_STREAM"}
+            kind = names.get(raw[3], "GOAWAY")
+            sid = int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF
+            self._on_event(FrameEvent(self.direction, kind, sid, ("MALFORMED",), data=raw[9:]))
+            return
+        event = FrameEvent(
+            self.direction,
+            _LOGGED[type(frame)],
+            frame.stream_id,
+            tuple(sorted(frame.flags)),
+            values=_values(frame),
+            code=getattr(frame, "error_code", None),
+            error=None if not hasattr(frame, "error_code") else error_name(frame.error_code),
+            last_stream_id=getattr(frame, "last_stream_id", None),
+            data=bytes(
+                getattr(frame, "opaque_data", b"") or getattr(frame, "additional_data", b"")
+            ),
+        )
+        self._on_event(event)
+
+
+def _values(frame: hf.Frame) -> dict[str, int]:
+    if isinstance(frame, hf.SettingsFrame):
+        return {setting_name(code): value for code, value in frame.settings.items()}
+    if isinstance(frame, hf.WindowUpdateFrame):
+        return {"increment": frame.window_increment}
+    return {}
+
+
+# -- events, as the rest of the package sees them ------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadersIn:
+    """A header block: ``kind`` is ``"request"``, ``"response"``, ``"interim"`` or
+    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came."""
+
+    stream_id: int
+    kind: str
+    fields: list[tuple[str, str]]
+    end_stream: bool
+
+
+@dataclass(frozen=True)
+class DataIn:
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Ended:
+    stream_id: int
+
+
+@dataclass(frozen=True)
+class Reset:
+    stream_id: int
+    code: int
+
+
+@dataclass(frozen=True)
+class GoneAway:
+    code: int
+    last_stream_id: int | None
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The peer broke the protocol: h2 sent GOAWAY (``message`` says why)."""
+
+    message: str
+
+
+Event = HeadersIn | DataIn | Ended | Reset | GoneAway | Violation
+
+
+class StreamGone(NetworkError):
+    """The stream or connection was reset or closed while something was to be sent on it."""
+
+
+class WindowShut(StreamGone):
+    """The peer's flow-control window stayed shut until the sender's deadline."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _fields(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
+    return [(_text(name), _text(value)) for name, value in headers]
+
+
+class H2Wire:
+    """One HTTP/2 connection, either side, over ``stream``.
+
+    ``on_event`` receives every connection-level frame both ways. ``hold_window`` (a set of
+    stream ids, or ``True`` for all) stops giving the peer flow-control credit back.
+    """
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        client_side: bool,
+        on_event: Callable[[FrameEvent], None],
+        settings: dict[int, int] | None = None,
+    ) -> None:
+        config = h2.config.H2Configuration(
+            client_side=client_side,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+        )
+        self.client_side = client_side
+        self._conn = h2.connection.H2Connection(config)
+        if settings:
+            self._conn.local_settings.update(settings)
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._window_opened = threading.Condition(self._lock)
+        self._in_log = FrameLog("received", on_event, preface=not client_side)
+        self._out_log = FrameLog("sent", on_event, preface=client_side)
+        self.hold_window: bool = False
+        self.closed = False
+        self._said_goaway = False
+        # OpenSSL forbids using one TLS connection from two threads at once: on TLS, a read
+        # waits for the socket outside the lock, then reads under it (see _read).
+        self._tls = getattr(stream, "tls_facts", lambda: None)() is not None
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def initiate(self) -> None:
+        """Send the preface (the client's magic too) and our SETTINGS."""
+        with self._lock:
+            self._conn.initiate_connection()
+            self._flush()
+
+    def initiate_upgrade(self, settings_header: str | None) -> None:
+        """Server side of ``Upgrade: h2c``: stream 1 is the request that asked for it."""
+        with self._lock:
+            header = settings_header.encode() if settings_header else None
+            self._conn.initiate_upgrade_connection(header)
+            self._flush()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def receive(self, data: bytes | None = None) -> list[Event] | None:
+        """Read what came (or take ``data`` already read), answer what h2 answers itself
+        (SETTINGS and PING acks), and return the events; ``None`` when the peer closed."""
+        if data is None:
+            try:
+                data = self._read()
+            except NetworkError:
+                data = b""
+        if not data:
+            self._close()
+            return None
+        self._in_log.feed(data)
+        with self._lock:
+            try:
+                events = self._conn.receive_data(data)
+            except h2.exceptions.ProtocolError as exc:
+                if self._said_goaway:  # frames that crossed our GOAWAY: ignored, as RFC 9113 6.8
+                    self._conn.data_to_send()
+                    return []
+                self._flush()
+                self._window_opened.notify_all()
+                return [Violation(f"{type(exc).__name__}: {exc}")]
+            translated = self._translate(events)
+            self._flush()
+            self._window_opened.notify_all()
+        return translated
+
+    def _read(self) -> bytes:
+        stream = self._stream
+        if not self._tls:
+            return stream.read()
+        while True:
+            select.select([stream], [], [], READ_POLL)
+            with self._lock:
+                stream.timeout = READ_POLL  # a TLS record still arriving: give the lock back
+                try:
+                    return stream.read()
+                except DeproxyTimeout:
+                    continue
+                finally:
+                    stream.timeout = None
+
+    def _translate(self, events: list[h2.events.Event]) -> list[Event]:
+        out: list[Event] = []
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                out.append(HeadersIn(event.stream_id, "request", _fields(event.headers), False))
+            elif isinstance(event, h2.events.ResponseReceived):
+                out.append(HeadersIn(event.stream_id, "response", _fields(event.headers), False))
+            elif isinstance(event, h2.events.InformationalResponseReceived):
+                out.append(HeadersIn(event.stream_id, "interim", _fields(event.headers), False))
+            elif isinstance(event, h2.events.TrailersReceived):
+                out.append(HeadersIn(event.stream_id, "trailers", _fields(event.headers), True))
+            elif isinstance(event, h2.events.DataReceived):
+                if event.flow_controlled_length and not self.hold_window:
+                    try:
+                        self._conn.acknowledge_received_data(
+                            event.flow_controlled_length, event.stream_id
+                        )
+                    except h2.exceptions.StreamClosedError:
+                        pass
+                out.append(DataIn(event.stream_id, event.data))
+            elif isinstance(event, h2.events.StreamEnded):
+                out.append(Ended(event.stream_id))
+            elif isinstance(event, h2.events.StreamReset):
+                out.append(Reset(event.stream_id, int(event.error_code or 0)))
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                out.append(GoneAway(int(event.error_code or 0), event.last_stream_id))
+        return out
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def new_stream_id(self) -> int:
+        with self._lock:
+            return int(self._conn.get_next_available_stream_id())
+
+    def send_headers(
+        self, stream_id: int, fields: list[tuple[str, str]], *, end_stream: bool = False
+    ) -> None:
+        encoded = [(name.encode(), value.encode()) for name, value in fields]
+        self._do(lambda: self._conn.send_headers(stream_id, encoded, end_stream=end_stream))
+
+    def send_data(
+        self,
+        stream_id: int,
+        data: bytes,
+        *,
+        end_stream: bool = False,
+        stopping: threading.Event | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        """Send ``data`` as the peer's flow-control window allows, waiting for credit (until
+        ``deadline``, a ``time.monotonic()`` value: then :class:`WindowShut`)."""
+        view = memoryview(data)
+        while True:
+            with self._lock:
+                if self.closed:
+                    raise StreamGone(
+                        f"the HTTP/2 connection closed before stream {stream_id} ended"
+                    )
+                try:
+                    window = min(
+                        self._conn.local_flow_control_window(stream_id),
+                        self._conn.max_outbound_frame_size,
+                    )
+                    if window <= 0 and view:
+                        if stopping is not None and stopping.is_set():
+                            raise StreamGone("the endpoint shut down")
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise WindowShut(
+                                f"stream {stream_id}: the peer's flow-control window stayed "
+                                f"shut with {len(view)} bytes left to send"
+                            )
+                        self._window_opened.wait(0.2)
+                        continue
+                    piece, view = view[:window], view[window:]
+                    self._conn.send_data(
+                        stream_id, bytes(piece), end_stream=end_stream and not view
+                    )
+                except h2.exceptions.H2Error as exc:
+                    raise StreamGone(f"stream {stream_id}: {exc}") from exc
+                self._flush()
+            if not view:
+                return
+
+    def send_trailers(self, stream_id: int, fields: list[tuple[str, str]]) -> None:
+        self.send_headers(stream_id, fields, end_stream=True)
+
+    def reset(self, stream_id: int, code: int = CANCEL) -> None:
+        self._do(lambda: self._conn.reset_stream(stream_id, code))
+
+    def goaway(self, code: int = NO_ERROR, last_stream_id: int | None = None) -> None:
+        self._said_goaway = True
+        self._do(lambda: self._conn.close_connection(code, last_stream_id=last_stream_id))
+
+    def ping(self, data: bytes = b"deproxy!") -> None:
+        self._do(lambda: self._conn.ping(data))
+
+    def update_settings(self, settings: dict[int, int]) -> None:
+        self._do(lambda: self._conn.update_settings(settings))
+
+    def write_raw(self, data: bytes) -> None:
+        """Bytes as given, outside h2's state machine (faults): logged as they go."""
+        with self._lock:
+            self._out_log.feed(data)
+            self._stream.write(data)
+
+    def _do(self, action: Callable[[], object]) -> None:
+        with self._lock:
+            try:
+                action()
+            except h2.exceptions.H2Error as exc:
+                raise StreamGone(str(exc)) from exc
+            self._flush()
+
+    def _flush(self) -> None:
+        data = self._conn.data_to_send()
+        if data:
+            self._out_log.feed(data)
+            try:
+                self._stream.write(data)
+            except NetworkError:
+                self.closed = True
+                raise
+
+    def _close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._window_opened.notify_all()
+
+    def stream_open(self, stream_id: int) -> bool:
+        with self._lock:
+            stream = self._conn.streams.get(stream_id)
+            return stream is not None and not stream.closed
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    """One raw frame: for faults h2 would not let us make."""
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes([kind, flags])
+        + struct.pack(">I", stream_id & 0x7FFFFFFF)
+        + payload
+    )
+
+
+def goaway_frame(code: int, last_stream_id: int) -> bytes:
+    return frame(0x7, 0, 0, struct.pack(">II", last_stream_id, code))
+
+
+def rst_stream_frame(stream_id: int, code: int) -> bytes:
+    return frame(0x3, 0, stream_id, struct.pack(">I", code))
+
+
+def request_fields(
+    method: str, scheme: str, authority: str, path: str, headers: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """An HTTP/1-style request as HTTP/2 fields: pseudo-headers first, names lower-cased,
+    ``Host`` folded into ``:authority`` and connection-specific fields dropped (as RFC 9113
+    8.2.2 asks; send them with ``raw fields`` to test a peer's refusal)."""
+    fields = [(":method", method), (":scheme", scheme), (":authority", authority)]
+    if method != "CONNECT":
+        fields.append((":path", path))
+    else:
+        fields = [(":method", method), (":authority", authority)]
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "host" or lower in CONNECTION_SPECIFIC:
+            continue
+        if lower == "te" and value.strip().lower() != "trailers":
+            continue
+        fields.append((lower, value))
+    return fields
+
+
+def response_fields(code: str, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A response head as HTTP/2 fields: ``:status`` first, names lower-cased, and neither
+    connection-specific fields nor pseudo-headers (an echoed request's) carried over."""
+    fields = [(":status", code)]
+    for name, value in headers:
+        lower = name.lower()
+        if lower in CONNECTION_SPECIFIC or lower.startswith(":"):
+            continue
+        fields.append((lower, value))
+    return fields

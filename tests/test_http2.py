@@ -1,0 +1,389 @@
+"""HTTP/2 endpoints and client, in process: curl --http2 and httpx as independent clients,
+make_request(http2=...) and a multiplexed connection, trailers, gRPC, and HTTP/2 faults."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from pytest_deproxy import Deproxy, HandlerContext, Request, Response, handlers
+
+from .conftest import answered, eventually
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["curl", "-sS", "-i", "--max-time", "10", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+
+def test_tls_endpoint_serves_h2_over_alpn_to_curl(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(tls=True, http2=True, default_handler=handlers.echo)
+    result = curl("--http2", "--cacert", deproxy.ca.cert_pem_path, endpoint.url + "/a?b=1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("HTTP/2 200")
+    [handling] = endpoint.handlings
+    assert handling.stream_id == 1
+    assert handling.request.http_version == "2"
+    assert (handling.request.method, handling.request.path) == ("GET", "/a?b=1")
+    names = [name for name, _ in handling.request.headers.items()]
+    assert names[:4] == [":method", ":path", ":scheme", ":authority"]  # curl's order, kept
+    assert handling.request.headers[":scheme"] == "https"
+    assert handling.response is not None and handling.response.http_version == "2"
+    [record] = endpoint.connections
+    assert record.tls is not None and record.tls.alpn == "h2"
+    assert handling.connection == record.id
+    kinds = {(event.direction, event.type) for event in record.events}
+    assert {("sent", "SETTINGS"), ("received", "SETTINGS")} <= kinds
+    settings = next(e for e in record.events if e.direction == "received" and e.type == "SETTINGS")
+    assert "INITIAL_WINDOW_SIZE" in settings.values  # curl's, with their values
+
+
+def test_tls_h2_endpoint_still_serves_http11_to_clients_without_h2(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(tls=True, http2=True)
+    result = curl("--http1.1", "--cacert", deproxy.ca.cert_pem_path, endpoint.url + "/one")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("HTTP/1.1 200")
+    [handling] = endpoint.handlings
+    assert handling.stream_id is None and handling.request.http_version == "1.1"
+    assert (endpoint.connections[0].tls or pytest.fail("no TLS")).alpn in (None, "http/1.1")
+    assert endpoint.connections[0].events == []
+
+
+def test_h2c_prior_knowledge_and_upgrade_from_curl(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=handlers.echo)
+    prior = curl("--http2-prior-knowledge", endpoint.url + "/prior")
+    assert prior.returncode == 0, prior.stderr
+    assert prior.stdout.startswith("HTTP/2 200")
+    upgraded = curl("--http2", "-d", "hello", endpoint.url + "/upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.startswith("HTTP/1.1 101 Switching Protocols")
+    assert "HTTP/2 200" in upgraded.stdout and upgraded.stdout.endswith("hello")
+    first, second = endpoint.handlings
+    assert (first.request.path, first.stream_id, first.request.http_version) == ("/prior", 1, "2")
+    # The request that asked for the upgrade is stream 1, as it arrived (HTTP/1.1).
+    assert (second.request.path, second.stream_id, second.request.body) == ("/upgrade", 1, "hello")
+    assert second.request.headers.has_token("Upgrade", "h2c")
+    assert second.response is not None and second.response.http_version == "2"
+
+
+def test_h2c_endpoint_still_serves_plain_http11(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(http2="h2c")
+    chain = deproxy.make_request(endpoint.url + "/plain")
+    assert chain.received_response is not None and answered(chain).code == "200"
+    assert endpoint.handlings[0].stream_id is None
+
+
+def test_httpx_multiplexes_streams_on_one_connection(deproxy: Deproxy) -> None:
+    gate = threading.Barrier(4, timeout=10)
+
+    def together(
+        request: Request, context: HandlerContext
+    ) -> Response:  # answers only once four streams are in: multiplexed
+        gate.wait()
+        return Response(200, body=request.path)
+
+    endpoint = deproxy.add_endpoint(tls=True, http2=True, default_handler=together)
+    context = ssl.create_default_context(cafile=deproxy.ca.cert_pem_path)
+    with httpx.Client(http2=True, verify=context, timeout=10) as client:
+        results: list[httpx.Response] = []
+
+        def fetch(n: int) -> None:
+            results.append(client.get(f"{endpoint.url}/s{n}"))
+
+        threads = [threading.Thread(target=fetch, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+    assert sorted(r.text for r in results) == ["/s0", "/s1", "/s2", "/s3"]
+    assert {r.http_version for r in results} == {"HTTP/2"}
+    handlings = endpoint.handlings
+    assert len({h.connection for h in handlings}) == 1
+    assert sorted(h.stream_id or 0 for h in handlings) == [1, 3, 5, 7]
+
+
+def test_http2_option_is_checked(deproxy: Deproxy) -> None:
+    with pytest.raises(ValueError, match="add tls=True"):
+        deproxy.add_endpoint(http2=True)
+    with pytest.raises(ValueError, match="'h2c'"):
+        deproxy.add_endpoint(http2="h3")
+
+
+# -- the client side -------------------------------------------------------------------------
+
+
+def test_make_request_over_h2_and_h2c(deproxy: Deproxy) -> None:
+    tls = deproxy.add_endpoint(tls=True, http2=True, default_handler=handlers.echo)
+    clear = deproxy.add_endpoint(http2="h2c", default_handler=handlers.echo)
+    chain = deproxy.make_request(tls.url + "/t", method="POST", request_body="ping", http2=True)
+    assert chain.error is None
+    response = chain.received_response
+    assert response is not None and response.http_version == "2" and response.body == "ping"
+    assert response.headers[":status"] == "200"
+    [handling] = chain.handlings  # the tracking header is an ordinary field: attributed
+    assert (handling.stream_id, handling.request.headers[":authority"]) == (1, tls.url[8:])
+    assert "host" not in handling.request.headers  # folded into :authority, as RFC 9113 asks
+    chain = deproxy.make_request(clear.url + "/c", http2="h2c")
+    assert chain.error is None and answered(chain).code == "200"
+    assert chain.handlings[0].request.headers[":scheme"] == "http"
+
+
+def test_h2_request_to_a_server_without_h2_is_a_clear_error(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(tls=True)  # no ALPN h2 offered
+    chain = deproxy.make_request(endpoint.url, http2=True)
+    assert chain.received_response is None
+    assert "did not agree to HTTP/2 over ALPN" in str(chain.error)
+    with pytest.raises(ValueError, match="https URL"):
+        deproxy.make_request("http://127.0.0.1:1/", http2=True)
+    with pytest.raises(ValueError, match="HTTP/1 ways of sending"):
+        deproxy.make_request(endpoint.url, http2=True, chunked=True)
+
+
+def test_connect_multiplexes_threads_on_one_connection(deproxy: Deproxy) -> None:
+    gate = threading.Barrier(8, timeout=10)
+
+    def together(
+        request: Request, context: HandlerContext
+    ) -> Response:  # every stream waits for all eight: they overlap
+        gate.wait()
+        return Response(200, body=request.path)
+
+    endpoint = deproxy.add_endpoint(tls=True, http2=True, default_handler=together)
+    chains = []
+    with deproxy.connect(endpoint.url, http2=True) as connection:
+        threads = [
+            threading.Thread(
+                target=lambda n=n: chains.append(
+                    deproxy.make_request(f"{endpoint.url}/m{n}", connection=connection)
+                )
+            )
+            for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        events = connection.events
+    assert [c.error for c in chains] == [None] * 8
+    assert sorted(answered(c).body for c in chains) == [f"/m{n}" for n in range(8)]
+    handlings = [h for c in chains for h in c.handlings]
+    assert len({h.connection for h in handlings}) == 1
+    assert sorted(h.stream_id or 0 for h in handlings) == list(range(1, 17, 2))
+    assert {(e.direction, e.type) for e in events} >= {
+        ("sent", "SETTINGS"),
+        ("received", "SETTINGS"),
+    }
+
+
+def test_h2_through_a_forward_proxy_connect_tunnel(
+    deproxy: Deproxy, tinyproxy: Callable[..., str]
+) -> None:
+    endpoint = deproxy.add_endpoint(tls=True, http2=True, default_handler=handlers.echo)
+    proxy = tinyproxy(connect_ports=[endpoint.port])
+    chain = deproxy.make_request(endpoint.url + "/via", http2=True, proxy=proxy)
+    assert chain.error is None, chain.error
+    assert answered(chain).http_version == "2"
+    assert chain.handlings[0].stream_id == 1
+    assert (endpoint.connections[0].tls or pytest.fail("no TLS")).alpn == "h2"
+
+
+def test_h2_reset_after_resets_the_stream_and_both_sides_record_it(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c", default_handler=handlers.delay(3, Response(200, body="late"))
+    )
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chain = deproxy.make_request(
+            endpoint.url + "/slow", connection=connection, h2_reset_after=0.2
+        )
+        assert chain.received_response is None
+        assert "reset (RST_STREAM CANCEL) after 0.2 s" in str(chain.error)
+        sent = [e for e in connection.events if e.type == "RST_STREAM"]
+        assert [(e.direction, e.stream_id, e.error) for e in sent] == [("sent", 1, "CANCEL")]
+        # The connection carries on after one stream was reset.
+        assert deproxy.make_request(endpoint.url + "/next", connection=connection).error is None
+
+    def reset_seen() -> bool:
+        return any(e.type == "RST_STREAM" for e in endpoint.connections[0].events)
+
+    eventually(reset_seen)
+    [event] = [e for e in endpoint.connections[0].events if e.type == "RST_STREAM"]
+    assert (event.direction, event.stream_id, event.code) == ("received", 1, 8)
+
+
+# -- trailers and gRPC -------------------------------------------------------------------------
+
+
+def test_trailers_both_ways(deproxy: Deproxy) -> None:
+    def answer(request: Request) -> Response:
+        assert request.trailers["x-checksum"] == "abc"
+        return Response(200, body="ok", trailers={"x-served": "yes"})
+
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=answer)
+    chain = deproxy.make_request(
+        endpoint.url,
+        method="POST",
+        request_body="data",
+        http2="h2c",
+        trailers={"X-Checksum": "abc"},
+    )
+    assert chain.error is None
+    assert answered(chain).trailers.items() == [("x-served", "yes")]
+    [handling] = chain.handlings
+    assert handling.request.trailers.items() == [("x-checksum", "abc")]
+    assert handling.response is not None and handling.response.trailers["x-served"] == "yes"
+
+
+def test_grpc_unary_call_answered_with_trailers(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        tls=True, http2=True, default_handler=handlers.grpc(b"\x08\x2a", status=0)
+    )
+    chain = deproxy.make_request(
+        endpoint.url + "/pkg.Service/Method",
+        method="POST",
+        headers={"content-type": "application/grpc", "te": "trailers"},
+        request_body=handlers.grpc_frame(b"\x08\x01"),
+        http2=True,
+    )
+    response = chain.received_response
+    assert response is not None and response.headers["content-type"] == "application/grpc"
+    assert handlers.grpc_messages(response.raw_body) == [b"\x08\x2a"]
+    assert response.trailers["grpc-status"] == "0"
+    request = chain.handlings[0].request
+    assert request.headers["te"] == "trailers"
+    assert handlers.grpc_messages(request.raw_body) == [b"\x08\x01"]
+
+
+def test_grpc_error_status_and_message(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c", default_handler=handlers.grpc(status=5, message="no such thing")
+    )
+    chain = deproxy.make_request(endpoint.url + "/s/M", method="POST", http2="h2c")
+    assert answered(chain).raw_body == b""
+    assert answered(chain).trailers.items() == [
+        ("grpc-status", "5"),
+        ("grpc-message", "no such thing"),
+    ]
+    with pytest.raises(ValueError, match="0 to 16"):
+        handlers.grpc(status=17)
+
+
+def test_grpc_messages_refuses_a_cut_message() -> None:
+    with pytest.raises(ValueError, match="says 5 bytes; 2 came"):
+        handlers.grpc_messages(b"\x00\x00\x00\x00\x05ab")
+
+
+# -- faults, endpoint side -------------------------------------------------------------------
+
+
+def test_rst_stream_fault_is_recorded_on_both_sides(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c",
+        default_handler=handlers.by_path(
+            {"/reset": handlers.rst_stream("INTERNAL_ERROR"), "/ok": handlers.simple}
+        ),
+    )
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chain = deproxy.make_request(endpoint.url + "/reset", connection=connection)
+        assert chain.received_response is None
+        assert "reset stream 1 (INTERNAL_ERROR)" in str(chain.error)
+        assert deproxy.make_request(endpoint.url + "/ok", connection=connection).error is None
+        received = [e for e in connection.events if e.type == "RST_STREAM"]
+    assert [(e.direction, e.stream_id, e.code) for e in received] == [("received", 1, 2)]
+    handling = chain.handlings[0]
+    assert handling.action == "reset the stream (RST_STREAM INTERNAL_ERROR)"
+    sent = [e for e in endpoint.connections[0].events if e.type == "RST_STREAM"]
+    assert [(e.direction, e.error) for e in sent] == [("sent", "INTERNAL_ERROR")]
+
+
+def test_refuse_stream_and_goaway(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c",
+        default_handler=handlers.by_path(
+            {"/refuse": handlers.refuse_stream, "/away": handlers.goaway("ENHANCE_YOUR_CALM", 0)}
+        ),
+    )
+    chain = deproxy.make_request(endpoint.url + "/refuse", http2="h2c")
+    assert "REFUSED_STREAM" in str(chain.error)
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chain = deproxy.make_request(endpoint.url + "/away", connection=connection)
+        assert "GOAWAY ENHANCE_YOUR_CALM, last_stream_id=0" in str(chain.error)
+        goaways = [e for e in connection.events if e.type == "GOAWAY"]
+    goaway = goaways[0]
+    assert (goaway.direction, goaway.code, goaway.last_stream_id) == ("received", 0xB, 0)
+    both = [(e.direction, e.error) for e in endpoint.connections[1].events if e.type == "GOAWAY"]
+    assert both[0] == ("sent", "ENHANCE_YOUR_CALM")
+    assert set(both[1:]) <= {("received", "NO_ERROR")}  # the client's own, as it closed
+
+
+def test_headers_then_hang_and_trailers_only(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c",
+        default_handler=handlers.by_path(
+            {
+                "/hang": handlers.h2_headers_only(Response(200)),
+                "/tonly": handlers.trailers_only(Response(200, trailers={"grpc-status": "14"})),
+            }
+        ),
+    )
+    chain = deproxy.make_request(endpoint.url + "/hang", http2="h2c", h2_reset_after=0.3)
+    assert "reset (RST_STREAM CANCEL) after 0.3 s" in str(chain.error)
+    assert chain.handlings[0].action == "sent the headers, then hung"
+    chain = deproxy.make_request(endpoint.url + "/tonly", http2="h2c")
+    assert chain.error is None
+    response = answered(chain)
+    assert response.headers["grpc-status"] == "14" and response.raw_body == b""
+
+
+def test_stalled_window_and_settings_limits(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(
+        http2="h2c",
+        default_handler=handlers.by_path(
+            {
+                "/stall": handlers.stall_window(Response(200, body="s")),
+                "/limit": handlers.h2_settings({"MAX_CONCURRENT_STREAMS": 1}, Response(200)),
+            }
+        ),
+    )
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        assert deproxy.make_request(endpoint.url + "/limit", connection=connection).error is None
+        stall = deproxy.make_request(endpoint.url + "/stall", connection=connection)
+        assert stall.error is None  # answered; from now on the endpoint gives no credit back
+        body = b"x" * 100_000  # more than the 65,535-byte window the client is left with
+        chain = deproxy.make_request(
+            endpoint.url + "/after",
+            method="POST",
+            request_body=body,
+            connection=connection,
+            h2_reset_after=1.0,
+        )
+        events = connection.events
+    settings = [e for e in events if e.direction == "received" and e.type == "SETTINGS"]
+    assert any(e.values.get("MAX_CONCURRENT_STREAMS") == 1 for e in settings)
+    assert "h2_reset_after" in str(chain.error)
+    eventually(lambda: chain.handlings and chain.handlings[0].done)
+    [after] = chain.handlings
+    assert after.response is None  # it never came whole, so no handler ran
+    assert 0 < len(after.request.raw_body) <= 65_535  # it stopped at the window
+    assert "reset stream 5 (CANCEL) mid-request" in (after.action or "")
+
+
+def test_raw_frames_fault(deproxy: Deproxy) -> None:
+    ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"rawping!"
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=handlers.raw_frames(ping))
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        deproxy.make_request(endpoint.url, connection=connection, h2_reset_after=0.5)
+        eventually(lambda: any(e.data == b"rawping!" for e in connection.events))
+    assert any(
+        e.type == "PING" and e.direction == "sent" and e.data == b"rawping!"
+        for e in endpoint.connections[0].events
+    )
