@@ -309,6 +309,8 @@ class Endpoint:
                 context.sleep(None)
                 return False
             elif isinstance(step, Reset):
+                # Noted first: the peer that meets the reset finds the record says so.
+                connection.record.closed("endpoint")
                 connection.stream.abort()
                 return False
             else:

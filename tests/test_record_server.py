@@ -296,3 +296,16 @@ def test_expect_100_continue_is_recorded_as_an_interim_100(
     assert [r.code for r in handling.interim_responses] == ["100"]
     assert handling.request.headers["Expect"] == "100-continue"
     assert handling.raw.endswith(b"\r\n\r\nthe body")
+
+
+def test_a_reset_by_the_endpoint_is_on_the_record_before_the_client_meets_it(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    """A client (a proxy) that met the reset looks at the record at once: it says closed."""
+    server = endpoint("server", handlers.reset)
+    for attempt in range(30):
+        chain = deproxy.make_request(server.url)
+        assert chain.received_response is None and chain.error is not None
+        record = server.connections[attempt]
+        assert (record.id, record.closed_by) == (chain.handlings[0].connection, "endpoint")
+        assert record.closed_at is not None
