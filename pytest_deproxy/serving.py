@@ -319,6 +319,8 @@ class Server:
                     self._serve_in_thread(connection, first=whole)
                     return
                 data, keep_alive = answer
+                if not keep_alive:  # on the record before the client has the answer
+                    connection.record.closed("endpoint")
                 sent = connection.stream.write_ready(data)
                 if sent < len(data):  # the client is slow to read: a thread waits for it
                     self._stop_polling(poller, connection)

@@ -319,10 +319,17 @@ def test_haproxy_without_a_client_certificate_is_refused_at_the_handshake(
 
     chain = deproxy.make_request(url)
 
-    assert chain.received_response is not None and chain.received_response.code == "502"
+    # With TLS 1.3 haproxy's handshake is over before the endpoint checks for a certificate:
+    # its alert comes as the request is sent (502) or as the handshake ends (503, "no server
+    # available", after retrying): either, from one run to the next.
+    assert chain.received_response is not None
+    assert chain.received_response.code in ("502", "503")
     assert chain.handlings == [] and backend.handlings == []
+    # The endpoint's TLS library sent its alert before the endpoint could note the failure.
+    eventually(lambda: len(backend.errors) == len(backend.connections))
     assert backend.connections and all(r.tls is None for r in backend.connections)
-    assert backend.errors and all("CERTIFICATE" in str(e) for e in backend.errors)
+    assert all(r.closed_by == "endpoint" for r in backend.connections)
+    assert all("PEER_DID_NOT_RETURN_A_CERTIFICATE" in str(e) for e in backend.errors)
 
 
 # -- nginx ----------------------------------------------------------------------------------
