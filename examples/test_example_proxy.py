@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from pytest_deproxy import Deproxy, Endpoint, Request, Response, handlers
+from pytest_deproxy import Deproxy, Endpoint, MessageChain, Request, Response, handlers
 
 from .example_proxy import ExampleProxy
 
@@ -91,38 +91,46 @@ def test_auth_calls_are_orphans_of_every_chain_in_flight(
 ) -> None:
     """The picture in the README: two clients at once, a proxy that consults an auth service.
 
-    The auth calls carry no tracking header, so each lands in the orphaned handlings of every
-    chain active at that moment; the forwarded requests carry it and land in their own chain.
+    The auth calls carry no tracking header: each is filed, as it arrives, as an orphan of
+    every chain in flight at that moment; the forwarded requests carry it and land in their
+    own chain. Alice's auth call is held until Bob's has arrived, and Bob starts only once
+    Alice's has arrived, so the order is fixed: Alice's call finds Alice's chain alone in
+    flight, Bob's finds both.
     """
-    both_forwarded = threading.Barrier(2, timeout=10)
+    alice_checked, bob_checked = threading.Event(), threading.Event()
 
-    def server_handler(request: Request) -> Response:
-        both_forwarded.wait()  # both auth calls are done by now, and both chains still active
-        return Response(200)
+    def auth_handler(request: Request) -> Response:
+        if request.headers["Authorization"] == "Bearer alice":
+            alice_checked.set()
+            bob_checked.wait(10)  # Alice's chain stays in flight until Bob's call arrived
+        else:
+            bob_checked.set()
+        return Response(204)
 
-    auth = endpoint("auth", Response(204))
-    server = endpoint("server", server_handler)
+    auth = endpoint("auth", auth_handler)
+    server = endpoint("server")
     proxy = example_proxy(server.url, auth=auth.url)
-    chains: dict[str, object] = {}
+    chains: dict[str, MessageChain] = {}
 
     def client(name: str) -> None:
         chains[name] = deproxy.make_request(proxy.url, headers={"Authorization": f"Bearer {name}"})
 
-    threads = [threading.Thread(target=client, args=(name,)) for name in ("alice", "bob")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
+    alice = threading.Thread(target=client, args=("alice",))
+    alice.start()
+    assert alice_checked.wait(10)
+    client("bob")
+    alice.join(20)
 
+    orphans = {}
     for name, chain in chains.items():
-        assert [h.endpoint.name for h in chain.handlings] == ["server"]  # type: ignore[attr-defined]
-        assert chain.handlings[0].request.headers["Authorization"] == f"Bearer {name}"  # type: ignore[attr-defined]
-        orphans = chain.orphaned_handlings  # type: ignore[attr-defined]
-        assert sorted(h.request.headers["Authorization"] for h in orphans) == [
-            "Bearer alice",
-            "Bearer bob",
-        ]
-        assert {h.endpoint.name for h in orphans} == {"auth"}
+        chain.wait(handlings=1)  # every handling done: nothing is still being recorded
+        assert [h.endpoint.name for h in chain.handlings] == ["server"]
+        assert chain.handlings[0].request.headers["Authorization"] == f"Bearer {name}"
+        assert {h.endpoint.name for h in chain.orphaned_handlings} == {"auth"}
+        orphans[name] = [h.request.headers["Authorization"] for h in chain.orphaned_handlings]
+    assert orphans == {"alice": ["Bearer alice", "Bearer bob"], "bob": ["Bearer bob"]}
+    # Bob's auth call is one handling, filed in both chains.
+    assert chains["alice"].orphaned_handlings[1] is chains["bob"].orphaned_handlings[0]
 
 
 def test_a_refusing_auth_service_stops_the_request_at_the_proxy(

@@ -150,7 +150,9 @@ class ConnectionRecord:
 
     @property
     def sent(self) -> bytes:
-        """Every byte the endpoint sent, in order (the first ``transcript_limit`` of them)."""
+        """Every byte the endpoint sent, in order (the first ``transcript_limit`` of them),
+        noted as it is handed to the socket: complete once the client has read it (after a
+        failed write, ``closed_by`` says so, and the last bytes may not have arrived)."""
         return bytes(self.outgoing)
 
     def closed(self, by: str) -> None:

@@ -4,7 +4,8 @@ Rules kept here: every request that reaches an endpoint is recorded, the ones it
 the ones cut short included. A request joins the record when its head has arrived, before
 its handler runs; its handling is finished (the response as sent, or what was done instead)
 before a byte of the answer is written, so a client that has its answer finds the record
-complete. How connections are accepted and served (threads, the poll thread, shutdown) is
+complete (the connection's record too: closed, when the endpoint closes after that answer).
+How connections are accepted and served (threads, the poll thread, shutdown) is
 :mod:`~pytest_deproxy.serving`'s; this module is the responder it serves them with.
 """
 
@@ -280,9 +281,9 @@ class Endpoint:
         if isinstance(result, Fault):
             return self._commit_fault(connection, handling, context, result) and keep_open
         data, keep_alive = self._respond(handling, result, context)
-        connection.stream.write(data)
-        if not (keep_alive and keep_open):
+        if not (keep_alive and keep_open):  # noted first, as the handling is: see the module
             connection.record.closed("endpoint")
+        connection.stream.write(data)
         return keep_alive and keep_open
 
     def _respond(
@@ -327,6 +328,8 @@ class Endpoint:
                 context.sleep(None)
                 return False
             elif isinstance(step, Reset):
+                # Noted first: the peer that meets the reset finds the record says so.
+                connection.record.closed("endpoint")
                 connection.stream.abort()
                 return False
             else:
@@ -365,8 +368,8 @@ class Endpoint:
         handling.finish(sent, f"refused: {refused}; answered {status} and closed")
         self._owner.settled(handling)
         stream = connection.stream
-        stream.write(b"".join(responding.wire_parts(sent, handling.request)))
         connection.record.closed("endpoint")
+        stream.write(b"".join(responding.wire_parts(sent, handling.request)))
         self._linger(connection)
         return False
 
@@ -388,8 +391,8 @@ class Endpoint:
         sent = responding.refusal_response(408, str(stalled), handling.request)
         handling.finish(sent, f"the request stalled after {size} body bytes: 408 sent")
         self._owner.settled(handling)
-        connection.stream.write(b"".join(responding.wire_parts(sent, handling.request)))
         connection.record.closed("endpoint")
+        connection.stream.write(b"".join(responding.wire_parts(sent, handling.request)))
         return False
 
     def _refreshed(

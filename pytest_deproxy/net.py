@@ -60,8 +60,11 @@ class Stream:
 
     # Who wants to see every byte that crosses: a connection's record (None: nobody). They see
     # the bytes inside TLS, and follow the connection when it turns to TLS.
+    # Bytes written are shown *before* they go, so that a record is complete by the time the
+    # peer can read them (a failed write then shows bytes that may not all have left).
     on_read: Callable[[bytes], None] | None = None
     on_write: Callable[[bytes], None] | None = None
+    _shown_ahead = 0  # bytes write_ready() showed but the socket did not take: write() skips them
 
     def __init__(self, sock: socket.socket, peer: str, timeout: float | None = None) -> None:
         self._sock = sock
@@ -111,12 +114,15 @@ class Stream:
             raise translate(exc, f"reading from {self.peer}") from exc
 
     def write(self, data: bytes) -> None:
+        if self.on_write is not None:
+            skipped = min(self._shown_ahead, len(data))
+            self._shown_ahead -= skipped
+            if skipped < len(data):
+                self.on_write(data[skipped:])
         try:
             self._sock.sendall(data)
         except OSError as exc:
             raise translate(exc, f"writing to {self.peer}") from exc
-        if self.on_write is not None:
-            self.on_write(data)
 
     # A stream with ``timeout=0`` never waits: a poller says when to read, and these say how
     # much could be done at once.
@@ -134,15 +140,18 @@ class Stream:
         return data
 
     def write_ready(self, data: bytes) -> int:
-        """Write as much of ``data`` as the connection takes now; return how many bytes."""
+        """Write as much of ``data`` as the connection takes now; return how many bytes.
+        The rest is to be given to :meth:`write` next (it is shown to ``on_write`` already)."""
+        if self.on_write is not None and data:
+            self.on_write(data)
         try:
             sent = self._sock.send(data)
         except BlockingIOError:
-            return 0
+            sent = 0
         except OSError as exc:
             raise translate(exc, f"writing to {self.peer}") from exc
-        if sent and self.on_write is not None:
-            self.on_write(data[:sent])
+        if self.on_write is not None:
+            self._shown_ahead += len(data) - sent
         return sent
 
     def fileno(self) -> int:

@@ -322,6 +322,8 @@ class Server:
                     self._serve_in_thread(connection, first=whole)
                     return
                 data, keep_alive = answer
+                if not keep_alive:  # on the record before the client has the answer
+                    connection.record.closed("endpoint")
                 sent = connection.stream.write_ready(data)
                 if sent < len(data):  # the client is slow to read: a thread waits for it
                     self._stop_polling(poller, connection)
@@ -435,8 +437,9 @@ class Server:
                     stream.timeout = None
                     return True
                 return self._refuse_connection(connection, received + stream.peek(64))
-            wanted = 1
-            if len(received) >= len(proxyproto.V2_SIGNATURE) + 4:
+            wanted = 1  # a v1 header is a line: read to its end a byte at a time
+            signature = proxyproto.V2_SIGNATURE
+            if received.startswith(signature) and len(received) >= len(signature) + 4:
                 wanted = max(1, proxyproto.v2_size(received) - len(received))
             data = stream.read(wanted)
             if not data:
