@@ -141,18 +141,29 @@ def har_entries(chain: MessageChain, redaction: Redaction = DEFAULT) -> list[dic
     ]
     for handlings, kind in ((chain.handlings, "handled"), (chain.orphaned_handlings, "orphan")):
         for handling in handlings:
-            entries.append(
-                _entry(
-                    chain.started,
-                    _har_request(handling.request, _handling_url(handling), redaction),
-                    _har_response(handling.response, redaction, handling.action or ""),
-                    0.0,
-                    f"{kind} at endpoint {handling.endpoint.name}: "
-                    + (handling.action or "responded"),
-                    handling.connection,
-                )
-            )
+            entries.append(_handling_entry(handling, kind, redaction))
     return entries
+
+
+def _handling_entry(handling: Handling, kind: str, redaction: Redaction) -> dict[str, Any]:
+    """A handling as a HAR entry: timed from its arrival, with the record's own facts in
+    custom fields (HAR allows fields that start with an underscore)."""
+    answered = handling.responded_at
+    waited = (answered - handling.received_at) * 1000 if answered is not None else 0.0
+    entry = _entry(
+        handling.received_at,
+        _har_request(handling.request, _handling_url(handling), redaction),
+        _har_response(handling.response, redaction, handling.action or ""),
+        waited,
+        f"{kind} at endpoint {handling.endpoint.name}: " + (handling.action or "responded"),
+        handling.connection,
+    )
+    entry["_done"] = handling.done
+    if handling.facts is not None:
+        entry["_connection"] = handling.facts.summary  # peer, PROXY source, SNI, client cert
+    if handling.stream_id is not None:
+        entry["_streamId"] = handling.stream_id
+    return entry
 
 
 def to_har(

@@ -128,3 +128,17 @@ def test_har_files_for_failed_tests_or_all(pytester: pytest.Pytester, tmp_path: 
     every = tmp_path / "all"
     pytester.runpytest_subprocess("--deproxy-har", str(every), "--deproxy-har-all")
     assert len(list(every.iterdir())) == 2
+
+
+def test_har_entries_of_handlings_carry_the_records_facts(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    server = endpoint("tls-backend", tls=True, proxy_protocol="optional")
+    chain = deproxy.make_request(server.url.replace("127.0.0.1", "localhost"), proxy_protocol="v2")
+
+    [handled] = to_har(chain)["log"]["entries"][1:]
+    assert handled["_done"] is True
+    assert handled["_connection"].startswith("from 127.0.0.1:")
+    assert "PROXY v2 127.0.0.1:" in handled["_connection"]
+    assert "TLS SNI localhost" in handled["_connection"]
+    assert handled["time"] >= 0
