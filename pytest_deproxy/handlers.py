@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import client, faults, h2faults
+from . import client, faults, forwarding, h2faults
 from .errors import DeproxyError
 from .models import Request, Response
 from .record import Place
@@ -235,7 +235,7 @@ def grpc(message_bytes: bytes | str = b"", status: int = 0, message: str = "") -
 
 
 def route(
-    url: str, *, verify: Any = None, timeout: float = client.FORWARD_TIMEOUT
+    url: str, *, verify: Any = None, timeout: float = forwarding.FORWARD_TIMEOUT
 ) -> Callable[[Request, HandlerContext], Response]:
     """Forward the request to the server at ``url`` and answer with its response.
 
@@ -249,7 +249,7 @@ def route(
     def forward(request: Request, context: HandlerContext) -> Response:
         path = target.base_path + request.path if target.base_path else request.path
         try:
-            return client.forward(
+            return forwarding.forward(
                 request,
                 target,
                 path=path,

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .. import client
+from .. import client, forwarding
 from ..errors import DeproxyError
 from ..models import Headers
 from ..tls import CertificateAuthority
@@ -150,7 +150,7 @@ class CallbackRunner:
             chunked=False,
         )
         response = client.exchange(
-            destination, request, timeout=client.FORWARD_TIMEOUT, ca=self._ca
+            destination, request, timeout=forwarding.FORWARD_TIMEOUT, ca=self._ca
         )
         return response.code
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import client
+from .. import client, forwarding
 from ..endpoint import Endpoint, EndpointOwner
 from ..errors import DeproxyError, ScenarioError
 from ..handlers import HandlerContext
@@ -286,12 +286,12 @@ class MitmEndpoint(Endpoint):
         ``verify_upstream`` is off (INSPIRE-MITMProxy's ``--ssl-insecure``)."""
         destination, path = self._upstream_for(target)
         https = destination.scheme == "https"
-        return client.forward(
+        return forwarding.forward(
             request,
             destination,
             path=path,
             host=None,  # the MITM stands in for the original host: the upstream sees its name
-            timeout=client.FORWARD_TIMEOUT,
+            timeout=forwarding.FORWARD_TIMEOUT,
             verify=None if self.verify_upstream else False,
             ca=self.ca if https else None,
         )

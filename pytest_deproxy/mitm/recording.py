@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from .. import client
+from .. import forwarding
 from ..errors import ScenarioError
 from ..models import TRACKING_HEADER, Headers, Request, Response
 from ..redaction import DEFAULT, Redaction
@@ -200,7 +200,7 @@ def record_exchange(
     upstream's ``response`` as the service's next interaction; the file written. Raises
     ScenarioError when it cannot be written."""
     sent = Request(
-        request.method, request.path, client.end_to_end(request.headers), request.raw_body
+        request.method, request.path, forwarding.end_to_end(request.headers), request.raw_body
     )
     document = interaction_document(sent, url, response, redaction)
     return write_interaction(root, scenario, service, document)

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import client
+from .. import forwarding
 from ..models import Headers, Response
 from .bodies import encoded_body
 from .interactions import Interaction
@@ -179,7 +179,9 @@ def replayed_response(interaction: Interaction, method: str = "GET") -> Response
     return Response(
         recorded.code,
         recorded.message,
-        keep_length(recorded.headers, client.end_to_end(recorded.headers), method, recorded.code),
+        keep_length(
+            recorded.headers, forwarding.end_to_end(recorded.headers), method, recorded.code
+        ),
         encoded_body(recorded.body, recorded.headers),
     )
 

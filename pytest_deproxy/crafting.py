@@ -1,0 +1,208 @@
+"""Crafting the request a client sends: the URL it names (Target), the request as built
+(default headers, a fresh tracking id), and how it goes on the wire (Sending).
+
+Rule kept here: pure, no socket. Everything a caller can get wrong is checked here, once, and
+refused with a ``ValueError``/``TypeError`` that says what to pass instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from . import proxyproto
+from ._version import __version__
+from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request, encode_body
+from .proxyproto import ProxyHeader
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+USER_AGENT = f"pytest-deproxy/{__version__}"
+
+_ID_PREFIX = uuid.uuid4().hex[:12]  # random per process: ids never collide across workers
+_id_numbers = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A fresh tracking id: a per-process random prefix and a counter (cheaper than uuid4)."""
+    return f"{_ID_PREFIX}-{next(_id_numbers):08x}"
+
+
+DISCONNECT_POINTS = ("after_headers", "mid_body")
+HTTP_VERSIONS = ("1.0", "1.1")
+CONTINUE_WAIT = 1.0  # seconds a client waits for 100 Continue before sending the body (curl's)
+
+ProxyProtocol = ProxyHeader | str | None
+
+
+@dataclass(frozen=True)
+class Sending:
+    """How a request goes on the wire, beyond its bytes: chunked framing, a hang-up part way
+    (``disconnect``: ``"after_headers"`` or ``"mid_body"``), a body sent slowly
+    (``dribble=(pieces, seconds)``), the HTTP version of the request line, ``expect_continue``
+    (ask ``Expect: 100-continue`` and send the body only after ``100 Continue``, or after
+    :data:`CONTINUE_WAIT` seconds of silence), and a PROXY protocol header sent before anything
+    else on a new connection (``proxy_protocol``: a :class:`ProxyHeader`, or ``"v1"``/``"v2"``
+    for one naming the connection's own addresses). Checked once, here."""
+
+    chunked: bool = False
+    disconnect: str | None = None
+    dribble: tuple[int, float] | None = None
+    http_version: str = "1.1"
+    expect_continue: bool = False
+    proxy_protocol: ProxyProtocol = None
+
+    def __post_init__(self) -> None:
+        if self.disconnect not in (None, *DISCONNECT_POINTS):
+            raise ValueError(
+                f"disconnect is 'after_headers' or 'mid_body', not {self.disconnect!r}"
+            )
+        if self.dribble is not None:
+            pieces, seconds = self.dribble
+            if pieces < 1 or seconds < 0:
+                raise ValueError(f"dribble takes (pieces >= 1, seconds >= 0), got {self.dribble!r}")
+        if self.http_version not in HTTP_VERSIONS:
+            raise ValueError(f'http_version is "1.0" or "1.1", not {self.http_version!r}')
+        if not isinstance(self.expect_continue, bool):
+            raise TypeError(f"expect_continue is True or False, not {self.expect_continue!r}")
+        check_proxy_protocol(self.proxy_protocol)
+
+
+def check_proxy_protocol(proxy_protocol: object) -> None:
+    """Refuse anything but ``None``, ``"v1"``, ``"v2"`` or a :class:`ProxyHeader` it can encode."""
+    if isinstance(proxy_protocol, ProxyHeader):
+        proxyproto.encode(proxy_protocol)  # raises ValueError on what no header can say
+    elif proxy_protocol not in (None, "v1", "v2"):
+        raise ValueError(
+            f'proxy_protocol is "v1", "v2" or a ProxyHeader(...), not {proxy_protocol!r}'
+        )
+
+
+PLAIN = Sending()
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a URL points: scheme, host, port, and the request target it names."""
+
+    scheme: str
+    host: str
+    port: int
+    request_target: str
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        return _parse_target(url)
+
+    @classmethod
+    def _parse(cls, url: str) -> Target:
+        without_fragment = url.split("#", 1)[0]
+        parts = urlsplit(without_fragment)
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        if not parts.hostname:
+            raise ValueError(f"{url!r} names no host; write it like http://127.0.0.1:8080/path")
+        try:
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
+        except ValueError as exc:
+            raise ValueError(f"{url!r} has a bad port: {exc}") from None
+        # The target is everything after the authority, as written: "?" alone is kept.
+        rest = without_fragment.split("//", 1)[1][len(parts.netloc) :]
+        if not rest.startswith("/"):
+            rest = "/" + rest
+        return cls(parts.scheme, parts.hostname, port, rest)
+
+    @property
+    def host_header(self) -> str:
+        """``host[:port]``, the port left out when it is the scheme's default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.scheme}://{self.host_header}"
+
+    @property
+    def base_path(self) -> str:
+        """The URL's path without its query or a trailing slash (``""`` for the root)."""
+        return self.request_target.split("?", 1)[0].rstrip("/")
+
+    def with_port(self, port: int | None) -> Target:
+        if port is None:
+            return self
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port must be an int from 1 to 65535, got {port!r}")
+        return Target(self.scheme, self.host, port, self.request_target)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_target(url: str) -> Target:
+    return Target._parse(url)  # a Target is immutable: the same URL parses once
+
+
+def build_request(
+    target: Target,
+    method: str,
+    headers: HeaderItems,
+    body: Body,
+    *,
+    host: str | None,
+    path: str | None,
+    add_default_headers: bool,
+    chunked: bool,
+    absolute_form: bool = False,
+    sending: Sending = PLAIN,
+) -> Request:
+    """The request :meth:`Deproxy.make_request` sends, default and tracking headers included.
+
+    ``sending`` gives the request line's HTTP version, and ``Expect: 100-continue`` is added
+    (when absent) if it asks to wait for 100 Continue, default headers or not."""
+    chunked = chunked or sending.chunked
+    given = Headers(headers)
+    final = Headers()
+    if host is not None:
+        final.add("Host", host)  # the caller's value: coerce it
+        given.delete_all("Host")
+    elif add_default_headers and "Host" not in given:
+        final._append("Host", target.host_header)
+    for name, value in given.items():
+        final._append(name, value)  # checked when `given` was made
+    if add_default_headers:
+        for name, value in (
+            ("Accept", "*/*"),
+            ("Accept-Encoding", "identity"),
+            ("User-Agent", USER_AGENT),
+        ):
+            if name not in final:
+                final._append(name, value)
+        framed = "Content-Length" in final or "Transfer-Encoding" in final
+        if chunked and not framed:
+            final._append("Transfer-Encoding", "chunked")
+        elif body is not None and not framed:
+            final._append("Content-Length", str(len(encode_body(body, final))))
+    if sending.expect_continue and "Expect" not in final:
+        final._append("Expect", "100-continue")
+    if TRACKING_HEADER not in final:
+        final._append(TRACKING_HEADER, new_request_id())
+    request_target = path if path is not None else target.request_target
+    if absolute_form and path is None:
+        request_target = target.origin + target.request_target
+    return Request(method, request_target, final, body, sending.http_version)
+
+
+def check_http2(http2: object) -> None:
+    if http2 not in (False, True, "h2c"):
+        raise ValueError(
+            f"http2 is True (h2 over TLS ALPN), 'h2c' (cleartext, prior knowledge) or False, "
+            f"not {http2!r}"
+        )
+
+
+def parse_proxy(proxy: str) -> Target:
+    if not (isinstance(proxy, str) and proxy.startswith("http://")):
+        raise ValueError(f"proxy must be an http://host:port URL, got {proxy!r}")
+    return Target.parse(proxy)
