@@ -6,8 +6,9 @@ forwards to, and the :class:`~pytest_deproxy.Deproxy` on both sides) that return
 the backend (``handling.raw``, ``handling.request.headers.items()`` exactly, the upstream
 connection's ``received`` bytes), never from how long anything took. What reached the backend
 for a request is found by its tracking id, in the handling's header or anywhere in its raw
-bytes, so checks that share the endpoint can run at once. A check that raises is an
-``error``, never a ``pass``.
+bytes, so checks that share the endpoint can run at once; bytes a connection carried outside
+any request count too (:meth:`Target.unframed`). A check that raises is an ``error``, never
+a ``pass``.
 """
 
 from __future__ import annotations
@@ -287,10 +288,30 @@ class Target:
             found = arrived(self.origin.handlings, chain.request_id)
         return found
 
-    def upstream_bytes(self, handlings: Iterable[Handling]) -> bytes:
-        """Everything the backend received on the connections these handlings came on."""
+    def unframed(self, handlings: Iterable[Handling]) -> list[bytes]:
+        """Bytes that reached the backend on these handlings' connections and are in no
+        handling: what the endpoint received but never read as a request (it closed the
+        connection first, say, after a request with both Content-Length and chunked). A
+        request hidden there still crossed the proxy: it is on the record of the connection."""
         ids = {handling.connection for handling in handlings}
-        return b"".join(record.received for record in self.origin.connections if record.id in ids)
+        found = []
+        for record in self.origin.connections:
+            if record.id not in ids:
+                continue
+            rest = record.received
+            for handling in record.handlings:
+                at = rest.find(handling.raw)
+                if at >= 0:
+                    rest = rest[:at] + rest[at + len(handling.raw) :]
+            if rest.strip(b"\r\n"):
+                found.append(rest)
+        return found
+
+    def backend_bytes(self, chain: MessageChain) -> list[bytes]:
+        """What reached the backend for ``chain``: each request's raw bytes, then the bytes
+        its connections carried outside any request (see :meth:`unframed`)."""
+        handlings = self.backend(chain)
+        return [handling.raw for handling in handlings] + self.unframed(handlings)
 
 
 class _Bytes:

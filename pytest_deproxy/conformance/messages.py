@@ -31,7 +31,7 @@ def ambiguity(id: str, title: str, reference: str, build: Build) -> None:
 
     def run(target: Target) -> Outcome:
         chain = target.raw(build)
-        raws = [handling.raw for handling in target.backend(chain)]
+        raws = target.backend_bytes(chain)
         response = chain.received_response
         verdict = classify(chain.sent_bytes or b"", response.status if response else None, raws)
         if verdict.verdict == "forwarded-ambiguous":

@@ -7,7 +7,8 @@ follow on new client connections, which a proxy that pools its upstream connecti
 where the attack went.
 
 Rules kept here: the proof is on the record, never a timing: the backend received the hidden
-request as a request of its own (an extra handling on the upstream connection), or a
+request as a request of its own (an extra handling on the upstream connection, or bytes after
+the framed request in the connection's ``received``), or a
 follow-up's client got an answer that carries another request's tracking id (the proxy's
 queue of answers slipped). These checks poison an upstream connection on purpose, so they run
 alone, after every other check.
@@ -102,6 +103,16 @@ def smuggling(name: str, said: str, build: Build) -> None:
             if f"/smuggled-{rid}" in handling.request.path
         ]
         chains = (attack, *follow_ups)
+        marker = f"GET /smuggled-{rid} ".encode()
+        leftover = [rest for rest in target.unframed(mine) if marker in rest]
+        if leftover and not hidden:
+            return failed(
+                f"request smuggling: {said}; the upstream connection carried the hidden request "
+                f"after the one the proxy meant, outside it: {leftover[0][:80]!r} (the backend "
+                f"closed before reading it; {status_of(attack)}): the proxy must refuse such a "
+                f"request or forward it normalised ({SMUGGLING})",
+                *chains,
+            )
         if hidden:
             where = sorted({handling.connection for handling in hidden})
             return failed(
@@ -121,7 +132,7 @@ def smuggling(name: str, said: str, build: Build) -> None:
         response = attack.received_response
         verdict = classify(
             attack.sent_bytes or b"", response.status if response else None, [h.raw for h in mine]
-        )
+        )  # nothing unframed: that was checked above
         reused = {h.connection for h in mine} & {
             h.connection for chain in follow_ups for h in chain.handlings
         }
@@ -162,7 +173,7 @@ def send(target: Target, request: AmbiguousRequest) -> tuple[Classification, Mes
     chain = target.deproxy.make_raw_request(
         target.url, data, placeholder=PLACEHOLDER.encode(), timeout=target.timeout
     )
-    raws = [handling.raw for handling in target.backend(chain)]
+    raws = target.backend_bytes(chain)
     response = chain.received_response
     return classify(request, response.status if response else None, raws), chain
 
