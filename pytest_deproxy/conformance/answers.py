@@ -78,7 +78,8 @@ def answer_check(id: str, title: str, reference: str, raw: bytes, bad: bytes, wh
     check(id, title, reference, group="alone")(run)
 
 
-_OK = b"HTTP/1.1 200 OK\r\nX-Deproxy-Origin: 1\r\n"
+# never pooled (close), never cached (no-store)
+_OK = b"HTTP/1.1 200 OK\r\nX-Deproxy-Origin: 1\r\nConnection: close\r\nCache-Control: no-store\r\n"
 answer_check(
     "framing.response-ws-before-colon",
     "Whitespace before a response field's colon is removed",

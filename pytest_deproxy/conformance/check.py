@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,20 +22,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..client import new_request_id
-from ..errors import DeproxyError, DeproxyTimeout
+from ..errors import DeproxyError
 from ..handlers import Handler, HandlerContext, call_handler
 from ..models import HeaderItems, Request, Response
 from ..record import Handling, MessageChain
-from ..wire import MessageReader, parse_sent_request
+from ..wire import parse_sent_request
 from .ambiguous import Build
+from .probing import Probe, parse_response, probe, read_to_close
 
 if TYPE_CHECKING:
     from ..deproxy import Deproxy
     from ..endpoint import Endpoint
 
 VERDICTS = ("pass", "fail", "n/a", "error")
-PLACEHOLDER = "deproxy-placeholder-id".ljust(len(new_request_id()), "0")[: len(new_request_id())]
-"""Stands for the tracking id in requests built with their lengths counted (same length)."""
+SETTLE_GRACE = 1.0
+"""Seconds past the timeout to wait for a backend request to be done (its bytes all there)."""
 ORIGIN_MARK = "X-Deproxy-Origin"
 """A field every check's backend answer carries, so the client can tell it from the proxy's own."""
 
@@ -223,19 +223,11 @@ class Target:
             **options,  # type: ignore[arg-type]
         )
 
-    def raw(self, data: bytes | Build, *, answer: Handler | None = None) -> MessageChain:
-        """``make_raw_request`` through the proxy. ``data`` is bytes with ``{request_id}``
-        where the id goes, or ``build(host, request_id) -> bytes`` (which counts lengths over
-        the values it is given: use it when a length covers the id)."""
-        if callable(data):
-            data = data(self.authority.encode(), PLACEHOLDER.encode())
-            placeholder = PLACEHOLDER.encode()
-        else:
-            placeholder = b"{request_id}"
+    def raw(self, data: bytes, *, answer: Handler | None = None) -> MessageChain:
+        """``make_raw_request`` through the proxy: ``{request_id}`` in ``data`` is the id."""
         return self.deproxy.make_raw_request(
             self.url,
             data,
-            placeholder=placeholder,
             handlers={self.origin: answer or origin_answer()},
             timeout=self.timeout,
         )
@@ -252,22 +244,35 @@ class Target:
         with self._lock:
             self._answers[path] = answer
         chain = MessageChain(request_id, parse_sent_request(data), url=self.url, sent_bytes=data)
-        received = b""
+        received, error = read_to_close(self._address, data, self.timeout)
+        chain.error = DeproxyError(error) if error else None
         try:
-            with socket.create_connection(self._address, timeout=self.timeout) as sock:
-                sock.sendall(data)
-                while chunk := sock.recv(65536):
-                    received += chunk
-        except OSError as exc:
-            chain.error = DeproxyError(f"{type(exc).__name__} after {len(received)} bytes: {exc}")
-        try:
-            chain.received_response = MessageReader(_Bytes(received)).read_response(
-                chain.sent_request.method, chain.interim_responses
+            chain.received_response = parse_response(
+                received, chain.sent_request.method, chain.interim_responses
             )
         except DeproxyError as exc:
             chain.error = chain.error or exc
         chain.handlings.extend(self.backend(chain, settle=False))
         return chain, received
+
+    def probe(self, data: bytes | Build) -> tuple[MessageChain, Probe]:
+        """Send an ambiguous request (bytes with ``{request_id}``, or a ``Build``) on a
+        connection of its own, then a sentinel request after its answer (see
+        :func:`~pytest_deproxy.conformance.probing.probe`): once this returns, whatever the
+        proxy made of the request has reached the backend. The chain holds the record of both
+        sides; the probe, the answers that came before the sentinel's."""
+        request_id = new_request_id()
+        host = self.authority.encode()
+        if callable(data):
+            data = data(host, request_id.encode())
+        else:
+            data = data.replace(b"{request_id}", request_id.encode())
+        chain = MessageChain(request_id, parse_sent_request(data), url=self.url, sent_bytes=data)
+        found = probe(self._address, data, host, new_request_id(), self.timeout)
+        chain.received_response, chain.error = found.first, found.error
+        chain.interim_responses.extend(found.interim)
+        chain.handlings.extend(self.backend(chain, settle=False))
+        return chain, found
 
     def _answer_by_path(self, request: Request, context: HandlerContext) -> Any:
         """The origin's default handler: ``exchange`` picks answers by path."""
@@ -277,14 +282,15 @@ class Target:
 
     def backend(self, chain: MessageChain, *, settle: bool = True) -> list[Handling]:
         """Every handling that carries ``chain``'s id, in its tracking header or anywhere in
-        its bytes, in arrival order; with ``settle``, once each is done (or the endpoint gave
-        up on it)."""
+        its bytes, in arrival order; with ``settle``, once each is done: answered, or given up
+        on by the endpoint (a request the proxy left unfinished is done when the proxy hangs
+        up or the endpoint's request timeout ends it), so that its bytes are all there."""
         found = arrived(self.origin.handlings, chain.request_id)
-        if settle and found:
-            try:
-                chain.wait(handlings=len(chain.handlings), timeout=self.timeout)
-            except DeproxyTimeout:
-                pass  # the handling stays not done: a check says so from its bytes
+        deadline = time.monotonic() + self.timeout + SETTLE_GRACE
+        while settle and not all(handling.done for handling in found):
+            if time.monotonic() > deadline:
+                break  # still not done: a check says so from the bytes that did arrive
+            time.sleep(0.005)
             found = arrived(self.origin.handlings, chain.request_id)
         return found
 
@@ -314,20 +320,6 @@ class Target:
         return [handling.raw for handling in handlings] + self.unframed(handlings)
 
 
-class _Bytes:
-    """Bytes already received, read as a stream (for :class:`MessageReader`)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def read(self, max_bytes: int = 65536) -> bytes:
-        data, self._data = self._data, b""
-        return data
-
-    def write(self, data: bytes) -> None:
-        raise DeproxyError("the exchange's answer is read only")
-
-
 def arrived(handlings: Iterable[Handling], request_id: str) -> list[Handling]:
     """The handlings of ``handlings`` that carry ``request_id`` (header or bytes)."""
     marker = request_id.encode()
@@ -341,9 +333,13 @@ def arrived(handlings: Iterable[Handling], request_id: str) -> list[Handling]:
 def origin_answer(
     code: int = 200, headers: HeaderItems = None, body: str | bytes = "origin answer\n"
 ) -> Response:
-    """A canned backend answer that the client can tell from the proxy's own."""
+    """A canned backend answer that the client can tell from the proxy's own, and that a
+    caching proxy must not store (a cached answer would keep later requests from the
+    backend, and a check from seeing what the proxy forwards)."""
     answer = Response(code, headers=headers, body=body)
     answer.headers.add(ORIGIN_MARK, "1")
+    if "Cache-Control" not in answer.headers:
+        answer.headers.add("Cache-Control", "no-store")
     return answer
 
 

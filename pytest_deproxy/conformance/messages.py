@@ -30,10 +30,17 @@ def ambiguity(id: str, title: str, reference: str, build: Build) -> None:
     """A check: ``build``'s request is rejected, normalised or dropped, never forwarded as it is."""
 
     def run(target: Target) -> Outcome:
-        chain = target.raw(build)
+        chain, probe = target.probe(build)
         raws = target.backend_bytes(chain)
         response = chain.received_response
         verdict = classify(chain.sent_bytes or b"", response.status if response else None, raws)
+        if probe.extra:
+            codes = [answer.code for answer in probe.extra]
+            return failed(
+                f"the client sent one request and got {1 + len(codes)} answers (then {codes}): "
+                f"the proxy read requests where there was one; {verdict.detail}",
+                chain,
+            )
         if verdict.verdict == "forwarded-ambiguous":
             return failed(f"forwarded-ambiguous: {verdict.detail}", chain)
         return passed(f"{verdict.verdict}: {verdict.detail}", chain)
@@ -204,7 +211,7 @@ def must_accept(id: str, title: str, reference: str, size_line: bytes) -> None:
     """A check: a chunked body whose size line is valid syntax reaches the backend intact."""
 
     def run(target: Target) -> Outcome:
-        chain = target.raw(_chunked(size_line))
+        chain, _ = target.probe(_chunked(size_line))
         if not target.backend(chain):
             return failed(
                 f"{status_of(chain)} and nothing reached the backend: the chunk-size line "
@@ -243,7 +250,7 @@ def oversized(id: str, title: str, reference: str, what: str, size: int) -> None
     """A check: a head larger than most limits is refused 4xx, or forwarded whole."""
 
     def run(target: Target) -> Outcome:
-        chain = target.raw(_big(what, size))
+        chain, _ = target.probe(_big(what, size))
         arrived = target.backend(chain)
         filler = b"d" * size
         if arrived:

@@ -16,7 +16,6 @@ from .check import (
     Outcome,
     Target,
     check,
-    errored,
     failed,
     field_lines,
     from_origin,
@@ -196,7 +195,11 @@ def _interim_http10(target: Target) -> Outcome:
             chain,
         )
     if not from_origin(chain):
-        return errored(f"{status_of(chain)}: the backend's final answer did not arrive", chain)
+        return failed(
+            f"the backend sent 103 then 200, and {status_of(chain)}: the proxy, a client of the "
+            "backend, MUST be able to read 1xx responses before the final one (RFC 9110 §15.2)",
+            chain,
+        )
     return passed("the 103 was not relayed to the HTTP/1.0 client", chain)
 
 

@@ -13,14 +13,15 @@ follow-up's client got an answer that carries another request's tracking id (the
 queue of answers slipped). These checks poison an upstream connection on purpose, so they run
 alone, after every other check.
 
-The corpus: each request is rendered with an id of the right length (``render`` counts every
-length over it) and sent as it is; what reached the backend for it is found by that id, in the
-tracking header or anywhere in the bytes. ``rejected``, ``normalised`` and ``dropped`` pass
-(the proxy refused the ambiguity, removed it, or kept it from the backend);
-``forwarded-ambiguous`` fails, because a backend that reads the bytes differently from the
-proxy is desynchronised from it. Every request's own verdict is kept on ``Target.corpus``,
-for the per-request report. Requests of a family go out concurrently; family checks run after
-the ordinary checks, since a forwarded ambiguity may poison an upstream connection.
+The corpus: each request is rendered with its id (``render`` counts every length over it)
+and sent as it is, then a sentinel on the same connection (``Target.probe``); what reached
+the backend for it is found by that id, in the tracking header or anywhere in the bytes.
+``rejected``, ``normalised`` and ``dropped`` pass (the proxy refused the ambiguity, removed
+it, or kept it from the backend); ``forwarded-ambiguous`` fails, because a backend that reads
+the bytes differently from the proxy is desynchronised from it. Every request's own verdict
+is kept on ``Target.corpus``, for the per-request report. Requests of a family go out
+concurrently; family checks run after the ordinary checks, since a forwarded ambiguity may
+poison an upstream connection.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..models import TRACKING_HEADER
 from ..record import MessageChain
 from .ambiguous import AmbiguousRequest, Build, request_bytes, smuggled
-from .check import PLACEHOLDER, Outcome, Target, arrived, check, failed, passed, status_of
+from .check import Outcome, Target, arrived, check, failed, passed, status_of
 from .classify import Classification, classify
 from .corpus import corpus
 
@@ -91,7 +92,7 @@ def _echoed(chain: MessageChain) -> str | None:
 
 def smuggling(name: str, said: str, build: Build) -> None:
     def run(target: Target) -> Outcome:
-        attack = target.raw(build)
+        attack, _ = target.probe(build)
         follow_ups = [target.request(f"smuggling.{name}") for _ in range(FOLLOW_UPS)]
         for chain in follow_ups:
             target.backend(chain)
@@ -169,10 +170,7 @@ PASSING = ("rejected", "normalised", "dropped")
 
 def send(target: Target, request: AmbiguousRequest) -> tuple[Classification, MessageChain]:
     """Send one corpus request through the proxy and classify what became of it."""
-    data = request.render(target.authority, PLACEHOLDER)
-    chain = target.deproxy.make_raw_request(
-        target.url, data, placeholder=PLACEHOLDER.encode(), timeout=target.timeout
-    )
+    chain, _ = target.probe(lambda host, rid: request.render(host.decode(), rid.decode()))
     raws = target.backend_bytes(chain)
     response = chain.received_response
     return classify(request, response.status if response else None, raws), chain
