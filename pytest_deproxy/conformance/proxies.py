@@ -112,7 +112,7 @@ PROXIES = {
         PackagedProxy(
             "caddy",
             "caddy",
-            "caddy",
+            "caddy (in Debian 13 and later)",
             "Caddyfile",
             ("@PROGRAM@", "run", "--config", "@CONFIG@", "--adapter", "caddyfile"),
             ("@PROGRAM@", "version"),
