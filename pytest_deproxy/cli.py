@@ -1,5 +1,6 @@
 """The ``deproxy`` command: ``deproxy mitm`` runs the MITM endpoint as a standalone server,
-for systems under test that run in other processes or containers.
+for systems under test that run in other processes or containers; ``deproxy conformance``
+runs the conformance checks against a proxy (see :mod:`pytest_deproxy.conformance.command`).
 
 Rule kept here: it prints exactly two lines on standard output once it listens
 (``proxy: URL`` and ``ca: PATH``), logs each request and its decision on standard error, and
@@ -15,6 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from .conformance import command as conformance_command
 from .deproxy import Deproxy
 from .errors import DeproxyError
 from .tls import CertificateAuthority
@@ -57,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST=URL",
         help="send HOST's upstream traffic to URL instead (repeatable)",
     )
+    conformance = commands.add_parser(
+        "conformance",
+        help="run the intermediary conformance checks against a proxy",
+        description="Hold a proxy to RFC 9110/9112 from both sides: a packaged one started "
+        "from a shipped config (--proxy), or one already running (--url, --origin-port).",
+    )
+    conformance_command.add_arguments(conformance)
+    conformance.set_defaults(conformance_parser=conformance)
     return parser
 
 
@@ -73,6 +83,8 @@ def _upstreams(values: Sequence[str], parser: argparse.ArgumentParser) -> dict[s
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     options = parser.parse_args(argv)
+    if options.command == "conformance":
+        return conformance_command.main(options, options.conformance_parser)
     if bool(options.ca_cert) != bool(options.ca_key):
         parser.error("--ca-cert and --ca-key go together")
     logging.basicConfig(

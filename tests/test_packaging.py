@@ -73,3 +73,14 @@ def test_the_wheel_registers_the_plugin_and_the_command(wheel: zipfile.ZipFile) 
 
     assert "[pytest11]\ndeproxy = pytest_deproxy.plugin" in text
     assert "[console_scripts]\ndeproxy = pytest_deproxy.cli:main" in text
+
+
+def test_the_wheel_holds_the_shipped_proxy_configs(wheel: zipfile.ZipFile) -> None:
+    # `deproxy conformance --proxy NAME` reads them from the installed package: a config left
+    # out of the wheel is a proxy that cannot be started by anyone who installed it.
+    configs = PACKAGE / "conformance" / "configs"
+    in_source = {path.relative_to(ROOT).as_posix() for path in configs.iterdir() if path.is_file()}
+    in_wheel = set(wheel.namelist())
+
+    assert {"pytest_deproxy/conformance/configs/nginx.conf"} <= in_source
+    assert in_source - in_wheel == set(), "proxy configs missing from the wheel"
