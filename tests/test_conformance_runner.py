@@ -10,7 +10,7 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -115,8 +115,11 @@ class PlantedProxy:
             thread.join(5)
 
 
+Planted = Callable[..., str]  # planted(origin_port, *, strip_hop_by_hop=, via=) -> URL
+
+
 @pytest.fixture
-def planted() -> Iterator[object]:
+def planted() -> Iterator[Planted]:
     started: list[PlantedProxy] = []
 
     def start(origin_port: int, *, strip_hop_by_hop: bool = False, via: bool = False) -> str:
@@ -176,7 +179,7 @@ def test_every_planted_defect_fails(deproxy: Deproxy, planted) -> None:  # type:
 
 def test_with_the_defects_fixed_the_hop_by_hop_and_via_checks_pass(
     deproxy: Deproxy,
-    planted,  # type: ignore[no-untyped-def]
+    planted: Planted,
 ) -> None:
     origin = deproxy.add_endpoint(request_timeout=2)
     url = planted(origin.port, strip_hop_by_hop=True, via=True)
@@ -236,7 +239,7 @@ def test_one_check_gives_one_result_stating_its_configuration(deproxy: Deproxy, 
 
 def test_the_command_reports_and_exits_1_on_a_failure(
     tmp_path: Path,
-    planted,  # type: ignore[no-untyped-def]
+    planted: Planted,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     origin_port = free_port()

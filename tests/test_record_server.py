@@ -151,6 +151,7 @@ def test_a_late_tracked_request_joins_its_own_chain_not_another_chains_orphans(
     in flight it forwards A's request (with A's tracking id) to the back endpoint."""
     b_in_flight = threading.Event()
     back_reached = threading.Event()
+
     def reached(request: Request) -> Response:
         back_reached.set()
         return Response(200)
