@@ -181,9 +181,7 @@ class CertificateAuthority:
         )
         return cert_path, key_path
 
-    def server_context(
-        self, *hostnames: str, client_certs: str | None = None
-    ) -> ssl.SSLContext:
+    def server_context(self, *hostnames: str, client_certs: str | None = None) -> ssl.SSLContext:
         """A server-side context with a certificate for ``hostnames``, signed by this CA.
 
         The certificate names the hosts in its subjectAltName only (no common name, which may
