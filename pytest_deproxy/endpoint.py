@@ -325,12 +325,13 @@ class Endpoint:
         try:
             takeover.run(upgraded)
         except DeproxyError:
+            stream.close()
             raise  # the connection broke: serving records it
         except Exception as exc:  # the takeover's own code failed: the test must hear of it
             self._handler_error(exc)
-        finally:
-            stream.close()
+        # On the record before the FIN: a client that sees the end finds it there.
         record.closed("shutdown" if connection.stopping.is_set() else "endpoint")
+        stream.close()
         return False
 
     def _handler_error(self, exc: BaseException) -> None:

@@ -295,10 +295,10 @@ class Plan:
                 if channel.closed_by is not None:
                     stream.timeout = CLOSE_GRACE  # closing: the peer has a while to answer
         finally:
+            if not upgraded.stopping.is_set():  # on the record before the FIN
+                by = channel.closed_by
+                upgraded.closed("reset" if reset else "client" if by == "client" else "endpoint")
             channel.finish(reset=session._reset)
-        if not upgraded.stopping.is_set():
-            by = channel.closed_by
-            upgraded.closed("reset" if reset else "client" if by == "client" else "endpoint")
 
     def _deliver(
         self, upgraded: Upgraded, session: ServerSession, received: list[ws.Received]
