@@ -63,14 +63,15 @@ def websocket_refusal(request: Request) -> Fault | None:
     headers = request.headers
     if request.method != "GET":
         return _refusal(405, f"a WebSocket opens with GET, not {request.method}")
-    if request.http_version not in ("1.1",):
-        return _refusal(400, f"a WebSocket opens over HTTP/1.1, not HTTP/{request.http_version}")
     if not headers.has_token("Upgrade", "websocket"):
         got = headers.get("Upgrade")
         return _refusal(400, f"not a WebSocket upgrade: Upgrade is {got!r}; {PROXY_HINT}")
     if not headers.has_token("Connection", "upgrade"):
         got = headers.get("Connection")
         return _refusal(400, f"not a WebSocket upgrade: Connection is {got!r}; {PROXY_HINT}")
+    if request.http_version != "1.1":
+        version = request.http_version
+        return _refusal(400, f"a WebSocket opens over HTTP/1.1, not HTTP/{version}; {PROXY_HINT}")
     if headers.get("Sec-WebSocket-Version") != "13":
         got = headers.get("Sec-WebSocket-Version")
         why = f"Sec-WebSocket-Version is {got!r}; this endpoint speaks 13"
