@@ -251,6 +251,14 @@ class Channel:
         return received
 
     def _data(self, event: TextMessage | BytesMessage) -> list[Received]:
+        if event.message_finished and not self._message and not self._frame_part:
+            # The common case, a whole message in one frame, read at once: the fast path.
+            if isinstance(event.data, str):
+                self._frames.append(Frame("received", "text", event.data.encode("utf-8")))
+                return [event.data]
+            payload = bytes(event.data)
+            self._frames.append(Frame("received", "binary", payload))
+            return [payload]
         # A text frame split inside a character is logged with that character in the next.
         piece = event.data.encode("utf-8") if isinstance(event.data, str) else bytes(event.data)
         self._frame_part += piece
@@ -321,17 +329,18 @@ class Channel:
         """Write what the outbox holds. A writer passes ``until`` (its frame's place): it waits
         for its turn, and ``WebSocketClosed`` tells it if its frame could not go out. A reading
         thread (``until=None``) leaves the bytes to whichever thread is writing already, which
-        writes them before it lets go: a reader never waits behind a blocked write."""
+        writes them before it lets go: a reader never waits behind a blocked write. What the
+        outbox holds goes out in one write (the replies to a batch of messages, say)."""
         while self._outbox:
             if not self._write_lock.acquire(blocking=until is not None):
                 return
             try:
                 while self._outbox:
-                    place, data = self._outbox.popleft()
+                    batch = [self._outbox.popleft() for _ in range(len(self._outbox))]
                     if self._broken is None:
                         try:
-                            self.stream.write(data)
-                            self._written = place
+                            self.stream.write(b"".join(data for _, data in batch))
+                            self._written = batch[-1][0]
                         except NetworkError as exc:
                             self._broken = exc  # this and everything after it is dropped
             finally:
@@ -351,7 +360,9 @@ class Channel:
                 self.stream.abort()
             self.stream.close()
 
-    def _send(self, event: Outgoing, opcode: str, payload: bytes, fin: bool = True) -> None:
+    def _send(
+        self, event: Outgoing, opcode: str, payload: bytes, fin: bool = True, now: bool = True
+    ) -> None:
         with self._lock:
             if self.ended or self._conn.state is not ConnectionState.OPEN:
                 raise WebSocketClosed(f"cannot send a {opcode} frame: {self.describe_close()}")
@@ -359,11 +370,15 @@ class Channel:
             if isinstance(event, CloseConnection):
                 self._record_close(self.role, event.code, event.reason)
             place = self._emit(data, opcode, payload, fin)
-        self.flush(place)
+        if now:
+            self.flush(place)
 
-    def send_message(self, data: str | bytes, *, fin: bool = True, first: bool = True) -> None:
+    def send_message(
+        self, data: str | bytes, *, fin: bool = True, first: bool = True, now: bool = True
+    ) -> None:
         """One data frame (``fin=False``: more of the message follows; ``first=False``: it
-        continues a message)."""
+        continues a message). ``now=False`` leaves it in the outbox for the next
+        :meth:`flush` (the reading thread's replies to what one read brought)."""
         payload = data.encode() if isinstance(data, str) else bytes(data)
         message: Outgoing = (
             TextMessage(data, message_finished=fin)
@@ -371,7 +386,7 @@ class Channel:
             else BytesMessage(payload, message_finished=fin)
         )
         kind = "text" if isinstance(data, str) else "binary"
-        self._send(message, kind if first else "continuation", payload, fin)
+        self._send(message, kind if first else "continuation", payload, fin, now)
 
     def send_ping(self, payload: bytes = b"") -> None:
         self._send(Ping(payload=payload), "ping", payload)

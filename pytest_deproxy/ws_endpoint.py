@@ -291,7 +291,10 @@ class Plan:
                         break
                     if not data and upgraded.stopping.is_set():
                         break  # the endpoint shut down: not the peer's doing
-                if self._deliver(upgraded, session, channel.receive_data(data)) or not data:
+                if (
+                    self._deliver(upgraded, session, channel, channel.receive_data(data))
+                    or not data
+                ):
                     break
                 if channel.closed_by is not None:
                     stream.timeout = CLOSE_GRACE  # closing: the peer has a while to answer
@@ -302,11 +305,16 @@ class Plan:
             channel.finish(reset=session._reset)
 
     def _deliver(
-        self, upgraded: Upgraded, session: ServerSession, received: list[ws.Received]
+        self,
+        upgraded: Upgraded,
+        session: ServerSession,
+        channel: ws.Channel,
+        received: list[ws.Received],
     ) -> bool:
         """Answer each message that arrived; whether the WebSocket is over."""
         for item in received:
             if isinstance(item, ws.Ended):
+                channel.flush()
                 return True
             if not isinstance(item, (str, bytes)):
                 continue  # a pong: it is on the record
@@ -323,10 +331,13 @@ class Plan:
                 )
                 self._fail(upgraded, session, error)
                 continue
-            try:
-                session.send(bytes(reply) if isinstance(reply, bytearray) else reply)
+            try:  # the replies to what one read brought leave together, in one write
+                channel.send_message(
+                    bytes(reply) if isinstance(reply, bytearray) else reply, now=False
+                )
             except ws.WebSocketClosed:
                 pass  # the peer went away meanwhile: the record says how
+        channel.flush()
         return False
 
     def _call(
