@@ -7,6 +7,10 @@ before a byte of the answer is written, so a client that has its answer finds th
 complete (the connection's record too: closed, when the endpoint closes after that answer).
 How connections are accepted and served (threads, the poll thread, shutdown) is
 :mod:`~pytest_deproxy.serving`'s; this module is the responder it serves them with.
+
+A handler that returns a :class:`~pytest_deproxy.faults.Takeover` (a WebSocket, a tunnel)
+is answered with its 101, recorded first as any answer, and the connection is then its own,
+on the connection's thread, until it returns; the endpoint then closes it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Protocol
 from . import net, responding, wire
 from .connections import ConnectionRecord
 from .errors import DeproxyError, DeproxyTimeout, HandlerError
-from .faults import Fault, Hang, Pause, Reset, Send, Step
+from .faults import Fault, Hang, Pause, Reset, Send, Step, Takeover, Upgraded
 from .h2serve import H2Session
 from .h2wire import PREFACE
 from .handlers import Handler, HandlerContext, call_handler, never_blocks
@@ -280,6 +284,8 @@ class Endpoint:
         result = self._run_handler(request, context, self._handler_for(request))
         if isinstance(result, Fault):
             return self._commit_fault(connection, handling, context, result) and keep_open
+        if isinstance(result, Takeover):
+            return self._take_over(connection, handling, context, result)
         data, keep_alive = self._respond(handling, result, context)
         if not (keep_alive and keep_open):  # noted first, as the handling is: see the module
             connection.record.closed("endpoint")
@@ -314,6 +320,43 @@ class Endpoint:
         if not keeps:
             connection.record.closed("endpoint")
         return keeps
+
+    def _take_over(
+        self,
+        connection: Connection,
+        handling: Handling,
+        context: HandlerContext,
+        takeover: Takeover,
+    ) -> bool:
+        """Answer with the takeover's response (a 101), recorded first like any answer, then
+        let it own the connection until it returns; the connection ends with it."""
+        request = handling.request
+        sent = self._as_sent(takeover.response, request, context)
+        handling.finish(sent, takeover.description)
+        self._owner.settled(handling)
+        connection.stream.write(b"".join(responding.wire_parts(sent, request)))
+        early, connection.reader.pending = connection.reader.pending, b""
+        stream = net.SharedStream(connection.stream)
+        record = connection.record
+        upgraded = Upgraded(
+            stream, early, handling, connection.stopping, self._handler_error, record.closed
+        )
+        try:
+            takeover.run(upgraded)
+        except DeproxyError:
+            stream.close()
+            raise  # the connection broke: serving records it
+        except Exception as exc:  # the takeover's own code failed: the test must hear of it
+            self._handler_error(exc)
+        # On the record before the FIN: a client that sees the end finds it there.
+        record.closed("shutdown" if connection.stopping.is_set() else "endpoint")
+        stream.close()
+        return False
+
+    def _handler_error(self, exc: BaseException) -> None:
+        error = HandlerError(self.name, exc)
+        error.__cause__ = exc
+        self._owner.report_error(error)
 
     @staticmethod
     def _carry_out(connection: Connection, context: HandlerContext, steps: list[Step]) -> bool:
@@ -465,19 +508,17 @@ class Endpoint:
 
     def _run_handler(
         self, request: Request, context: HandlerContext, handler: Handler
-    ) -> Response | Fault:
+    ) -> Response | Fault | Takeover:
         try:
             result = call_handler(handler, request, context)
-            if not isinstance(result, (Response, Fault)):
+            if not isinstance(result, (Response, Fault, Takeover)):
                 raise TypeError(
                     f"handler {getattr(handler, '__name__', handler)!r} returned "
                     f"{type(result).__name__}; a handler must return a Response (or a fault)"
                 )
             return result
         except Exception as exc:
-            error = HandlerError(self.name, exc)
-            error.__cause__ = exc
-            self._owner.report_error(error)
+            self._handler_error(exc)
             context.send_default_headers = True
             context.chunked = False
             return responding.error_response(
@@ -533,7 +574,12 @@ class Endpoint:
             _send_interim=send_interim,
         )
         request = handling.request
-        return self._run_handler(request, context, self._handler_for(request)), context
+        result = self._run_handler(request, context, self._handler_for(request))
+        if isinstance(result, Takeover):  # an upgrade takes a whole HTTP/1 connection over
+            return responding.error_response(
+                501, "a handler that takes the connection over cannot answer an HTTP/2 stream"
+            ), context
+        return result, context
 
     def settle(self, handling: Handling) -> None:
         self._owner.settled(handling)

@@ -8,14 +8,21 @@ wait on the endpoint's shutdown, so a hanging handler never holds up ``shutdown(
 The public names live in :mod:`pytest_deproxy.handlers`: ``close``, ``reset``, ``raw(data)``,
 ``hang``, ``headers_then_hang(response)``, ``truncate(response, nbytes)``,
 ``dribble(response, pieces, seconds)``, ``bad_chunk(response)``.
+
+A handler may also return a :class:`Takeover`: a response (``101 Switching Protocols``) and
+what then owns the connection. The endpoint records the handling with that response, writes
+it, and hands the connection over as an :class:`Upgraded` (WebSocket, a raw tunnel).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .models import Response
+from .record import Handling
 
 
 @dataclass(frozen=True)
@@ -139,3 +146,49 @@ def bad_chunk(response: Response) -> Fault:
         lambda _, head, __: [Send(head + b"zz\r\nthis is not a chunk\r\n"), Close()],
         chunked=True,
     )
+
+
+class Duplex(Protocol):
+    """A connection taken over after an upgrade: one thread may read while another writes
+    (a ``net.SharedStream``). ``read`` returns ``b""`` once the peer closed its side, or once
+    the endpoint shuts down; ``timeout`` bounds each wait (``None``: none)."""
+
+    timeout: float | None
+
+    def read(self, max_bytes: int = ...) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def shutdown(self, *, reading_only: bool = False, writing_only: bool = False) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    """What a takeover is given once its response was written: the connection's ``stream``,
+    the bytes that came after the request (``early``: already the new protocol's), the
+    ``handling`` of the request that asked for the upgrade, the endpoint's ``stopping`` event
+    (set when it shuts down; the stream's reads then return ``b""``), ``report`` (an error
+    that must fail the test) and ``closed`` (note who ended the connection: ``"client"``,
+    ``"endpoint"`` or ``"reset"``)."""
+
+    stream: Duplex
+    early: bytes
+    handling: Handling
+    stopping: threading.Event
+    report: Callable[[BaseException], None]
+    closed: Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """Answer with ``response`` (a ``101 Switching Protocols``), then let ``run`` own the
+    connection until it returns; the connection is closed after it. ``description`` is the
+    handling's ``action`` (``None`` for an ordinary upgrade)."""
+
+    response: Response
+    run: Callable[[Upgraded], None]
+    description: str | None = None

@@ -15,10 +15,13 @@ TLS stream reads a client that closes without ``close_notify`` as an end of file
 from __future__ import annotations
 
 import errno
+import select
 import selectors
 import socket
 import ssl
 import struct
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -127,12 +130,14 @@ class Stream:
     # A stream with ``timeout=0`` never waits: a poller says when to read, and these say how
     # much could be done at once.
 
-    def read_ready(self) -> bytes | None:
+    def read_ready(self, max_bytes: int = READ_SIZE) -> bytes | None:
         """What has arrived (``b""``: the peer closed), or ``None`` if nothing has yet."""
         try:
-            data = self._sock.recv(READ_SIZE)
-        except BlockingIOError:
+            data = self._sock.recv(max_bytes)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return None
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return b""
         except OSError as exc:
             raise translate(exc, f"reading from {self.peer}") from exc
         if data and self.on_read is not None:
@@ -146,7 +151,7 @@ class Stream:
             self.on_write(data)
         try:
             sent = self._sock.send(data)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             sent = 0
         except OSError as exc:
             raise translate(exc, f"writing to {self.peer}") from exc
@@ -250,6 +255,90 @@ class Stream:
         except OSError:
             pass
         self.close()
+
+
+class SharedStream:
+    """A stream that one thread reads while another writes (a WebSocket, a tunnel), TLS too.
+
+    OpenSSL does not promise that a TLS connection may be read in one thread while it is
+    written in another. Under TLS the socket is made non-blocking and every TLS call is made
+    under one lock that is never held while waiting: a reader waits, outside the lock, for
+    the socket to be readable, a writer for it to take more. A plain socket is used as it
+    is: the kernel lets one thread read while another writes. Writers take turns (one at a
+    time), as do readers. ``timeout`` bounds each wait, as on :class:`Stream`.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.peer = stream.peer
+        self._tls = isinstance(stream._sock, ssl.SSLSocket)
+        self._timeout = stream.timeout
+        self._lock = threading.Lock()
+        if self._tls:
+            stream._sock.settimeout(0)
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout if self._tls else self.stream.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        if self._tls:
+            self._timeout = seconds
+        else:
+            self.stream.timeout = seconds
+
+    def read(self, max_bytes: int = READ_SIZE) -> bytes:
+        """Up to ``max_bytes``; ``b""`` when the peer has closed its side."""
+        if not self._tls:
+            return self.stream.read(max_bytes)
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            with self._lock:  # a TLS record half read waits for the rest outside the lock
+                data = self.stream.read_ready(max_bytes)
+            if data is not None:
+                return data
+            self._wait(select.POLLIN, deadline, "reading from")
+
+    def write(self, data: bytes) -> None:
+        if not self._tls:
+            self.stream.write(data)
+            return
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while data:
+            with self._lock:  # a TLS write that must wait is retried with the same bytes
+                sent = self.stream.write_ready(data)
+            if sent:
+                data = data[sent:]
+            elif not self._wait(select.POLLOUT, deadline, "writing to"):
+                time.sleep(0.001)  # writable, yet TLS wants to read first: the reader will
+
+    def _wait(self, event: int, deadline: float | None, doing: str) -> bool:
+        """Wait until the socket is ready for ``event``; whether it had to wait at all."""
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise DeproxyTimeout(f"timed out {doing} {self.peer}")
+        descriptor = self.stream.fileno()
+        if descriptor < 0:  # closed under this thread: nothing will ever be ready
+            raise NetworkError(f"the connection to {self.peer} is closed, {doing} it")
+        poll = select.poll()  # not a selector: it holds no file descriptor of its own
+        poll.register(descriptor, event)
+        if poll.poll(0):
+            return False
+        poll.poll(None if left is None else left * 1000)
+        return True
+
+    def shutdown(self, *, reading_only: bool = False, writing_only: bool = False) -> None:
+        self.stream.shutdown(reading_only=reading_only, writing_only=writing_only)
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def abort(self) -> None:
+        self.stream.abort()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
 
 
 def _remember_server_name(

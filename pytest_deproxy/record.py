@@ -1,5 +1,6 @@
 """The record of traffic: what reached endpoints (Handling), what one call caused
-(MessageChain), the registry that ties the two, and the chain as a text diagram.
+(MessageChain), the WebSocket frames that crossed an upgraded connection (Frame), the registry
+that ties them, and the chain as a text diagram.
 
 Rules kept here: pure bookkeeping, no socket and no thread. The registry is the one place where
 handlings meet calls: a chain is *in flight* exactly while its call runs, and a handling
@@ -19,6 +20,48 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import DeproxyError, DeproxyTimeout
 from .models import TRACKING_HEADER, Request, Response
+
+OPCODES = {"continuation": 0, "text": 1, "binary": 2, "close": 8, "ping": 9, "pong": 10}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One WebSocket frame as it crossed the wire: ``direction`` ``"sent"``/``"received"``,
+    ``opcode`` by name (``"text"``, ``"binary"``, ``"continuation"``, ``"ping"``, ``"pong"``,
+    ``"close"``, or ``"0x3"`` for a reserved one), the unmasked ``payload``, ``fin``, and
+    ``at`` (``time.time()``)."""
+
+    direction: str
+    opcode: str
+    payload: bytes
+    fin: bool = True
+    at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("sent", "received"):
+            raise ValueError(f"direction is 'sent' or 'received', not {self.direction!r}")
+        if self.opcode not in OPCODES and not self.opcode.startswith("0x"):
+            raise ValueError(f"opcode is one of {', '.join(OPCODES)}, not {self.opcode!r}")
+
+    def __repr__(self) -> str:
+        shown = self.payload[:24] + (b"..." if len(self.payload) > 24 else b"")
+        fin = "" if self.fin else " (not fin)"
+        return f"Frame({self.direction} {self.opcode} {len(self.payload)} B {shown!r}{fin})"
+
+    @property
+    def summary(self) -> str:
+        """The frame in a few words, for diagrams: ``text 5 B 'hello'``, ``close 1000 'bye'``."""
+        payload = self.payload
+        fin = "" if self.fin else " (not fin)"
+        if self.opcode == "close" and len(payload) >= 2:
+            code = int.from_bytes(payload[:2], "big")
+            reason = payload[2:].decode("utf-8", "replace")
+            return f"close {code}" + (f" {reason!r}" if reason else "")
+        shown: str | bytes = payload[:24]
+        if self.opcode == "text":
+            shown = payload[:24].decode("utf-8", "replace")
+        more = "..." if len(payload) > 24 else ""
+        return f"{self.opcode} {len(payload)} B {shown!r}{more}{fin}"
 
 
 class Place(Protocol):
@@ -48,7 +91,8 @@ class Handling:
     as sent, default headers included (``None`` while the handler runs, and when none was
     sent); ``action`` says what a fault did or why the endpoint refused the request, and is
     ``None`` for an ordinary answer. ``raw`` is the request's bytes exactly as they arrived,
-    head and framed body.
+    head and framed body. After an upgrade to WebSocket, ``frames`` are the frames exchanged
+    on the connection, both ways, as they cross (``"received"``: from the proxy's side).
     """
 
     endpoint: Place
@@ -66,6 +110,7 @@ class Handling:
     # (chunked): kept apart so that an ordinary body is not held twice.
     framed_body: bytes | None = field(default=None, repr=False)
     facts: ConnectionFacts | None = field(default=None, repr=False)
+    frames: list[Frame] = field(default_factory=list, repr=False)
 
     @property
     def raw(self) -> bytes:
@@ -102,6 +147,9 @@ class MessageChain:
     before any ``100 Continue``: the request body was then never sent (``sent_request``
     still holds it, as built) and the connection was closed. ``error`` stays ``None``: a
     server may refuse a body that way.
+
+    ``frames``: for the opening handshake of :meth:`Deproxy.websocket`, the frames the client
+    sent and received on that WebSocket (``session.frames``), as they cross.
     """
 
     request_id: str
@@ -116,6 +164,7 @@ class MessageChain:
     started: float = field(default_factory=time.time, repr=False)  # wall clock, for reports
     elapsed: float | None = field(default=None, repr=False)  # seconds, once the call returned
     body_withheld: bool = False
+    frames: list[Frame] = field(default_factory=list, repr=False)
     _registry: ChainRegistry[Any] | None = field(default=None, repr=False, compare=False)
 
     def wait(
@@ -344,7 +393,34 @@ def _answered(handling: Handling) -> list[str]:
     line = f"{lane}<-- {_status_line(response)}   {_details(response, handling.connection)}"
     if handling.action is not None:
         line += f"   ({handling.action})"
-    return [*lines, line]
+    return [*lines, line, *_frame_lines(lane, handling.frames, endpoint=True)]
+
+
+FRAMES_SHOWN = 6  # frames shown at the start of a WebSocket; then the last two
+ARRIVING = {"sent": "~~>", "received": "<~~"}  # a client's frames, as its arrows go
+
+
+def _frame_lines(lane: str, frames: list[Frame], *, endpoint: bool) -> list[str]:
+    """The frames of an upgraded connection, collapsed past a few: arrows point as requests
+    (towards the endpoints) and answers (back to the client) do."""
+    frames = list(frames)
+    shown = frames
+    if len(frames) > FRAMES_SHOWN + 3:
+        shown = frames[:FRAMES_SHOWN] + frames[-2:]
+    lines = []
+    for number, frame in enumerate(shown):
+        if number == FRAMES_SHOWN and shown is not frames:
+            hidden = frames[FRAMES_SHOWN:-2]
+            sent = sum(1 for f in hidden if f.direction == "sent")
+            lines.append(
+                f"{lane}    ... {len(hidden)} frames more ({sent} sent, "
+                f"{len(hidden) - sent} received) ..."
+            )
+        direction = frame.direction
+        if endpoint:  # what an endpoint received came towards it, from the client's side
+            direction = "received" if direction == "sent" else "sent"
+        lines.append(f"{lane}{ARRIVING[direction]} {frame.summary}")
+    return lines
 
 
 def _answer_order(handling: Handling) -> float:
@@ -372,6 +448,7 @@ def diagram(chain: MessageChain) -> str:
     if chain.received_response is not None:
         response = chain.received_response
         lines.append(f"{CLIENT}<-- {_status_line(response)}   {_details(response, elapsed)}")
+        lines += _frame_lines(CLIENT, chain.frames, endpoint=False)
     if chain.error is not None:
         lines.append(f"{CLIENT} xx {type(chain.error).__name__}: {chain.error}")
     if chain.orphaned_handlings:

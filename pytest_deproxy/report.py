@@ -4,6 +4,10 @@ viewers open. (The text diagram is the record's own: :mod:`pytest_deproxy.record
 Rule kept here: rendering is pure; it reads chains and returns dicts, nothing more.
 HAR files get shared: secrets in headers, query strings and JSON/form bodies are redacted
 (:mod:`pytest_deproxy.redaction`; pass ``redaction=`` to :func:`to_har` to hide more names).
+WebSocket frames go in ``_webSocketMessages`` as browsers' developer tools write them
+(``type`` ``"send"``/``"receive"`` as seen from the client of the entry, ``time`` in epoch
+seconds, ``opcode``, ``data``: text as is, JSON keys that hold secrets redacted, anything else
+base64).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ._version import __version__
 from .models import Headers, Request, Response
-from .record import Handling, MessageChain
+from .record import OPCODES, Frame, Handling, MessageChain
 from .redaction import DEFAULT, Redaction
 
 
@@ -87,6 +91,32 @@ def _har_response(
     }
 
 
+def _websocket_messages(
+    frames: list[Frame], redaction: Redaction, *, at_server: bool
+) -> list[dict[str, Any]]:
+    """Frames as Chrome's HAR ``_webSocketMessages``; ``at_server``: the frames an endpoint
+    logged, whose ``received`` are what the client of the entry sent."""
+    messages = []
+    for frame in list(frames):
+        sent_by_client = (frame.direction == "received") if at_server else frame.direction == "sent"
+        opcode = OPCODES.get(frame.opcode)
+        if opcode is None:  # a reserved opcode, "0x3"
+            opcode = int(frame.opcode, 16)
+        data = base64.b64encode(frame.payload).decode("ascii")
+        if frame.opcode == "text":
+            text = frame.payload.decode("utf-8", "replace")
+            data = redaction.text(text, "application/json")
+        messages.append(
+            {
+                "type": "send" if sent_by_client else "receive",
+                "time": frame.at,
+                "opcode": opcode,
+                "data": data,
+            }
+        )
+    return messages
+
+
 def _entry(
     started: float,
     request: dict[str, Any],
@@ -139,9 +169,17 @@ def har_entries(chain: MessageChain, redaction: Redaction = DEFAULT) -> list[dic
             + (f"; {error}" if error else ""),
         )
     ]
+    if chain.frames:
+        entries[0]["_webSocketMessages"] = _websocket_messages(
+            chain.frames, redaction, at_server=False
+        )
     for handlings, kind in ((chain.handlings, "handled"), (chain.orphaned_handlings, "orphan")):
         for handling in handlings:
             entries.append(_handling_entry(handling, kind, redaction))
+            if handling.frames:
+                entries[-1]["_webSocketMessages"] = _websocket_messages(
+                    handling.frames, redaction, at_server=True
+                )
     return entries
 
 

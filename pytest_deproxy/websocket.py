@@ -6,6 +6,9 @@ data on the session's chain, as with ``make_request``: a session that did not op
 (``session.error``) and refuses to send. Once open, one named reader thread per session reads
 the connection, so pings and closes are answered, and frames stamped, when they arrive rather
 than when the test asks; :meth:`WebSocketSession.close` (or leaving the ``with`` block) joins it.
+The test's threads write while the reader thread reads: through a ``net.SharedStream``, whose
+TLS calls never run at once (OpenSSL does not promise that they may). The frames go on the
+handshake chain's ``frames`` as they cross.
 Misuse raises ``ValueError``/``TypeError``; using a closed session raises ``WebSocketClosed``.
 """
 
@@ -98,7 +101,7 @@ class WebSocketSession:
         self.subprotocol: str | None = None
         self.opened_at: float | None = None
         self._channel: ws.Channel | None = None
-        self._stream: net.Stream | None = None
+        self._stream: net.SharedStream | None = None
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition()
         self._messages: deque[str | bytes] = deque()
@@ -144,8 +147,9 @@ class WebSocketSession:
             self.error = problem
             return
         self.subprotocol = response.headers.get("Sec-WebSocket-Protocol")
-        self._stream = stream
-        self._channel = ws.Channel(stream, "client")
+        # The reader thread reads while the test's thread writes: under TLS, never at once.
+        self._stream = net.SharedStream(stream)
+        self._channel = ws.Channel(self._stream, "client", log=chain.frames)
         self.opened_at = time.time()
         self._thread = threading.Thread(
             target=self._read,
@@ -285,13 +289,7 @@ class WebSocketSession:
     def close(self, code: int = 1000, reason: str = "", timeout: float | None = None) -> None:
         """Begin the closing handshake (if nothing ended it yet), wait for the server to end the
         connection (at most ``timeout``), and release it. Safe to call twice."""
-        if not (isinstance(code, int) and 1000 <= code <= 4999 and code not in (1005, 1006, 1015)):
-            raise ValueError(
-                f"close code {code!r} cannot be sent in a close frame; "
-                "use send_raw_frame('close', ...) to send an invalid one on purpose"
-            )
-        if len(reason.encode("utf-8")) > 123:
-            raise ValueError("a close reason is at most 123 bytes in UTF-8")
+        ws.check_close(code, reason)
         if self._channel is None:
             return
         if self._channel.open:

@@ -1,13 +1,15 @@
-"""WebSocket (RFC 6455) framing over a :class:`~pytest_deproxy.net.Stream`, either side.
+"""WebSocket (RFC 6455) framing over a stream (a :class:`~pytest_deproxy.net.SharedStream`,
+which one thread may read while another writes, TLS included), either side.
 
 Rules kept here: this is the only module that imports wsproto, and it starts no thread: whoever
 owns the connection reads its bytes and hands them to :meth:`Channel.receive_data` (a client's
-reader thread, a server's poller). Every frame leaves through one ordered outbox, so frames go
-out in the order they were made whichever thread made them, and a thread that only reads (to
-answer a ping or a close) never waits behind another thread's blocked write. Every frame, both
-ways, is logged as a :class:`Frame`; the end of the connection is recorded once: who closed it,
-when, the code and the reason. Frames wsproto refuses to build (the faults a test commits on
-purpose) are built here by hand, per RFC 6455 §5.2.
+reader thread, an endpoint connection's own thread). Every frame leaves through one ordered
+outbox, so frames go out in the order they were made whichever thread made them, and a thread
+that only reads (to answer a ping or a close) never waits behind another thread's blocked
+write. Every frame, both ways, is logged as a :class:`~pytest_deproxy.record.Frame` on the
+list the channel was given (a Handling's ``frames``); the end of the connection is recorded
+once: who closed it, when, the code and the reason. Frames wsproto refuses to build (the
+faults a test commits on purpose) are built here by hand, per RFC 6455 §5.2.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import struct
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -27,35 +28,12 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 
 from .errors import NetworkError
 from .models import Headers
+from .record import OPCODES as OPCODES
+from .record import Frame as Frame
 
-OPCODES = {"continuation": 0, "text": 1, "binary": 2, "close": 8, "ping": 9, "pong": 10}
 NAMES = {number: name for name, number in OPCODES.items()}  # a reserved opcode: "0x3"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 NO_CLOSE_FRAME = 1006  # RFC 6455 §7.1.5: the connection ended with no close frame
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One WebSocket frame as it crossed the wire: ``direction`` ``"sent"``/``"received"``,
-    ``opcode`` by name (``"text"``, ``"binary"``, ``"continuation"``, ``"ping"``, ``"pong"``,
-    ``"close"``), the unmasked ``payload``, ``fin``, and ``at`` (``time.time()``)."""
-
-    direction: str
-    opcode: str
-    payload: bytes
-    fin: bool = True
-    at: float = field(default_factory=time.time)
-
-    def __post_init__(self) -> None:
-        if self.direction not in ("sent", "received"):
-            raise ValueError(f"direction is 'sent' or 'received', not {self.direction!r}")
-        if self.opcode not in OPCODES and not self.opcode.startswith("0x"):
-            raise ValueError(f"opcode is one of {', '.join(OPCODES)}, not {self.opcode!r}")
-
-    def __repr__(self) -> str:
-        shown = self.payload[:24] + (b"..." if len(self.payload) > 24 else b"")
-        fin = "" if self.fin else " (not fin)"
-        return f"Frame({self.direction} {self.opcode} {len(self.payload)} B {shown!r}{fin})"
 
 
 # -- the opening handshake ----------------------------------------------------------------
@@ -95,6 +73,17 @@ def handshake_problem(headers: Headers, key: str, subprotocols: tuple[str, ...])
     if chosen is not None and chosen not in subprotocols:
         return f"the server chose subprotocol {chosen!r}, which was not offered"
     return None
+
+
+def check_close(code: int, reason: str) -> None:
+    """Refuse a close code or reason that cannot go in a close frame (RFC 6455 §7.4)."""
+    if not (isinstance(code, int) and 1000 <= code <= 4999 and code not in (1005, 1006, 1015)):
+        raise ValueError(
+            f"close code {code!r} cannot be sent in a close frame; "
+            "use send_raw_frame('close', ...) to send an invalid one on purpose"
+        )
+    if len(reason.encode("utf-8")) > 123:
+        raise ValueError("a close reason is at most 123 bytes in UTF-8")
 
 
 # -- frames built by hand -----------------------------------------------------------------
@@ -176,10 +165,18 @@ class Channel:
     """A WebSocket on a connected stream, as ``role`` (``"client"`` or ``"server"``).
 
     Bytes that arrived right after the handshake are already frames: feed them first.
-    ``answer_pings=False`` leaves pings unanswered (a fault an endpoint may want).
+    ``answer_pings=False`` leaves pings unanswered (a fault an endpoint may want). ``log`` is
+    the list each frame is appended to as it crosses (a Handling's ``frames``, say).
     """
 
-    def __init__(self, stream: Transport, role: str, *, answer_pings: bool = True) -> None:
+    def __init__(
+        self,
+        stream: Transport,
+        role: str,
+        *,
+        answer_pings: bool = True,
+        log: list[Frame] | None = None,
+    ) -> None:
         if role not in ("client", "server"):
             raise ValueError(f"role is 'client' or 'server', not {role!r}")
         self.stream = stream
@@ -191,7 +188,7 @@ class Channel:
         self._outbox: deque[tuple[int, bytes]] = deque()  # (place in order, bytes)
         self._queued = self._written = 0  # the places of the last frame queued and written
         self._broken: NetworkError | None = None  # why nothing more can be written
-        self._frames: list[Frame] = []
+        self._frames: list[Frame] = [] if log is None else log
         self._conn = Connection(ConnectionType[role.upper()])
         self._frame_part = bytearray()  # the frame being received, until it is whole
         self._message: list[bytes | str] = []  # the message being received, frame by frame
@@ -254,6 +251,14 @@ class Channel:
         return received
 
     def _data(self, event: TextMessage | BytesMessage) -> list[Received]:
+        if event.message_finished and not self._message and not self._frame_part:
+            # The common case, a whole message in one frame, read at once: the fast path.
+            if isinstance(event.data, str):
+                self._frames.append(Frame("received", "text", event.data.encode("utf-8")))
+                return [event.data]
+            payload = bytes(event.data)
+            self._frames.append(Frame("received", "binary", payload))
+            return [payload]
         # A text frame split inside a character is logged with that character in the next.
         piece = event.data.encode("utf-8") if isinstance(event.data, str) else bytes(event.data)
         self._frame_part += piece
@@ -324,17 +329,18 @@ class Channel:
         """Write what the outbox holds. A writer passes ``until`` (its frame's place): it waits
         for its turn, and ``WebSocketClosed`` tells it if its frame could not go out. A reading
         thread (``until=None``) leaves the bytes to whichever thread is writing already, which
-        writes them before it lets go: a reader never waits behind a blocked write."""
+        writes them before it lets go: a reader never waits behind a blocked write. What the
+        outbox holds goes out in one write (the replies to a batch of messages, say)."""
         while self._outbox:
             if not self._write_lock.acquire(blocking=until is not None):
                 return
             try:
                 while self._outbox:
-                    place, data = self._outbox.popleft()
+                    batch = [self._outbox.popleft() for _ in range(len(self._outbox))]
                     if self._broken is None:
                         try:
-                            self.stream.write(data)
-                            self._written = place
+                            self.stream.write(b"".join(data for _, data in batch))
+                            self._written = batch[-1][0]
                         except NetworkError as exc:
                             self._broken = exc  # this and everything after it is dropped
             finally:
@@ -354,7 +360,9 @@ class Channel:
                 self.stream.abort()
             self.stream.close()
 
-    def _send(self, event: Outgoing, opcode: str, payload: bytes, fin: bool = True) -> None:
+    def _send(
+        self, event: Outgoing, opcode: str, payload: bytes, fin: bool = True, now: bool = True
+    ) -> None:
         with self._lock:
             if self.ended or self._conn.state is not ConnectionState.OPEN:
                 raise WebSocketClosed(f"cannot send a {opcode} frame: {self.describe_close()}")
@@ -362,11 +370,15 @@ class Channel:
             if isinstance(event, CloseConnection):
                 self._record_close(self.role, event.code, event.reason)
             place = self._emit(data, opcode, payload, fin)
-        self.flush(place)
+        if now:
+            self.flush(place)
 
-    def send_message(self, data: str | bytes, *, fin: bool = True, first: bool = True) -> None:
+    def send_message(
+        self, data: str | bytes, *, fin: bool = True, first: bool = True, now: bool = True
+    ) -> None:
         """One data frame (``fin=False``: more of the message follows; ``first=False``: it
-        continues a message)."""
+        continues a message). ``now=False`` leaves it in the outbox for the next
+        :meth:`flush` (the reading thread's replies to what one read brought)."""
         payload = data.encode() if isinstance(data, str) else bytes(data)
         message: Outgoing = (
             TextMessage(data, message_finished=fin)
@@ -374,7 +386,7 @@ class Channel:
             else BytesMessage(payload, message_finished=fin)
         )
         kind = "text" if isinstance(data, str) else "binary"
-        self._send(message, kind if first else "continuation", payload, fin)
+        self._send(message, kind if first else "continuation", payload, fin, now)
 
     def send_ping(self, payload: bytes = b"") -> None:
         self._send(Ping(payload=payload), "ping", payload)
