@@ -465,7 +465,12 @@ class Endpoint:
     # -- the parts -------------------------------------------------------------------------
 
     def _arrive(
-        self, connection: Connection, request: Request, raw_head: bytes, at: float
+        self,
+        connection: Connection,
+        request: Request,
+        raw_head: bytes,
+        at: float,
+        stream_id: int | None = None,
     ) -> Handling:
         handling = Handling(
             self,
@@ -473,6 +478,7 @@ class Endpoint:
             connection.id,
             received_at=at,
             raw_head=raw_head,
+            stream_id=stream_id,
             facts=connection.record,
         )
         # No lock: deque appends are thread-safe, and a lock taken here on every request makes
@@ -549,19 +555,7 @@ class Endpoint:
     def arrive_stream(
         self, connection: Connection, request: Request, raw_head: bytes, at: float, stream_id: int
     ) -> Handling:
-        handling = Handling(
-            self,
-            request,
-            connection.id,
-            received_at=at,
-            raw_head=raw_head,
-            stream_id=stream_id,
-            facts=connection.record,
-        )
-        self._handlings.append(handling)
-        connection.record.add_handling(handling)
-        self._owner.record(handling)
-        return handling
+        return self._arrive(connection, request, raw_head, at, stream_id)
 
     def run_stream_handler(
         self, connection: Connection, handling: Handling, send_interim: Callable[[Response], None]
