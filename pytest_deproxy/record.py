@@ -372,25 +372,32 @@ def _status_line(response: Response) -> str:
     return f"{response.code} {response.message}".rstrip()
 
 
+def _where(handling: Handling) -> str:
+    """The handling's connection, and its stream on an HTTP/2 connection (``conn-3 s5``)."""
+    if handling.stream_id is None:
+        return handling.connection
+    return f"{handling.connection} s{handling.stream_id}"
+
+
 def _arrived(handling: Handling) -> str:
     lane = "  " + _lane(handling.endpoint.name)
     facts = handling.facts.summary if handling.facts is not None else ""
     request = handling.request
-    return f"{lane}--> {_request_line(request)}   {_details(request, handling.connection, facts)}"
+    return f"{lane}--> {_request_line(request)}   {_details(request, _where(handling), facts)}"
 
 
 def _answered(handling: Handling) -> list[str]:
     lane = "  " + _lane(handling.endpoint.name)
     lines = [
-        f"{lane}<-- {_status_line(interim)} (interim)   {handling.connection}"
+        f"{lane}<-- {_status_line(interim)} (interim)   {_where(handling)}"
         for interim in handling.interim_responses
     ]
     if not handling.done:
-        return [*lines, f"{lane} .. still being handled   {handling.connection}"]
+        return [*lines, f"{lane} .. still being handled   {_where(handling)}"]
     if handling.response is None:
-        return [*lines, f"{lane} xx {handling.action}   {handling.connection}"]
+        return [*lines, f"{lane} xx {handling.action}   {_where(handling)}"]
     response = handling.response
-    line = f"{lane}<-- {_status_line(response)}   {_details(response, handling.connection)}"
+    line = f"{lane}<-- {_status_line(response)}   {_details(response, _where(handling))}"
     if handling.action is not None:
         line += f"   ({handling.action})"
     return [*lines, line, *_frame_lines(lane, handling.frames, endpoint=True)]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from pytest_deproxy import Deproxy, HandlerContext, Request, Response, handlers
+from pytest_deproxy import Deproxy, HandlerContext, Request, Response, handlers, to_har
 
 from .conftest import answered, eventually
 
@@ -387,3 +387,13 @@ def test_raw_frames_fault(deproxy: Deproxy) -> None:
         e.type == "PING" and e.direction == "sent" and e.data == b"rawping!"
         for e in endpoint.connections[0].events
     )
+
+
+def test_the_diagram_and_har_name_the_stream(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(http2="h2c")
+    chain = deproxy.make_request(endpoint.url + "/lane", http2="h2c")
+
+    [handling] = chain.handlings
+    assert f"{handling.connection} s1" in chain.diagram()
+    [_, entry] = to_har(chain)["log"]["entries"]
+    assert (entry["request"]["httpVersion"], entry["_streamId"]) == ("HTTP/2", 1)
