@@ -102,7 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with Deproxy(ca=ca) as deproxy:
+    # Not `with`: leaving a `with Deproxy()` raises what went wrong in endpoint threads, which
+    # suits a test; a server reports it (below) and still stops cleanly.
+    deproxy = Deproxy(ca=ca)
+    try:
         try:
             mitm = deproxy.add_mitm_endpoint(
                 options.port,
@@ -120,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ca: {options.ca_cert or ca.cert_pem_path}", flush=True)
         while not stop.wait(0.5):
             pass
+    finally:
+        deproxy.shutdown()
+    for error in deproxy.errors:
+        print(f"deproxy mitm: during the run: {error}", file=sys.stderr)
     ca.close()
     logging.getLogger("pytest_deproxy.mitm").info("stopped")
     return 0

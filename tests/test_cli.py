@@ -74,7 +74,7 @@ def run() -> Iterator[Runner]:
         process.communicate(timeout=10)
 
 
-def test_serves_replays_logs_and_stops_on_sigterm(run, scenarios: Path) -> None:  # type: ignore[no-untyped-def]
+def test_serves_replays_logs_and_stops_on_sigterm(run: Runner, scenarios: Path) -> None:
     process, proxy, ca_file = run("--scenarios-path", str(scenarios))
     assert proxy.startswith("http://127.0.0.1:")
     with Deproxy() as client:
@@ -142,3 +142,18 @@ def test_a_broken_services_file_is_a_clear_error(scenarios: Path) -> None:
     result = run_mitm_command("--port", "0", "--scenarios-path", str(scenarios))
     assert result.returncode == 2
     assert "services.yaml:2: not valid YAML" in result.stderr
+
+
+def test_errors_during_the_run_are_reported_and_it_still_stops_cleanly(
+    run: Runner, scenarios: Path
+) -> None:
+    broken = scenarios / "default" / "ApiService" / "interaction_0.yaml"
+    broken.write_text("request: [broken\n")
+    process, proxy, _ = run("--scenarios-path", str(scenarios))
+    with Deproxy() as client:
+        chain = client.make_request("http://api.example.org/x", proxy=proxy)
+    assert chain.received_response is not None and chain.received_response.code == "500"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert f"deproxy mitm: during the run: {broken}:" in stderr

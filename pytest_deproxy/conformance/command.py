@@ -16,6 +16,7 @@ import sys
 
 from ..deproxy import Deproxy
 from ..errors import DeproxyError
+from .check import Check
 from .proxies import PROXIES, NotInstalled, started
 from .runner import Report, run, select, write_reports
 
@@ -47,40 +48,9 @@ def main(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         checks = select(options.only)
     except ValueError as exc:
         parser.error(str(exc))
+    deproxy = Deproxy()  # not `with`: what goes wrong in endpoint threads is in the verdicts
     try:
-        with Deproxy() as deproxy:
-            origin = deproxy.add_endpoint(
-                options.origin_port or 0, name="origin", request_timeout=ORIGIN_TIMEOUT
-            )
-            if options.url:
-                description = (
-                    f"an already running proxy at {options.url}, forwarding to "
-                    f"127.0.0.1:{origin.port} (its configuration is its operator's)"
-                )
-                report = run(
-                    checks,
-                    deproxy=deproxy,
-                    url=options.url,
-                    origin=origin,
-                    config=description,
-                    timeout=options.timeout,
-                )
-            else:
-                with started(options.proxy, origin.port) as running:
-                    description = (
-                        f"{running.version}, the shipped {running.config_name} (the proxy's "
-                        f"defaults, forwarding to 127.0.0.1:{origin.port})"
-                    )
-                    report = run(
-                        checks,
-                        deproxy=deproxy,
-                        url=running.url,
-                        origin=origin,
-                        config=description,
-                        timeout=options.timeout,
-                    )
-                    report.proxy = running.version
-                    report.config |= {"file": running.config_name, "text": running.config}
+        report = _checked(deproxy, checks, options)
     except NotInstalled as exc:
         print(f"deproxy conformance: skipped {options.proxy}: {exc}", file=sys.stderr)
         if options.report_json:
@@ -90,7 +60,46 @@ def main(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except DeproxyError as exc:
         print(f"deproxy conformance: {exc}", file=sys.stderr)
         return 2
+    finally:
+        deproxy.shutdown()
     return _finish(report, options)
+
+
+def _checked(deproxy: Deproxy, checks: list[Check], options: argparse.Namespace) -> Report:
+    """Run ``checks`` against the proxy the options name, in front of an origin endpoint."""
+    origin = deproxy.add_endpoint(
+        options.origin_port or 0, name="origin", request_timeout=ORIGIN_TIMEOUT
+    )
+    if options.url:
+        description = (
+            f"an already running proxy at {options.url}, forwarding to "
+            f"127.0.0.1:{origin.port} (its configuration is its operator's)"
+        )
+        report = run(
+            checks,
+            deproxy=deproxy,
+            url=options.url,
+            origin=origin,
+            config=description,
+            timeout=options.timeout,
+        )
+    else:
+        with started(options.proxy, origin.port) as running:
+            description = (
+                f"{running.version}, the shipped {running.config_name} (the proxy's "
+                f"defaults, forwarding to 127.0.0.1:{origin.port})"
+            )
+            report = run(
+                checks,
+                deproxy=deproxy,
+                url=running.url,
+                origin=origin,
+                config=description,
+                timeout=options.timeout,
+            )
+            report.proxy = running.version
+            report.config |= {"file": running.config_name, "text": running.config}
+    return report
 
 
 def _finish(report: Report, options: argparse.Namespace) -> int:
