@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deproxy import Deproxy, MessageChain, Response
+from pytest_deproxy import Deproxy, MessageChain, Response, WebSocketSession
 from pytest_deproxy.process import ServerProcess, free_port
 
 
@@ -201,3 +202,38 @@ def answered(chain: MessageChain) -> Response:
     if chain.received_response is None:
         pytest.fail(f"no response came back: {chain.error}\n{chain.diagram()}")
     return chain.received_response
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def echo_in_many_sessions(
+    deproxy: Deproxy, url_of: Callable[[int], str], sessions: int, messages: int, join: float
+) -> tuple[list[WebSocketSession], float]:
+    """Open ``sessions`` WebSockets at once, each sending ``messages`` and checking each echo;
+    the sessions and the seconds it took. A failure in any session fails the test here."""
+    failures: list[BaseException] = []
+    opened: list[WebSocketSession] = []
+
+    def talk(number: int) -> None:
+        try:
+            with deproxy.websocket(url_of(number), timeout=30) as session:
+                opened.append(session)
+                for i in range(messages):
+                    session.send(f"{number}:{i}")
+                    assert session.receive() == f"{number}:{i}"
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    started = time.perf_counter()
+    clients = [
+        threading.Thread(target=talk, args=(n,), name=f"client-{n}") for n in range(sessions)
+    ]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(join)
+    assert not failures, failures[:3]
+    return opened, time.perf_counter() - started

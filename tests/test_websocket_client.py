@@ -34,11 +34,10 @@ from wsproto.events import (
 )
 
 from pytest_deproxy import TRACKING_HEADER, Deproxy, DeproxyTimeout, Frame, Headers, ProtocolError
-from pytest_deproxy.websocket import WebSocketSession
 from pytest_deproxy.wire import MessageReader
 from pytest_deproxy.ws import WebSocketClosed, accept_for, build_frame, handshake_problem, mask
 
-from .conftest import MemoryStream, RawServer, eventually
+from .conftest import MemoryStream, RawServer, echo_in_many_sessions, eventually, open_fds
 
 
 @dataclass
@@ -652,36 +651,14 @@ def test_a_frame_with_a_reserved_opcode(
 # -- many at once --------------------------------------------------------------------------
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_a_hundred_sessions_a_hundred_messages_each_leave_nothing_behind(
     deproxy: Deproxy, ws_server: Callable[..., WsServer]
 ) -> None:
     server = ws_server()
-    threads_before, fds_before = threading.active_count(), _fds()
-    failures: list[BaseException] = []
-    sessions: list[WebSocketSession] = []
-
-    def talk(number: int) -> None:
-        try:
-            with deproxy.websocket(server.url) as session:
-                sessions.append(session)
-                for i in range(100):
-                    session.send(f"{number}:{i}")
-                    assert session.receive() == f"{number}:{i}"
-        except BaseException as exc:  # reported below, in the test's thread
-            failures.append(exc)
-
-    started = time.perf_counter()
-    clients = [threading.Thread(target=talk, args=(n,), name=f"client-{n}") for n in range(100)]
-    for client in clients:
-        client.start()
-    for client in clients:
-        client.join(60)
-    elapsed = time.perf_counter() - started
-    assert not failures, failures[:3]
+    threads_before, fds_before = threading.active_count(), open_fds()
+    sessions, elapsed = echo_in_many_sessions(
+        deproxy, lambda number: server.url, sessions=100, messages=100, join=60
+    )
     assert len(sessions) == 100
     assert all(len(s.frames) == 202 for s in sessions)  # 200 messages and the two closes
     print(f"\n100 sessions x 100 round trips: {10000 / elapsed:.0f} messages/s")
@@ -689,4 +666,4 @@ def test_a_hundred_sessions_a_hundred_messages_each_leave_nothing_behind(
     for thread in server.threads:
         thread.join(10)
     eventually(lambda: threading.active_count() <= threads_before)
-    eventually(lambda: _fds() <= fds_before)
+    eventually(lambda: open_fds() <= fds_before)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from pytest_deproxy import Deproxy, DeproxyTimeout, Endpoint, handlers
 from pytest_deproxy.process import ServerProcess, free_port
 from pytest_deproxy.websocket import WebSocketSession
 
-from .conftest import eventually, find_program
+from .conftest import echo_in_many_sessions, eventually, find_program, open_fds
 
 EndpointFactory = Callable[..., Endpoint]
 IDLE = 1  # seconds: each proxy's idle timeout for a tunnel, in the timeout tests
@@ -406,36 +405,14 @@ def test_an_h2c_upgrade_request_is_recorded_as_the_proxy_forwarded_it(
 # -- many at once -----------------------------------------------------------------------------
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_a_hundred_sessions_through_nginx_a_hundred_messages_each(
     deproxy: Deproxy, endpoint: EndpointFactory, proxies: Proxies
 ) -> None:
     url, server = through(proxies, endpoint, "nginx", handlers.websocket())
-    threads_before, fds_before = threading.active_count(), _fds()
-    failures: list[BaseException] = []
-    sessions: list[WebSocketSession] = []
-
-    def talk(number: int) -> None:
-        try:
-            with deproxy.websocket(url + f"/{number}", timeout=30) as session:
-                sessions.append(session)
-                for i in range(100):
-                    session.send(f"{number}:{i}")
-                    assert session.receive() == f"{number}:{i}"
-        except BaseException as exc:  # reported below, in the test's thread
-            failures.append(exc)
-
-    started = time.perf_counter()
-    clients = [threading.Thread(target=talk, args=(n,), name=f"client-{n}") for n in range(100)]
-    for client in clients:
-        client.start()
-    for client in clients:
-        client.join(120)
-    elapsed = time.perf_counter() - started
-    assert not failures, failures[:3]
+    threads_before, fds_before = threading.active_count(), open_fds()
+    sessions, elapsed = echo_in_many_sessions(
+        deproxy, lambda number: url + f"/{number}", sessions=100, messages=100, join=120
+    )
     assert len(sessions) == 100 and all(len(s.frames) == 202 for s in sessions)
     eventually(lambda: sum(1 for c in server.connections if c.closed_by) == 100, seconds=30)
     for handling in server.handlings:
@@ -445,7 +422,7 @@ def test_a_hundred_sessions_through_nginx_a_hundred_messages_each(
         ]
         assert received == [f"{number}:{i}".encode() for i in range(100)]
     eventually(lambda: threading.active_count() <= threads_before)
-    eventually(lambda: _fds() <= fds_before)
+    eventually(lambda: open_fds() <= fds_before)
     print(f"\n100 sessions x 100 round trips through nginx: {10000 / elapsed:.0f} messages/s")
 
 
