@@ -22,7 +22,7 @@ from .errors import DeproxyError, TunnelRefused
 from .h2client import H2ClientConnection
 from .handlers import Handler
 from .mitm import MitmEndpoint
-from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request
+from .models import TRACKING_HEADER, Body, HeaderItems, Request
 from .proxyproto import ProxyHeader
 from .record import ChainRegistry, Handling, MessageChain
 from .tls import CertificateAuthority
@@ -311,9 +311,8 @@ class Deproxy:
             chunked=chunked,
             absolute_form=proxy is not None and target.scheme == "http" and not http2,
             sending=sending,
+            trailers=trailers,
         )
-        if trailers is not None:
-            request.trailers = Headers(trailers)
         chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
         wait = self.timeout if timeout is None else timeout
         with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
