@@ -135,3 +135,32 @@ def test_apache_gives_concurrent_streams_an_h2c_connection_each(
     # upstream connection of their own, as its first stream.
     assert len({h.connection for h in handlings}) == 4
     assert {h.stream_id for h in handlings} == {1}
+
+
+def test_a_client_reset_through_apache_leaves_the_upstream_stream_to_finish(
+    deproxy: Deproxy, tmp_path: Path
+) -> None:
+    arrived, release = threading.Event(), threading.Event()
+
+    def held(request: Request) -> Response:
+        arrived.set()
+        release.wait(10)
+        return Response(200, body="answered anyway")
+
+    backend = deproxy.add_endpoint(http2="h2c", default_handler=held)
+    with packaged_proxy("apache", backend.port, apache_config(deproxy, tmp_path, "h2c")) as apache:
+        url = apache.url.replace("http://", "https://")
+        chain = deproxy.make_request(url + "/reset-me", http2=True, h2_reset_after=0.3)
+        assert "h2_reset_after" in str(chain.error)
+        assert arrived.wait(10)
+        release.set()
+        chain.wait(handlings=1, timeout=10)
+    # mod_proxy_http2 (2.4.71) passes the client's reset on to no one: the upstream stream
+    # and its connection stayed open until the endpoint's answer was sent on it.
+    [handling] = chain.handlings
+    assert handling.action is None and handling.response is not None
+    assert handling.response.body == "answered anyway" and handling.responded_at is not None
+    [record] = backend.connections
+    cancels = [e for e in record.events if e.type in ("RST_STREAM", "GOAWAY")]
+    assert all(e.at >= handling.responded_at for e in cancels), cancels
+    assert record.closed_at is None or record.closed_at >= handling.responded_at

@@ -15,7 +15,7 @@ from pathlib import Path
 from pytest_deproxy import Deproxy, HandlerContext, MessageChain, Request, Response, handlers
 from pytest_deproxy.process import ServerProcess, free_port
 
-from .conftest import answered, find_program
+from .conftest import answered, eventually, find_program
 
 
 @contextmanager
@@ -117,3 +117,61 @@ def test_h1_clients_to_nghttpx_to_h2c_endpoint_share_one_connection(
         assert [n for n, _ in fields[:3]] == [":method", ":scheme", ":path"]
         assert ("host", f"127.0.0.1:{port}") in fields and ":authority" not in dict(fields)
         assert handling.request.headers["via"] == "1.1 nghttpx"
+
+
+def test_nghttpx_carries_trailers_between_http1_chunks_and_h2c_frames(
+    deproxy: Deproxy, tmp_path: Path
+) -> None:
+    def answer(request: Request) -> Response:
+        return Response(200, body=request.raw_body, trailers=[("X-Served", "yes")])
+
+    backend = deproxy.add_endpoint(http2="h2c", default_handler=answer)
+    with nghttpx(tmp_path, ";no-tls", f"backend=127.0.0.1,{backend.port};;proto=h2") as port:
+        chain = deproxy.make_request(
+            f"http://127.0.0.1:{port}/t", "POST", request_body="hello", trailers={"X-Sent": "yes"}
+        )
+    # The client's trailer section became an HTTP/2 trailers frame upstream, and back.
+    [handling] = chain.handlings
+    assert (handling.request.http_version, handling.request.body) == ("2", "hello")
+    assert handling.request.trailers.items() == [("x-sent", "yes")]
+    response = answered(chain)
+    assert response.headers["Transfer-Encoding"] == "chunked" and response.body == "hello"
+    assert response.trailers.items() == [("X-Served", "yes")]  # in HTTP/1 capitals again
+
+
+def test_a_client_reset_through_nghttpx_resets_the_upstream_stream(
+    deproxy: Deproxy, tmp_path: Path
+) -> None:
+    release = threading.Event()
+
+    def held(request: Request) -> Response:
+        release.wait(10)  # until the test has seen what nghttpx did upstream
+        return Response(200, body="too late")
+
+    backend = deproxy.add_endpoint(http2="h2c", default_handler=held)
+    with nghttpx(tmp_path, ";no-tls", f"backend=127.0.0.1,{backend.port};;proto=h2") as port:
+        chain = deproxy.make_request(
+            f"http://127.0.0.1:{port}/reset-me", http2="h2c", h2_reset_after=0.3
+        )
+        assert "h2_reset_after" in str(chain.error)
+        [record] = backend.connections
+
+        def resets() -> list[tuple[int | None, str | None]]:
+            return [
+                (e.stream_id, e.error)
+                for e in record.events
+                if e.type == "RST_STREAM" and e.direction == "received"
+            ]
+
+        eventually(lambda: resets())
+        release.set()
+        chain.wait(handlings=1, timeout=10)
+        # nghttpx cancelled the upstream stream (with INTERNAL_ERROR, not CANCEL) and kept
+        # the connection for other streams; the endpoint sent nothing on the reset stream.
+        [handling] = chain.handlings
+        assert resets() == [(handling.stream_id, "INTERNAL_ERROR")]
+        assert record.closed_at is None
+    assert handling.response is None and handling.responded_at is None
+    assert handling.action == (
+        f"the client reset stream {handling.stream_id} (INTERNAL_ERROR) before the answer was sent"
+    )

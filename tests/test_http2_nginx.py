@@ -17,7 +17,7 @@ import pytest
 from pytest_deproxy import Deproxy, HandlerContext, Request, Response, handlers
 from pytest_deproxy.conformance import proxies
 
-from .conftest import answered, find_program, packaged_proxy
+from .conftest import answered, eventually, find_program, packaged_proxy
 
 CONFIG = """
 daemon off;
@@ -166,3 +166,33 @@ def test_grpc_pass_to_handlers_grpc_keeps_the_trailers(
     [record] = [r for r in backend.connections if r.id == handling.connection]
     assert record.tls is None
     assert ("received", "SETTINGS") in [(e.direction, e.type) for e in record.events]
+
+
+def test_a_client_reset_through_grpc_pass_closes_the_upstream_connection(
+    deproxy: Deproxy,
+) -> None:
+    release = threading.Event()
+
+    def held(request: Request) -> Response:
+        release.wait(10)  # until the test has seen what nginx did upstream
+        return Response(200, body="too late")
+
+    backend = deproxy.add_endpoint(http2="h2c", default_handler=held)
+    server = "location / { grpc_pass grpc://127.0.0.1:@ORIGIN_PORT@; }"
+    config = CONFIG % {"listen": http2_listen(tls=False), "server": server}
+    with packaged_proxy("nginx", backend.port, config) as nginx:
+        chain = deproxy.make_request(
+            nginx.url + "/pkg.Service/Slow", "POST", http2="h2c", h2_reset_after=0.3
+        )
+        assert "h2_reset_after" in str(chain.error)
+        eventually(lambda: backend.connections and backend.connections[0].closed_at is not None)
+        release.set()
+        chain.wait(handlings=1, timeout=10)
+    # nginx cancels by closing the whole upstream connection, no RST_STREAM first; the
+    # endpoint's answer, ready after that, went nowhere.
+    [record] = backend.connections
+    assert record.closed_by == "client"
+    assert [e for e in record.events if e.type == "RST_STREAM"] == []
+    [handling] = chain.handlings
+    assert handling.response is None
+    assert handling.action == "the connection was closed (client) before the answer was sent"
