@@ -196,3 +196,30 @@ def test_a_client_reset_through_grpc_pass_closes_the_upstream_connection(
     [handling] = chain.handlings
     assert handling.response is None
     assert handling.action == "the connection was closed (client) before the answer was sent"
+
+
+def test_nginx_goaway_at_keepalive_requests_still_delivers_the_last_answer(
+    deproxy: Deproxy, tmp_path: Path
+) -> None:
+    backend = deproxy.add_endpoint(default_handler=Response(200, body="answered"))
+    cert, key = deproxy.ca.write_server_files(tmp_path, "127.0.0.1", "localhost")
+    server = (
+        f"keepalive_requests 3;\n        ssl_certificate {cert};\n"
+        f"        ssl_certificate_key {key};\n"
+        "        location / { proxy_pass http://127.0.0.1:@ORIGIN_PORT@; }"
+    )
+    config = CONFIG % {"listen": http2_listen(tls=True), "server": server}
+    with packaged_proxy("nginx", backend.port, config) as nginx:
+        url = nginx.url.replace("http://", "https://")
+        with deproxy.connect(url, http2=True) as connection:
+            chains = [deproxy.make_request(f"{url}/n{n}", connection=connection) for n in range(4)]
+            events = [(e.direction, e.type, e.error, e.last_stream_id) for e in connection.events]
+    # nginx says GOAWAY as the third request arrives, then answers it (RFC 9113 §6.8: streams
+    # up to last_stream_id still complete). The client takes that answer, and opens no
+    # fourth stream on the connection.
+    goaways = [e for e in events if e[1] == "GOAWAY"]
+    assert goaways == [("received", "GOAWAY", "NO_ERROR", 5)]
+    assert [answered(c).body for c in chains[:3]] == ["answered"] * 3
+    assert chains[3].received_response is None and chains[3].handlings == []
+    assert "GOAWAY NO_ERROR, last_stream_id=5" in str(chains[3].error)
+    assert connection.stream_ids == [1, 3, 5]
