@@ -19,6 +19,8 @@ from pytest_deproxy import Deproxy, HandlerContext, MessageChain, Request, Respo
 
 from .conftest import answered, packaged_proxy
 
+RESET_AFTER = 1.5  # seconds: the proxy has forwarded the request by then, even on a busy machine
+
 MODULES = ["mpm_event", "authz_core", "proxy", "proxy_http", "proxy_http2", "ssl", "http2"]
 CONFIG = """
 ServerRoot "@DIR@"
@@ -150,7 +152,7 @@ def test_a_client_reset_through_apache_leaves_the_upstream_stream_to_finish(
     backend = deproxy.add_endpoint(http2="h2c", default_handler=held)
     with packaged_proxy("apache", backend.port, apache_config(deproxy, tmp_path, "h2c")) as apache:
         url = apache.url.replace("http://", "https://")
-        chain = deproxy.make_request(url + "/reset-me", http2=True, h2_reset_after=0.3)
+        chain = deproxy.make_request(url + "/reset-me", http2=True, h2_reset_after=RESET_AFTER)
         assert "h2_reset_after" in str(chain.error)
         assert arrived.wait(10)
         release.set()

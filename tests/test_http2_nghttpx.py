@@ -17,6 +17,8 @@ from pytest_deproxy.process import ServerProcess, free_port
 
 from .conftest import answered, eventually, find_program
 
+RESET_AFTER = 1.5  # seconds: the proxy has forwarded the request by then, even on a busy machine
+
 
 @contextmanager
 def nghttpx(tmp_path: Path, *lines: str) -> Iterator[int]:
@@ -142,18 +144,20 @@ def test_nghttpx_carries_trailers_between_http1_chunks_and_h2c_frames(
 def test_a_client_reset_through_nghttpx_resets_the_upstream_stream(
     deproxy: Deproxy, tmp_path: Path
 ) -> None:
-    release = threading.Event()
+    arrived, release = threading.Event(), threading.Event()
 
     def held(request: Request) -> Response:
+        arrived.set()
         release.wait(10)  # until the test has seen what nghttpx did upstream
         return Response(200, body="too late")
 
     backend = deproxy.add_endpoint(http2="h2c", default_handler=held)
     with nghttpx(tmp_path, ";no-tls", f"backend=127.0.0.1,{backend.port};;proto=h2") as port:
         chain = deproxy.make_request(
-            f"http://127.0.0.1:{port}/reset-me", http2="h2c", h2_reset_after=0.3
+            f"http://127.0.0.1:{port}/reset-me", http2="h2c", h2_reset_after=RESET_AFTER
         )
         assert "h2_reset_after" in str(chain.error)
+        assert arrived.is_set(), "the request had not reached the endpoint before the reset"
         [record] = backend.connections
 
         def resets() -> list[tuple[int | None, str | None]]:

@@ -19,6 +19,8 @@ from pytest_deproxy.conformance import proxies
 
 from .conftest import answered, eventually, find_program, packaged_proxy
 
+RESET_AFTER = 1.5  # seconds: the proxy has forwarded the request by then, even on a busy machine
+
 CONFIG = """
 daemon off;
 master_process off;
@@ -171,9 +173,10 @@ def test_grpc_pass_to_handlers_grpc_keeps_the_trailers(
 def test_a_client_reset_through_grpc_pass_closes_the_upstream_connection(
     deproxy: Deproxy,
 ) -> None:
-    release = threading.Event()
+    arrived, release = threading.Event(), threading.Event()
 
     def held(request: Request) -> Response:
+        arrived.set()
         release.wait(10)  # until the test has seen what nginx did upstream
         return Response(200, body="too late")
 
@@ -182,9 +185,10 @@ def test_a_client_reset_through_grpc_pass_closes_the_upstream_connection(
     config = CONFIG % {"listen": http2_listen(tls=False), "server": server}
     with packaged_proxy("nginx", backend.port, config) as nginx:
         chain = deproxy.make_request(
-            nginx.url + "/pkg.Service/Slow", "POST", http2="h2c", h2_reset_after=0.3
+            nginx.url + "/pkg.Service/Slow", "POST", http2="h2c", h2_reset_after=RESET_AFTER
         )
         assert "h2_reset_after" in str(chain.error)
+        assert arrived.is_set(), "the request had not reached the endpoint before the reset"
         eventually(lambda: backend.connections and backend.connections[0].closed_at is not None)
         release.set()
         chain.wait(handlings=1, timeout=10)

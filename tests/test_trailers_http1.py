@@ -2,7 +2,7 @@
 at an endpoint (where HTTP/2 trailers go), a handler's ``Response(trailers=...)`` goes out
 chunked with them, ``make_request(trailers=...)`` sends them in the last chunk and reads
 ``response.trailers``; and through haproxy (2.6.12), which forwards HTTP/1 trailers and
-translates them to and from HTTP/2 trailers.
+translates them to and from HTTP/2 trailers. nginx (1.22.1) drops them both ways.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 from pytest_deproxy import Deproxy, Request, Response
 from pytest_deproxy.responding import as_sent
 
-from .conftest import answered
+from .conftest import answered, packaged_proxy
+from .test_http2_nginx import CONFIG as NGINX
 from .test_http2_peers import haproxy
 
 SENT = [("X-Checksum", "abc"), ("x-checksum", "dup"), ("X-Other", "o")]
@@ -161,3 +162,32 @@ def test_haproxy_turns_h2_trailers_into_a_trailer_section_and_back(
     response = answered(chain)
     assert response.http_version == "2"
     assert response.trailers.items() == [("x-served", "yes"), ("x-n", "1")]
+
+
+@pytest.mark.parametrize("upstream_version", ["1.0", "1.1"])
+def test_nginx_drops_trailers_both_ways_and_the_record_shows_where(
+    deproxy: Deproxy, upstream_version: str
+) -> None:
+    backend = deproxy.add_endpoint(default_handler=with_trailers)
+    server = (
+        "location / { proxy_pass http://127.0.0.1:@ORIGIN_PORT@; "
+        f"proxy_http_version {upstream_version}; }}"
+    )
+    config = NGINX % {"listen": "listen 127.0.0.1:@PORT@;", "server": server}
+    with packaged_proxy("nginx", backend.port, config) as nginx:
+        chain = deproxy.make_request(nginx.url + "/t", "POST", request_body="hello", trailers=SENT)
+    # nginx 1.22 reads the client's chunked body and trailers, and sends on the body alone.
+    [handling] = chain.handlings
+    assert handling.request.headers["Content-Length"] == "5"
+    assert handling.raw.endswith(b"\r\n\r\nhello") and handling.request.trailers.items() == []
+    # Upstream, the endpoint sends its trailers where HTTP/1.1 can carry them (chunked), not
+    # on an HTTP/1.0 answer: the record says which. nginx passes none on to the client.
+    assert handling.response is not None
+    sent_trailers = handling.response.trailers.items()
+    assert sent_trailers == (
+        [] if upstream_version == "1.0" else [("X-Served", "yes"), ("X-N", "1")]
+    )
+    trailer_section = b"0\r\nX-Served: yes\r\nX-N: 1\r\n\r\n"
+    assert (trailer_section in backend.connections[0].sent) == (upstream_version == "1.1")
+    response = answered(chain)
+    assert response.body == "got hello" and response.trailers.items() == []
