@@ -7,7 +7,8 @@ h2's. Every connection-level frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, G
 read off the bytes as they cross, both ways, and handed to ``on_event`` as a
 :class:`~pytest_deproxy.connections.FrameEvent`: the record is what crossed the wire, also
 when it was a raw frame h2 never saw. Headers are kept as received: names and values in
-wire order, pseudo-headers included, no normalising.
+wire order, pseudo-headers included, no normalising. A GOAWAY received ends the opening
+of streams, not the streams up to its last_stream_id (RFC 9113 §6.8), which still complete.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def test_h2_client_to_apache_to_h1_endpoint(deproxy: Deproxy, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("client", ["h2", "http/1.1"])
-def test_apache_reuses_one_h2c_connection_for_requests_in_turn(
+def test_apache_reuses_h2c_connections_for_requests_in_turn(
     deproxy: Deproxy, tmp_path: Path, client: str
 ) -> None:
     backend = deproxy.add_endpoint(http2="h2c", default_handler=handlers.echo)
@@ -91,9 +91,15 @@ def test_apache_reuses_one_h2c_connection_for_requests_in_turn(
     handlings = [h for c in chains for h in c.handlings]
     assert [h.request.path for h in handlings] == ["/in-turn0", "/in-turn1", "/in-turn2"]
     assert all(h.request_id == c.request_id for c, h in zip(chains, handlings, strict=True))
-    # One upstream h2c connection, one stream after another on it.
-    assert len({h.connection for h in handlings}) == 1
-    assert [h.stream_id for h in handlings] == [1, 3, 5]
+    # A reused upstream h2c connection carries the next request as its next stream.
+    streams: dict[str, list[int | None]] = {}
+    for handling in handlings:
+        streams.setdefault(handling.connection, []).append(handling.stream_id)
+    assert all(ids == list(range(1, 2 * len(ids), 2)) for ids in streams.values()), streams
+    if client == "http/1.1":  # one client connection, one upstream connection
+        assert list(streams.values()) == [[1, 3, 5]]
+    # (From an h2 client, each stream runs in a worker of its own: the next one may come
+    # before the last has handed its upstream connection back, and then opens another.)
     for handling in handlings:
         fields = handling.request.headers.items()
         assert [n for n, _ in fields[:4]] == [":scheme", ":authority", ":path", ":method"]
