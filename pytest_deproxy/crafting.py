@@ -156,11 +156,16 @@ def build_request(
     chunked: bool,
     absolute_form: bool = False,
     sending: Sending = PLAIN,
+    trailers: HeaderItems = None,
 ) -> Request:
     """The request :meth:`Deproxy.make_request` sends, default and tracking headers included.
 
     ``sending`` gives the request line's HTTP version, and ``Expect: 100-continue`` is added
-    (when absent) if it asks to wait for 100 Continue, default headers or not."""
+    (when absent) if it asks to wait for 100 Continue, default headers or not. A request with
+    ``trailers`` gets no default ``Content-Length``: its body ends with its last chunk
+    (HTTP/1.1, ``chunked``) or at END_STREAM (HTTP/2), as a streaming client's does; a proxy
+    that turns HTTP/2 into HTTP/1.1 has to keep a declared length, and drops the trailers
+    then (haproxy 2.6 does)."""
     chunked = chunked or sending.chunked
     given = Headers(headers)
     final = Headers()
@@ -182,7 +187,7 @@ def build_request(
         framed = "Content-Length" in final or "Transfer-Encoding" in final
         if chunked and not framed:
             final._append("Transfer-Encoding", "chunked")
-        elif body is not None and not framed:
+        elif body is not None and not framed and trailers is None:
             final._append("Content-Length", str(len(encode_body(body, final))))
     if sending.expect_continue and "Expect" not in final:
         final._append("Expect", "100-continue")
@@ -191,7 +196,7 @@ def build_request(
     request_target = path if path is not None else target.request_target
     if absolute_form and path is None:
         request_target = target.origin + target.request_target
-    return Request(method, request_target, final, body, sending.http_version)
+    return Request(method, request_target, final, body, sending.http_version, trailers)
 
 
 def check_http2(http2: object) -> None:

@@ -22,7 +22,7 @@ from .errors import DeproxyError, TunnelRefused
 from .h2client import H2ClientConnection
 from .handlers import Handler
 from .mitm import MitmEndpoint
-from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request
+from .models import TRACKING_HEADER, Body, HeaderItems, Request
 from .proxyproto import ProxyHeader
 from .record import ChainRegistry, Handling, MessageChain
 from .tls import CertificateAuthority
@@ -269,11 +269,11 @@ class Deproxy:
         ``"h2c"`` over cleartext HTTP/2 with prior knowledge; through a ``proxy``, inside a
         CONNECT tunnel. ``h2_reset_after=seconds`` resets the stream (RST_STREAM CANCEL) if
         no whole answer came by then; ``chain.error`` then says so. ``trailers`` are sent
-        after the body (HTTP/2).
+        after the body (on HTTP/1.1 the body then goes chunked, trailers in its last chunk).
         """
         client.check_http2(http2)
         if trailers is not None and not (http2 or getattr(connection, "http2", False)):
-            raise ValueError("trailers are sent on HTTP/2 here: add http2=True or 'h2c'")
+            chunked = True  # HTTP/1.1 carries trailers after a chunked body only
         if h2_reset_after is not None and not (http2 or getattr(connection, "http2", False)):
             raise ValueError("h2_reset_after resets an HTTP/2 stream: add http2=True or 'h2c'")
         if (http2 or getattr(connection, "http2", False)) and (
@@ -311,9 +311,8 @@ class Deproxy:
             chunked=chunked,
             absolute_form=proxy is not None and target.scheme == "http" and not http2,
             sending=sending,
+            trailers=trailers,
         )
-        if trailers is not None:
-            request.trailers = Headers(trailers)
         chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
         wait = self.timeout if timeout is None else timeout
         with self._registry.in_flight(chain, _Routing(handlers, default_handler)):

@@ -224,6 +224,15 @@ class H2Session:
             if isinstance(result, Fault):
                 self._fault(stream, result, context)
                 return
+            record = self.connection.record  # reset or closed while the handler ran:
+            if stream.reset_code is not None or record.closed_at is not None:  # nothing goes out
+                gone = f"the connection was closed ({record.closed_by})"
+                if stream.reset_code is not None:
+                    code = error_name(stream.reset_code)
+                    gone = f"the client reset stream {stream.stream_id} ({code})"
+                handling.finish(None, f"{gone} before the answer was sent")
+                self.responder.settle(handling)
+                return
             sent = self._as_sent(result, handling.request, context)
             handling.finish(sent)
             self.responder.settle(handling)

@@ -7,7 +7,8 @@ h2's. Every connection-level frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, G
 read off the bytes as they cross, both ways, and handed to ``on_event`` as a
 :class:`~pytest_deproxy.connections.FrameEvent`: the record is what crossed the wire, also
 when it was a raw frame h2 never saw. Headers are kept as received: names and values in
-wire order, pseudo-headers included, no normalising.
+wire order, pseudo-headers included, no normalising. A GOAWAY received ends the opening
+of streams, not the streams up to its last_stream_id (RFC 9113 §6.8), which still complete.
 """
 
 from __future__ import annotations
@@ -211,6 +212,20 @@ def _fields(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[st
     return [(_text(name), _text(value)) for name, value in headers]
 
 
+class _Connection(h2.connection.H2Connection):
+    """h2's connection, except that a GOAWAY received leaves it open for the streams the peer
+    still completes (RFC 9113 §6.8). h2 closes at once (python-hyper/h2#1181) and refuses
+    what follows: the answer nginx sends just after its GOAWAY at ``keepalive_requests``."""
+
+    def _receive_goaway_frame(
+        self, frame: hf.GoAwayFrame
+    ) -> tuple[list[hf.Frame], list[h2.events.Event]]:
+        state = self.state_machine.state
+        result = super()._receive_goaway_frame(frame)
+        self.state_machine.state = state  # H2Wire.new_stream_id opens no stream after it
+        return result
+
+
 class H2Wire:
     """One HTTP/2 connection, either side, over ``stream``.
 
@@ -235,7 +250,8 @@ class H2Wire:
             normalize_inbound_headers=False,
         )
         self.client_side = client_side
-        self._conn = h2.connection.H2Connection(config)
+        self._conn = _Connection(config)
+        self.peer_goaway: str | None = None  # the GOAWAY received, as a sentence
         if settings:
             self._conn.local_settings.update(settings)
         self._stream = stream
@@ -335,12 +351,16 @@ class H2Wire:
                 out.append(Reset(event.stream_id, int(event.error_code or 0)))
             elif isinstance(event, h2.events.ConnectionTerminated):
                 out.append(GoneAway(int(event.error_code or 0), event.last_stream_id))
+                code = error_name(int(event.error_code or 0))
+                self.peer_goaway = f"GOAWAY {code}, last_stream_id={event.last_stream_id}"
         return out
 
     # -- sending -----------------------------------------------------------------------------
 
     def new_stream_id(self) -> int:
         with self._lock:
+            if self.peer_goaway is not None:
+                raise StreamGone(f"no new stream after the peer's {self.peer_goaway}")
             return int(self._conn.get_next_available_stream_id())
 
     def send_headers(

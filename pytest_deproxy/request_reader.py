@@ -76,11 +76,13 @@ class Arrival:
 
 @dataclass(slots=True)
 class Body:
-    """A request body as read: the payload (chunked framing removed), and the bytes as
-    framed on the wire when they differ (``None``: the same bytes)."""
+    """A request body as read: the payload (chunked framing removed), the bytes as framed on
+    the wire when they differ (``None``: the same bytes), and the trailer fields that followed
+    a chunked body, as received."""
 
     payload: bytes = b""
     framed: bytes | None = None
+    trailers: list[tuple[str, str]] | None = None
 
 
 class RequestReader:
@@ -255,7 +257,7 @@ class RequestReader:
             if decoder.done:
                 self.pending = rest
                 framed = bytes(fed[: len(fed) - len(rest)])
-                return Body(bytes(decoder.data), framed)
+                return Body(bytes(decoder.data), framed, decoder.trailers or None)
             try:
                 data = self._read_more()
             except ConnectionReset as reset:
@@ -307,5 +309,9 @@ class RequestReader:
 
 
 def with_body(arrival: Arrival, body: Body) -> Request:
-    """The request of ``arrival`` with its body read."""
-    return RequestReader._with_body(arrival, body.payload)
+    """The request of ``arrival`` with its body read (and its trailers, where some came:
+    ``request.trailers``, where HTTP/2 trailers go too)."""
+    request = RequestReader._with_body(arrival, body.payload)
+    if body.trailers:
+        request.trailers = Headers.from_wire(body.trailers)
+    return request

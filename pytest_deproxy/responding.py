@@ -11,7 +11,7 @@ import time
 
 from . import wire
 from ._version import __version__
-from .models import TRACKING_HEADER, Request, Response
+from .models import TRACKING_HEADER, Headers, Request, Response
 
 SERVER_NAME = f"pytest-deproxy/{__version__}"
 
@@ -32,7 +32,9 @@ def as_sent(
 ) -> Response:
     """A copy of ``response`` as it goes on the wire: the request's tracking id echoed and,
     with ``defaults``, ``Server``, ``Date`` and the framing (``chunked`` or a length) added
-    where absent and allowed."""
+    where absent and allowed. A response with trailers to an HTTP/1.1 request is framed
+    chunked, the only HTTP/1 framing that carries them; where HTTP/1 cannot carry them (no
+    chunked framing, no body) they are left off the copy, which is what was sent."""
     sent = response.copy()  # a canned Response is never changed by being sent
     headers = sent.headers
     if defaults:
@@ -43,9 +45,11 @@ def as_sent(
         status = int(sent.code)
         framed = "Content-Length" in headers or "Transfer-Encoding" in headers
         if not framed and status >= 200 and status not in (204, 304):
-            if chunked:
+            if chunked or (sent.trailers and request.http_version == "1.1"):
                 headers._append("Transfer-Encoding", "chunked")
-            else:
+            elif not (sent.trailers and request.http_version == "2"):
+                # With trailers, HTTP/2 ends the body at END_STREAM (as gRPC servers do):
+                # nginx's grpc_pass drops the trailers of a body a length says is over.
                 headers._append("Content-Length", str(len(sent.raw_body)))
         # An HTTP/1.0 client assumes the server closes unless told otherwise.
         http10_keep_alive = request.http_version == "1.0" and wire.request_keeps_alive(request)
@@ -54,7 +58,20 @@ def as_sent(
     tracking_id = request.headers.get(TRACKING_HEADER)
     if tracking_id is not None and TRACKING_HEADER not in headers:
         headers._append(TRACKING_HEADER, tracking_id)
+    if (
+        sent.trailers
+        and request.http_version in ("1.0", "1.1")
+        and not _carries_trailers(sent, request)
+    ):
+        sent.trailers = Headers()
     return sent
+
+
+def _carries_trailers(sent: Response, request: Request) -> bool:
+    """Whether HTTP/1 sends ``sent``'s trailers: after a chunked body only."""
+    return wire.response_has_body(int(sent.code), request.method) and sent.headers.has_token(
+        "Transfer-Encoding", "chunked"
+    )
 
 
 def wire_parts(sent: Response, request: Request) -> tuple[bytes, bytes]:
@@ -64,7 +81,7 @@ def wire_parts(sent: Response, request: Request) -> tuple[bytes, bytes]:
     if not wire.response_has_body(int(sent.code), request.method):
         return head, b""
     chunked = sent.headers.has_token("Transfer-Encoding", "chunked")
-    return head, wire.frame_body(sent.raw_body, chunked=chunked)
+    return head, wire.frame_body(sent.raw_body, chunked=chunked, trailers=sent.trailers)
 
 
 def error_response(status: int, reason: str) -> Response:

@@ -91,14 +91,22 @@ def chunk(data: bytes) -> bytes:
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-def frame_body(body: bytes, *, chunked: bool) -> bytes:
-    return chunk(body) + LAST_CHUNK if chunked else body
+def last_chunk(trailers: Headers | None = None) -> bytes:
+    """The last chunk, with ``trailers`` as its trailer section (names and order as given)."""
+    return _head("0", trailers) if trailers else LAST_CHUNK
+
+
+def frame_body(body: bytes, *, chunked: bool, trailers: Headers | None = None) -> bytes:
+    """``body`` as framed on the wire; ``trailers`` go out only with chunked framing (the
+    only HTTP/1.1 framing that has a place for them)."""
+    return chunk(body) + last_chunk(trailers) if chunked else body
 
 
 def serialize_request(request: Request, *, chunked: bool = False) -> bytes:
-    """The request exactly as given: start line, headers in order, body (chunked if asked)."""
+    """The request exactly as given: start line, headers in order, body (chunked if asked,
+    then its trailers)."""
     head = _head(f"{request.method} {request.path} HTTP/{request.http_version}", request.headers)
-    return head + frame_body(request.raw_body, chunked=chunked)
+    return head + frame_body(request.raw_body, chunked=chunked, trailers=request.trailers)
 
 
 def parse_sent_request(data: bytes) -> Request:
@@ -223,17 +231,23 @@ class MessageReader:
         events: Iterator[object],
         what: str,
         body: bytearray,
-    ) -> bytes:
-        """The body, read to its end."""
+    ) -> tuple[bytes, Headers]:
+        """The body, read to its end, and the trailer fields after it (names as spelled)."""
+        trailers = Headers()
         for event in events:
             if isinstance(event, h11.Data):
                 body += event.data
-            elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+            elif isinstance(event, h11.EndOfMessage):
+                trailers = Headers.from_wire(
+                    [(_text(name), _text(value)) for name, value in event.headers.raw_items()]
+                )
+                break
+            elif event is h11.PAUSED:
                 break
             elif isinstance(event, h11.ConnectionClosed):
                 raise PeerClosed(f"the peer closed the connection in the middle of the {what}")
         self.pending = bytes(conn.trailing_data[0])
-        return bytes(body)
+        return bytes(body), trailers
 
     def read_response(
         self, request_method: str = "GET", interim: list[Response] | None = None
@@ -320,8 +334,10 @@ class MessageReader:
         if isinstance(event, h11.InformationalResponse):  # no body; 101: another protocol next
             self.pending = rest
             return Response.received(status, _text(event.reason), headers, b"", version)
-        body = self._read_body(conn, events, "response body", bytearray())
-        return Response.received(status, _text(event.reason), headers, body, version)
+        body, trailers = self._read_body(conn, events, "response body", bytearray())
+        response = Response.received(status, _text(event.reason), headers, body, version)
+        response.trailers = trailers
+        return response
 
 
 def is_interim(response: Response) -> bool:

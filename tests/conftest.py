@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pytest_deproxy import Deproxy, MessageChain, Response, WebSocketSession
+from pytest_deproxy.conformance import proxies
 from pytest_deproxy.process import ServerProcess, free_port
 
 
@@ -117,6 +118,17 @@ def find_program(name: str, package: str) -> str:
     if found is None:
         pytest.skip(f"{name} is not installed (Debian: apt-get install {package})")
     return found
+
+
+@contextmanager
+def packaged_proxy(name: str, origin_port: int, config: str) -> Iterator[proxies.Running]:
+    """Start the conformance runner's proxy ``name`` (its program, argv and scratch directory:
+    :func:`pytest_deproxy.conformance.proxies.started`) with ``config``, a template with
+    ``@PORT@``, ``@ORIGIN_PORT@`` and ``@DIR@``; skip, saying how to install it, when absent."""
+    proxy = proxies.PROXIES[name]
+    find_program(proxy.program, proxy.package)
+    with proxies.started(name, origin_port, config=config) as running:
+        yield running
 
 
 @pytest.fixture

@@ -177,8 +177,12 @@ class Running:
 
 
 @contextmanager
-def started(name: str, origin_port: int, *, startup_timeout: float = 20.0) -> Iterator[Running]:
-    """Start the packaged proxy ``name`` in front of ``127.0.0.1:origin_port``; stop it after."""
+def started(
+    name: str, origin_port: int, *, startup_timeout: float = 20.0, config: str | None = None
+) -> Iterator[Running]:
+    """Start the packaged proxy ``name`` in front of ``127.0.0.1:origin_port``; stop it after.
+
+    ``config`` is a template (same placeholders) to run instead of the shipped one."""
     if name not in PROXIES:
         raise ValueError(f"unknown proxy {name!r}: choose one of {', '.join(PROXIES)}")
     proxy = PROXIES[name]
@@ -187,13 +191,13 @@ def started(name: str, origin_port: int, *, startup_timeout: float = 20.0) -> It
         os.chmod(directory, 0o755)  # proxies that drop privileges still read their config
         port = free_port()
         values = {"@DIR@": directory, "@PORT@": str(port), "@ORIGIN_PORT@": str(origin_port)}
-        text = template(proxy)
+        text = template(proxy) if config is None else config
         for key, value in values.items():
             text = text.replace(key, value)
-        config = os.path.join(directory, proxy.config)
-        with open(config, "w", encoding="utf-8") as out:
+        path = os.path.join(directory, proxy.config)
+        with open(path, "w", encoding="utf-8") as out:
             out.write(text)
-        values |= {"@PROGRAM@": binary, "@CONFIG@": config}
+        values |= {"@PROGRAM@": binary, "@CONFIG@": path}
         argv = [_fill(part, values) for part in proxy.argv]
         process = ServerProcess(argv, port, name=name, startup_timeout=startup_timeout)
         with process:
