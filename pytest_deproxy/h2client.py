@@ -117,6 +117,9 @@ class H2ClientConnection:
     def __init__(self, target: object, stream: net.Stream, *, scheme: str, authority: str) -> None:
         self.target = target
         self.scheme, self.authority = scheme, authority
+        # The reader waits for frames as long as the connection lives (a read timeout would
+        # pass for the peer closing it); each request keeps its own deadline in send().
+        stream.timeout = None
         self._stream = stream
         self._events: list[FrameEvent] = []
         self._wire = H2Wire(stream, client_side=True, on_event=self._events.append)
@@ -301,8 +304,9 @@ class H2ClientConnection:
                 if partial is None
                 else f": the head ({partial.code}) came, then {len(partial.raw_body)} B of body"
             )
+            waited = round(timeout or 0, 2)
             raise H2StreamTimeout(
-                f"no whole answer on HTTP/2 stream {stream_id} in {round(timeout or 0, 2):g} s{came}",
+                f"no whole answer on HTTP/2 stream {stream_id} in {waited:g} s{came}",
                 stream_id=stream_id,
                 goaway=self.goaway_received,
                 response=partial,
