@@ -276,8 +276,9 @@ class Deproxy:
         after the body (HTTP/2). HTTP/2 client faults: ``h2_rapid_reset=N`` first opens N
         streams and resets each at once, ``h2_continuation_flood=N`` sends the header block
         as HEADERS and N CONTINUATION frames, ``h2_zero_window=True`` advertises a zero
-        window and gives no credit, ``h2_fields=[(name, value), ...]`` is the header block as
-        given; ``chain.error`` then says what the peer answered (``H2StreamError``).
+        window and gives no credit (for the rest of the connection), ``h2_fields=[(name,
+        value), ...]`` is the header block as given; ``chain.error`` then says what the peer
+        answered (``H2StreamError``, ``H2StreamTimeout``).
         """
         client.check_http2(http2)
         if trailers is not None and not (http2 or getattr(connection, "http2", False)):

@@ -86,12 +86,15 @@ class _Refusal(Exception):
 
 class H2StreamError(_Refusal, StreamGone):
     """The peer reset the stream, sent GOAWAY, or closed the connection before a whole
-    response came (see the attributes of :class:`_Refusal`)."""
+    response came: ``stream_id``, ``reset`` (the RST_STREAM's code name, e.g.
+    ``"PROTOCOL_ERROR"``; ``reset_code`` its number), ``goaway`` (``(code name,
+    last_stream_id)``) and ``response`` (what came before, if anything); ``None`` for what
+    did not happen."""
 
 
 class H2StreamTimeout(_Refusal, DeproxyTimeout):
     """No whole response came in time; ``response`` holds what came (e.g. a head with no
-    body when the client's window was shut)."""
+    body when the client's window was shut), ``goaway`` any GOAWAY seen meanwhile."""
 
 
 def _response(answer: _Answer, stream_id: int) -> Response | None:

@@ -1,6 +1,8 @@
 """The record of traffic: what reached endpoints (Handling), what one call caused
 (MessageChain), the WebSocket frames that crossed an upgraded connection (Frame), the registry
-that ties them, and the chain as a text diagram.
+that ties them, and the chain as a text diagram (over HTTP/2, with the connection-level
+frames of the client's connection and of the endpoints' connections the chain used, each
+where it happened in time).
 
 Rules kept here: pure bookkeeping, no socket and no thread. The registry is the one place where
 handlings meet calls: a chain is *in flight* exactly while its call runs, and a handling
@@ -464,7 +466,7 @@ def chain_window(chain: MessageChain) -> tuple[float, float]:
     return chain.started, max(ends)
 
 
-def connection_events(chain: MessageChain) -> list[tuple[Handling, list[ConnectionEvent]]]:
+def endpoint_events(chain: MessageChain) -> list[tuple[Handling, list[ConnectionEvent]]]:
     """The HTTP/2 frames of each endpoint connection the chain's handlings came on (one
     entry per connection, with its first handling): those on the chain's streams, and the
     connection's own (stream 0) while the chain ran. HTTP/1 connections have none."""
@@ -611,7 +613,7 @@ def diagram(chain: MessageChain) -> str:
     if chain.error is not None:
         timed.append((ended, f"{CLIENT} xx {type(chain.error).__name__}: {chain.error}"))
     events = _event_lines(CLIENT, list(chain.connection_events), endpoint=False)
-    for handling, found in connection_events(chain):
+    for handling, found in endpoint_events(chain):
         lane = "  " + _lane(handling.endpoint.name)
         events += _event_lines(lane, found, endpoint=True, where=handling.connection)
     lines += _merge(timed, events)

@@ -360,3 +360,19 @@ def test_an_idle_h2c_connection_outlives_its_timeout(deproxy: Deproxy) -> None:
         time.sleep(0.8)  # silence longer than the timeout: the connection is still open
         chain = deproxy.make_request(endpoint.url + "/later", connection=connection)
     assert answered(chain).code == "200"
+
+
+def test_the_faults_go_over_tls_h2_too(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(tls=True, http2=True, default_handler=body)
+    url = endpoint.url.replace("127.0.0.1", "localhost")
+    with deproxy.connect(url, http2=True) as connection:
+        burst = deproxy.make_request(url + "/rr", connection=connection, h2_rapid_reset=5)
+        flood = deproxy.make_request(url + "/cf", connection=connection, h2_continuation_flood=30)
+        fields = [(":method", "GET"), (":scheme", "https"), (":path", "/x"), (":path", "/y")]
+        odd = deproxy.make_request(url, connection=connection, h2_fields=fields)
+    assert [answered(c).body for c in (burst, flood, odd)] == [BODY] * 3
+    assert burst.wait(handlings=6) and len(burst.handlings) == 6
+    assert odd.handlings[0].request.headers.get_all(":path") == ["/x", "/y"]
+    assert {h.connection for c in (burst, flood, odd) for h in c.handlings} == {
+        burst.handlings[0].connection
+    }

@@ -90,12 +90,13 @@ def test_only_the_chains_own_streams_and_time_are_shown(deproxy: Deproxy) -> Non
             endpoint.url + "/fast", connection=connection, handlers={endpoint: handlers.simple}
         )
     answered(later)
-    assert "RST_STREAM s1" in reset.diagram()
+    shown = f"{reset.diagram()}\n{later.diagram()}"
+    assert "RST_STREAM s1" in reset.diagram(), shown
     # One connection, both chains: the later chain shows its own stream (s3) and no frame
     # of the earlier one, nor the SETTINGS exchanged before it started.
-    assert [h.connection for h in later.handlings] == [h.connection for h in reset.handlings]
-    assert "RST_STREAM" not in later.diagram() and "SETTINGS" not in later.diagram()
-    assert "conn-" in later.diagram() and " s3 " in later.diagram()
+    assert [h.connection for h in later.handlings] == [h.connection for h in reset.handlings], shown
+    assert "RST_STREAM" not in later.diagram() and "SETTINGS" not in later.diagram(), shown
+    assert "conn-" in later.diagram() and " s3 " in later.diagram(), shown
 
 
 def test_through_haproxy_each_side_shows_its_own_connection(
