@@ -216,11 +216,12 @@ def test_a_larger_rapid_reset_breaks_haproxy_upstream_connections(
     with process:
         chain = deproxy.make_request(url + "/b", http2="h2c", h2_rapid_reset=500, timeout=3)
         later = deproxy.make_request(url + "/later", http2="h2c", timeout=2)
-    # haproxy 2.6.12 with 500 streams reset at once: it opens upstream connections (two
-    # dozen) but writes each a stray 13-byte frame where the HTTP/2 preface belongs, so the
-    # endpoint never sees HTTP/2 on them; the client's connection is closed (or left
-    # unanswered) with no GOAWAY, and a later request through the same haproxy gets no
-    # answer either. Nothing reached the upstream as a request.
+    # haproxy 2.6.12 with 500 streams reset at once (fine with 50 to 200, broken from about
+    # 300 on a fresh process): it opens upstream connections (two dozen) and writes most of
+    # them a stray 13-byte frame where the HTTP/2 preface belongs, so the endpoint never sees
+    # HTTP/2 on them; the client's connection is closed (or left unanswered) with no GOAWAY,
+    # and a later request through the same haproxy gets no answer either. Nothing reached
+    # the upstream as a request.
     error = chain.error
     assert isinstance(error, (H2StreamError, H2StreamTimeout)), chain.diagram()
     assert error.goaway is None and error.response is None
@@ -228,9 +229,8 @@ def test_a_larger_rapid_reset_breaks_haproxy_upstream_connections(
     assert later.received_response is None and isinstance(later.error, H2StreamTimeout)
     opened = backend.connections
     assert len(opened) > 1
-    assert not any(c.received.startswith(PREFACE[:3]) for c in opened)
-    # What the endpoint made of those bytes: heads cut short, no stream, no tracking id.
-    assert all(h.stream_id is None and h.request_id is None for h in backend.handlings)
+    assert any(not c.received.startswith(PREFACE) for c in opened)
+    assert not any(h.stream_id is not None for h in backend.handlings)
 
 
 def test_continuation_flood_through_haproxy_goes_upstream_as_one_headers(
