@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -45,7 +46,15 @@ class Sending:
     (ask ``Expect: 100-continue`` and send the body only after ``100 Continue``, or after
     :data:`CONTINUE_WAIT` seconds of silence), and a PROXY protocol header sent before anything
     else on a new connection (``proxy_protocol``: a :class:`ProxyHeader`, or ``"v1"``/``"v2"``
-    for one naming the connection's own addresses). Checked once, here."""
+    for one naming the connection's own addresses).
+
+    On HTTP/2, the client-side faults: ``h2_rapid_reset`` (open that many streams, each a
+    whole request reset at once, before the request itself), ``h2_continuation_flood`` (the
+    request's header block spread over HEADERS and that many CONTINUATION frames),
+    ``h2_zero_window`` (advertise ``SETTINGS_INITIAL_WINDOW_SIZE=0`` and give no
+    flow-control credit back) and ``h2_fields`` (the header block exactly as given:
+    pseudo-headers, duplicates, case and connection-specific fields included). Checked once,
+    here."""
 
     chunked: bool = False
     disconnect: str | None = None
@@ -53,6 +62,10 @@ class Sending:
     http_version: str = "1.1"
     expect_continue: bool = False
     proxy_protocol: ProxyProtocol = None
+    h2_rapid_reset: int = 0
+    h2_continuation_flood: int = 0
+    h2_zero_window: bool = False
+    h2_fields: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.disconnect not in (None, *DISCONNECT_POINTS):
@@ -68,6 +81,54 @@ class Sending:
         if not isinstance(self.expect_continue, bool):
             raise TypeError(f"expect_continue is True or False, not {self.expect_continue!r}")
         check_proxy_protocol(self.proxy_protocol)
+        for name in ("h2_rapid_reset", "h2_continuation_flood"):
+            count = getattr(self, name)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= H2_BURST:
+                raise ValueError(f"{name} is a count of frames from 0 to {H2_BURST}, not {count!r}")
+        if not isinstance(self.h2_zero_window, bool):
+            raise TypeError(f"h2_zero_window is True or False, not {self.h2_zero_window!r}")
+        if self.h2_fields is not None:
+            check_h2_fields(self.h2_fields)
+
+    @property
+    def h2_faults(self) -> bool:
+        """Whether any HTTP/2-only way of sending is asked for."""
+        return bool(
+            self.h2_rapid_reset
+            or self.h2_continuation_flood
+            or self.h2_zero_window
+            or self.h2_fields is not None
+        )
+
+
+H2_BURST = 100_000  # the most streams or CONTINUATION frames one call may send
+
+
+def h2_fields(fields: HeaderItems) -> tuple[tuple[str, str], ...] | None:
+    """``make_request(h2_fields=...)`` as the pairs :class:`Sending` keeps: a mapping or an
+    iterable of ``(name, value)`` str pairs, kept in order, duplicates and case as given."""
+    if fields is None:
+        return None
+    items = fields.items() if isinstance(fields, (Mapping, Headers)) else fields
+    try:
+        pairs = tuple((name, value) for name, value in items)
+    except (TypeError, ValueError):
+        raise TypeError(
+            "h2_fields is a list of (name, value) pairs, e.g. [(':method', 'GET'), "
+            f"(':path', '/'), (':path', '/again')], not {fields!r}"
+        ) from None
+    check_h2_fields(pairs)
+    return pairs
+
+
+def check_h2_fields(fields: object) -> None:
+    if not isinstance(fields, tuple) or not all(
+        isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(part, str) for part in pair)
+        for pair in fields
+    ):
+        raise TypeError(f"h2_fields is a sequence of (name, value) str pairs, not {fields!r}")
+    if not fields:
+        raise ValueError("h2_fields is the whole header block: give at least one field")
 
 
 def check_proxy_protocol(proxy_protocol: object) -> None:

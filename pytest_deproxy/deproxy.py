@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 
-from . import client, handlers, serving, wire
+from . import client, crafting, handlers, serving, wire
 from .client import ClientConnection, Target, Verify
 from .endpoint import DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT, Endpoint
 from .errors import DeproxyError, TunnelRefused
@@ -250,6 +250,10 @@ class Deproxy:
         http2: bool | str = False,
         h2_reset_after: float | None = None,
         trailers: HeaderItems = None,
+        h2_rapid_reset: int = 0,
+        h2_continuation_flood: int = 0,
+        h2_zero_window: bool = False,
+        h2_fields: HeaderItems = None,
     ) -> MessageChain:
         """Send one request and return its :class:`MessageChain`.
 
@@ -270,6 +274,12 @@ class Deproxy:
         CONNECT tunnel. ``h2_reset_after=seconds`` resets the stream (RST_STREAM CANCEL) if
         no whole answer came by then; ``chain.error`` then says so. ``trailers`` are sent
         after the body (on HTTP/1.1 the body then goes chunked, trailers in its last chunk).
+        HTTP/2 client faults: ``h2_rapid_reset=N`` first opens N streams and resets each at
+        once, ``h2_continuation_flood=N`` sends the header block as HEADERS and N
+        CONTINUATION frames, ``h2_zero_window=True`` advertises a zero window and gives no
+        credit (for the rest of the connection), ``h2_fields=[(name, value), ...]`` is the
+        header block as given; ``chain.error`` then says what the peer answered
+        (``H2StreamError``, ``H2StreamTimeout``).
         """
         client.check_http2(http2)
         if trailers is not None and not (http2 or getattr(connection, "http2", False)):
@@ -290,7 +300,13 @@ class Deproxy:
             http_version=http_version,
             expect_continue=expect_continue,
             proxy_protocol=proxy_protocol,
+            h2_rapid_reset=h2_rapid_reset,
+            h2_continuation_flood=h2_continuation_flood,
+            h2_zero_window=h2_zero_window,
+            h2_fields=crafting.h2_fields(h2_fields),
         )
+        if sending.h2_faults and not (http2 or getattr(connection, "http2", False)):
+            raise ValueError("the h2_ faults are HTTP/2's: add http2=True or 'h2c'")
         if connection is not None and proxy_protocol is not None:
             raise ValueError(
                 "proxy_protocol goes first on a new connection: pass it to connect(), "

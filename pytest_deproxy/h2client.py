@@ -6,6 +6,10 @@ idempotent. A request's stream is opened (its id taken and its HEADERS sent) und
 so that ids rise in the order the peer sees them. Each stream's answer is collected apart
 and handed to the thread that sent it. Opening the socket (proxy, tunnel, TLS with ALPN) is
 :mod:`~pytest_deproxy.client`'s; this module gets a connected stream.
+
+The client-side faults (a rapid-reset burst, a CONTINUATION flood, a shut window, a header
+block as given) are sent here, through :mod:`~pytest_deproxy.h2wire`, and what the peer did
+instead of answering comes back as an :class:`H2StreamError` or :class:`H2StreamTimeout`.
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ from .h2wire import (
     Violation,
     WindowShut,
     error_name,
+    rapid_reset,
     request_fields,
+    send_headers_continued,
 )
-from .models import Headers, Request, Response, reason_phrase
+from .models import TRACKING_HEADER, Headers, Request, Response, reason_phrase
 from .record import MessageChain
 
 _numbers = itertools.count(1)
+INITIAL_WINDOW_SIZE = 0x4  # the SETTINGS code
 
 
 @dataclass(eq=False)
@@ -48,6 +55,59 @@ class _Answer:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     ended: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
+    reset_code: int | None = None
+
+
+class _Refusal(Exception):
+    """What the peer answered a stream instead of a whole response: ``stream_id``,
+    ``reset_code`` (its RST_STREAM's code, or ``None``; ``reset`` is the code's name),
+    ``goaway`` (the connection's GOAWAY as ``(code name, last_stream_id)``, or ``None``) and
+    ``response`` (the head, and the body so far, that came before; or ``None``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stream_id: int,
+        reset_code: int | None = None,
+        goaway: tuple[str, int | None] | None = None,
+        response: Response | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+        self.reset_code = reset_code
+        self.goaway = goaway
+        self.response = response
+
+    @property
+    def reset(self) -> str | None:
+        return None if self.reset_code is None else error_name(self.reset_code)
+
+
+class H2StreamError(_Refusal, StreamGone):
+    """The peer reset the stream, sent GOAWAY, or closed the connection before a whole
+    response came: ``stream_id``, ``reset`` (the RST_STREAM's code name, e.g.
+    ``"PROTOCOL_ERROR"``; ``reset_code`` its number), ``goaway`` (``(code name,
+    last_stream_id)``) and ``response`` (what came before, if anything); ``None`` for what
+    did not happen."""
+
+
+class H2StreamTimeout(_Refusal, DeproxyTimeout):
+    """No whole response came in time; ``response`` holds what came (e.g. a head with no
+    body when the client's window was shut), ``goaway`` any GOAWAY seen meanwhile."""
+
+
+def _response(answer: _Answer, stream_id: int) -> Response | None:
+    """The response a stream's answer holds so far, or ``None`` before its head."""
+    if answer.fields is None:
+        return None
+    headers = Headers.from_wire(answer.fields)
+    status = headers.get(":status") or "0"
+    code = int(status) if status.isdigit() else 0
+    response = Response.received(code, reason_phrase(code), headers, b"".join(answer.body), "2")
+    if answer.trailers:
+        response.trailers = Headers.from_wire(answer.trailers)
+    return response
 
 
 class H2ClientConnection:
@@ -60,6 +120,9 @@ class H2ClientConnection:
     def __init__(self, target: object, stream: net.Stream, *, scheme: str, authority: str) -> None:
         self.target = target
         self.scheme, self.authority = scheme, authority
+        # The reader waits for frames as long as the connection lives (a read timeout would
+        # pass for the peer closing it); each request keeps its own deadline in send().
+        stream.timeout = None
         self._stream = stream
         self._events: list[FrameEvent] = []
         self._wire = H2Wire(stream, client_side=True, on_event=self._events.append)
@@ -67,6 +130,7 @@ class H2ClientConnection:
         self._open_lock = threading.Lock()
         self._answers_lock = threading.Lock()
         self._gone: str | None = None
+        self.goaway_received: tuple[str, int | None] | None = None
         self.stream_ids: list[int] = []
         self._wire.initiate()
         self._reader = threading.Thread(
@@ -94,21 +158,71 @@ class H2ClientConnection:
         reset_after: float | None = None,
     ) -> Response:
         """Send ``request`` on a new stream and wait for its answer. ``reset_after``: reset
-        the stream (RST_STREAM CANCEL) if no whole answer came within that many seconds."""
+        the stream (RST_STREAM CANCEL) if no whole answer came within that many seconds.
+
+        ``sending`` (a :class:`~pytest_deproxy.crafting.Sending`) may ask for the client-side
+        faults: ``h2_rapid_reset``, ``h2_continuation_flood``, ``h2_zero_window``,
+        ``h2_fields``. When no whole response comes, the error is an :class:`H2StreamError`
+        or :class:`H2StreamTimeout` saying what the peer answered instead. ``chain``, when
+        given, gets this call's ``connection_events``: the frames on its streams and the
+        connection's own frames since the chain started."""
+        since = chain.started if chain is not None else time.time()
+        opened: list[int] = []
+        try:
+            return self._send(request, sending, timeout, chain, reset_after, opened)
+        finally:
+            if chain is not None:
+                chain.connection_events = self.events_of(opened, since)
+
+    def events_of(self, stream_ids: list[int], since: float) -> list[FrameEvent]:
+        """The frames on ``stream_ids``, and the connection's own frames from ``since`` on."""
+        wanted = set(stream_ids)
+        return [
+            event
+            for event in self._events[:]
+            if event.stream_id in wanted or (event.stream_id == 0 and event.at >= since)
+        ]
+
+    def _send(
+        self,
+        request: Request,
+        sending: object,
+        timeout: float | None,
+        chain: MessageChain | None,
+        reset_after: float | None,
+        opened: list[int],
+    ) -> Response:
         if self._gone is not None:
-            raise NetworkError(f"the HTTP/2 connection is closed: {self._gone}")
+            raise self._failure(f"the HTTP/2 connection is closed: {self._gone}", 0)
         answer = _Answer()
         body = request.raw_body
-        authority = request.headers.get("Host") or self.authority
-        fields = request_fields(
-            request.method, self.scheme, authority, request.path, request.headers.items()
-        )
+        fields = self._fields(request, sending, chain)
+        burst = getattr(sending, "h2_rapid_reset", 0)
+        flood = getattr(sending, "h2_continuation_flood", 0)
+        if getattr(sending, "h2_zero_window", False):
+            self._wire.hold_window = True  # no WINDOW_UPDATE from now on, for any stream
+            self._wire.update_settings({INITIAL_WINDOW_SIZE: 0})
+        end_stream = not body and not request.trailers
         with self._open_lock:
-            stream_id = self._wire.new_stream_id()
-            with self._answers_lock:
-                self._answers[stream_id] = answer
-            self.stream_ids.append(stream_id)
-            self._wire.send_headers(stream_id, fields, end_stream=not body and not request.trailers)
+            try:
+                if burst:
+                    resets = rapid_reset(self._wire, fields, burst)
+                    opened += resets
+                    self.stream_ids += resets
+                stream_id = self._wire.new_stream_id()
+                with self._answers_lock:
+                    self._answers[stream_id] = answer
+                opened.append(stream_id)
+                self.stream_ids.append(stream_id)
+                if flood:
+                    send_headers_continued(
+                        self._wire, stream_id, fields, flood, end_stream=end_stream
+                    )
+                else:
+                    self._wire.send_headers(stream_id, fields, end_stream=end_stream)
+            except NetworkError as exc:
+                gone = self._gone or str(exc)
+                raise self._failure(f"the request could not be sent: {gone}", 0) from exc
         wait = timeout if reset_after is None else reset_after
         deadline = None if wait is None else time.monotonic() + wait
         try:
@@ -125,6 +239,10 @@ class H2ClientConnection:
                         f"stream {stream_id} reset (RST_STREAM CANCEL) after {reset_after} s, "
                         f"as h2_reset_after asked, while sending: {shut}"
                     ) from shut
+                except StreamGone as gone:
+                    if answer.ended.is_set():  # the peer refused the stream: say how, below
+                        return self._await(stream_id, answer, 0, None, chain)
+                    raise self._failure(str(gone), stream_id, answer) from gone
             if request.trailers:
                 self._wire.send_trailers(
                     stream_id, [(n.lower(), v) for n, v in request.trailers.items()]
@@ -134,6 +252,39 @@ class H2ClientConnection:
         finally:
             with self._answers_lock:
                 self._answers.pop(stream_id, None)
+
+    def _fields(
+        self, request: Request, sending: object, chain: MessageChain | None
+    ) -> list[tuple[str, str]]:
+        """The header block: built from ``request``, or ``h2_fields`` exactly as given (the
+        tracking header added at the end when absent, and ``chain.sent_request`` made to
+        say what was sent)."""
+        given = getattr(sending, "h2_fields", None)
+        if given is None:
+            authority = request.headers.get("Host") or self.authority
+            return request_fields(
+                request.method, self.scheme, authority, request.path, request.headers.items()
+            )
+        fields = list(given)
+        if not any(name.lower() == TRACKING_HEADER.lower() for name, _ in fields):
+            fields.append((TRACKING_HEADER.lower(), request.headers[TRACKING_HEADER]))
+        if chain is not None:
+            headers = Headers.from_wire(fields)
+            method = headers.get(":method") or "(no :method)"
+            path = headers.get(":path") or "(no :path)"
+            chain.sent_request = Request.received(method, path, headers, request.raw_body, "2")
+        return fields
+
+    def _failure(
+        self, message: str, stream_id: int, answer: _Answer | None = None
+    ) -> H2StreamError:
+        return H2StreamError(
+            message,
+            stream_id=stream_id,
+            reset_code=None if answer is None else answer.reset_code,
+            goaway=self.goaway_received,
+            response=None if answer is None else _response(answer, stream_id),
+        )
 
     def _await(
         self,
@@ -150,21 +301,30 @@ class H2ClientConnection:
                     f"stream {stream_id} reset (RST_STREAM CANCEL) after {reset_after} s, "
                     "as h2_reset_after asked"
                 )
-            raise DeproxyTimeout(f"no whole answer on HTTP/2 stream {stream_id} in {timeout} s")
+            partial = _response(answer, stream_id)
+            came = (
+                ""
+                if partial is None
+                else f": the head ({partial.code}) came, then {len(partial.raw_body)} B of body"
+            )
+            waited = round(timeout or 0, 2)
+            raise H2StreamTimeout(
+                f"no whole answer on HTTP/2 stream {stream_id} in {waited:g} s{came}",
+                stream_id=stream_id,
+                goaway=self.goaway_received,
+                response=partial,
+            )
         if chain is not None:
             chain.interim_responses.extend(answer.interim)
-        if answer.error is not None and answer.fields is None:
-            raise StreamGone(answer.error)
-        if answer.fields is None:
+        response = _response(answer, stream_id)
+        if answer.error is not None and response is None:
+            raise self._failure(answer.error, stream_id, answer)
+        if response is None:
             raise ProtocolError(f"HTTP/2 stream {stream_id} ended with no response head")
-        headers = Headers.from_wire(answer.fields)
-        status = headers.get(":status") or "0"
-        code = int(status) if status.isdigit() else 0
-        response = Response.received(code, reason_phrase(code), headers, b"".join(answer.body), "2")
-        if answer.trailers:
-            response.trailers = Headers.from_wire(answer.trailers)
         if answer.error is not None:  # a head, then a reset: what came is the answer, cut short
-            raise StreamGone(f"{answer.error} after the response head {status}")
+            raise self._failure(
+                f"{answer.error} after the response head {response.code}", stream_id, answer
+            )
         return response
 
     # -- the reader thread -------------------------------------------------------------------
@@ -183,6 +343,7 @@ class H2ClientConnection:
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, GoneAway):
+            self.goaway_received = (error_name(event.code), event.last_stream_id)
             self._gone = f"GOAWAY {error_name(event.code)}, last_stream_id={event.last_stream_id}"
             last = event.last_stream_id or 0
             with self._answers_lock:
@@ -217,6 +378,7 @@ class H2ClientConnection:
             answer.ended.set()
         elif isinstance(event, Reset):
             answer.error = f"the server reset stream {stream_id} ({error_name(event.code)})"
+            answer.reset_code = event.code
             answer.ended.set()
 
     def _end_all(self, reason: str) -> None:

@@ -512,3 +512,91 @@ def response_fields(code: str, headers: Iterable[tuple[str, str]]) -> list[tuple
             continue
         fields.append((lower, value))
     return fields
+
+
+# -- client-side faults: frames h2 makes, sent in a shape h2 would not choose ------------------
+
+
+def split_header_block(data: bytes, continuations: int) -> bytes:
+    """The HEADERS frame (and any CONTINUATION after it) in ``data``, as made by h2, sent as
+    one HEADERS without END_HEADERS and ``continuations`` CONTINUATION frames, the last
+    with END_HEADERS: the header block is cut into that many pieces (empty ones when the
+    block is shorter than the frames asked for). Other frames in ``data`` go first."""
+    block, flags, stream_id, rest, offset = b"", 0, 0, b"", 0
+    while offset + 9 <= len(data):
+        length = int.from_bytes(data[offset : offset + 3], "big")
+        kind, frame_flags = data[offset + 3], data[offset + 4]
+        payload = data[offset + 9 : offset + 9 + length]
+        if kind == 0x1:  # HEADERS: take off padding and priority, keep END_STREAM
+            stream_id = int.from_bytes(data[offset + 5 : offset + 9], "big") & 0x7FFFFFFF
+            flags = frame_flags & 0x1
+            start, end = 0, len(payload)
+            if frame_flags & 0x8:
+                start, end = 1, len(payload) - payload[0]
+            if frame_flags & 0x20:
+                start += 5
+            block += payload[start:end]
+        elif kind == 0x9:
+            block += payload
+        else:
+            rest += data[offset : offset + 9 + length]
+        offset += 9 + length
+    pieces = continuations + 1
+    size, extra = divmod(len(block), pieces)
+    cuts, at = [], 0
+    for number in range(pieces):
+        step = size + (1 if number < extra else 0)
+        cuts.append(block[at : at + step])
+        at += step
+    frames = [frame(0x1, flags, stream_id, cuts[0])]
+    frames += [frame(0x9, 0, stream_id, piece) for piece in cuts[1:-1]]
+    frames.append(frame(0x9, 0x4, stream_id, cuts[-1]))
+    return rest + b"".join(frames)
+
+
+def send_headers_continued(
+    wire: H2Wire,
+    stream_id: int,
+    fields: list[tuple[str, str]],
+    continuations: int,
+    *,
+    end_stream: bool = False,
+) -> None:
+    """Open ``stream_id`` with ``fields`` as HEADERS and ``continuations`` CONTINUATION frames
+    (a CONTINUATION flood): h2 encodes the block, so its HPACK state stays the peer's."""
+    encoded = [(name.encode(), value.encode()) for name, value in fields]
+    with wire._lock:
+        wire._flush()
+        try:
+            wire._conn.send_headers(stream_id, encoded, end_stream=end_stream)
+        except h2.exceptions.H2Error as exc:
+            raise StreamGone(str(exc)) from exc
+        data = split_header_block(wire._conn.data_to_send(), continuations)
+        wire._out_log.feed(data)
+        try:
+            wire._stream.write(data)
+        except NetworkError:
+            wire.closed = True
+            raise
+
+
+def rapid_reset(
+    wire: H2Wire, fields: list[tuple[str, str]], count: int, code: int = CANCEL
+) -> list[int]:
+    """Open ``count`` streams, each a whole request (HEADERS with END_STREAM) reset at once
+    (RST_STREAM ``code``), all in one write: the shape of CVE-2023-44487. The stream ids."""
+    encoded = [(name.encode(), value.encode()) for name, value in fields]
+    opened: list[int] = []
+    with wire._lock:
+        wire._flush()
+        try:
+            for _ in range(count):
+                stream_id = int(wire._conn.get_next_available_stream_id())
+                wire._conn.send_headers(stream_id, encoded, end_stream=True)
+                wire._conn.reset_stream(stream_id, code)
+                opened.append(stream_id)
+        except h2.exceptions.H2Error as exc:
+            raise StreamGone(f"after {len(opened)} reset streams: {exc}") from exc
+        finally:
+            wire._flush()
+    return opened

@@ -7,7 +7,9 @@ HAR files get shared: secrets in headers, query strings and JSON/form bodies are
 WebSocket frames go in ``_webSocketMessages`` as browsers' developer tools write them
 (``type`` ``"send"``/``"receive"`` as seen from the client of the entry, ``time`` in epoch
 seconds, ``opcode``, ``data``: text as is, JSON keys that hold secrets redacted, anything else
-base64).
+base64). HTTP/2 connection-level frames go in ``_http2Events`` (``time``, ``direction`` as
+seen from the entry's own side, ``type``, ``streamId``, ``text``): the client's frames on
+its entry, a handling's stream and its connection's own frames on the handling's entry.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ._version import __version__
 from .models import Headers, Request, Response
-from .record import OPCODES, Frame, Handling, MessageChain
+from .record import (
+    OPCODES,
+    ConnectionEvent,
+    Frame,
+    Handling,
+    MessageChain,
+    chain_window,
+    event_text,
+)
 from .redaction import DEFAULT, Redaction
 
 
@@ -169,18 +179,45 @@ def har_entries(chain: MessageChain, redaction: Redaction = DEFAULT) -> list[dic
             + (f"; {error}" if error else ""),
         )
     ]
+    if chain.connection_events:
+        entries[0]["_http2Events"] = _http2_events(chain.connection_events)
     if chain.frames:
         entries[0]["_webSocketMessages"] = _websocket_messages(
             chain.frames, redaction, at_server=False
         )
+    start, end = chain_window(chain)
     for handlings, kind in ((chain.handlings, "handled"), (chain.orphaned_handlings, "orphan")):
         for handling in handlings:
             entries.append(_handling_entry(handling, kind, redaction))
+            found = [
+                event
+                for event in getattr(handling.facts, "events", ())
+                if handling.stream_id is not None
+                and (
+                    event.stream_id == handling.stream_id
+                    or (event.stream_id == 0 and start <= event.at <= end)
+                )
+            ]
+            if found:
+                entries[-1]["_http2Events"] = _http2_events(found)
             if handling.frames:
                 entries[-1]["_webSocketMessages"] = _websocket_messages(
                     handling.frames, redaction, at_server=True
                 )
     return entries
+
+
+def _http2_events(events: Iterable[ConnectionEvent]) -> list[dict[str, Any]]:
+    return [
+        {
+            "time": event.at,
+            "direction": event.direction,
+            "type": event.type,
+            "streamId": event.stream_id,
+            "text": event_text(event),
+        }
+        for event in events
+    ]
 
 
 def _handling_entry(handling: Handling, kind: str, redaction: Redaction) -> dict[str, Any]:
