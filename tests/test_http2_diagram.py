@@ -50,7 +50,9 @@ def test_the_diagram_of_a_reset_stream_shows_the_frames_in_time(deproxy: Deproxy
         "client          ==> RST_STREAM s1 CANCEL",
         "  Endpoint-1    ==> RST_STREAM s1 CANCEL   conn-N",
         "  Endpoint-1    ==> GOAWAY NO_ERROR last_stream_id=0   conn-N",
-        "  Endpoint-1    <-- 200 OK   conn-N s1 | Content-Length: 0 | no body",
+        # The handler's answer came after the reset: nothing was sent, and the record says so.
+        "  Endpoint-1     xx the client reset stream 1 (CANCEL) before the answer was sent"
+        "   conn-N s1",
         "client           xx StreamGone: stream 1 reset (RST_STREAM CANCEL) after 1.0 s, "
         "as h2_reset_after asked",
     ], diagram
@@ -135,7 +137,8 @@ def test_har_entries_carry_the_http2_events(deproxy: Deproxy) -> None:
         ("received", "RST_STREAM s1 CANCEL"),
         ("received", "GOAWAY NO_ERROR last_stream_id=0"),
     ]
-    assert handled["response"]["httpVersion"] == "HTTP/2"
+    assert handled["request"]["httpVersion"] == "HTTP/2"
+    assert handled["response"]["status"] == 0  # the reset came first: no answer was sent
 
 
 def test_an_http1_chain_has_no_frame_lines(deproxy: Deproxy) -> None:
