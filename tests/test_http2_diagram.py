@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pytest_deproxy import Deproxy, Endpoint, HandlerContext, Request, Response, handlers, to_har
 
-from .conftest import answered
+from .conftest import answered, eventually
 from .test_http2_peers import haproxy
 
 
@@ -39,17 +39,26 @@ def answer_after_the_client_left(request: Request, context: HandlerContext) -> R
     return Response(200)
 
 
+def client_left(endpoint: Endpoint) -> bool:
+    """The client's RST_STREAM and GOAWAY are both on the endpoint's record (the handling may
+    be finished at the reset, before the GOAWAY that follows it arrives)."""
+    received = {e.type for c in endpoint.connections for e in c.events if e.direction == "received"}
+    return {"RST_STREAM", "GOAWAY"} <= received
+
+
 def test_the_diagram_of_a_reset_stream_shows_the_frames_in_time(deproxy: Deproxy) -> None:
     endpoint = deproxy.add_endpoint(http2="h2c", default_handler=answer_after_the_client_left)
     chain = deproxy.make_request(endpoint.url + "/reset-me", http2="h2c", h2_reset_after=1.0)
     chain.wait(handlings=1, timeout=15)
+    eventually(lambda: client_left(endpoint))
     diagram = chain.diagram()
-    assert normalised(diagram) == [
+    # The client's GOAWAY follows its reset as it closes the connection, at the chain's end:
+    # inside the chain's time or just after it, as the threads fall; it is left out here.
+    assert [line for line in normalised(diagram) if "GOAWAY" not in line] == [
         "client          --> GET /reset-me   Host: 127.0.0.1:PORT | no body",
         "  Endpoint-1    --> GET /reset-me   conn-N s1 | from 127.0.0.1:PORT | no body",
         "client          ==> RST_STREAM s1 CANCEL",
         "  Endpoint-1    ==> RST_STREAM s1 CANCEL   conn-N",
-        "  Endpoint-1    ==> GOAWAY NO_ERROR last_stream_id=0   conn-N",
         # The handler's answer came after the reset: nothing was sent, and the record says so.
         "  Endpoint-1     xx the client reset stream 1 (CANCEL) before the answer was sent"
         "   conn-N s1",
@@ -127,6 +136,7 @@ def test_har_entries_carry_the_http2_events(deproxy: Deproxy) -> None:
     endpoint = deproxy.add_endpoint(http2="h2c", default_handler=answer_after_the_client_left)
     chain = deproxy.make_request(endpoint.url + "/har", http2="h2c", h2_reset_after=0.3)
     chain.wait(handlings=1, timeout=15)
+    eventually(lambda: client_left(endpoint))
     client, handled = to_har(chain)["log"]["entries"]
     sent = [e for e in client["_http2Events"] if e["type"] == "RST_STREAM"]
     assert [(e["direction"], e["streamId"], e["text"]) for e in sent] == [
