@@ -24,7 +24,7 @@ from .handlers import Handler
 from .mitm import MitmEndpoint
 from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request
 from .proxyproto import ProxyHeader
-from .record import ChainRegistry, Handling, MessageChain
+from .record import DEFAULT_KEEP, ChainRegistry, Handling, MessageChain
 from .tls import CertificateAuthority
 from .websocket import WebSocketSession, handshake_request, parse_url
 
@@ -77,9 +77,12 @@ class Deproxy:
         *,
         ca: CertificateAuthority | None = None,
         timeout: float = client.DEFAULT_TIMEOUT,
-        keep_chains: int | None = None,
+        keep_chains: int | None = DEFAULT_KEEP,
     ) -> None:
-        """``keep_chains`` caps how many returned chains ``chains`` remembers (None: all)."""
+        """``keep_chains`` caps how many returned chains ``chains`` remembers: the latest
+        10,000 by default, so that a long run costs bounded memory; ``None`` keeps every one.
+        A chain that is no longer remembered stays whole for a test that holds it (its
+        handlings included), but a late request carrying its id is then filed nowhere."""
         self.default_handler = default_handler
         self.timeout = timeout
         self._ca = ca
@@ -115,7 +118,7 @@ class Deproxy:
         *,
         tls: bool = False,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
-        keep_handlings: int | None = None,
+        keep_handlings: int | None = DEFAULT_KEEP,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         proxy_protocol: bool | str = False,
         client_certs: str | None = None,
@@ -125,8 +128,10 @@ class Deproxy:
 
         ``request_timeout``: once a request has begun, each read must come within this many
         seconds, or the client gets a 408 and is closed (idle keep-alive connections may wait).
-        ``keep_handlings`` caps how many handlings the endpoint remembers (None: all), for
-        long runs; chains still get theirs.
+        ``keep_handlings`` caps what the endpoint remembers: its latest 10,000 handlings and
+        connection records by default (``endpoint.handlings``, ``endpoint.connections``, and
+        each connection's ``handlings``), so that a long run costs bounded memory; ``None``
+        keeps every one. Chains still hold their own handlings, however old.
         ``max_body_size`` (default 256 MiB; None: no limit): a request body longer than this
         is not kept: the client gets a 413 and the connection closes, and the handling is
         recorded with the request's head, an empty body and the 413. A ``Content-Length``
@@ -525,7 +530,8 @@ class Deproxy:
 
     @property
     def chains(self) -> list[MessageChain]:
-        """Every chain this Deproxy's ``make_request`` returned, in order."""
+        """The chains this Deproxy's ``make_request`` returned, in order (the latest
+        ``keep_chains``: 10,000 by default)."""
         return self._registry.chains
 
     # -- lifetime --------------------------------------------------------------------------

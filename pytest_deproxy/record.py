@@ -6,6 +6,11 @@ Rules kept here: pure bookkeeping, no socket and no thread. The registry is the 
 handlings meet calls: a chain is *in flight* exactly while its call runs, and a handling
 carrying its tracking id joins it; a handling with no known id joins every chain in flight as
 an orphan. Everything it hands out is a snapshot.
+
+What is kept is bounded by default (``DEFAULT_KEEP``), and each record costs the cyclic garbage
+collector few objects: lists a record rarely needs (orphans, interim responses, frames) are
+made on first use, and nothing here refers back to what refers to it, so a record dropped
+from the caps is freed at once, not at the next full collection.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import DeproxyError, DeproxyTimeout
 from .models import TRACKING_HEADER, Request, Response
+
+# How much of the record a Deproxy and each endpoint keep by default: the latest 10,000
+# chains, handlings and connection records. Enough for any test; a long run (a load test
+# through the proxy) then costs bounded memory, and the garbage collector a bounded heap.
+# ``keep_chains=None`` / ``keep_handlings=None`` keep everything.
+DEFAULT_KEEP = 10_000
 
 OPCODES = {"continuation": 0, "text": 1, "binary": 2, "close": 8, "ping": 9, "pong": 10}
 
@@ -103,14 +114,29 @@ class Handling:
     done: bool = False
     received_at: float = field(default_factory=time.time)
     responded_at: float | None = None
-    interim_responses: list[Response] = field(default_factory=list)
     stream_id: int | None = None
     raw_head: bytes = field(default=b"", repr=False)
     # The body's bytes as framed on the wire, when they differ from ``request.raw_body``
     # (chunked): kept apart so that an ordinary body is not held twice.
     framed_body: bytes | None = field(default=None, repr=False)
     facts: ConnectionFacts | None = field(default=None, repr=False)
-    frames: list[Frame] = field(default_factory=list, repr=False)
+    # Lists most handlings never need, made on first use (see the module's docstring).
+    _interim_responses: list[Response] | None = field(default=None, init=False, repr=False)
+    _frames: list[Frame] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def interim_responses(self) -> list[Response]:
+        """The 1xx responses sent before the final one, in order."""
+        if self._interim_responses is None:
+            self._interim_responses = []
+        return self._interim_responses
+
+    @property
+    def frames(self) -> list[Frame]:
+        """After an upgrade to WebSocket: the frames on the connection, both ways."""
+        if self._frames is None:
+            self._frames = []
+        return self._frames
 
     @property
     def raw(self) -> bytes:
@@ -156,16 +182,38 @@ class MessageChain:
     sent_request: Request
     received_response: Response | None = None
     handlings: list[Handling] = field(default_factory=list)
-    orphaned_handlings: list[Handling] = field(default_factory=list)
     error: DeproxyError | None = None
-    interim_responses: list[Response] = field(default_factory=list)
     url: str = ""  # the URL make_request was given
     sent_bytes: bytes | None = field(default=None, repr=False)  # make_raw_request's exact bytes
     started: float = field(default_factory=time.time, repr=False)  # wall clock, for reports
     elapsed: float | None = field(default=None, repr=False)  # seconds, once the call returned
     body_withheld: bool = False
-    frames: list[Frame] = field(default_factory=list, repr=False)
     _registry: ChainRegistry[Any] | None = field(default=None, repr=False, compare=False)
+    # Lists most chains never need, made on first use (see the module's docstring).
+    _orphaned_handlings: list[Handling] | None = field(default=None, init=False, repr=False)
+    _interim_responses: list[Response] | None = field(default=None, init=False, repr=False)
+    _frames: list[Frame] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def orphaned_handlings(self) -> list[Handling]:
+        """Untracked requests that reached endpoints while the call was in flight."""
+        if self._orphaned_handlings is None:
+            self._orphaned_handlings = []
+        return self._orphaned_handlings
+
+    @property
+    def interim_responses(self) -> list[Response]:
+        """The 1xx responses received before the final one, in order."""
+        if self._interim_responses is None:
+            self._interim_responses = []
+        return self._interim_responses
+
+    @property
+    def frames(self) -> list[Frame]:
+        """The WebSocket frames of :meth:`Deproxy.websocket`'s session, both ways."""
+        if self._frames is None:
+            self._frames = []
+        return self._frames
 
     def wait(
         self,
@@ -221,10 +269,12 @@ class ChainRegistry(Generic[Routing]):
     the chains returned, and the errors raised in endpoint threads.
 
     ``keep_chains`` caps how many returned chains are remembered (None: all); a late request
-    carrying the id of a chain no longer remembered is filed nowhere.
+    carrying the id of a chain no longer remembered is filed nowhere. A chain forgotten here
+    is still whole for whoever holds it.
     """
 
-    def __init__(self, keep_chains: int | None = None) -> None:
+    def __init__(self, keep_chains: int | None = DEFAULT_KEEP) -> None:
+        check_keep(keep_chains, "keep_chains")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a handling arrived or was settled
         self._waiting = 0  # threads in wait_for: settling notifies only when there are some
@@ -329,6 +379,14 @@ class ChainRegistry(Generic[Routing]):
         """The chains returned so far, in order."""
         with self._lock:
             return list(self._returned)
+
+
+def check_keep(keep: object, what: str) -> None:
+    """Refuse a cap on the record that is not ``None`` or an int >= 0."""
+    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 0):
+        raise ValueError(
+            f"{what} is how many to keep: an int >= 0, or None to keep all; got {keep!r}"
+        )
 
 
 # -- the diagram ---------------------------------------------------------------------------
