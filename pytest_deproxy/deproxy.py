@@ -51,6 +51,10 @@ def _check_hostname(hostname: object, method: str) -> None:
         )
 
 
+# make_request's sending arguments when none is given: client.PLAIN
+_PLAIN = (False, None, None, "1.1", False, None)
+
+
 @dataclass(frozen=True)
 class _Routing:
     """What a call in flight asks of the endpoints its request reaches."""
@@ -288,14 +292,17 @@ class Deproxy:
                 "chunked, disconnect, dribble, expect_continue and http_version are HTTP/1 "
                 "ways of sending: leave them out of an HTTP/2 request"
             )
-        sending = client.Sending(
-            chunked=chunked,
-            disconnect=disconnect,
-            dribble=dribble,
-            http_version=http_version,
-            expect_continue=expect_continue,
-            proxy_protocol=proxy_protocol,
-        )
+        if (chunked, disconnect, dribble, http_version, expect_continue, proxy_protocol) == _PLAIN:
+            sending = client.PLAIN  # the usual call: nothing to check, nothing to make
+        else:
+            sending = client.Sending(
+                chunked=chunked,
+                disconnect=disconnect,
+                dribble=dribble,
+                http_version=http_version,
+                expect_continue=expect_continue,
+                proxy_protocol=proxy_protocol,
+            )
         if connection is not None and proxy_protocol is not None:
             raise ValueError(
                 "proxy_protocol goes first on a new connection: pass it to connect(), "

@@ -18,8 +18,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -258,10 +256,20 @@ class MessageChain:
 Routing = TypeVar("Routing")
 
 
-@dataclass
-class _InFlight(Generic[Routing]):
-    chain: MessageChain
-    routing: Routing
+class _Flight(Generic[Routing]):
+    """A chain in flight while a ``with`` block runs (a class, not a generator: it is entered
+    on every request)."""
+
+    __slots__ = ("_chain", "_registry", "_routing")
+
+    def __init__(self, registry: ChainRegistry[Routing], chain: MessageChain, routing: Routing):
+        self._registry, self._chain, self._routing = registry, chain, routing
+
+    def __enter__(self) -> None:
+        self._registry._begin(self._chain, self._routing)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._registry._end(self._chain)
 
 
 class ChainRegistry(Generic[Routing]):
@@ -278,34 +286,38 @@ class ChainRegistry(Generic[Routing]):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a handling arrived or was settled
         self._waiting = 0  # threads in wait_for: settling notifies only when there are some
-        self._in_flight: dict[str, _InFlight[Routing]] = {}
+        self._in_flight: dict[str, tuple[MessageChain, Routing]] = {}
         self._returned: deque[MessageChain] = deque(maxlen=keep_chains)
         self._returned_by_id: dict[str, MessageChain] = {}
         self._errors: list[BaseException] = []
 
-    @contextmanager
-    def in_flight(self, chain: MessageChain, routing: Routing) -> Iterator[None]:
+    def in_flight(self, chain: MessageChain, routing: Routing) -> _Flight[Routing]:
         """Keep ``chain`` in flight for the duration of the ``with`` block."""
+        return _Flight(self, chain, routing)
+
+    def _begin(self, chain: MessageChain, routing: Routing) -> None:
         with self._lock:
             if chain.request_id in self._in_flight:
                 raise ValueError(
                     f"a request with {TRACKING_HEADER} {chain.request_id!r} is already in "
                     "flight; give each concurrent request its own id"
                 )
-            self._in_flight[chain.request_id] = _InFlight(chain, routing)
+            self._in_flight[chain.request_id] = (chain, routing)
             chain._registry = self
-        try:
-            yield
-        finally:
-            chain.elapsed = time.time() - chain.started
-            with self._lock:
-                del self._in_flight[chain.request_id]
-                if len(self._returned) == self._returned.maxlen:
-                    forgotten = self._returned[0]
-                    if self._returned_by_id.get(forgotten.request_id) is forgotten:
-                        del self._returned_by_id[forgotten.request_id]
-                self._returned.append(chain)
-                self._returned_by_id[chain.request_id] = chain
+
+    def _end(self, chain: MessageChain) -> None:
+        chain.elapsed = time.time() - chain.started
+        returned = self._returned
+        with self._lock:
+            del self._in_flight[chain.request_id]
+            if len(returned) == returned.maxlen:
+                if not returned.maxlen:
+                    return  # keep_chains=0: remember none
+                forgotten = returned[0]
+                if self._returned_by_id.get(forgotten.request_id) is forgotten:
+                    del self._returned_by_id[forgotten.request_id]
+            returned.append(chain)
+            self._returned_by_id[chain.request_id] = chain
 
     def routing_for(self, request_id: str | None) -> Routing | None:
         """What the call in flight with ``request_id`` asked of endpoints, if there is one."""
@@ -313,7 +325,7 @@ class ChainRegistry(Generic[Routing]):
             return None
         with self._lock:
             call = self._in_flight.get(request_id)
-        return None if call is None else call.routing
+        return None if call is None else call[1]
 
     def record(self, handling: Handling) -> None:
         """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
@@ -326,13 +338,13 @@ class ChainRegistry(Generic[Routing]):
         with self._lock:
             if request_id is not None:
                 call = self._in_flight.get(request_id)
-                own = call.chain if call is not None else self._returned_by_id.get(request_id)
+                own = call[0] if call is not None else self._returned_by_id.get(request_id)
                 if own is not None:
                     own.handlings.append(handling)
                     self._notify()
                     return
-            for active in self._in_flight.values():
-                active.chain.orphaned_handlings.append(handling)
+            for active, _ in self._in_flight.values():
+                active.orphaned_handlings.append(handling)
             self._notify()
 
     def settled(self, handling: Handling) -> None:
