@@ -19,9 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from floor import BareClient, BareServer  # noqa: E402
+from floor import BareClient, BareServer
 
-from pytest_deproxy import Deproxy  # noqa: E402
+from pytest_deproxy import Deproxy
 
 
 def _rate(action: Callable[[], object], count: int) -> float:

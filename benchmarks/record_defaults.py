@@ -6,7 +6,9 @@ Each round runs two fresh processes, one at default settings (``Deproxy()``,
 ``make_request`` calls over one persistent connection. Each reports its rate, its resident
 memory growth, the time the cyclic garbage collector took (``gc.callbacks``) and the
 GC-tracked objects each request left behind. :func:`measure` returns the figures;
-``python benchmarks/record_defaults.py [requests] [rounds]`` prints them.
+``python benchmarks/record_defaults.py [requests] [rounds]`` prints them;
+:func:`measure_costs` (``... record_defaults.py costs [requests] [rounds]``) what the record
+and the raw transcripts add per request.
 """
 
 from __future__ import annotations
@@ -27,8 +29,14 @@ def rss_kib():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
 
-capped = sys.argv[1] == "capped"
+setting = sys.argv[1]
 requests = int(sys.argv[2])
+keep = {"capped": 1000, "nothing-kept": 0}.get(setting)
+options = {} if keep is None else {"keep_chains": keep}
+endpoint_options = {} if keep is None else {"keep_handlings": keep}
+if setting == "no-transcripts":
+    from pytest_deproxy import serving
+    serving.TRANSCRIPT_LIMIT = 0  # each transcript then keeps nothing
 gc_time = [0.0, 0.0]  # total, start of the current collection
 def on_gc(phase, info):
     if phase == "start":
@@ -36,8 +44,8 @@ def on_gc(phase, info):
     else:
         gc_time[0] += time.perf_counter() - gc_time[1]
 
-with Deproxy(**({"keep_chains": 1000} if capped else {})) as deproxy:
-    server = deproxy.add_endpoint(**({"keep_handlings": 1000} if capped else {}))
+with Deproxy(**options) as deproxy:
+    server = deproxy.add_endpoint(**endpoint_options)
     connection = deproxy.connect(server.url)
     for _ in range(200):
         deproxy.make_request(server.url, connection=connection)
@@ -100,7 +108,47 @@ def measure(requests: int = 100_000, rounds: int = 5) -> dict[str, Any]:
     return figures
 
 
+def measure_costs(requests: int = 30_000, rounds: int = 5) -> dict[str, Any]:
+    """What the record and the raw transcripts add per request at default settings: rounds
+    of ``default``, ``nothing-kept`` (``keep_chains=0``, ``keep_handlings=0``) and
+    ``no-transcripts`` (each connection's transcript keeping nothing), in rotating order.
+    Returns per setting the runs, and (min, median, max) of the microseconds per request
+    the record (``"record_us"``) and the transcripts (``"transcripts_us"``) add, each from
+    one round's pair of runs."""
+    settings = ["default", "nothing-kept", "no-transcripts"]
+    runs: dict[str, list[dict[str, float]]] = {setting: [] for setting in settings}
+    record_us, transcripts_us = [], []
+    for round_number in range(rounds):
+        shift = round_number % len(settings)
+        for setting in settings[shift:] + settings[:shift]:
+            runs[setting].append(run_one(setting, requests))
+        per_request = {setting: 1e6 / runs[setting][-1]["rate"] for setting in settings}
+        record_us.append(per_request["default"] - per_request["nothing-kept"])
+        transcripts_us.append(per_request["default"] - per_request["no-transcripts"])
+    return {
+        "requests": requests,
+        "rounds": rounds,
+        **runs,
+        "record_us": spread(record_us),
+        "transcripts_us": spread(transcripts_us),
+        "us_per_request": {
+            setting: spread([1e6 / run["rate"] for run in runs[setting]]) for setting in settings
+        },
+    }
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "costs":
+        requests = int(argv[1]) if len(argv) > 1 else 30_000
+        rounds = int(argv[2]) if len(argv) > 2 else 5
+        costs = measure_costs(requests, rounds)
+        print(f"{requests:,} make_request calls per run, {rounds} rounds (min/median/max)")
+        for setting, (low, mid, high) in costs["us_per_request"].items():
+            print(f"  {setting:15} {low:.1f} / {mid:.1f} / {high:.1f} us per request")
+        for key, label in (("record_us", "the record"), ("transcripts_us", "raw transcripts")):
+            low, mid, high = costs[key]
+            print(f"  {label}: {low:+.1f} / {mid:+.1f} / {high:+.1f} us per request")
+        return 0
     requests = int(argv[0]) if argv else 100_000
     rounds = int(argv[1]) if len(argv) > 1 else 5
     figures = measure(requests, rounds)
