@@ -63,6 +63,15 @@ class _Routing:
     default_handler: Handler | None
 
 
+_NO_ROUTING = _Routing(None, None)
+
+
+def _routing(handlers: HandlerMap | None, default_handler: Handler | None) -> _Routing:
+    if handlers is None and default_handler is None:
+        return _NO_ROUTING  # the usual call: one shared, immutable routing
+    return _Routing(handlers, default_handler)
+
+
 class Deproxy:
     """Sends requests on the left of a proxy, serves them on the right, and ties the two.
 
@@ -328,7 +337,7 @@ class Deproxy:
             request.trailers = Headers(trailers)
         chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
         wait = self.timeout if timeout is None else timeout
-        with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
+        with self._registry.in_flight(chain, _routing(handlers, default_handler)):
             try:
                 if isinstance(connection, H2ClientConnection):
                     response = connection.send(
@@ -392,7 +401,7 @@ class Deproxy:
         sent = wire.parse_sent_request(payload)
         chain = MessageChain(request_id, sent, url=url, sent_bytes=payload)
         wait = self.timeout if timeout is None else timeout
-        with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
+        with self._registry.in_flight(chain, _routing(handlers, default_handler)):
             try:
                 ca = self.ca if target.scheme == "https" else None
                 with client.open_connection(
@@ -496,7 +505,7 @@ class Deproxy:
         wait = self.timeout if timeout is None else timeout
         session = WebSocketSession(chain, wait)
         ca = self.ca if target.scheme == "https" else None
-        with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
+        with self._registry.in_flight(chain, _routing(handlers, default_handler)):
             session.handshake(target, verify=verify, ca=ca, proxy=proxy, subprotocols=offered)
         return session
 

@@ -90,6 +90,22 @@ class ConnectionFacts(Protocol):
     def summary(self) -> str: ...
 
 
+_MAKING = threading.Lock()  # makes a record's rare lists once, whichever thread asks first
+
+
+def _made_once(record: object, slot: str) -> Any:
+    """The list in ``record``'s ``slot``, made empty on first use (by one thread only: an
+    endpoint thread may append while the test reads)."""
+    found = getattr(record, slot)
+    if found is None:
+        with _MAKING:
+            found = getattr(record, slot)
+            if found is None:
+                found = []
+                setattr(record, slot, found)
+    return found
+
+
 @dataclass(eq=False, slots=True)
 class Handling:
     """One request as an endpoint received it, and what the endpoint did about it.
@@ -125,16 +141,14 @@ class Handling:
     @property
     def interim_responses(self) -> list[Response]:
         """The 1xx responses sent before the final one, in order."""
-        if self._interim_responses is None:
-            self._interim_responses = []
-        return self._interim_responses
+        made: list[Response] = _made_once(self, "_interim_responses")
+        return made
 
     @property
     def frames(self) -> list[Frame]:
         """After an upgrade to WebSocket: the frames on the connection, both ways."""
-        if self._frames is None:
-            self._frames = []
-        return self._frames
+        made: list[Frame] = _made_once(self, "_frames")
+        return made
 
     @property
     def raw(self) -> bytes:
@@ -195,23 +209,20 @@ class MessageChain:
     @property
     def orphaned_handlings(self) -> list[Handling]:
         """Untracked requests that reached endpoints while the call was in flight."""
-        if self._orphaned_handlings is None:
-            self._orphaned_handlings = []
-        return self._orphaned_handlings
+        made: list[Handling] = _made_once(self, "_orphaned_handlings")
+        return made
 
     @property
     def interim_responses(self) -> list[Response]:
         """The 1xx responses received before the final one, in order."""
-        if self._interim_responses is None:
-            self._interim_responses = []
-        return self._interim_responses
+        made: list[Response] = _made_once(self, "_interim_responses")
+        return made
 
     @property
     def frames(self) -> list[Frame]:
         """The WebSocket frames of :meth:`Deproxy.websocket`'s session, both ways."""
-        if self._frames is None:
-            self._frames = []
-        return self._frames
+        made: list[Frame] = _made_once(self, "_frames")
+        return made
 
     def wait(
         self,
