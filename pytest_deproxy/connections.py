@@ -11,6 +11,7 @@ so a record dropped from the endpoint's cap is freed at once, not by the garbage
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -145,6 +146,7 @@ class ConnectionRecord:
         self.incoming = Transcript(self.transcript_limit)
         self.outgoing = Transcript(self.transcript_limit)
         self._handlings: deque[Handling] = deque(maxlen=self.keep_handlings)
+        self._forgetting = threading.Lock()
         self._events: list[FrameEvent] = []
         self.events_dropped = 0  # frames past EVENT_LIMIT, counted, not kept
         self._facts: Facts | None = None
@@ -177,8 +179,17 @@ class ConnectionRecord:
         """The requests that came on this connection, in order."""
         return list(self._handlings.copy())
 
-    def add_handling(self, handling: Handling) -> None:
-        self._handlings.append(handling)
+    def add_handling(self, handling: Handling, oldest_kept: Handling | None = None) -> None:
+        """Add ``handling``, and forget this connection's handlings that arrived before
+        ``oldest_kept``, the oldest its endpoint still keeps: so that many connections hold
+        no more of the record than the endpoint's cap (``keep_handlings``)."""
+        kept = self._handlings
+        kept.append(handling)
+        if not kept or oldest_kept is None or kept[0].arrival_number >= oldest_kept.arrival_number:
+            return
+        with self._forgetting:  # HTTP/2 streams of one connection may arrive at once
+            while kept and kept[0].arrival_number < oldest_kept.arrival_number:
+                kept.popleft()
 
     @property
     def received(self) -> bytes:

@@ -142,9 +142,10 @@ class Deproxy:
         ``request_timeout``: once a request has begun, each read must come within this many
         seconds, or the client gets a 408 and is closed (idle keep-alive connections may wait).
         ``keep_handlings`` caps what the endpoint remembers: its latest 10,000 handlings and
-        connection records by default (``endpoint.handlings``, ``endpoint.connections``, and
-        each connection's ``handlings``), so that a long run costs bounded memory; ``None``
-        keeps every one. Chains still hold their own handlings, however old.
+        connection records by default (``endpoint.handlings``, ``endpoint.connections``; each
+        connection's ``handlings`` are those of its requests the endpoint still keeps), so that
+        a long run costs bounded memory; ``None`` keeps every one. Chains still hold their own
+        handlings, however old.
         ``max_body_size`` (default 256 MiB; None: no limit): a request body longer than this
         is not kept: the client gets a 413 and the connection closes, and the handling is
         recorded with the request's head, an empty body and the 413. A ``Content-Length``

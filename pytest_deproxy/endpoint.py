@@ -15,6 +15,7 @@ on the connection's thread, until it returns; the endpoint then closes it.
 
 from __future__ import annotations
 
+import itertools
 import ssl
 import time
 from collections import deque
@@ -134,6 +135,7 @@ class Endpoint:
         # connection records, each with at most as many handlings.
         check_keep(keep_handlings, "keep_handlings")
         self._handlings: deque[Handling] = deque(maxlen=keep_handlings)
+        self._arrival_numbers = itertools.count(1)
         context = None
         if tls:
             hosts = ("localhost", "127.0.0.1", hostname)
@@ -485,11 +487,13 @@ class Endpoint:
             raw_head=raw_head,
             stream_id=stream_id,
             facts=connection.record.facts,  # not the record: it refers to its handlings
+            arrival_number=next(self._arrival_numbers),
         )
         # No lock: deque appends are thread-safe, and a lock taken here on every request makes
         # the connection threads queue behind whichever one the GIL switched away from.
-        self._handlings.append(handling)
-        connection.record.add_handling(handling)
+        kept = self._handlings
+        kept.append(handling)
+        connection.record.add_handling(handling, oldest_kept=kept[0] if kept else None)
         self._owner.record(handling)
         return handling
 

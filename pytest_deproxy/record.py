@@ -135,6 +135,9 @@ class Handling:
     # (chunked): kept apart so that an ordinary body is not held twice.
     framed_body: bytes | None = field(default=None, repr=False)
     facts: ConnectionFacts | None = field(default=None, repr=False)
+    # Its place in its endpoint's arrivals: which of a connection's handlings the endpoint's
+    # cap has dropped (see ConnectionRecord.add_handling).
+    arrival_number: int = field(default=0, repr=False)
     # Lists most handlings never need, made on first use (see the module's docstring).
     _interim_responses: list[Response] | None = field(default=None, init=False, repr=False)
     _frames: list[Frame] | None = field(default=None, init=False, repr=False)

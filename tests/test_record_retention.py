@@ -175,3 +175,23 @@ def test_an_orphan_dropped_by_its_endpoint_stays_in_the_chain_that_saw_it() -> N
         [orphan] = chain.orphaned_handlings
         assert orphan.endpoint is backend and orphan.request.path == "/via"
         assert isinstance(orphan.response, Response) and orphan.response.code == "200"
+
+
+def test_many_connections_hold_no_more_handlings_than_the_endpoint_keeps() -> None:
+    # Each persistent connection's record keeps only what the endpoint still keeps, so a load
+    # spread over many keep-alive connections costs no more than the endpoint's cap.
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(keep_handlings=6)
+        connections = [deproxy.connect(endpoint.url) for _ in range(3)]
+        for _ in range(5):
+            for connection in connections:
+                deproxy.make_request(endpoint.url, connection=connection)
+        kept = endpoint.handlings
+        assert len(kept) == 6
+        held = [h for record in endpoint.connections for h in record.handlings]
+        assert len(held) == len(kept)
+        assert {id(h) for h in held} == {id(h) for h in kept}
+        for record in endpoint.connections:
+            assert [h.connection for h in record.handlings] == [record.id] * 2
+        for connection in connections:
+            connection.close()
