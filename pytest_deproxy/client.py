@@ -112,7 +112,7 @@ class ClientConnection:
         Interim (1xx) responses go to ``chain.interim_responses`` as they arrive, and a body
         withheld because the answer came before 100 Continue sets ``chain.body_withheld``."""
         data = wire.serialize_request(request, chunked=sending.chunked)
-        interim = chain.interim_responses if chain is not None else None
+        interim: list[Response] = []  # the chain's own list only if there are some
         with self._lock:
             self._check_open(timeout)
             try:
@@ -120,6 +120,9 @@ class ClientConnection:
             except BaseException:
                 self._stream.close()
                 raise
+            finally:
+                if interim and chain is not None:
+                    chain.interim_responses.extend(interim)
             if chain is not None:
                 chain.body_withheld = not body_sent
             self._after(response, request, body_sent)
@@ -135,7 +138,7 @@ class ClientConnection:
     ) -> Response:
         """Write ``data`` as it is and read a response (framed as an answer to ``method``);
         interim (1xx) responses go to ``chain.interim_responses``."""
-        interim = chain.interim_responses if chain is not None else None
+        interim: list[Response] = []
         with self._lock:
             self._check_open(timeout)
             try:
@@ -143,6 +146,8 @@ class ClientConnection:
                 return self._reader.read_response(method, interim)
             finally:
                 self._stream.close()
+                if interim and chain is not None:
+                    chain.interim_responses.extend(interim)
 
     def _check_open(self, timeout: float | None) -> None:
         if self._stream.closed:

@@ -4,11 +4,14 @@ on HTTP/2, its connection-level frames both ways (``events``).
 
 Rules kept here: pure bookkeeping, no socket. The bytes are the ones that crossed the wire,
 after TLS is taken off and before anything reads them as HTTP; a connection's record is
-written by the one thread that serves it, and read by the test as a snapshot.
+written by the one thread that serves it, and read by the test as a snapshot. A handling
+refers to its connection's :class:`Facts`, never to the record, which refers to its handlings:
+so a record dropped from the endpoint's cap is freed at once, not by the garbage collector.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -98,6 +101,28 @@ class Transcript:
         return self._size
 
 
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a handling's connection was, as its diagram shows it: the client's ``peer``, and
+    the ``tls`` and ``proxy_protocol`` facts settled before its first request."""
+
+    peer: str
+    tls: TLSInfo | None = None
+    proxy_protocol: ProxyHeader | None = None
+
+    @property
+    def summary(self) -> str:
+        """The facts a diagram shows beside a request."""
+        parts = [f"from {self.peer}"]
+        if self.proxy_protocol is not None and self.proxy_protocol.source is not None:
+            parts.append(f"PROXY v{self.proxy_protocol.version} {self.proxy_protocol.source}")
+        if self.tls is not None:
+            parts.append(f"TLS SNI {self.tls.sni}" if self.tls.sni else "TLS, no SNI")
+            if self.tls.client_certificate is not None:
+                parts.append(f"client cert {_subject(self.tls.client_certificate)}")
+        return ", ".join(parts)
+
+
 @dataclass(eq=False)
 class ConnectionRecord:
     """One TCP connection an endpoint accepted. ``id`` is the ``Handling.connection`` of its
@@ -121,8 +146,22 @@ class ConnectionRecord:
         self.incoming = Transcript(self.transcript_limit)
         self.outgoing = Transcript(self.transcript_limit)
         self._handlings: deque[Handling] = deque(maxlen=self.keep_handlings)
+        self._forgetting = threading.Lock()
         self._events: list[FrameEvent] = []
         self.events_dropped = 0  # frames past EVENT_LIMIT, counted, not kept
+        self._facts: Facts | None = None
+
+    @property
+    def facts(self) -> Facts:
+        """The connection's facts as they stand (made once, again only if they changed)."""
+        facts = self._facts
+        if (
+            facts is None
+            or facts.tls is not self.tls
+            or facts.proxy_protocol is not self.proxy_protocol
+        ):
+            facts = self._facts = Facts(self.peer, self.tls, self.proxy_protocol)
+        return facts
 
     @property
     def events(self) -> list[FrameEvent]:
@@ -140,8 +179,17 @@ class ConnectionRecord:
         """The requests that came on this connection, in order."""
         return list(self._handlings.copy())
 
-    def add_handling(self, handling: Handling) -> None:
-        self._handlings.append(handling)
+    def add_handling(self, handling: Handling, oldest_kept: Handling | None = None) -> None:
+        """Add ``handling``, and forget this connection's handlings that arrived before
+        ``oldest_kept``, the oldest its endpoint still keeps: so that many connections hold
+        no more of the record than the endpoint's cap (``keep_handlings``)."""
+        kept = self._handlings
+        kept.append(handling)
+        if not kept or oldest_kept is None or kept[0].arrival_number >= oldest_kept.arrival_number:
+            return
+        with self._forgetting:  # HTTP/2 streams of one connection may arrive at once
+            while kept and kept[0].arrival_number < oldest_kept.arrival_number:
+                kept.popleft()
 
     @property
     def received(self) -> bytes:
@@ -163,14 +211,7 @@ class ConnectionRecord:
     @property
     def summary(self) -> str:
         """The facts a diagram shows beside a request."""
-        parts = [f"from {self.peer}"]
-        if self.proxy_protocol is not None and self.proxy_protocol.source is not None:
-            parts.append(f"PROXY v{self.proxy_protocol.version} {self.proxy_protocol.source}")
-        if self.tls is not None:
-            parts.append(f"TLS SNI {self.tls.sni}" if self.tls.sni else "TLS, no SNI")
-            if self.tls.client_certificate is not None:
-                parts.append(f"client cert {_subject(self.tls.client_certificate)}")
-        return ", ".join(parts)
+        return self.facts.summary
 
 
 def _subject(certificate: dict[str, Any]) -> str:

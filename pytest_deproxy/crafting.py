@@ -205,6 +205,9 @@ def _parse_target(url: str) -> Target:
     return Target._parse(url)  # a Target is immutable: the same URL parses once
 
 
+_DEFAULT_HEADERS = (("Accept", "*/*"), ("Accept-Encoding", "identity"), ("User-Agent", USER_AGENT))
+
+
 def build_request(
     target: Target,
     method: str,
@@ -228,32 +231,41 @@ def build_request(
     that turns HTTP/2 into HTTP/1.1 has to keep a declared length, and drops the trailers
     then (haproxy 2.6 does)."""
     chunked = chunked or sending.chunked
+    # Built as lists and made Headers once: a request is built on every call.
+    items: list[tuple[str, str]] = []
+    keys: list[str] = []
     given = Headers(headers)
-    final = Headers()
     if host is not None:
-        final.add("Host", host)  # the caller's value: coerce it
+        host = Headers([("Host", host)])["Host"]  # the caller's value: coerce it
+        items.append(("Host", host))
+        keys.append("host")
         given.delete_all("Host")
     elif add_default_headers and "Host" not in given:
-        final._append("Host", target.host_header)
-    for name, value in given.items():
-        final._append(name, value)  # checked when `given` was made
+        items.append(("Host", target.host_header))
+        keys.append("host")
+    for name, value in given.items():  # checked when `given` was made
+        items.append((name, value))
+        keys.append(name.lower())
     if add_default_headers:
-        for name, value in (
-            ("Accept", "*/*"),
-            ("Accept-Encoding", "identity"),
-            ("User-Agent", USER_AGENT),
-        ):
-            if name not in final:
-                final._append(name, value)
-        framed = "Content-Length" in final or "Transfer-Encoding" in final
+        for name, value in _DEFAULT_HEADERS:
+            if name.lower() not in keys:
+                items.append((name, value))
+                keys.append(name.lower())
+        framed = "content-length" in keys or "transfer-encoding" in keys
         if chunked and not framed:
-            final._append("Transfer-Encoding", "chunked")
+            items.append(("Transfer-Encoding", "chunked"))
+            keys.append("transfer-encoding")
         elif body is not None and not framed and trailers is None:
-            final._append("Content-Length", str(len(encode_body(body, final))))
-    if sending.expect_continue and "Expect" not in final:
-        final._append("Expect", "100-continue")
-    if TRACKING_HEADER not in final:
-        final._append(TRACKING_HEADER, new_request_id())
+            length = len(encode_body(body, Headers.from_wire(items, keys)))
+            items.append(("Content-Length", str(length)))
+            keys.append("content-length")
+    if sending.expect_continue and "expect" not in keys:
+        items.append(("Expect", "100-continue"))
+        keys.append("expect")
+    if TRACKING_HEADER.lower() not in keys:
+        items.append((TRACKING_HEADER, new_request_id()))
+        keys.append(TRACKING_HEADER.lower())
+    final = Headers.from_wire(items, keys)
     request_target = path if path is not None else target.request_target
     if absolute_form and path is None:
         request_target = target.origin + target.request_target

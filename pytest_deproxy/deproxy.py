@@ -24,7 +24,7 @@ from .handlers import Handler
 from .mitm import MitmEndpoint
 from .models import TRACKING_HEADER, Body, HeaderItems, Request
 from .proxyproto import ProxyHeader
-from .record import ChainRegistry, Handling, MessageChain
+from .record import DEFAULT_KEEP, ChainRegistry, Handling, MessageChain
 from .tls import CertificateAuthority
 from .websocket import WebSocketSession, handshake_request, parse_url
 
@@ -51,12 +51,25 @@ def _check_hostname(hostname: object, method: str) -> None:
         )
 
 
+# make_request's sending arguments when none is given: client.PLAIN
+_PLAIN = (False, None, None, "1.1", False, None)
+
+
 @dataclass(frozen=True)
 class _Routing:
     """What a call in flight asks of the endpoints its request reaches."""
 
     handlers: HandlerMap | None
     default_handler: Handler | None
+
+
+_NO_ROUTING = _Routing(None, None)
+
+
+def _routing(handlers: HandlerMap | None, default_handler: Handler | None) -> _Routing:
+    if handlers is None and default_handler is None:
+        return _NO_ROUTING  # the usual call: one shared, immutable routing
+    return _Routing(handlers, default_handler)
 
 
 class Deproxy:
@@ -77,9 +90,12 @@ class Deproxy:
         *,
         ca: CertificateAuthority | None = None,
         timeout: float = client.DEFAULT_TIMEOUT,
-        keep_chains: int | None = None,
+        keep_chains: int | None = DEFAULT_KEEP,
     ) -> None:
-        """``keep_chains`` caps how many returned chains ``chains`` remembers (None: all)."""
+        """``keep_chains`` caps how many returned chains ``chains`` remembers: the latest
+        10,000 by default, so that a long run costs bounded memory; ``None`` keeps every one.
+        A chain that is no longer remembered stays whole for a test that holds it (its
+        handlings included), but a late request carrying its id is then filed nowhere."""
         self.default_handler = default_handler
         self.timeout = timeout
         self._ca = ca
@@ -115,7 +131,7 @@ class Deproxy:
         *,
         tls: bool = False,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
-        keep_handlings: int | None = None,
+        keep_handlings: int | None = DEFAULT_KEEP,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         proxy_protocol: bool | str = False,
         client_certs: str | None = None,
@@ -125,8 +141,11 @@ class Deproxy:
 
         ``request_timeout``: once a request has begun, each read must come within this many
         seconds, or the client gets a 408 and is closed (idle keep-alive connections may wait).
-        ``keep_handlings`` caps how many handlings the endpoint remembers (None: all), for
-        long runs; chains still get theirs.
+        ``keep_handlings`` caps what the endpoint remembers: its latest 10,000 handlings and
+        connection records by default (``endpoint.handlings``, ``endpoint.connections``; each
+        connection's ``handlings`` are those of its requests the endpoint still keeps), so that
+        a long run costs bounded memory; ``None`` keeps every one. Chains still hold their own
+        handlings, however old.
         ``max_body_size`` (default 256 MiB; None: no limit): a request body longer than this
         is not kept: the client gets a 413 and the connection closes, and the handling is
         recorded with the request's head, an empty body and the 413. A ``Content-Length``
@@ -293,18 +312,29 @@ class Deproxy:
                 "chunked, disconnect, dribble, expect_continue and http_version are HTTP/1 "
                 "ways of sending: leave them out of an HTTP/2 request"
             )
-        sending = client.Sending(
-            chunked=chunked,
-            disconnect=disconnect,
-            dribble=dribble,
-            http_version=http_version,
-            expect_continue=expect_continue,
-            proxy_protocol=proxy_protocol,
-            h2_rapid_reset=h2_rapid_reset,
-            h2_continuation_flood=h2_continuation_flood,
-            h2_zero_window=h2_zero_window,
-            h2_fields=crafting.h2_fields(h2_fields),
-        )
+        h2_faults = (h2_rapid_reset, h2_continuation_flood, h2_zero_window, h2_fields)
+        if (
+            chunked,
+            disconnect,
+            dribble,
+            http_version,
+            expect_continue,
+            proxy_protocol,
+        ) == _PLAIN and h2_faults == (0, 0, False, None):
+            sending = client.PLAIN  # the usual call: nothing to check, nothing to make
+        else:
+            sending = client.Sending(
+                chunked=chunked,
+                disconnect=disconnect,
+                dribble=dribble,
+                http_version=http_version,
+                expect_continue=expect_continue,
+                proxy_protocol=proxy_protocol,
+                h2_rapid_reset=h2_rapid_reset,
+                h2_continuation_flood=h2_continuation_flood,
+                h2_zero_window=h2_zero_window,
+                h2_fields=crafting.h2_fields(h2_fields),
+            )
         if sending.h2_faults and not (http2 or getattr(connection, "http2", False)):
             raise ValueError("the h2_ faults are HTTP/2's: add http2=True or 'h2c'")
         if connection is not None and proxy_protocol is not None:
@@ -331,7 +361,7 @@ class Deproxy:
         )
         chain = MessageChain(request.headers[TRACKING_HEADER], request, url=url)
         wait = self.timeout if timeout is None else timeout
-        with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
+        with self._registry.in_flight(chain, _routing(handlers, default_handler)):
             try:
                 if isinstance(connection, H2ClientConnection):
                     response = connection.send(
@@ -395,7 +425,7 @@ class Deproxy:
         sent = wire.parse_sent_request(payload)
         chain = MessageChain(request_id, sent, url=url, sent_bytes=payload)
         wait = self.timeout if timeout is None else timeout
-        with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
+        with self._registry.in_flight(chain, _routing(handlers, default_handler)):
             try:
                 ca = self.ca if target.scheme == "https" else None
                 with client.open_connection(
@@ -499,7 +529,7 @@ class Deproxy:
         wait = self.timeout if timeout is None else timeout
         session = WebSocketSession(chain, wait)
         ca = self.ca if target.scheme == "https" else None
-        with self._registry.in_flight(chain, _Routing(handlers, default_handler)):
+        with self._registry.in_flight(chain, _routing(handlers, default_handler)):
             session.handshake(target, verify=verify, ca=ca, proxy=proxy, subprotocols=offered)
         return session
 
@@ -540,7 +570,8 @@ class Deproxy:
 
     @property
     def chains(self) -> list[MessageChain]:
-        """Every chain this Deproxy's ``make_request`` returned, in order."""
+        """The chains this Deproxy's ``make_request`` returned, in order (the latest
+        ``keep_chains``: 10,000 by default)."""
         return self._registry.chains
 
     # -- lifetime --------------------------------------------------------------------------

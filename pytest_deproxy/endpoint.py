@@ -15,6 +15,7 @@ on the connection's thread, until it returns; the endpoint then closes it.
 
 from __future__ import annotations
 
+import itertools
 import ssl
 import time
 from collections import deque
@@ -29,7 +30,7 @@ from .h2serve import H2Session
 from .h2wire import PREFACE
 from .handlers import Handler, HandlerContext, call_handler, never_blocks
 from .models import Request, Response
-from .record import Handling
+from .record import DEFAULT_KEEP, Handling, check_keep
 from .request_reader import Arrival, CutShort, RequestRefused, with_body
 from .serving import Connection, Server
 from .tls import CertificateAuthority
@@ -90,7 +91,8 @@ class Endpoint:
     """An HTTP(S) server on a local port that answers through handlers and records what it saw.
 
     Made by :meth:`Deproxy.add_endpoint`. ``handlings`` is every :class:`Handling` in order
-    of arrival; ``connections`` every :class:`ConnectionRecord`; ``errors`` the failures on
+    of arrival, ``connections`` every :class:`ConnectionRecord` (the latest
+    ``keep_handlings`` of each, 10,000 by default; None keeps all); ``errors`` the failures on
     its connections (malformed requests, failed TLS handshakes). A request body over
     ``max_body_size`` bytes (None: no limit) is answered 413 unread, and the connection
     closed; that handling is recorded with the head, an empty body and the 413.
@@ -106,7 +108,7 @@ class Endpoint:
         default_handler: Handler | None = None,
         tls: bool = False,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
-        keep_handlings: int | None = None,
+        keep_handlings: int | None = DEFAULT_KEEP,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         proxy_protocol: bool | str = False,
         client_certs: str | None = None,
@@ -129,8 +131,11 @@ class Endpoint:
         self._owner = owner
         self._fixed_handler_for = handler_for  # the MITM's: its dispatcher answers everything
         self._tunnels = tunnels
-        # Long runs cap what is kept: the last `keep_handlings` (None keeps every one).
+        # The last `keep_handlings` handlings are kept (None keeps every one), and as many
+        # connection records, each with at most as many handlings.
+        check_keep(keep_handlings, "keep_handlings")
         self._handlings: deque[Handling] = deque(maxlen=keep_handlings)
+        self._arrival_numbers = itertools.count(1)
         context = None
         if tls:
             hosts = ("localhost", "127.0.0.1", hostname)
@@ -147,6 +152,7 @@ class Endpoint:
             new_connection_id=owner.new_connection_id,
             proxy_protocol=proxy_protocol,
             keep_connections=keep_handlings,
+            connection_handlings=keep_handlings,
         )
         self.port = self._server.port
 
@@ -174,7 +180,8 @@ class Endpoint:
 
     @property
     def handlings(self) -> list[Handling]:
-        """A snapshot of every handling this endpoint made, in order of arrival."""
+        """A snapshot of the handlings this endpoint made, in order of arrival (the latest
+        ``keep_handlings``: 10,000 by default)."""
         return list(self._handlings.copy())  # copy() holds the deque still while it copies
 
     @property
@@ -479,12 +486,14 @@ class Endpoint:
             received_at=at,
             raw_head=raw_head,
             stream_id=stream_id,
-            facts=connection.record,
+            facts=connection.record.facts,  # not the record: it refers to its handlings
+            arrival_number=next(self._arrival_numbers),
         )
         # No lock: deque appends are thread-safe, and a lock taken here on every request makes
         # the connection threads queue behind whichever one the GIL switched away from.
-        self._handlings.append(handling)
-        connection.record.add_handling(handling)
+        kept = self._handlings
+        kept.append(handling)
+        connection.record.add_handling(handling, oldest_kept=kept[0] if kept else None)
         self._owner.record(handling)
         return handling
 

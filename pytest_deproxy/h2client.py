@@ -172,7 +172,7 @@ class H2ClientConnection:
             return self._send(request, sending, timeout, chain, reset_after, opened)
         finally:
             if chain is not None:
-                chain.connection_events = self.events_of(opened, since)
+                chain.connection_events = tuple(self.events_of(opened, since))
 
     def events_of(self, stream_ids: list[int], since: float) -> list[FrameEvent]:
         """The frames on ``stream_ids``, and the connection's own frames from ``since`` on."""

@@ -12,7 +12,7 @@ import gzip
 import http
 import re
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 TRACKING_HEADER = "Deproxy-Request-ID"
@@ -40,18 +40,21 @@ class Headers:
         ('1.1 a', ['1.1 a', '1.1 b'], 2)
     """
 
+    # Tuples, replaced whole on change, not lists: a tuple of str is invisible to the cyclic
+    # garbage collector once it has looked at it, and a copy shares them, so a recorded
+    # message costs the collector one object for its headers, not three.
     __slots__ = ("_items", "_keys")
 
     def __init__(self, items: HeaderItems = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._keys: list[str] = []  # the names lowered, kept in step with _items for lookups
+        self._items: tuple[tuple[str, str], ...] = ()
+        self._keys: tuple[str, ...] = ()  # the names lowered, in step with _items for lookups
         if items is None:
             return
         if isinstance(items, Headers):
-            self._items = list(items._items)
-            self._keys = list(items._keys)
+            self._items, self._keys = items._items, items._keys
             return
         pairs = items.items() if isinstance(items, Mapping) else items
+        made: list[tuple[str, str]] = []
         for pair in pairs:
             try:
                 name, value = pair
@@ -59,27 +62,30 @@ class Headers:
                 raise TypeError(
                     f"headers must be a mapping or (name, value) pairs; got item {pair!r}"
                 ) from None
-            self.add(name, value)
+            made.append((_as_header_text(name, "name"), _as_header_text(value, "value")))
+        self._replace(made)
 
     @classmethod
-    def from_wire(cls, pairs: list[tuple[str, str]], keys: list[str] | None = None) -> Headers:
+    def from_wire(
+        cls, pairs: Sequence[tuple[str, str]], keys: Sequence[str] | None = None
+    ) -> Headers:
         """Headers already decoded from the wire: str pairs (and their lowercased names, when
         the parser has them), nothing left to check."""
-        headers = cls()
-        headers._items = pairs
-        headers._keys = [name.lower() for name, _ in pairs] if keys is None else keys
+        headers = object.__new__(cls)
+        headers._items = tuple(pairs)
+        headers._keys = tuple(name.lower() for name, _ in pairs) if keys is None else tuple(keys)
         return headers
 
     def _append(self, name: str, value: str) -> None:
         """Append a header this package made itself: both already ``str``, nothing to coerce."""
-        self._items.append((name, value))
-        self._keys.append(name.lower())
+        self._items += ((name, value),)
+        self._keys += (name.lower(),)
 
     def add(self, name: str, value: str) -> None:
         """Append one header at the end, keeping any others of the same name."""
         name = _as_header_text(name, "name")
-        self._items.append((name, _as_header_text(value, "value")))
-        self._keys.append(name.lower())
+        self._items += ((name, _as_header_text(value, "value")),)
+        self._keys += (name.lower(),)
 
     def set(self, name: str, value: str) -> None:
         """Replace every header called ``name`` with one, at the first one's place."""
@@ -99,8 +105,8 @@ class Headers:
         self._replace(kept)
 
     def _replace(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
-        self._keys = [name.lower() for name, _ in items]
+        self._items = tuple(items)
+        self._keys = tuple([name.lower() for name, _ in items])
 
     def delete_all(self, name: str) -> None:
         """Remove every header called ``name`` (no error when there is none)."""
@@ -164,7 +170,7 @@ class Headers:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({list(self._items)!r})"
 
 
 HeaderItems = Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None
@@ -266,7 +272,6 @@ class Request:
     body: str | bytes = ""
     http_version: str = "1.1"
     raw_body: bytes = field(init=False, repr=False)
-    trailers: Headers = field(init=False, repr=False)
 
     def __init__(
         self,
@@ -283,7 +288,7 @@ class Request:
         self.raw_body = encode_body(body, self.headers)
         self.body = "" if body is None else body
         self.http_version = http_version
-        self.trailers = Headers(trailers)
+        self._trailers: Headers | None = None if trailers is None else Headers(trailers)
 
     @classmethod
     def received(
@@ -297,8 +302,20 @@ class Request:
         request.method, request.path, request.http_version = method, path, http_version
         request.headers, request.raw_body = headers, raw_body
         request.body = decode_body(raw_body, headers)
-        request.trailers = Headers()
+        request._trailers = None
         return request
+
+    @property
+    def trailers(self) -> Headers:
+        """The fields after the body (empty when there were none)."""
+        # Most messages have none: their empty Headers is made when first asked for.
+        if self._trailers is None:
+            self._trailers = Headers()
+        return self._trailers
+
+    @trailers.setter
+    def trailers(self, trailers: Headers) -> None:
+        self._trailers = trailers
 
 
 @functools.lru_cache(maxsize=128)
@@ -326,7 +343,6 @@ class Response:
     body: str | bytes = ""
     http_version: str = "1.1"
     raw_body: bytes = field(init=False, repr=False)
-    trailers: Headers = field(init=False, repr=False)
 
     def __init__(
         self,
@@ -346,7 +362,7 @@ class Response:
         self.raw_body = encode_body(body, self.headers)
         self.body = "" if body is None else body
         self.http_version = http_version
-        self.trailers = Headers(trailers)
+        self._trailers: Headers | None = None if trailers is None else Headers(trailers)
 
     def copy(self) -> Response:
         """An independent copy (headers copied) without validating again."""
@@ -354,7 +370,7 @@ class Response:
         twin.code, twin.message, twin.http_version = self.code, self.message, self.http_version
         twin.headers = Headers(self.headers)
         twin.body, twin.raw_body = self.body, self.raw_body
-        twin.trailers = Headers(self.trailers)
+        twin._trailers = None if self._trailers is None else Headers(self._trailers)
         return twin
 
     @property
@@ -374,5 +390,17 @@ class Response:
         response.code, response.message, response.http_version = str(code), message, http_version
         response.headers, response.raw_body = headers, raw_body
         response.body = decode_body(raw_body, headers)
-        response.trailers = Headers()
+        response._trailers = None
         return response
+
+    @property
+    def trailers(self) -> Headers:
+        """The fields after the body (empty when there were none)."""
+        # Most messages have none: their empty Headers is made when first asked for.
+        if self._trailers is None:
+            self._trailers = Headers()
+        return self._trailers
+
+    @trailers.setter
+    def trailers(self, trailers: Headers) -> None:
+        self._trailers = trailers

@@ -8,6 +8,12 @@ Rules kept here: pure bookkeeping, no socket and no thread. The registry is the 
 handlings meet calls: a chain is *in flight* exactly while its call runs, and a handling
 carrying its tracking id joins it; a handling with no known id joins every chain in flight as
 an orphan. Everything it hands out is a snapshot.
+
+What is kept is bounded by default (``DEFAULT_KEEP``), and each record costs the cyclic garbage
+collector few objects: lists a record rarely needs (orphans, interim responses, frames) are
+made on first use. No record is part of a reference cycle (a handling refers to its
+connection's facts, not to the connection's record), so one dropped from the caps and held by
+no test is freed at once, not at the next full collection.
 """
 
 from __future__ import annotations
@@ -15,13 +21,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import DeproxyError, DeproxyTimeout
 from .models import TRACKING_HEADER, Request, Response
+
+# How much of the record a Deproxy and each endpoint keep by default: the latest 10,000
+# chains, handlings and connection records. Enough for any test; a long run (a load test
+# through the proxy) then costs bounded memory, and the garbage collector a bounded heap.
+# ``keep_chains=None`` / ``keep_handlings=None`` keep everything.
+DEFAULT_KEEP = 10_000
 
 OPCODES = {"continuation": 0, "text": 1, "binary": 2, "close": 8, "ping": 9, "pong": 10}
 
@@ -97,6 +107,22 @@ class ConnectionEvent(Protocol):
     at: float
 
 
+_MAKING = threading.Lock()  # makes a record's rare lists once, whichever thread asks first
+
+
+def _made_once(record: object, slot: str) -> Any:
+    """The list in ``record``'s ``slot``, made empty on first use (by one thread only: an
+    endpoint thread may append while the test reads)."""
+    found = getattr(record, slot)
+    if found is None:
+        with _MAKING:
+            found = getattr(record, slot)
+            if found is None:
+                found = []
+                setattr(record, slot, found)
+    return found
+
+
 @dataclass(eq=False, slots=True)
 class Handling:
     """One request as an endpoint received it, and what the endpoint did about it.
@@ -119,14 +145,30 @@ class Handling:
     done: bool = False
     received_at: float = field(default_factory=time.time)
     responded_at: float | None = None
-    interim_responses: list[Response] = field(default_factory=list)
     stream_id: int | None = None
     raw_head: bytes = field(default=b"", repr=False)
     # The body's bytes as framed on the wire, when they differ from ``request.raw_body``
     # (chunked): kept apart so that an ordinary body is not held twice.
     framed_body: bytes | None = field(default=None, repr=False)
     facts: ConnectionFacts | None = field(default=None, repr=False)
-    frames: list[Frame] = field(default_factory=list, repr=False)
+    # Its place in its endpoint's arrivals: which of a connection's handlings the endpoint's
+    # cap has dropped (see ConnectionRecord.add_handling).
+    arrival_number: int = field(default=0, repr=False)
+    # Lists most handlings never need, made on first use (see the module's docstring).
+    _interim_responses: list[Response] | None = field(default=None, init=False, repr=False)
+    _frames: list[Frame] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def interim_responses(self) -> list[Response]:
+        """The 1xx responses sent before the final one, in order."""
+        made: list[Response] = _made_once(self, "_interim_responses")
+        return made
+
+    @property
+    def frames(self) -> list[Frame]:
+        """After an upgrade to WebSocket: the frames on the connection, both ways."""
+        made: list[Frame] = _made_once(self, "_frames")
+        return made
 
     @property
     def raw(self) -> bytes:
@@ -176,17 +218,36 @@ class MessageChain:
     sent_request: Request
     received_response: Response | None = None
     handlings: list[Handling] = field(default_factory=list)
-    orphaned_handlings: list[Handling] = field(default_factory=list)
     error: DeproxyError | None = None
-    interim_responses: list[Response] = field(default_factory=list)
     url: str = ""  # the URL make_request was given
     sent_bytes: bytes | None = field(default=None, repr=False)  # make_raw_request's exact bytes
     started: float = field(default_factory=time.time, repr=False)  # wall clock, for reports
     elapsed: float | None = field(default=None, repr=False)  # seconds, once the call returned
     body_withheld: bool = False
-    frames: list[Frame] = field(default_factory=list, repr=False)
-    connection_events: list[Any] = field(default_factory=list, repr=False)
+    connection_events: tuple[Any, ...] = field(default=(), repr=False)
     _registry: ChainRegistry[Any] | None = field(default=None, repr=False, compare=False)
+    # Lists most chains never need, made on first use (see the module's docstring).
+    _orphaned_handlings: list[Handling] | None = field(default=None, init=False, repr=False)
+    _interim_responses: list[Response] | None = field(default=None, init=False, repr=False)
+    _frames: list[Frame] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def orphaned_handlings(self) -> list[Handling]:
+        """Untracked requests that reached endpoints while the call was in flight."""
+        made: list[Handling] = _made_once(self, "_orphaned_handlings")
+        return made
+
+    @property
+    def interim_responses(self) -> list[Response]:
+        """The 1xx responses received before the final one, in order."""
+        made: list[Response] = _made_once(self, "_interim_responses")
+        return made
+
+    @property
+    def frames(self) -> list[Frame]:
+        """The WebSocket frames of :meth:`Deproxy.websocket`'s session, both ways."""
+        made: list[Frame] = _made_once(self, "_frames")
+        return made
 
     def wait(
         self,
@@ -231,10 +292,20 @@ class MessageChain:
 Routing = TypeVar("Routing")
 
 
-@dataclass
-class _InFlight(Generic[Routing]):
-    chain: MessageChain
-    routing: Routing
+class _Flight(Generic[Routing]):
+    """A chain in flight while a ``with`` block runs (a class, not a generator: it is entered
+    on every request)."""
+
+    __slots__ = ("_chain", "_registry", "_routing")
+
+    def __init__(self, registry: ChainRegistry[Routing], chain: MessageChain, routing: Routing):
+        self._registry, self._chain, self._routing = registry, chain, routing
+
+    def __enter__(self) -> None:
+        self._registry._begin(self._chain, self._routing)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._registry._end(self._chain)
 
 
 class ChainRegistry(Generic[Routing]):
@@ -242,41 +313,47 @@ class ChainRegistry(Generic[Routing]):
     the chains returned, and the errors raised in endpoint threads.
 
     ``keep_chains`` caps how many returned chains are remembered (None: all); a late request
-    carrying the id of a chain no longer remembered is filed nowhere.
+    carrying the id of a chain no longer remembered is filed nowhere. A chain forgotten here
+    is still whole for whoever holds it.
     """
 
-    def __init__(self, keep_chains: int | None = None) -> None:
+    def __init__(self, keep_chains: int | None = DEFAULT_KEEP) -> None:
+        check_keep(keep_chains, "keep_chains")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a handling arrived or was settled
         self._waiting = 0  # threads in wait_for: settling notifies only when there are some
-        self._in_flight: dict[str, _InFlight[Routing]] = {}
+        self._in_flight: dict[str, tuple[MessageChain, Routing]] = {}
         self._returned: deque[MessageChain] = deque(maxlen=keep_chains)
         self._returned_by_id: dict[str, MessageChain] = {}
         self._errors: list[BaseException] = []
 
-    @contextmanager
-    def in_flight(self, chain: MessageChain, routing: Routing) -> Iterator[None]:
+    def in_flight(self, chain: MessageChain, routing: Routing) -> _Flight[Routing]:
         """Keep ``chain`` in flight for the duration of the ``with`` block."""
+        return _Flight(self, chain, routing)
+
+    def _begin(self, chain: MessageChain, routing: Routing) -> None:
         with self._lock:
             if chain.request_id in self._in_flight:
                 raise ValueError(
                     f"a request with {TRACKING_HEADER} {chain.request_id!r} is already in "
                     "flight; give each concurrent request its own id"
                 )
-            self._in_flight[chain.request_id] = _InFlight(chain, routing)
+            self._in_flight[chain.request_id] = (chain, routing)
             chain._registry = self
-        try:
-            yield
-        finally:
-            chain.elapsed = time.time() - chain.started
-            with self._lock:
-                del self._in_flight[chain.request_id]
-                if len(self._returned) == self._returned.maxlen:
-                    forgotten = self._returned[0]
-                    if self._returned_by_id.get(forgotten.request_id) is forgotten:
-                        del self._returned_by_id[forgotten.request_id]
-                self._returned.append(chain)
-                self._returned_by_id[chain.request_id] = chain
+
+    def _end(self, chain: MessageChain) -> None:
+        chain.elapsed = time.time() - chain.started
+        returned = self._returned
+        with self._lock:
+            del self._in_flight[chain.request_id]
+            if len(returned) == returned.maxlen:
+                if not returned.maxlen:
+                    return  # keep_chains=0: remember none
+                forgotten = returned[0]
+                if self._returned_by_id.get(forgotten.request_id) is forgotten:
+                    del self._returned_by_id[forgotten.request_id]
+            returned.append(chain)
+            self._returned_by_id[chain.request_id] = chain
 
     def routing_for(self, request_id: str | None) -> Routing | None:
         """What the call in flight with ``request_id`` asked of endpoints, if there is one."""
@@ -284,7 +361,7 @@ class ChainRegistry(Generic[Routing]):
             return None
         with self._lock:
             call = self._in_flight.get(request_id)
-        return None if call is None else call.routing
+        return None if call is None else call[1]
 
     def record(self, handling: Handling) -> None:
         """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
@@ -297,13 +374,13 @@ class ChainRegistry(Generic[Routing]):
         with self._lock:
             if request_id is not None:
                 call = self._in_flight.get(request_id)
-                own = call.chain if call is not None else self._returned_by_id.get(request_id)
+                own = call[0] if call is not None else self._returned_by_id.get(request_id)
                 if own is not None:
                     own.handlings.append(handling)
                     self._notify()
                     return
-            for active in self._in_flight.values():
-                active.chain.orphaned_handlings.append(handling)
+            for active, _ in self._in_flight.values():
+                active.orphaned_handlings.append(handling)
             self._notify()
 
     def settled(self, handling: Handling) -> None:
@@ -350,6 +427,14 @@ class ChainRegistry(Generic[Routing]):
         """The chains returned so far, in order."""
         with self._lock:
             return list(self._returned)
+
+
+def check_keep(keep: object, what: str) -> None:
+    """Refuse a cap on the record that is not ``None`` or an int >= 0."""
+    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 0):
+        raise ValueError(
+            f"{what} is how many to keep: an int >= 0, or None to keep all; got {keep!r}"
+        )
 
 
 # -- the diagram ---------------------------------------------------------------------------

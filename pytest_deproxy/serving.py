@@ -37,11 +37,8 @@ from .request_reader import Arrival, RequestReader
 JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
 TLS_HANDSHAKE_TIMEOUT = 10.0  # and for a PROXY protocol header: a stalled start holds a thread
 # The bytes kept of each direction of a connection: enough for any exchange a test looks at,
-# while a huge body, or one refused and drained, costs no more; long runs (keep_handlings)
-# keep the start of each connection only.
+# while a huge body, or one refused and drained, costs no more.
 TRANSCRIPT_LIMIT = 4 * 1024 * 1024
-CAPPED_TRANSCRIPT_LIMIT = 64 * 1024
-CAPPED_CONNECTION_HANDLINGS = 16
 
 
 class Connection:
@@ -94,9 +91,9 @@ class Server:
 
     The port is taken when it is made (``port``); threads start with :meth:`start`.
     ``proxy_protocol`` (``True``, ``"optional"``, ``False``) reads a PROXY protocol header
-    first on each connection; ``keep_connections`` caps the connection records kept, and
-    the handlings each keeps (and each transcript then keeps ``CAPPED_TRANSCRIPT_LIMIT``
-    bytes, not ``TRANSCRIPT_LIMIT``).
+    first on each connection; ``keep_connections`` caps the connection records kept,
+    ``connection_handlings`` the handlings each keeps (None: all), and each transcript keeps
+    ``TRANSCRIPT_LIMIT`` bytes each way.
     """
 
     def __init__(
@@ -112,6 +109,7 @@ class Server:
         new_connection_id: Callable[[], str],
         proxy_protocol: bool | str = False,
         keep_connections: int | None = None,
+        connection_handlings: int | None = None,
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -126,9 +124,7 @@ class Server:
         # Each open connection, with the thread that serves it (None: the poll thread).
         self._open: dict[str, tuple[threading.Thread | None, Connection]] = {}
         self._records: deque[ConnectionRecord] = deque(maxlen=keep_connections)
-        self._keep_connections = keep_connections
-        capped = keep_connections is not None
-        self._transcript_limit = CAPPED_TRANSCRIPT_LIMIT if capped else TRANSCRIPT_LIMIT
+        self._connection_handlings = connection_handlings
         self._stopping = threading.Event()
         self._join_deadline: float | None = None  # set by the first begin_shutdown()
         self._reported_stuck: set[str] = set()
@@ -283,10 +279,8 @@ class Server:
         record = ConnectionRecord(
             self._new_connection_id(),
             peer,
-            transcript_limit=self._transcript_limit,
-            # Capped, the endpoint keeps the long record; each connection only its latest
-            # few (many live records make every garbage collection slower under load).
-            keep_handlings=None if self._keep_connections is None else CAPPED_CONNECTION_HANDLINGS,
+            transcript_limit=TRANSCRIPT_LIMIT,
+            keep_handlings=self._connection_handlings,
         )
         self._records.append(record)
         own_thread = self._tls_context is not None or self.proxy_protocol

@@ -154,5 +154,5 @@ def test_har_entries_carry_the_http2_events(deproxy: Deproxy) -> None:
 def test_an_http1_chain_has_no_frame_lines(deproxy: Deproxy) -> None:
     endpoint = deproxy.add_endpoint()
     chain = deproxy.make_request(endpoint.url + "/h1")
-    assert chain.connection_events == []
+    assert chain.connection_events == ()
     assert not any("==>" in line or "<==" in line for line in chain.diagram().splitlines())
