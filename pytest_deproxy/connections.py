@@ -104,11 +104,18 @@ class Transcript:
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What a handling's connection was, as its diagram shows it: the client's ``peer``, and
-    the ``tls`` and ``proxy_protocol`` facts settled before its first request."""
+    the ``tls`` and ``proxy_protocol`` facts settled before its first request, and (HTTP/2)
+    the connection's frames as they go on (the record's own list, shared, never copied)."""
 
     peer: str
     tls: TLSInfo | None = None
     proxy_protocol: ProxyHeader | None = None
+    frames: list[FrameEvent] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def events(self) -> list[FrameEvent]:
+        """HTTP/2: the connection-level frames both ways, so far (empty on HTTP/1)."""
+        return self.frames[:]
 
     @property
     def summary(self) -> str:
@@ -160,7 +167,7 @@ class ConnectionRecord:
             or facts.tls is not self.tls
             or facts.proxy_protocol is not self.proxy_protocol
         ):
-            facts = self._facts = Facts(self.peer, self.tls, self.proxy_protocol)
+            facts = self._facts = Facts(self.peer, self.tls, self.proxy_protocol, self._events)
         return facts
 
     @property

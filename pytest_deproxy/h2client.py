@@ -202,7 +202,7 @@ class H2ClientConnection:
         if getattr(sending, "h2_zero_window", False):
             self._wire.hold_window = True  # no WINDOW_UPDATE from now on, for any stream
             self._wire.update_settings({INITIAL_WINDOW_SIZE: 0})
-        end_stream = not body and not request.trailers
+        end_stream = not body and not request.has_trailers
         with self._open_lock:
             try:
                 if burst:
@@ -229,7 +229,7 @@ class H2ClientConnection:
             if body:
                 try:
                     self._wire.send_data(
-                        stream_id, body, end_stream=not request.trailers, deadline=deadline
+                        stream_id, body, end_stream=not request.has_trailers, deadline=deadline
                     )
                 except WindowShut as shut:
                     if reset_after is None:
@@ -243,7 +243,7 @@ class H2ClientConnection:
                     if answer.ended.is_set():  # the peer refused the stream: say how, below
                         return self._await(stream_id, answer, 0, None, chain)
                     raise self._failure(str(gone), stream_id, answer) from gone
-            if request.trailers:
+            if request.has_trailers:
                 self._wire.send_trailers(
                     stream_id, [(n.lower(), v) for n, v in request.trailers.items()]
                 )

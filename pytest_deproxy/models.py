@@ -317,6 +317,11 @@ class Request:
     def trailers(self, trailers: Headers) -> None:
         self._trailers = trailers
 
+    @property
+    def has_trailers(self) -> bool:
+        """Whether any fields come after the body (asked without making an empty Headers)."""
+        return bool(self._trailers)
+
 
 @functools.lru_cache(maxsize=128)
 def reason_phrase(code: int) -> str:
@@ -404,3 +409,8 @@ class Response:
     @trailers.setter
     def trailers(self, trailers: Headers) -> None:
         self._trailers = trailers
+
+    @property
+    def has_trailers(self) -> bool:
+        """Whether any fields come after the body (asked without making an empty Headers)."""
+        return bool(self._trailers)

@@ -106,7 +106,7 @@ def serialize_request(request: Request, *, chunked: bool = False) -> bytes:
     """The request exactly as given: start line, headers in order, body (chunked if asked,
     then its trailers)."""
     head = _head(f"{request.method} {request.path} HTTP/{request.http_version}", request.headers)
-    return head + frame_body(request.raw_body, chunked=chunked, trailers=request.trailers)
+    return head + frame_body(request.raw_body, chunked=chunked, trailers=request.trailers if request.has_trailers else None)
 
 
 def parse_sent_request(data: bytes) -> Request:
@@ -231,16 +231,17 @@ class MessageReader:
         events: Iterator[object],
         what: str,
         body: bytearray,
-    ) -> tuple[bytes, Headers]:
-        """The body, read to its end, and the trailer fields after it (names as spelled)."""
-        trailers = Headers()
+    ) -> tuple[bytes, Headers | None]:
+        """The body, read to its end, and the trailer fields after it (names as spelled; None
+        when none came)."""
+        trailers = None
         for event in events:
             if isinstance(event, h11.Data):
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):
-                trailers = Headers.from_wire(
-                    [(_text(name), _text(value)) for name, value in event.headers.raw_items()]
-                )
+                fields = event.headers.raw_items()
+                if fields:
+                    trailers = Headers.from_wire([(_text(n), _text(v)) for n, v in fields])
                 break
             elif event is h11.PAUSED:
                 break
@@ -336,7 +337,8 @@ class MessageReader:
             return Response.received(status, _text(event.reason), headers, b"", version)
         body, trailers = self._read_body(conn, events, "response body", bytearray())
         response = Response.received(status, _text(event.reason), headers, body, version)
-        response.trailers = trailers
+        if trailers is not None:
+            response.trailers = trailers
         return response
 
 
