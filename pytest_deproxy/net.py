@@ -360,9 +360,15 @@ def connect(host: str, port: int, timeout: float | None) -> Stream:
     return Stream(sock, address, timeout)
 
 
-def listen(hostname: str, port: int, backlog: int = 128) -> socket.socket:
+# How many connections may wait to be accepted. A burst of a thousand connects (a load test
+# opening its connections at once) then waits in the queue instead of overflowing it into
+# SYN retries a second apart; the kernel caps it (Linux: net.core.somaxconn, 4096 since 5.4).
+LISTEN_BACKLOG = 4096
+
+
+def listen(hostname: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A non-blocking listening socket on ``hostname:port`` (0 takes a free port), for a
-    poller to watch and :func:`accept_ready` to accept from.
+    poller to watch and :func:`accept_all` to accept from.
 
     ``SO_REUSEADDR`` is set so that a port an endpoint just released can be bound again at once.
     """
@@ -394,38 +400,46 @@ def listen(hostname: str, port: int, backlog: int = 128) -> socket.socket:
     return sock
 
 
-def wake_listener(listener: socket.socket) -> None:
-    """Wake a thread waiting on ``listener`` (in a poller, or ``accept()``) by connecting to it.
-
-    Works wherever TCP does (closing or shutting down a listener does not wake a waiting
-    thread on every platform).
-    """
-    address = listener.getsockname()
-    try:
-        with socket.socket(listener.family, socket.SOCK_STREAM) as waker:
-            waker.settimeout(1.0)
-            waker.connect(address)
-    except OSError:
-        pass
-
-
-def accept_ready(listener: socket.socket) -> tuple[socket.socket, str] | None:
-    """Accept a connection that is waiting; ``None`` if there is none (the client gave up)."""
-    try:
-        sock, addr = listener.accept()
-    except OSError:  # nothing waiting after all, or the client gave up before it was accepted
-        return None
-    return sock, format_address(str(addr[0]), int(addr[1]))
+def accept_all(
+    listener: socket.socket, limit: int = LISTEN_BACKLOG
+) -> list[tuple[socket.socket, str]]:
+    """Accept every connection waiting on a non-blocking ``listener`` (at most ``limit``):
+    one wake-up of a poller takes a whole burst, not one connection of it."""
+    accepted = []
+    while len(accepted) < limit:
+        try:
+            sock, addr = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            break  # none waits
+        except OSError as exc:
+            if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                continue  # that client gave up before it was accepted: the next may not have
+            break  # out of descriptors, say: the poller wakes again while any waits
+        accepted.append((sock, format_address(str(addr[0]), int(addr[1]))))
+    return accepted
 
 
 class Poller:
     """Tells which of many sockets (listeners, or streams) have something to read.
 
-    Each is watched under a key of the caller's; :meth:`ready` returns the keys.
+    Each is watched under a key of the caller's; :meth:`ready` returns the keys. Another
+    thread can :meth:`wake` a thread waiting in :meth:`ready` (it then returns, perhaps with
+    no key): a byte through a socket pair the poller watches itself.
     """
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_in.setblocking(False)
+        self._wake_out.setblocking(False)
+        self._selector.register(self._wake_in, selectors.EVENT_READ, self._wake_in)
+
+    def wake(self) -> None:
+        """Make a :meth:`ready` waiting in another thread return (safe after :meth:`close`)."""
+        try:
+            self._wake_out.send(b"\0")
+        except OSError:  # a byte already waits (the pair is full), or the poller is closed
+            pass
 
     def watch(self, source: socket.socket | Stream, key: object) -> None:
         self._selector.register(source, selectors.EVENT_READ, key)
@@ -437,9 +451,21 @@ class Poller:
         except (KeyError, ValueError):
             pass
 
-    def ready(self) -> list[object]:
-        """Wait until something can be read; the keys of whatever can."""
-        return [selector_key.data for selector_key, _ in self._selector.select()]
+    def ready(self, timeout: float | None = None) -> list[object]:
+        """Wait until something can be read, or :meth:`wake` is called, or ``timeout`` s
+        passed (``None``: no limit); the keys of whatever can be read."""
+        keys = []
+        for selector_key, _ in self._selector.select(timeout):
+            if selector_key.data is self._wake_in:
+                try:
+                    self._wake_in.recv(4096)
+                except OSError:
+                    pass
+            else:
+                keys.append(selector_key.data)
+        return keys
 
     def close(self) -> None:
         self._selector.close()
+        self._wake_in.close()
+        self._wake_out.close()

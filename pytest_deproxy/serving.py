@@ -1,5 +1,5 @@
-"""Serving connections: a listener, its poll thread, connection threads and a watchdog, and
-the record of every connection accepted.
+"""Serving connections: a listener, its poll thread (which is also the watchdog) and
+connection threads, and the record of every connection accepted.
 
 Rules kept here: every thread is named, owned by its server, started by ``start()`` (never by
 a constructor) and joined by ``shutdown()``, which is idempotent. A failure on one connection
@@ -18,10 +18,19 @@ open connection is shut down at the socket (a blocked read, write or TLS handsha
 and handlers wait on the stopping event (``HandlerContext.sleep``). A connection's stream is
 in the registry before anything can block on it, TLS handshakes included, so none is missed.
 A thread still running ``JOIN_TIMEOUT`` s later is reported, not forgotten.
+
+The poll thread is also the watchdog: with a ``request_timeout`` it wakes at least every
+half second and stops requests on connection threads that made no progress for that long
+(slowloris). A server costs one thread until a connection needs its own, and its shutdown
+wakes the poll thread through its poller, not by connecting to the listener.
+
+A burst of connections waits in a listen queue of ``net.LISTEN_BACKLOG`` (4096, as far as
+the kernel allows), and each wake-up of the poll thread accepts every connection waiting.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 import time
@@ -134,14 +143,10 @@ class Server:
         self._reported_stuck: set[str] = set()
         self._listener = net.listen(hostname, port)
         self.port: int = self._listener.getsockname()[1]
+        self._poller = net.Poller()
         self._poll_thread = threading.Thread(
             target=self._poll_loop, name=f"deproxy-{name}-poll", daemon=True
         )
-        self._watchdog: threading.Thread | None = None
-        if request_timeout is not None:
-            self._watchdog = threading.Thread(
-                target=self._watch_requests, name=f"deproxy-{name}-watchdog", daemon=True
-            )
 
     @property
     def stopping(self) -> threading.Event:
@@ -154,8 +159,6 @@ class Server:
 
     def start(self) -> None:
         self._poll_thread.start()
-        if self._watchdog is not None:
-            self._watchdog.start()
 
     @property
     def errors(self) -> list[DeproxyError]:
@@ -190,7 +193,7 @@ class Server:
                 )
             connections = [connection for _, connection in self._open.values()]
         if first:
-            net.wake_listener(self._listener)  # the poll thread wakes and sees _stopping
+            self._poller.wake()  # the poll thread wakes and sees _stopping
         for connection in connections:
             connection.stream.shutdown()
 
@@ -208,7 +211,9 @@ class Server:
         deadline = self._join_deadline
         current = threading.current_thread()
         started = self._poll_thread.ident is not None
-        late = self._join([self._poll_thread, self._watchdog], deadline) if started else []
+        late = self._join([self._poll_thread], deadline) if started else []
+        if not started:
+            self._poller.close()  # the poll thread closes it when it ends
         # The poll thread has stopped: it hands no more connections to threads. Any it handed
         # over since begin_shutdown() looked are woken now.
         with self._lock:
@@ -252,16 +257,21 @@ class Server:
     def _poll_loop(self) -> None:
         """Accept connections, and answer the requests that need no thread of their own
         (see the module's docstring)."""
-        poller = net.Poller()
+        poller = self._poller
         poller.watch(self._listener, None)
+        interval = None if self.request_timeout is None else min(0.5, self.request_timeout / 4)
+        next_watch = 0.0 if interval is None else time.monotonic() + interval
         try:
             while not self._stopping.is_set():
-                for connection in poller.ready():
+                for connection in poller.ready(interval):
                     if connection is None:
                         self._accept(poller)
                     else:
                         assert isinstance(connection, Connection)
                         self._serve_ready(poller, connection)
+                if interval is not None and (now := time.monotonic()) >= next_watch:
+                    self._stop_stalled(now)
+                    next_watch = now + interval
         finally:
             with self._lock:
                 polled = [c for thread, c in self._open.values() if thread is None]
@@ -273,13 +283,14 @@ class Server:
             poller.close()
 
     def _accept(self, poller: net.Poller) -> None:
-        accepted = net.accept_ready(self._listener)
-        if accepted is None:
-            return  # the client gave up before we accepted
-        sock, peer = accepted
-        if self._stopping.is_set():
-            sock.close()  # the wake-up connection from shutdown()
-            return
+        """Accept every connection waiting (a burst is taken in one wake-up)."""
+        for sock, peer in net.accept_all(self._listener):
+            if self._stopping.is_set():
+                sock.close()
+                continue
+            self._take(poller, sock, peer)
+
+    def _take(self, poller: net.Poller, sock: socket.socket, peer: str) -> None:
         record = ConnectionRecord(
             self._new_connection_id(),
             peer,
@@ -469,20 +480,19 @@ class Server:
         connection.record.closed("endpoint")
         return False
 
-    def _watch_requests(self) -> None:
-        """Stop requests that made no progress for ``request_timeout`` s (slowloris).
+    def _stop_stalled(self, now: float) -> None:
+        """Stop requests that made no progress for ``request_timeout`` s (slowloris); the
+        poll thread calls this at least every half second.
 
         The connection threads never set socket timeouts for this: a timeout costs a syscall
         on every read, and the GIL with it, where this costs one check every half second.
         """
         assert self.request_timeout is not None
-        interval = min(0.5, self.request_timeout / 4)
-        while not self._stopping.wait(interval):
-            deadline = time.monotonic() - self.request_timeout
-            with self._lock:
-                connections = [connection for _, connection in self._open.values()]
-            for connection in connections:
-                last = connection.reader.last_progress
-                if last is not None and last < deadline and not connection.timed_out:
-                    connection.timed_out = True
-                    connection.stream.shutdown(reading_only=True)
+        deadline = now - self.request_timeout
+        with self._lock:
+            connections = [connection for _, connection in self._open.values()]
+        for connection in connections:
+            last = connection.reader.last_progress
+            if last is not None and last < deadline and not connection.timed_out:
+                connection.timed_out = True
+                connection.stream.shutdown(reading_only=True)

@@ -1,0 +1,127 @@
+"""The server's fast paths: a burst of connects is queued and accepted whole, an endpoint costs
+one thread (its poll thread is also its watchdog), and handlers marked ``non_blocking`` are
+answered on the poll thread while others keep their own threads.
+
+No timings are asserted here (``benchmarks/server_core.py`` measures them)."""
+
+from __future__ import annotations
+
+import resource
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_deproxy import Deproxy, Endpoint
+
+EndpointFactory = Callable[..., Endpoint]
+BURST = 1000
+
+
+def _somaxconn() -> int:
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _accept_queue(port: int) -> int:
+    """How many connections wait in the queue of the IPv4 listener on ``port`` (Linux: a
+    listening socket's ``rx_queue`` in /proc/net/tcp is its accept queue)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, queues = fields[1], fields[3], fields[4]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            return int(queues.split(":")[1], 16)
+    raise AssertionError(f"no listener on port {port} in /proc/net/tcp")
+
+
+def _threads_of(endpoint: Endpoint) -> list[str]:
+    prefix = f"deproxy-{endpoint.name}-"
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith(prefix))
+
+
+@pytest.mark.skipif(_somaxconn() < BURST, reason="the kernel caps listen queues below 1,000")
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="Linux's /proc/net/tcp is needed")
+@pytest.mark.skipif(
+    resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 3 * BURST, reason="too few file descriptors"
+)
+def test_a_thousand_simultaneous_connects_are_queued_then_all_answered() -> None:
+    """All 1,000 connects wait in the listen queue before the endpoint accepts any (a queue
+    of 128 would leave the rest retrying SYNs a second apart), and once it serves, every one
+    of them is answered."""
+    with Deproxy() as deproxy:
+        endpoint = Endpoint(deproxy, name="burst")  # listening, not yet serving
+        selector = selectors.DefaultSelector()
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(BURST):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", endpoint.port))
+                selector.register(sock, selectors.EVENT_WRITE)
+            connected = 0
+            while connected < BURST:
+                ready = selector.select(10)
+                assert ready, f"{BURST - connected} of {BURST} connects still waiting in 10 s"
+                for key, _ in ready:
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                    selector.unregister(sock)
+                    connected += 1
+            deadline = time.monotonic() + 10  # the last ACKs may still be on their way in
+            while (queued := _accept_queue(endpoint.port)) < BURST:
+                assert time.monotonic() < deadline, f"only {queued} connects queued, of {BURST}"
+                time.sleep(0.01)
+            endpoint.start()
+            for sock in socks:
+                sock.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                selector.register(sock, selectors.EVENT_READ)
+            answered = 0
+            while answered < BURST:
+                ready = selector.select(10)
+                assert ready, f"{BURST - answered} of {BURST} connections unanswered in 10 s"
+                for key, _ in ready:
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+                    selector.unregister(sock)
+                    answered += 1
+            assert len(endpoint.handlings) == BURST
+        finally:
+            for sock in socks:
+                sock.close()
+            selector.close()
+            endpoint.shutdown()
+
+
+def test_an_endpoint_is_one_thread_and_its_poll_thread_is_the_watchdog(
+    endpoint: EndpointFactory,
+) -> None:
+    """No watchdog thread: the poll thread stops a stalled request itself (408)."""
+    server = endpoint("lean", request_timeout=0.2)
+    assert _threads_of(server) == ["deproxy-lean-poll"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert [t for t in _threads_of(server) if t.endswith("watchdog")] == []
+
+
+def test_shutdown_of_an_idle_endpoint_leaves_no_thread(deproxy: Deproxy) -> None:
+    server = deproxy.add_endpoint(name="idle")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+        server.shutdown()  # with the client's connection still open, idle on the poll thread
+        assert sock.recv(65536) == b""
+    assert _threads_of(server) == []
+    assert [c.closed_by for c in server.connections] == ["shutdown"]
