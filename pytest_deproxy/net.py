@@ -405,7 +405,7 @@ def accept_all(
 ) -> list[tuple[socket.socket, str]]:
     """Accept every connection waiting on a non-blocking ``listener`` (at most ``limit``):
     one wake-up of a poller takes a whole burst, not one connection of it."""
-    accepted = []
+    accepted: list[tuple[socket.socket, str]] = []
     while len(accepted) < limit:
         try:
             sock, addr = listener.accept()

@@ -70,10 +70,10 @@ def test_a_thousand_simultaneous_connects_are_queued_then_all_answered() -> None
                 ready = selector.select(10)
                 assert ready, f"{BURST - connected} of {BURST} connects still waiting in 10 s"
                 for key, _ in ready:
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
-                    selector.unregister(sock)
+                    waiting = key.fileobj
+                    assert isinstance(waiting, socket.socket)
+                    assert waiting.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                    selector.unregister(waiting)
                     connected += 1
             deadline = time.monotonic() + 10  # the last ACKs may still be on their way in
             while (queued := _accept_queue(endpoint.port)) < BURST:
@@ -88,10 +88,10 @@ def test_a_thousand_simultaneous_connects_are_queued_then_all_answered() -> None
                 ready = selector.select(10)
                 assert ready, f"{BURST - answered} of {BURST} connections unanswered in 10 s"
                 for key, _ in ready:
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
-                    selector.unregister(sock)
+                    answering = key.fileobj
+                    assert isinstance(answering, socket.socket)
+                    assert answering.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+                    selector.unregister(answering)
                     answered += 1
             assert len(endpoint.handlings) == BURST
         finally:
