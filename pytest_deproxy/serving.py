@@ -67,6 +67,9 @@ class Connection:
         self.max_body_size = max_body_size
         self.stopping = threading.Event()  # the server's: set when it shuts down
         self.start_tls_hook: Callable[[Connection, ssl.SSLContext], None] | None = None
+        # What the responder began on the poll thread for the request it then handed to a
+        # thread (``first``), for that thread to finish; serving never looks inside.
+        self.carried_over: object | None = None
         stream.on_read, stream.on_write = record.incoming.add, record.outgoing.add
         self.use(stream)
 
@@ -191,7 +194,8 @@ class Server:
                 self._join_deadline = (
                     time.monotonic() + JOIN_TIMEOUT if deadline is None else deadline
                 )
-            connections = [connection for _, connection in self._open.values()]
+            # A connection on the poll thread has no thread to wake: the poll thread closes it.
+            connections = [c for thread, c in self._open.values() if thread is not None]
         if first:
             self._poller.wake()  # the poll thread wakes and sees _stopping
         for connection in connections:

@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deproxy import Deproxy, Endpoint
+from pytest_deproxy import Deproxy, Endpoint, Request, Response, faults, handlers
+from pytest_deproxy.errors import HandlerError
+from pytest_deproxy.handlers import HandlerContext
+
+from .conftest import answered, deproxy_checking_its_own_errors
 
 EndpointFactory = Callable[..., Endpoint]
 BURST = 1000
@@ -125,3 +129,126 @@ def test_shutdown_of_an_idle_endpoint_leaves_no_thread(deproxy: Deproxy) -> None
         assert sock.recv(65536) == b""
     assert _threads_of(server) == []
     assert [c.closed_by for c in server.connections] == ["shutdown"]
+
+
+# -- handlers marked non_blocking are answered on the poll thread ---------------------------
+
+
+def _thread_names_of_calls() -> tuple[list[str], Callable[[Request], Response]]:
+    names: list[str] = []
+
+    def answer(request: Request) -> Response:
+        names.append(threading.current_thread().name)
+        return Response(200, body=request.path)
+
+    return names, answer
+
+
+def test_a_handler_marked_non_blocking_runs_on_the_poll_thread(deproxy: Deproxy) -> None:
+    names, answer = _thread_names_of_calls()
+    server = deproxy.add_endpoint(name="marked", default_handler=handlers.non_blocking(answer))
+    assert handlers.never_blocks(server.default_handler)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for path in ("/a", "/b"):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert sock.recv(65536).endswith(path.encode())
+    assert names == ["deproxy-marked-poll", "deproxy-marked-poll"]
+    assert [h.response.body for h in server.handlings if h.response] == ["/a", "/b"]
+    assert _threads_of(server) == ["deproxy-marked-poll"]  # no thread for the connection
+
+
+def test_an_unmarked_handler_gets_a_thread_of_its_own(deproxy: Deproxy) -> None:
+    names, answer = _thread_names_of_calls()
+    server = deproxy.add_endpoint(name="plain", default_handler=answer)
+    assert not handlers.never_blocks(answer)
+    assert deproxy.make_request(server.url + "/a").received_response is not None
+    [name] = names
+    assert name.startswith("deproxy-plain-conn-")
+
+
+def test_a_marked_handler_may_take_a_context_and_send_interim_responses(
+    deproxy: Deproxy,
+) -> None:
+    @handlers.non_blocking
+    def hinted(request: Request, context: HandlerContext) -> Response:
+        context.send_interim(Response(103, headers={"Link": "</a.css>; rel=preload"}))
+        context.send_default_headers = False
+        return Response(
+            200, headers={"Content-Length": "2"}, body=threading.current_thread().name[-4:]
+        )
+
+    server = deproxy.add_endpoint(name="hints", default_handler=hinted)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"\r\n\r\npoll"):
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+    assert b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\npoll" in answer
+    [handling] = server.handlings
+    assert [r.status for r in handling.interim_responses] == [103]
+
+
+def test_a_marked_handler_that_raises_is_reported_like_any_other() -> None:
+    @handlers.non_blocking
+    def broken(request: Request) -> Response:
+        raise KeyError(threading.current_thread().name)
+
+    with deproxy_checking_its_own_errors() as deproxy:
+        server = deproxy.add_endpoint(name="broken", default_handler=broken)
+        response = answered(deproxy.make_request(server.url))
+        assert response.status == 500
+        assert "raised KeyError: 'deproxy-broken-poll'" in str(response.body)
+        [error] = deproxy.errors
+        assert isinstance(error, HandlerError) and isinstance(error.__cause__, KeyError)
+
+
+def test_a_marked_handler_may_not_wait() -> None:
+    @handlers.non_blocking
+    def sleepy(request: Request, context: HandlerContext) -> Response:
+        context.sleep(0.01)
+        return Response(200)
+
+    with deproxy_checking_its_own_errors() as deproxy:
+        server = deproxy.add_endpoint(default_handler=sleepy)
+        assert answered(deproxy.make_request(server.url)).status == 500
+        [error] = deproxy.errors
+        assert "context.sleep() in a handler marked non_blocking" in str(error.__cause__)
+
+
+def test_a_fault_from_a_marked_handler_is_carried_out_on_a_thread(deproxy: Deproxy) -> None:
+    names: list[str] = []
+
+    @handlers.non_blocking
+    def slow(request: Request, context: HandlerContext) -> faults.Fault:
+        names.append(threading.current_thread().name)
+        context.send_interim(Response(103))
+        return handlers.dribble(Response(200, body="abcd"), pieces=2, seconds=0.01)
+
+    server = deproxy.add_endpoint(name="faulty", default_handler=slow)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"abcd"):
+            answer += sock.recv(65536)
+        names.append(next(n for n in _threads_of(server) if "-conn-" in n))
+    assert answer.startswith(b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert names[0] == "deproxy-faulty-poll" and names[1].startswith("deproxy-faulty-conn-")
+    [handling] = server.handlings
+    assert handling.response is not None and handling.response.body == "abcd"
+    assert [r.status for r in handling.interim_responses] == [103]
+
+
+def test_a_method_or_builtin_can_be_marked_and_bad_marks_are_refused(deproxy: Deproxy) -> None:
+    class Api:
+        def answer(self, request: Request) -> Response:
+            return Response(200, body=threading.current_thread().name)
+
+    marked = handlers.non_blocking(Api().answer)
+    assert handlers.never_blocks(marked)
+    server = deproxy.add_endpoint(name="method", default_handler=marked)
+    assert answered(deproxy.make_request(server.url)).body == "deproxy-method-poll"
+    with pytest.raises(TypeError, match="a canned Response never blocks already"):
+        handlers.non_blocking(Response(200))  # type: ignore[type-var]
+    with pytest.raises(TypeError, match="non_blocking marks a handler function, not int"):
+        handlers.non_blocking(3)  # type: ignore[type-var]
