@@ -27,7 +27,14 @@ from .errors import DeproxyError, DeproxyTimeout, HandlerError
 from .faults import Fault, Hang, Pause, Reset, Send, Step, Takeover, Upgraded
 from .h2serve import H2Session
 from .h2wire import PREFACE
-from .handlers import Handler, HandlerContext, call_handler, is_stock, never_blocks
+from .handlers import (
+    Handler,
+    HandlerContext,
+    call_handler,
+    canned_answer,
+    is_stock,
+    never_blocks,
+)
 from .models import Request, Response
 from .record import Handling
 from .request_reader import Arrival, CutShort, RequestRefused, with_body
@@ -221,10 +228,11 @@ class Endpoint:
             return None
         handling = self._arrive(connection, request, arrival.raw_head, arrival.at)
         interim = b""
-        if isinstance(handler, Response):
-            sent = responding.as_sent(handler, request)
+        canned = canned_answer(handler)
+        if canned is not None:  # respond() copies it: the canned Response is never changed
+            sent, data, keep_alive = responding.respond(canned, request)
         elif is_stock(handler):  # these take no context: none is made for them
-            sent = responding.as_sent(handler(request), request)  # type: ignore[operator]
+            sent, data, keep_alive = responding.respond(handler(request), request)  # type: ignore[operator]
         else:
             heads: list[bytes] = []
             context = self._polled_context(connection, handling, heads)
@@ -232,12 +240,13 @@ class Endpoint:
             if not isinstance(result, Response):  # a fault or an upgrade: a thread carries it out
                 connection.carried_over = _Carried(handling, context, result, heads)
                 return None
-            sent = self._as_sent(result, request, context)
+            sent, data, keep_alive = responding.respond(
+                result, request, defaults=context.send_default_headers, chunked=context.chunked
+            )
             interim = b"".join(heads)
         handling.finish(sent)
         self._owner.settled(handling)
-        head, body_bytes = responding.wire_parts(sent, request)
-        return interim + head + body_bytes, wire.response_keeps_alive(sent, request)
+        return (interim + data if interim else data), keep_alive
 
     def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
         if self.http2 and self._serve_h2(connection, first):
@@ -340,12 +349,15 @@ class Endpoint:
     ) -> tuple[bytes, bool]:
         """Finish ``handling`` with ``response`` as it will be sent; its bytes, and whether
         the connection may carry another request."""
-        request = handling.request
-        sent = self._as_sent(response, request, context)
+        sent, data, keep_alive = responding.respond(
+            response,
+            handling.request,
+            defaults=context.send_default_headers,
+            chunked=context.chunked,
+        )
         handling.finish(sent)
         self._owner.settled(handling)
-        head, body = responding.wire_parts(sent, request)
-        return head + body, wire.response_keeps_alive(sent, request)
+        return data, keep_alive
 
     def _commit_fault(
         self, connection: Connection, handling: Handling, context: HandlerContext, fault: Fault

@@ -199,6 +199,18 @@ def is_stock(handler: object) -> bool:
     return id(handler) in _NEVER_BLOCKING
 
 
+_SIMPLE_ANSWER = Response(200)
+
+
+def canned_answer(handler: object) -> Response | None:
+    """The response ``handler`` gives whatever the request, if it is one of those (a canned
+    Response, or ``simple``), for an endpoint that sends a copy of it without calling it;
+    never to be changed."""
+    if isinstance(handler, Response):
+        return handler
+    return _SIMPLE_ANSWER if handler is simple else None
+
+
 def delay(
     seconds: float, next_handler: Handler = simple
 ) -> Callable[[Request, HandlerContext], Any]:
