@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deproxy import Deproxy, Endpoint, Request, Response, faults, handlers
+from pytest_deproxy import Deproxy, Endpoint, Request, Response, faults, handlers, responding, wire
 from pytest_deproxy.errors import HandlerError
 from pytest_deproxy.handlers import HandlerContext
 
@@ -252,3 +252,62 @@ def test_a_method_or_builtin_can_be_marked_and_bad_marks_are_refused(deproxy: De
         handlers.non_blocking(Response(200))  # type: ignore[type-var]
     with pytest.raises(TypeError, match="non_blocking marks a handler function, not int"):
         handlers.non_blocking(3)  # type: ignore[type-var]
+
+
+# -- responding.respond gives the answers of as_sent, wire_parts and response_keeps_alive ----
+
+_RESPONSES = [
+    Response(200),
+    Response(404, body="missing"),
+    Response(204),
+    Response(304, headers={"ETag": '"x"'}),
+    Response(101, headers={"Upgrade": "x", "Connection": "Upgrade"}),
+    Response(200, headers={"Content-Length": "3"}, body="abc"),
+    Response(200, headers={"Transfer-Encoding": "chunked"}, body="abc"),
+    Response(200, headers={"Connection": "close"}, body="bye"),
+    Response(200, headers={"Server": "mine", "Date": "then"}, body="x"),
+    Response(200, headers={"X-Name": "caf\u00e9 \u2615"}, body="\u2615"),
+    Response(200, headers={"Deproxy-Request-ID": "theirs"}),
+    Response(299, "", body="no reason"),
+    Response(200, http_version="1.0", body="old"),
+]
+_REQUESTS = [
+    Request("GET", "/"),
+    Request("HEAD", "/"),
+    Request("CONNECT", "h:443"),
+    Request("GET", "/", headers={"Connection": "close"}),
+    Request("GET", "/", headers={"Connection": "keep-alive, x"}),
+    Request("GET", "/", headers={"Deproxy-Request-ID": "abc"}, http_version="1.1"),
+    Request("GET", "/", http_version="1.0"),
+    Request("GET", "/", headers={"Connection": "Keep-Alive"}, http_version="1.0"),
+]
+
+
+@pytest.mark.parametrize("response", _RESPONSES, ids=lambda r: f"{r.code}-{len(r.headers)}")
+@pytest.mark.parametrize("request_", _REQUESTS, ids=lambda r: f"{r.method}-{r.http_version}")
+@pytest.mark.parametrize(("defaults", "chunked"), [(True, False), (False, False), (True, True)])
+def test_respond_gives_the_answers_of_the_three_functions_it_stands_for(
+    response: Response,
+    request_: Request,
+    defaults: bool,
+    chunked: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(responding, "http_date", lambda: "Thu, 03 Dec 2026 10:00:00 GMT")
+    before = (response.headers.items(), response.raw_body)
+    sent, data, keeps = responding.respond(response, request_, defaults=defaults, chunked=chunked)
+    expected = responding.as_sent(response, request_, defaults=defaults, chunked=chunked)
+    assert (sent.code, sent.message, sent.http_version) == (
+        expected.code,
+        expected.message,
+        expected.http_version,
+    )
+    assert sent.headers.items() == expected.headers.items()
+    assert sent.trailers == expected.trailers
+    assert (sent.body, sent.raw_body) == (expected.body, expected.raw_body)
+    assert data == b"".join(responding.wire_parts(expected, request_))
+    assert keeps is wire.response_keeps_alive(expected, request_)
+    assert (response.headers.items(), response.raw_body) == before  # the handler's is untouched
+    assert sent.headers is not response.headers
+    sent.headers.add("X-Later", "1")  # the record's copy is its own
+    assert "X-Later" not in response.headers
