@@ -73,6 +73,7 @@ class Stream:
         self._sock = sock
         self.peer = peer
         self._closed = False
+        self._tls = isinstance(sock, ssl.SSLSocket)
         sock.settimeout(timeout)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -131,9 +132,16 @@ class Stream:
     # much could be done at once.
 
     def read_ready(self, max_bytes: int = READ_SIZE) -> bytes | None:
-        """What has arrived (``b""``: the peer closed), or ``None`` if nothing has yet."""
+        """What has arrived (``b""``: the peer closed), or ``None`` if nothing has yet.
+
+        Under TLS, what the TLS layer already holds decrypted is read too: no poller would
+        say it is there, since it has left the socket."""
         try:
             data = self._sock.recv(max_bytes)
+            if self._tls and data:
+                sock: Any = self._sock
+                while (held := sock.pending()) > 0:
+                    data += sock.recv(held)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return None
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
@@ -205,6 +213,22 @@ class Stream:
         assert isinstance(self._sock, ssl.SSLSocket)
         with translate_errors(f"in the TLS handshake with {self.peer}"):
             self._sock.do_handshake()
+
+    def handshake_ready(self) -> str:
+        """Go on with the TLS handshake of a stream with ``timeout=0`` (one that
+        :meth:`start_tls` made with ``handshake=False``) as far as it can without waiting:
+        ``"done"``, or what it waits for, ``"read"`` (more from the peer) or ``"write"``
+        (room to send). A failed handshake raises, as :meth:`handshake` does."""
+        assert isinstance(self._sock, ssl.SSLSocket)
+        try:
+            self._sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return "read"
+        except ssl.SSLWantWriteError:
+            return "write"
+        except OSError as exc:
+            raise translate(exc, f"in the TLS handshake with {self.peer}") from exc
+        return "done"
 
     def tls_facts(self) -> dict[str, Any] | None:
         """What a finished server-side TLS handshake settled (``None`` on a plain stream):

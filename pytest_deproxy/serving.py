@@ -40,7 +40,7 @@ from typing import Protocol
 
 from . import net, proxyproto
 from .connections import ConnectionRecord, TLSInfo
-from .errors import ConnectionReset, DeproxyError, NetworkError
+from .errors import ConnectionReset, DeproxyError, DeproxyTimeout, NetworkError
 from .request_reader import Arrival, RequestReader
 
 JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
@@ -67,6 +67,8 @@ class Connection:
         self.max_body_size = max_body_size
         self.stopping = threading.Event()  # the server's: set when it shuts down
         self.start_tls_hook: Callable[[Connection, ssl.SSLContext], None] | None = None
+        # A TLS connection whose handshake the poll thread runs: when it must be done by.
+        self.handshake_deadline: float | None = None
         # What the responder began on the poll thread for the request it then handed to a
         # thread (``first``), for that thread to finish; serving never looks inside.
         self.carried_over: object | None = None
@@ -264,6 +266,8 @@ class Server:
         poller = self._poller
         poller.watch(self._listener, None)
         interval = None if self.request_timeout is None else min(0.5, self.request_timeout / 4)
+        if self._tls_context is not None:  # stalled handshakes are timed out here too
+            interval = min(interval or 0.5, 0.5)
         next_watch = 0.0 if interval is None else time.monotonic() + interval
         try:
             while not self._stopping.is_set():
@@ -274,7 +278,7 @@ class Server:
                         assert isinstance(connection, Connection)
                         self._serve_ready(poller, connection)
                 if interval is not None and (now := time.monotonic()) >= next_watch:
-                    self._stop_stalled(now)
+                    self._stop_stalled(poller, now)
                     next_watch = now + interval
         finally:
             with self._lock:
@@ -304,14 +308,19 @@ class Server:
             keep_handlings=None if self._keep_connections is None else CAPPED_CONNECTION_HANDLINGS,
         )
         self._records.append(record)
-        own_thread = self._tls_context is not None or self.proxy_protocol
+        own_thread = bool(self.proxy_protocol)
         stream = net.Stream(sock, peer, timeout=None if own_thread else 0)
         connection = Connection(stream, record, self.max_body_size)
         connection.stopping = self._stopping
         connection.start_tls_hook = self._start_tls
-        if own_thread:  # a handshake or a header may wait: a thread from the start
+        if own_thread:  # a header may wait, read a byte at a time: a thread from the start
             self._serve_in_thread(connection)
             return
+        if self._tls_context is not None:  # the poll thread runs the handshake, never waiting
+            with net.translate_errors(f"in the TLS handshake with {peer}"):
+                tls = stream.start_tls(self._tls_context, server_side=True, handshake=False)
+            connection.use(tls)
+            connection.handshake_deadline = time.monotonic() + TLS_HANDSHAKE_TIMEOUT
         with self._lock:
             self._open[connection.id] = (None, connection)
         poller.watch(connection.stream, connection)
@@ -320,6 +329,10 @@ class Server:
         """Answer whatever a polled connection sent, or hand the connection to a thread."""
         reader = connection.reader
         try:
+            if connection.handshake_deadline is not None and not self._handshake(
+                poller, connection
+            ):
+                return
             data = connection.stream.read_ready()
             if data is None:
                 return
@@ -356,6 +369,25 @@ class Server:
             self._stop_polling(poller, connection, closed_by="endpoint")
             self._responder.report(exc)
 
+    def _handshake(self, poller: net.Poller, connection: Connection) -> bool:
+        """Go on with a polled connection's TLS handshake; whether it is done and the
+        connection still polled (requests may have come with its end)."""
+        state = connection.stream.handshake_ready()
+        if state == "read":
+            return False
+        connection.handshake_deadline = None
+        if state == "write":  # the client does not read: a thread waits to finish it
+            self._stop_polling(poller, connection)
+            self._serve_in_thread(connection, handshake=True)
+            return False
+        self._note_tls(connection)
+        tls = connection.record.tls
+        if tls is not None and tls.alpn not in (None, "http/1.1"):  # h2: a thread serves it
+            self._stop_polling(poller, connection)
+            self._serve_in_thread(connection)
+            return False
+        return True
+
     def _stop_polling(
         self, poller: net.Poller, connection: Connection, *, closed_by: str | None = None
     ) -> None:
@@ -375,12 +407,14 @@ class Server:
         first: tuple[Arrival, bytes] | None = None,
         unsent: bytes = b"",
         keep_alive: bool = True,
+        handshake: bool = False,
     ) -> None:
-        """Serve ``connection`` in a thread of its own: first the rest of an answer the poll
-        thread began (``unsent``) or a request it read (``first``), then whatever follows."""
+        """Serve ``connection`` in a thread of its own: first the rest of a TLS handshake
+        (``handshake``) or of an answer (``unsent``) the poll thread began, or a request it
+        read (``first``), then whatever follows."""
         thread = threading.Thread(
             target=self._serve_connection,
-            args=(connection, first, unsent, keep_alive),
+            args=(connection, first, unsent, keep_alive, handshake),
             name=f"deproxy-{self.name}-{connection.id}",
             daemon=True,
         )
@@ -394,6 +428,7 @@ class Server:
         first: tuple[Arrival, bytes] | None,
         unsent: bytes,
         keep_alive: bool,
+        handshake: bool,
     ) -> None:
         try:
             if self._stopping.is_set():  # handed over as shutdown began: it may have missed it
@@ -401,7 +436,12 @@ class Server:
             connection.stream.timeout = None  # with a thread of its own, it may wait
             if self.proxy_protocol and not self._take_proxy_header(connection):
                 return
-            if self._tls_context is not None:
+            if handshake:  # begun on the poll thread
+                connection.stream.timeout = TLS_HANDSHAKE_TIMEOUT
+                connection.stream.handshake()
+                connection.stream.timeout = None
+                self._note_tls(connection)
+            elif self._tls_context is not None and self.proxy_protocol:
                 self._start_tls(connection, self._tls_context)
             if unsent:
                 connection.stream.write(unsent)
@@ -434,7 +474,11 @@ class Server:
             stream.shutdown()
         stream.handshake()
         stream.timeout = None
-        facts = stream.tls_facts()
+        self._note_tls(connection)
+
+    @staticmethod
+    def _note_tls(connection: Connection) -> None:
+        facts = connection.stream.tls_facts()
         if facts is not None:
             connection.record.tls = TLSInfo(**facts)
 
@@ -484,18 +528,27 @@ class Server:
         connection.record.closed("endpoint")
         return False
 
-    def _stop_stalled(self, now: float) -> None:
-        """Stop requests that made no progress for ``request_timeout`` s (slowloris); the
+    def _stop_stalled(self, poller: net.Poller, now: float) -> None:
+        """Stop requests that made no progress for ``request_timeout`` s (slowloris), and
+        close TLS handshakes on the poll thread not done in ``TLS_HANDSHAKE_TIMEOUT`` s; the
         poll thread calls this at least every half second.
 
         The connection threads never set socket timeouts for this: a timeout costs a syscall
         on every read, and the GIL with it, where this costs one check every half second.
         """
-        assert self.request_timeout is not None
-        deadline = now - self.request_timeout
         with self._lock:
-            connections = [connection for _, connection in self._open.values()]
-        for connection in connections:
+            connections = list(self._open.values())
+        for thread, connection in connections:
+            handshake_deadline = connection.handshake_deadline
+            if thread is None and handshake_deadline is not None and handshake_deadline < now:
+                self._stop_polling(poller, connection, closed_by="endpoint")
+                self.record_error(
+                    DeproxyTimeout(f"timed out in the TLS handshake with {connection.record.peer}")
+                )
+        if self.request_timeout is None:
+            return
+        deadline = now - self.request_timeout
+        for _, connection in connections:
             last = connection.reader.last_progress
             if last is not None and last < deadline and not connection.timed_out:
                 connection.timed_out = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import resource
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -16,11 +17,21 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deproxy import Deproxy, Endpoint, Request, Response, faults, handlers, responding, wire
+from pytest_deproxy import (
+    Deproxy,
+    Endpoint,
+    Request,
+    Response,
+    faults,
+    handlers,
+    responding,
+    serving,
+    wire,
+)
 from pytest_deproxy.errors import HandlerError
 from pytest_deproxy.handlers import HandlerContext
 
-from .conftest import answered, deproxy_checking_its_own_errors
+from .conftest import answered, deproxy_checking_its_own_errors, eventually
 
 EndpointFactory = Callable[..., Endpoint]
 BURST = 1000
@@ -311,3 +322,71 @@ def test_respond_gives_the_answers_of_the_three_functions_it_stands_for(
     assert sent.headers is not response.headers
     sent.headers.add("X-Later", "1")  # the record's copy is its own
     assert "X-Later" not in response.headers
+
+
+# -- TLS connections are served on the poll thread too ---------------------------------------
+
+
+def _tls_client(deproxy: Deproxy, server: Endpoint) -> ssl.SSLSocket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    return deproxy.ca.client_context().wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def _read_answer(sock: socket.socket, ending: bytes) -> bytes:
+    answer = bytearray()
+    while not answer.endswith(ending):
+        chunk = sock.recv(1024 * 1024)
+        assert chunk, f"the connection closed after {bytes(answer[-200:])!r}"
+        answer += chunk
+    return bytes(answer)
+
+
+def test_tls_handshakes_and_requests_are_served_on_the_poll_thread(deproxy: Deproxy) -> None:
+    @handlers.non_blocking
+    def where(request: Request) -> Response:
+        return Response(200, body=threading.current_thread().name + request.path)
+
+    server = deproxy.add_endpoint(name="tls-polled", tls=True, default_handler=where)
+    with _tls_client(deproxy, server) as sock:
+        # Pipelined: the second request may be held decrypted by TLS, not in the socket.
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = _read_answer(sock, b"deproxy-tls-polled-poll/b")
+        assert b"deproxy-tls-polled-poll/a" in answer
+        assert _threads_of(server) == ["deproxy-tls-polled-poll"]
+    [record] = server.connections
+    assert record.tls is not None and record.tls.version is not None
+    assert record.tls.sni is None  # an address, not a name, was asked for
+    assert b"GET /a" in bytes(record.incoming)  # the transcript holds the plaintext
+
+
+def test_a_tls_client_that_reads_slowly_gets_the_whole_answer_from_a_thread(
+    deproxy: Deproxy,
+) -> None:
+    body = bytes(range(256)) * (64 * 1024)  # 16 MiB: more than the socket takes at once
+    server = deproxy.add_endpoint(
+        name="tls-big", tls=True, default_handler=Response(200, body=body)
+    )
+    with _tls_client(deproxy, server) as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        eventually(lambda: any("-conn-" in name for name in _threads_of(server)))
+        answer = _read_answer(tls, body[-64:])
+    head, _, received = answer.partition(b"\r\n\r\n")
+    assert received == body and b"Content-Length: 16777216" in head
+
+
+def test_a_stalled_tls_handshake_on_the_poll_thread_is_timed_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(serving, "TLS_HANDSHAKE_TIMEOUT", 0.3)
+    with deproxy_checking_its_own_errors() as deproxy:
+        server = deproxy.add_endpoint(name="tls-stalled", tls=True, request_timeout=None)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, then nothing
+            assert sock.recv(65536) == b""  # closed by the endpoint
+        eventually(lambda: len(server.errors) == 1)
+        [error] = server.errors
+        assert "timed out in the TLS handshake with 127.0.0.1:" in str(error)
+        assert [c.closed_by for c in server.connections] == ["endpoint"]
+        with _tls_client(deproxy, server) as tls:  # and the endpoint goes on serving
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert tls.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
