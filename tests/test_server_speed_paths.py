@@ -31,7 +31,7 @@ from pytest_deproxy import (
 from pytest_deproxy.errors import HandlerError
 from pytest_deproxy.handlers import HandlerContext
 
-from .conftest import answered, deproxy_checking_its_own_errors, eventually
+from .conftest import answered, deproxy_checking_its_own_errors, eventually, write_interaction
 
 EndpointFactory = Callable[..., Endpoint]
 BURST = 1000
@@ -390,3 +390,35 @@ def test_a_stalled_tls_handshake_on_the_poll_thread_is_timed_out(
         with _tls_client(deproxy, server) as tls:  # and the endpoint goes on serving
             tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert tls.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+# -- the MITM replays on its poll thread, and forwards from threads --------------------------
+
+
+def test_the_mitm_replays_on_its_poll_thread_and_records_from_a_thread(
+    deproxy: Deproxy, tmp_path: Path
+) -> None:
+    names: list[str] = []
+    upstream = deproxy.add_endpoint(name="upstream", default_handler=Response(200, body="live"))
+    write_interaction(
+        tmp_path, "default", "Api", "interaction_0", url="http://api.test/a", body="a"
+    )
+    services = [{"type": "BaseService", "name": "Api", "hosts_list": ["api.test"]}]
+    mitm = deproxy.add_mitm_endpoint(
+        name="mitm-speed",
+        scenarios_path=tmp_path,
+        services=services,
+        upstreams={"api.test": upstream.url},
+    )
+    with socket.create_connection(("127.0.0.1", mitm.port), timeout=10) as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: api.test\r\n\r\n")
+        assert _read_answer(sock, b"\r\n\r\na").startswith(b"HTTP/1.1 200 OK\r\n")
+        names.append(",".join(_threads_of(mitm)))
+        mitm.assert_interaction_used("Api", "interaction_0", times=1)
+        mitm.set_recording(True)
+        sock.sendall(b"GET /b HTTP/1.1\r\nHost: api.test\r\n\r\n")  # recorded from upstream
+        assert _read_answer(sock, b"\r\n\r\nlive").startswith(b"HTTP/1.1 200 OK\r\n")
+        names.append(",".join(_threads_of(mitm)))
+    assert names[0] == "deproxy-mitm-speed-poll"  # the replay took no thread
+    assert "deproxy-mitm-speed-conn-" in names[1]  # forwarding did
+    assert (tmp_path / "default" / "Api" / "interaction_1.yaml").exists()
