@@ -10,6 +10,9 @@ keeps the TLS state, so a thread blocked in a read, a write or a handshake retur
 answer can still be written inside TLS after the reading side was shut down. A server-side
 TLS stream reads a client that closes without ``close_notify`` as an end of file (as
 :meth:`Stream.read` always did), not as a fatal TLS error.
+
+A stream with ``timeout=0`` never waits (``read_ready``, ``write_ready``, ``handshake_ready``),
+so that one thread serves many connections, TLS ones included.
 """
 
 from __future__ import annotations

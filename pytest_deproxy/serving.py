@@ -6,17 +6,21 @@ a constructor) and joined by ``shutdown()``, which is idempotent. A failure on o
 is recorded on ``errors`` and never stops the server. What to answer is not decided here: a
 :class:`Responder` (the Endpoint) answers, and this module knows no handler.
 
-A plain connection is served on the poll thread for as long as each request on it arrives
-whole and ordinary and the responder can answer it without waiting. The first request that
-is otherwise (still arriving, unusual, for a handler that may wait), a TLS handshake or a
-PROXY protocol header gives the connection a thread of its own for the rest of its life.
+A connection is served on the poll thread for as long as each request on it arrives whole
+and ordinary and the responder can answer it without waiting. The first request that is
+otherwise (still arriving, unusual, for a handler that may wait), an answer the client is
+slow to take, HTTP/2, or a PROXY protocol header gives the connection a thread of its own
+for the rest of its life. A TLS handshake runs on the poll thread too, never waiting (a
+non-blocking socket, resumed when the client sends more), and is closed after
+``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served as plain ones.
 Under load, one thread answering many connections is several times as fast as a thread
 each, which hand the GIL to one another on every request.
 
 Shutdown wakes every thread at once, whatever it waits on, and only then waits for any: each
 open connection is shut down at the socket (a blocked read, write or TLS handshake returns),
 and handlers wait on the stopping event (``HandlerContext.sleep``). A connection's stream is
-in the registry before anything can block on it, TLS handshakes included, so none is missed.
+in the registry before anything can block on it, TLS handshakes included, so none is missed;
+a connection on the poll thread has no thread to wake, and the poll thread closes it.
 A thread still running ``JOIN_TIMEOUT`` s later is reported, not forgotten.
 
 The poll thread is also the watchdog: with a ``request_timeout`` it wakes at least every

@@ -11,6 +11,10 @@ and picks the interaction, :mod:`.callbacks` sends callbacks, :mod:`.recording` 
 recording forwarded, :mod:`.management` is the HTTP API, and the services are a
 :class:`~.services.ServiceTable`. Each part guards its own state with its own lock; this
 module holds none of them while it calls another part, and has no state of its own to guard.
+
+A replay, a miss or a refusal never waits: the dispatcher is then marked ``non_blocking`` and
+the endpoint answers on its poll thread. Forwarding (the whitelist, recording) and the
+management API run on a connection's own thread.
 """
 
 from __future__ import annotations
