@@ -131,7 +131,7 @@ def wrk_rate(tree: Path, kind: str, connections: int, seconds: float) -> float:
         url = WRK_URLS.get(kind, "http://127.0.0.1:{port}/").format(port=server.port)
         extra = ["-H", "Host: api.example.org"] if kind == "mitm" else []
         load = subprocess.run(
-            pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *extra, url]),
+            pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", *extra, url]),
             capture_output=True,
             text=True,
             check=True,
@@ -306,12 +306,13 @@ def main() -> int:
                             ("custom c10", "stock c10", 0.7),
                             ("blocking c10", "stock c10", None),
                         ]
-                    elif target == "floor" and name == "this":
+                    elif target == "floor":  # the floor is this checkout's, for either tree
                         pairs = [("stock c10", "floor c10", 0.7), ("stock c100", "floor c100", 0.7)]
                     else:
                         pairs = []
                     for top, bottom, goal in pairs:
-                        values = ratios(found[f"{name} {top}"], found[f"{name} {bottom}"])
+                        under = f"{'this' if bottom.startswith('floor') else name} {bottom}"
+                        values = ratios(found[f"{name} {top}"], found[under])
                         verdict = (
                             ""
                             if goal is None
