@@ -60,6 +60,22 @@ def as_sent(
 
 
 _TRACKING_KEY = TRACKING_HEADER.lower()
+# The header items respond() adds, made once rather than once a response: fewer objects made
+# per request is fewer garbage collections under load (tuples are immutable: sharing is safe).
+_SERVER_ITEM = ("Server", SERVER_NAME)
+_SMALL = 4096
+_LENGTH_ITEMS = [("Content-Length", str(size)) for size in range(_SMALL)]
+_date_item_cache: tuple[str, tuple[str, str]] = ("", ("Date", ""))
+
+
+def _date_item() -> tuple[str, str]:
+    global _date_item_cache
+    date = http_date()
+    if _date_item_cache[0] is not date:
+        _date_item_cache = (date, ("Date", date))
+    return _date_item_cache[1]
+
+
 _status_lines: dict[tuple[str, str], str] = {}  # "HTTP/1.1 200 OK\r\n", made once per status
 
 
@@ -87,16 +103,17 @@ def respond(
     items = list(source._items)
     sent_keys = list(keys)
     if "server" not in keys:
-        items.append(("Server", SERVER_NAME))
+        items.append(_SERVER_ITEM)
         sent_keys.append("server")
     if "date" not in keys:
-        items.append(("Date", http_date()))
+        items.append(_date_item())
         sent_keys.append("date")
     code = response.code
     status = int(code)
     raw_body = response.raw_body
     if "content-length" not in keys and status >= 200 and status not in (204, 304):
-        items.append(("Content-Length", str(len(raw_body))))
+        size = len(raw_body)
+        items.append(_LENGTH_ITEMS[size] if size < _SMALL else ("Content-Length", str(size)))
         sent_keys.append("content-length")
     request_keys = request.headers._keys
     if _TRACKING_KEY in request_keys and _TRACKING_KEY not in keys:
