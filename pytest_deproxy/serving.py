@@ -300,7 +300,10 @@ class Server:
             if self._stopping.is_set():
                 sock.close()
                 continue
-            self._take(poller, sock, peer)
+            try:
+                self._take(poller, sock, peer)
+            except OSError:  # gone as it was accepted (setting TCP_NODELAY failed): not served
+                sock.close()
 
     def _take(self, poller: net.Poller, sock: socket.socket, peer: str) -> None:
         record = ConnectionRecord(
@@ -321,8 +324,13 @@ class Server:
             self._serve_in_thread(connection)
             return
         if self._tls_context is not None:  # the poll thread runs the handshake, never waiting
-            with net.translate_errors(f"in the TLS handshake with {peer}"):
+            try:
                 tls = stream.start_tls(self._tls_context, server_side=True, handshake=False)
+            except NetworkError as exc:
+                record.closed("endpoint")
+                stream.close()
+                self.record_error(exc)
+                return
             connection.use(tls)
             connection.handshake_deadline = time.monotonic() + TLS_HANDSHAKE_TIMEOUT
         with self._lock:
