@@ -20,7 +20,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from . import net, responding, wire
 from .connections import ConnectionRecord
@@ -28,7 +28,14 @@ from .errors import DeproxyError, DeproxyTimeout, HandlerError
 from .faults import Fault, Hang, Pause, Reset, Send, Step, Takeover, Upgraded
 from .h2serve import H2Session
 from .h2wire import PREFACE
-from .handlers import Handler, HandlerContext, call_handler, never_blocks
+from .handlers import (
+    Handler,
+    HandlerContext,
+    call_handler,
+    canned_answer,
+    is_stock,
+    never_blocks,
+)
 from .models import Request, Response
 from .record import DEFAULT_KEEP, Handling, check_keep
 from .request_reader import Arrival, CutShort, RequestRefused, with_body
@@ -219,28 +226,48 @@ class Endpoint:
         self, connection: Connection, arrival: Arrival, body: bytes
     ) -> tuple[bytes, bool] | None:
         request = arrival.request  # read whole: its body is in
+        if request.method == "CONNECT" and self._tunnels is not None:
+            return None
         if self.http2 == "h2c" and _asks_h2c(request):
             return None
         handler = self._handler_for(request)
         if not never_blocks(handler):
             return None
         handling = self._arrive(connection, request, arrival.raw_head, arrival.at)
-        # The stock handlers that never block take no context: none is made for them.
-        response = handler if isinstance(handler, Response) else handler(request)  # type: ignore[operator]
-        sent = responding.as_sent(response, request)
+        interim = b""
+        canned = canned_answer(handler)
+        if canned is not None:  # respond() copies it: the canned Response is never changed
+            sent, data, keep_alive = responding.respond(canned, request)
+        elif is_stock(handler):  # these take no context: none is made for them
+            sent, data, keep_alive = responding.respond(handler(request), request)  # type: ignore[operator]
+        else:
+            heads: list[bytes] = []
+            context = self._polled_context(connection, handling, heads)
+            result = self._run_handler(request, context, handler)
+            if not isinstance(result, Response):  # a fault or an upgrade: a thread carries it out
+                connection.carried_over = _Carried(handling, context, result, heads)
+                return None
+            sent, data, keep_alive = responding.respond(
+                result, request, defaults=context.send_default_headers, chunked=context.chunked
+            )
+            interim = b"".join(heads)
         handling.finish(sent)
         self._owner.settled(handling)
-        head, body_bytes = responding.wire_parts(sent, request)
-        return head + body_bytes, wire.response_keeps_alive(sent, request)
+        return (interim + data if interim else data), keep_alive
 
     def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
         if self.http2 and self._serve_h2(connection, first):
             return
         if first is not None:
             polled, _ = first
-            handling = self._arrive(connection, polled.request, polled.raw_head, polled.at)
-            if not self._handle(connection, handling, polled):
-                return
+            carried, connection.carried_over = connection.carried_over, None
+            if isinstance(carried, _Carried):  # its handler ran on the poll thread
+                if not self._finish_carried(connection, carried, keep_open=not polled.must_close):
+                    return
+            else:
+                handling = self._arrive(connection, polled.request, polled.raw_head, polled.at)
+                if not self._handle(connection, handling, polled):
+                    return
         while not connection.stopping.is_set():
             try:
                 arrival = connection.reader.read_head()  # a new reader once it turned to TLS
@@ -255,6 +282,20 @@ class Endpoint:
                 return
             if not self._exchange(connection, arrival):
                 return
+
+    def _finish_carried(
+        self, connection: Connection, carried: _Carried, *, keep_open: bool
+    ) -> bool:
+        """Carry out, on the connection's thread, the fault or upgrade a non-blocking handler
+        returned on the poll thread; whether the connection goes on."""
+        handling, context = carried.handling, carried.context
+        for head in carried.interim_heads:
+            connection.stream.write(head)
+        context._on_poll_thread = False  # on a thread of its own, a fault may wait
+        context._send_interim = self._interim_sender(connection, handling)
+        return self._answer(
+            connection, handling, keep_open=keep_open, ran=(context, carried.result)
+        )
 
     def report(self, error: BaseException) -> None:
         self._owner.report_error(error)
@@ -285,10 +326,21 @@ class Endpoint:
             return self._open_tunnel(connection, handling)
         return self._answer(connection, handling, keep_open=not arrival.must_close)
 
-    def _answer(self, connection: Connection, handling: Handling, *, keep_open: bool) -> bool:
+    def _answer(
+        self,
+        connection: Connection,
+        handling: Handling,
+        *,
+        keep_open: bool,
+        ran: tuple[HandlerContext, Response | Fault | Takeover] | None = None,
+    ) -> bool:
+        """Run the handler (unless it ``ran`` already, on the poll thread) and answer."""
         request = handling.request
-        context = self._context(connection, handling)
-        result = self._run_handler(request, context, self._handler_for(request))
+        if ran is None:
+            context = self._context(connection, handling)
+            result = self._run_handler(request, context, self._handler_for(request))
+        else:
+            context, result = ran
         if isinstance(result, Fault):
             return self._commit_fault(connection, handling, context, result) and keep_open
         if isinstance(result, Takeover):
@@ -304,12 +356,15 @@ class Endpoint:
     ) -> tuple[bytes, bool]:
         """Finish ``handling`` with ``response`` as it will be sent; its bytes, and whether
         the connection may carry another request."""
-        request = handling.request
-        sent = self._as_sent(response, request, context)
+        sent, data, keep_alive = responding.respond(
+            response,
+            handling.request,
+            defaults=context.send_default_headers,
+            chunked=context.chunked,
+        )
         handling.finish(sent)
         self._owner.settled(handling)
-        head, body = responding.wire_parts(sent, request)
-        return head + body, wire.response_keeps_alive(sent, request)
+        return data, keep_alive
 
     def _commit_fault(
         self, connection: Connection, handling: Handling, context: HandlerContext, fault: Fault
@@ -507,7 +562,31 @@ class Endpoint:
             connection.id,
             tunnel=connection.tunnel,
             _stopping=connection.stopping,
-            _send_interim=lambda interim: self._send_interim(connection, handling, interim),
+            _send_interim=self._interim_sender(connection, handling),
+        )
+
+    def _interim_sender(
+        self, connection: Connection, handling: Handling
+    ) -> Callable[[Response], None]:
+        return lambda interim: self._send_interim(connection, handling, interim)
+
+    def _polled_context(
+        self, connection: Connection, handling: Handling, heads: list[bytes]
+    ) -> HandlerContext:
+        """The context of a non-blocking handler on the poll thread: it may not wait, and
+        the interim responses it sends go out (in ``heads``) with its answer."""
+
+        def send_interim(interim: Response) -> None:
+            handling.interim_responses.append(interim)
+            heads.append(wire.serialize_response_head(interim))
+
+        return HandlerContext(
+            self,
+            connection.id,
+            tunnel=connection.tunnel,
+            _stopping=connection.stopping,
+            _send_interim=send_interim,
+            _on_poll_thread=True,
         )
 
     @staticmethod
@@ -589,6 +668,15 @@ class Endpoint:
 
     def record_error(self, error: DeproxyError) -> None:
         self._server.record_error(error)
+
+
+class _Carried(NamedTuple):
+    """A request whose non-blocking handler returned a fault or an upgrade on the poll thread."""
+
+    handling: Handling
+    context: HandlerContext
+    result: Fault | Takeover
+    interim_heads: list[bytes]
 
 
 def _begins_h2(connection: Connection) -> bool:

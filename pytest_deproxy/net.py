@@ -10,6 +10,9 @@ keeps the TLS state, so a thread blocked in a read, a write or a handshake retur
 answer can still be written inside TLS after the reading side was shut down. A server-side
 TLS stream reads a client that closes without ``close_notify`` as an end of file (as
 :meth:`Stream.read` always did), not as a fatal TLS error.
+
+A stream with ``timeout=0`` never waits (``read_ready``, ``write_ready``, ``handshake_ready``),
+so that one thread serves many connections, TLS ones included.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class Stream:
         self._sock = sock
         self.peer = peer
         self._closed = False
+        self._tls = isinstance(sock, ssl.SSLSocket)
         sock.settimeout(timeout)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -131,9 +135,16 @@ class Stream:
     # much could be done at once.
 
     def read_ready(self, max_bytes: int = READ_SIZE) -> bytes | None:
-        """What has arrived (``b""``: the peer closed), or ``None`` if nothing has yet."""
+        """What has arrived (``b""``: the peer closed), or ``None`` if nothing has yet.
+
+        Under TLS, what the TLS layer already holds decrypted is read too: no poller would
+        say it is there, since it has left the socket."""
         try:
             data = self._sock.recv(max_bytes)
+            if self._tls and data:
+                sock: Any = self._sock
+                while (held := sock.pending()) > 0:
+                    data += sock.recv(held)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return None
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
@@ -205,6 +216,22 @@ class Stream:
         assert isinstance(self._sock, ssl.SSLSocket)
         with translate_errors(f"in the TLS handshake with {self.peer}"):
             self._sock.do_handshake()
+
+    def handshake_ready(self) -> str:
+        """Go on with the TLS handshake of a stream with ``timeout=0`` (one that
+        :meth:`start_tls` made with ``handshake=False``) as far as it can without waiting:
+        ``"done"``, or what it waits for, ``"read"`` (more from the peer) or ``"write"``
+        (room to send). A failed handshake raises, as :meth:`handshake` does."""
+        assert isinstance(self._sock, ssl.SSLSocket)
+        try:
+            self._sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return "read"
+        except ssl.SSLWantWriteError:
+            return "write"
+        except OSError as exc:
+            raise translate(exc, f"in the TLS handshake with {self.peer}") from exc
+        return "done"
 
     def tls_facts(self) -> dict[str, Any] | None:
         """What a finished server-side TLS handshake settled (``None`` on a plain stream):
@@ -360,9 +387,15 @@ def connect(host: str, port: int, timeout: float | None) -> Stream:
     return Stream(sock, address, timeout)
 
 
-def listen(hostname: str, port: int, backlog: int = 128) -> socket.socket:
+# How many connections may wait to be accepted. A burst of a thousand connects (a load test
+# opening its connections at once) then waits in the queue instead of overflowing it into
+# SYN retries a second apart; the kernel caps it (Linux: net.core.somaxconn, 4096 since 5.4).
+LISTEN_BACKLOG = 4096
+
+
+def listen(hostname: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A non-blocking listening socket on ``hostname:port`` (0 takes a free port), for a
-    poller to watch and :func:`accept_ready` to accept from.
+    poller to watch and :func:`accept_all` to accept from.
 
     ``SO_REUSEADDR`` is set so that a port an endpoint just released can be bound again at once.
     """
@@ -394,52 +427,111 @@ def listen(hostname: str, port: int, backlog: int = 128) -> socket.socket:
     return sock
 
 
-def wake_listener(listener: socket.socket) -> None:
-    """Wake a thread waiting on ``listener`` (in a poller, or ``accept()``) by connecting to it.
+def accept_all(
+    listener: socket.socket, limit: int = LISTEN_BACKLOG
+) -> list[tuple[socket.socket, str]]:
+    """Accept every connection waiting on a non-blocking ``listener`` (at most ``limit``):
+    one wake-up of a poller takes a whole burst, not one connection of it."""
+    accepted: list[tuple[socket.socket, str]] = []
+    while len(accepted) < limit:
+        try:
+            sock, addr = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            break  # none waits
+        except OSError as exc:
+            if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                continue  # that client gave up before it was accepted: the next may not have
+            break  # out of descriptors, say: the poller wakes again while any waits
+        accepted.append((sock, format_address(str(addr[0]), int(addr[1]))))
+    return accepted
 
-    Works wherever TCP does (closing or shutting down a listener does not wake a waiting
-    thread on every platform).
-    """
-    address = listener.getsockname()
-    try:
-        with socket.socket(listener.family, socket.SOCK_STREAM) as waker:
-            waker.settimeout(1.0)
-            waker.connect(address)
-    except OSError:
-        pass
 
-
-def accept_ready(listener: socket.socket) -> tuple[socket.socket, str] | None:
-    """Accept a connection that is waiting; ``None`` if there is none (the client gave up)."""
-    try:
-        sock, addr = listener.accept()
-    except OSError:  # nothing waiting after all, or the client gave up before it was accepted
-        return None
-    return sock, format_address(str(addr[0]), int(addr[1]))
+_FORGOTTEN = object()  # what a descriptor no longer watched stands for
 
 
 class Poller:
     """Tells which of many sockets (listeners, or streams) have something to read.
 
-    Each is watched under a key of the caller's; :meth:`ready` returns the keys.
+    Each is watched under a key of the caller's; :meth:`ready` returns the keys. Another
+    thread can :meth:`wake` a thread waiting in :meth:`ready` (it then returns, perhaps with
+    no key): a byte through a socket pair the poller watches itself. On Linux it is epoll
+    itself (a third of the cost of ``selectors`` per wake-up, on the hot path of a server
+    under load); elsewhere, ``selectors``.
     """
 
     def __init__(self) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._selector = None if self._epoll is not None else selectors.DefaultSelector()
+        self._keys: dict[int, object] = {}  # descriptor: key (epoll)
+        self._watched: dict[object, int] = {}  # source: descriptor, for forget() (epoll)
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_in.setblocking(False)
+        self._wake_out.setblocking(False)
+        self.watch(self._wake_in, self._wake_in)
+
+    def wake(self) -> None:
+        """Make a :meth:`ready` waiting in another thread return (safe after :meth:`close`)."""
+        try:
+            self._wake_out.send(b"\0")
+        except OSError:  # a byte already waits (the pair is full), or the poller is closed
+            pass
 
     def watch(self, source: socket.socket | Stream, key: object) -> None:
-        self._selector.register(source, selectors.EVENT_READ, key)
+        if self._epoll is None:
+            assert self._selector is not None
+            self._selector.register(source, selectors.EVENT_READ, key)
+            return
+        descriptor = source.fileno()
+        self._epoll.register(descriptor, select.EPOLLIN)
+        self._keys[descriptor] = key
+        self._watched[source] = descriptor
 
     def forget(self, source: socket.socket | Stream) -> None:
         """Stop watching ``source`` (nothing happens if it was not watched)."""
+        if self._epoll is None:
+            assert self._selector is not None
+            try:
+                self._selector.unregister(source)
+            except (KeyError, ValueError):
+                pass
+            return
+        descriptor = self._watched.pop(source, None)
+        if descriptor is None:
+            return
+        self._keys.pop(descriptor, None)
         try:
-            self._selector.unregister(source)
-        except (KeyError, ValueError):
+            self._epoll.unregister(descriptor)
+        except OSError:  # closed already: the kernel forgot it with the descriptor
             pass
 
-    def ready(self) -> list[object]:
-        """Wait until something can be read; the keys of whatever can."""
-        return [selector_key.data for selector_key, _ in self._selector.select()]
+    def ready(self, timeout: float | None = None) -> list[object]:
+        """Wait until something can be read, or :meth:`wake` is called, or ``timeout`` s
+        passed (``None``: no limit); the keys of whatever can be read."""
+        if self._epoll is not None:
+            try:
+                events = self._epoll.poll(-1 if timeout is None else timeout)
+            except InterruptedError:
+                return []
+            keys = self._keys
+            sources = [keys.get(descriptor, _FORGOTTEN) for descriptor, _ in events]
+        else:
+            assert self._selector is not None
+            sources = [key.data for key, _ in self._selector.select(timeout)]
+        found = []
+        for source in sources:
+            if source is self._wake_in:
+                try:
+                    self._wake_in.recv(4096)
+                except OSError:
+                    pass
+            elif source is not _FORGOTTEN:
+                found.append(source)
+        return found
 
     def close(self) -> None:
-        self._selector.close()
+        if self._epoll is not None:
+            self._epoll.close()
+        if self._selector is not None:
+            self._selector.close()
+        self._wake_in.close()
+        self._wake_out.close()

@@ -1,27 +1,40 @@
-"""Serving connections: a listener, its poll thread, connection threads and a watchdog, and
-the record of every connection accepted.
+"""Serving connections: a listener, its poll thread (which is also the watchdog) and
+connection threads, and the record of every connection accepted.
 
 Rules kept here: every thread is named, owned by its server, started by ``start()`` (never by
 a constructor) and joined by ``shutdown()``, which is idempotent. A failure on one connection
 is recorded on ``errors`` and never stops the server. What to answer is not decided here: a
 :class:`Responder` (the Endpoint) answers, and this module knows no handler.
 
-A plain connection is served on the poll thread for as long as each request on it arrives
-whole and ordinary and the responder can answer it without waiting. The first request that
-is otherwise (still arriving, unusual, for a handler that may wait), a TLS handshake or a
-PROXY protocol header gives the connection a thread of its own for the rest of its life.
+A connection is served on the poll thread for as long as each request on it arrives whole
+and ordinary and the responder can answer it without waiting. The first request that is
+otherwise (still arriving, unusual, for a handler that may wait), an answer the client is
+slow to take, HTTP/2, or a PROXY protocol header gives the connection a thread of its own
+for the rest of its life. A TLS handshake runs on the poll thread too, never waiting (a
+non-blocking socket, resumed when the client sends more), and is closed after
+``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served as plain ones.
 Under load, one thread answering many connections is several times as fast as a thread
 each, which hand the GIL to one another on every request.
 
 Shutdown wakes every thread at once, whatever it waits on, and only then waits for any: each
 open connection is shut down at the socket (a blocked read, write or TLS handshake returns),
 and handlers wait on the stopping event (``HandlerContext.sleep``). A connection's stream is
-in the registry before anything can block on it, TLS handshakes included, so none is missed.
+in the registry before anything can block on it, TLS handshakes included, so none is missed;
+a connection on the poll thread has no thread to wake, and the poll thread closes it.
 A thread still running ``JOIN_TIMEOUT`` s later is reported, not forgotten.
+
+The poll thread is also the watchdog: with a ``request_timeout`` it wakes at least every
+half second and stops requests on connection threads that made no progress for that long
+(slowloris). A server costs one thread until a connection needs its own, and its shutdown
+wakes the poll thread through its poller, not by connecting to the listener.
+
+A burst of connections waits in a listen queue of ``net.LISTEN_BACKLOG`` (4096, as far as
+the kernel allows), and each wake-up of the poll thread accepts every connection waiting.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 import time
@@ -31,7 +44,7 @@ from typing import Protocol
 
 from . import net, proxyproto
 from .connections import ConnectionRecord, TLSInfo
-from .errors import ConnectionReset, DeproxyError, NetworkError
+from .errors import ConnectionReset, DeproxyError, DeproxyTimeout, NetworkError
 from .request_reader import Arrival, RequestReader
 
 JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
@@ -55,6 +68,11 @@ class Connection:
         self.max_body_size = max_body_size
         self.stopping = threading.Event()  # the server's: set when it shuts down
         self.start_tls_hook: Callable[[Connection, ssl.SSLContext], None] | None = None
+        # A TLS connection whose handshake the poll thread runs: when it must be done by.
+        self.handshake_deadline: float | None = None
+        # What the responder began on the poll thread for the request it then handed to a
+        # thread (``first``), for that thread to finish; serving never looks inside.
+        self.carried_over: object | None = None
         stream.on_read, stream.on_write = record.incoming.add, record.outgoing.add
         self.use(stream)
 
@@ -130,14 +148,10 @@ class Server:
         self._reported_stuck: set[str] = set()
         self._listener = net.listen(hostname, port)
         self.port: int = self._listener.getsockname()[1]
+        self._poller = net.Poller()
         self._poll_thread = threading.Thread(
             target=self._poll_loop, name=f"deproxy-{name}-poll", daemon=True
         )
-        self._watchdog: threading.Thread | None = None
-        if request_timeout is not None:
-            self._watchdog = threading.Thread(
-                target=self._watch_requests, name=f"deproxy-{name}-watchdog", daemon=True
-            )
 
     @property
     def stopping(self) -> threading.Event:
@@ -150,8 +164,6 @@ class Server:
 
     def start(self) -> None:
         self._poll_thread.start()
-        if self._watchdog is not None:
-            self._watchdog.start()
 
     @property
     def errors(self) -> list[DeproxyError]:
@@ -184,9 +196,10 @@ class Server:
                 self._join_deadline = (
                     time.monotonic() + JOIN_TIMEOUT if deadline is None else deadline
                 )
-            connections = [connection for _, connection in self._open.values()]
+            # A connection on the poll thread has no thread to wake: the poll thread closes it.
+            connections = [c for thread, c in self._open.values() if thread is not None]
         if first:
-            net.wake_listener(self._listener)  # the poll thread wakes and sees _stopping
+            self._poller.wake()  # the poll thread wakes and sees _stopping
         for connection in connections:
             connection.stream.shutdown()
 
@@ -204,7 +217,9 @@ class Server:
         deadline = self._join_deadline
         current = threading.current_thread()
         started = self._poll_thread.ident is not None
-        late = self._join([self._poll_thread, self._watchdog], deadline) if started else []
+        late = self._join([self._poll_thread], deadline) if started else []
+        if not started:
+            self._poller.close()  # the poll thread closes it when it ends
         # The poll thread has stopped: it hands no more connections to threads. Any it handed
         # over since begin_shutdown() looked are woken now.
         with self._lock:
@@ -248,16 +263,23 @@ class Server:
     def _poll_loop(self) -> None:
         """Accept connections, and answer the requests that need no thread of their own
         (see the module's docstring)."""
-        poller = net.Poller()
+        poller = self._poller
         poller.watch(self._listener, None)
+        interval = None if self.request_timeout is None else min(0.5, self.request_timeout / 4)
+        if self._tls_context is not None:  # stalled handshakes are timed out here too
+            interval = min(interval or 0.5, 0.5)
+        next_watch = 0.0 if interval is None else time.monotonic() + interval
         try:
             while not self._stopping.is_set():
-                for connection in poller.ready():
+                for connection in poller.ready(interval):
                     if connection is None:
                         self._accept(poller)
                     else:
                         assert isinstance(connection, Connection)
                         self._serve_ready(poller, connection)
+                if interval is not None and (now := time.monotonic()) >= next_watch:
+                    self._stop_stalled(poller, now)
+                    next_watch = now + interval
         finally:
             with self._lock:
                 polled = [c for thread, c in self._open.values() if thread is None]
@@ -269,13 +291,17 @@ class Server:
             poller.close()
 
     def _accept(self, poller: net.Poller) -> None:
-        accepted = net.accept_ready(self._listener)
-        if accepted is None:
-            return  # the client gave up before we accepted
-        sock, peer = accepted
-        if self._stopping.is_set():
-            sock.close()  # the wake-up connection from shutdown()
-            return
+        """Accept every connection waiting (a burst is taken in one wake-up)."""
+        for sock, peer in net.accept_all(self._listener):
+            if self._stopping.is_set():
+                sock.close()
+                continue
+            try:
+                self._take(poller, sock, peer)
+            except OSError:  # gone as it was accepted (setting TCP_NODELAY failed): not served
+                sock.close()
+
+    def _take(self, poller: net.Poller, sock: socket.socket, peer: str) -> None:
         record = ConnectionRecord(
             self._new_connection_id(),
             peer,
@@ -283,14 +309,24 @@ class Server:
             keep_handlings=self._connection_handlings,
         )
         self._records.append(record)
-        own_thread = self._tls_context is not None or self.proxy_protocol
+        own_thread = bool(self.proxy_protocol)
         stream = net.Stream(sock, peer, timeout=None if own_thread else 0)
         connection = Connection(stream, record, self.max_body_size)
         connection.stopping = self._stopping
         connection.start_tls_hook = self._start_tls
-        if own_thread:  # a handshake or a header may wait: a thread from the start
+        if own_thread:  # a header may wait, read a byte at a time: a thread from the start
             self._serve_in_thread(connection)
             return
+        if self._tls_context is not None:  # the poll thread runs the handshake, never waiting
+            try:
+                tls = stream.start_tls(self._tls_context, server_side=True, handshake=False)
+            except NetworkError as exc:
+                record.closed("endpoint")
+                stream.close()
+                self.record_error(exc)
+                return
+            connection.use(tls)
+            connection.handshake_deadline = time.monotonic() + TLS_HANDSHAKE_TIMEOUT
         with self._lock:
             self._open[connection.id] = (None, connection)
         poller.watch(connection.stream, connection)
@@ -299,6 +335,10 @@ class Server:
         """Answer whatever a polled connection sent, or hand the connection to a thread."""
         reader = connection.reader
         try:
+            if connection.handshake_deadline is not None and not self._handshake(
+                poller, connection
+            ):
+                return
             data = connection.stream.read_ready()
             if data is None:
                 return
@@ -335,6 +375,25 @@ class Server:
             self._stop_polling(poller, connection, closed_by="endpoint")
             self._responder.report(exc)
 
+    def _handshake(self, poller: net.Poller, connection: Connection) -> bool:
+        """Go on with a polled connection's TLS handshake; whether it is done and the
+        connection still polled (requests may have come with its end)."""
+        state = connection.stream.handshake_ready()
+        if state == "read":
+            return False
+        connection.handshake_deadline = None
+        if state == "write":  # the client does not read: a thread waits to finish it
+            self._stop_polling(poller, connection)
+            self._serve_in_thread(connection, handshake=True)
+            return False
+        self._note_tls(connection)
+        tls = connection.record.tls
+        if tls is not None and tls.alpn not in (None, "http/1.1"):  # h2: a thread serves it
+            self._stop_polling(poller, connection)
+            self._serve_in_thread(connection)
+            return False
+        return True
+
     def _stop_polling(
         self, poller: net.Poller, connection: Connection, *, closed_by: str | None = None
     ) -> None:
@@ -354,12 +413,14 @@ class Server:
         first: tuple[Arrival, bytes] | None = None,
         unsent: bytes = b"",
         keep_alive: bool = True,
+        handshake: bool = False,
     ) -> None:
-        """Serve ``connection`` in a thread of its own: first the rest of an answer the poll
-        thread began (``unsent``) or a request it read (``first``), then whatever follows."""
+        """Serve ``connection`` in a thread of its own: first the rest of a TLS handshake
+        (``handshake``) or of an answer (``unsent``) the poll thread began, or a request it
+        read (``first``), then whatever follows."""
         thread = threading.Thread(
             target=self._serve_connection,
-            args=(connection, first, unsent, keep_alive),
+            args=(connection, first, unsent, keep_alive, handshake),
             name=f"deproxy-{self.name}-{connection.id}",
             daemon=True,
         )
@@ -373,6 +434,7 @@ class Server:
         first: tuple[Arrival, bytes] | None,
         unsent: bytes,
         keep_alive: bool,
+        handshake: bool,
     ) -> None:
         try:
             if self._stopping.is_set():  # handed over as shutdown began: it may have missed it
@@ -380,7 +442,12 @@ class Server:
             connection.stream.timeout = None  # with a thread of its own, it may wait
             if self.proxy_protocol and not self._take_proxy_header(connection):
                 return
-            if self._tls_context is not None:
+            if handshake:  # begun on the poll thread
+                connection.stream.timeout = TLS_HANDSHAKE_TIMEOUT
+                connection.stream.handshake()
+                connection.stream.timeout = None
+                self._note_tls(connection)
+            elif self._tls_context is not None and self.proxy_protocol:
                 self._start_tls(connection, self._tls_context)
             if unsent:
                 connection.stream.write(unsent)
@@ -413,7 +480,11 @@ class Server:
             stream.shutdown()
         stream.handshake()
         stream.timeout = None
-        facts = stream.tls_facts()
+        self._note_tls(connection)
+
+    @staticmethod
+    def _note_tls(connection: Connection) -> None:
+        facts = connection.stream.tls_facts()
         if facts is not None:
             connection.record.tls = TLSInfo(**facts)
 
@@ -463,20 +534,28 @@ class Server:
         connection.record.closed("endpoint")
         return False
 
-    def _watch_requests(self) -> None:
-        """Stop requests that made no progress for ``request_timeout`` s (slowloris).
+    def _stop_stalled(self, poller: net.Poller, now: float) -> None:
+        """Stop requests that made no progress for ``request_timeout`` s (slowloris), and
+        close TLS handshakes on the poll thread not done in ``TLS_HANDSHAKE_TIMEOUT`` s; the
+        poll thread calls this at least every half second.
 
         The connection threads never set socket timeouts for this: a timeout costs a syscall
         on every read, and the GIL with it, where this costs one check every half second.
         """
-        assert self.request_timeout is not None
-        interval = min(0.5, self.request_timeout / 4)
-        while not self._stopping.wait(interval):
-            deadline = time.monotonic() - self.request_timeout
-            with self._lock:
-                connections = [connection for _, connection in self._open.values()]
-            for connection in connections:
-                last = connection.reader.last_progress
-                if last is not None and last < deadline and not connection.timed_out:
-                    connection.timed_out = True
-                    connection.stream.shutdown(reading_only=True)
+        with self._lock:
+            connections = list(self._open.values())
+        for thread, connection in connections:
+            handshake_deadline = connection.handshake_deadline
+            if thread is None and handshake_deadline is not None and handshake_deadline < now:
+                self._stop_polling(poller, connection, closed_by="endpoint")
+                self.record_error(
+                    DeproxyTimeout(f"timed out in the TLS handshake with {connection.record.peer}")
+                )
+        if self.request_timeout is None:
+            return
+        deadline = now - self.request_timeout
+        for _, connection in connections:
+            last = connection.reader.last_progress
+            if last is not None and last < deadline and not connection.timed_out:
+                connection.timed_out = True
+                connection.stream.shutdown(reading_only=True)

@@ -106,7 +106,11 @@ def serialize_request(request: Request, *, chunked: bool = False) -> bytes:
     """The request exactly as given: start line, headers in order, body (chunked if asked,
     then its trailers)."""
     head = _head(f"{request.method} {request.path} HTTP/{request.http_version}", request.headers)
-    return head + frame_body(request.raw_body, chunked=chunked, trailers=request.trailers if request.has_trailers else None)
+    return head + frame_body(
+        request.raw_body,
+        chunked=chunked,
+        trailers=request.trailers if request.has_trailers else None,
+    )
 
 
 def parse_sent_request(data: bytes) -> Request:

@@ -11,6 +11,10 @@ and picks the interaction, :mod:`.callbacks` sends callbacks, :mod:`.recording` 
 recording forwarded, :mod:`.management` is the HTTP API, and the services are a
 :class:`~.services.ServiceTable`. Each part guards its own state with its own lock; this
 module holds none of them while it calls another part, and has no state of its own to guard.
+
+A replay, a miss or a refusal never waits: the dispatcher is then marked ``non_blocking`` and
+the endpoint answers on its poll thread. Forwarding (the whitelist, recording) and the
+management API run on a connection's own thread.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ from typing import Any
 from .. import client, forwarding
 from ..endpoint import Endpoint, EndpointOwner
 from ..errors import DeproxyError, ScenarioError
-from ..handlers import HandlerContext
+from ..handlers import Handler, HandlerContext, non_blocking
 from ..models import Request, Response
 from ..redaction import DEFAULT as DEFAULT_REDACTION
 from . import dispatch, management
@@ -86,6 +91,10 @@ class MitmEndpoint(Endpoint):
         self._state = ReplayState(active_scenario, record)
         self.redaction = DEFAULT_REDACTION.adding(redact_headers, redact_query, redact_body_keys)
         self._report = owner.report_error
+        # What _dispatcher_for found for the request this thread last asked it about (the
+        # handler it chose runs next, on the same thread): the route, and the settings.
+        self._routed = threading.local()
+        self._answer_at_once = non_blocking(self._replay_at_once)
         self._callbacks = CallbackRunner(
             name,
             upstream=lambda target: self._upstream_for(target),  # looked up at each callback
@@ -98,7 +107,7 @@ class MitmEndpoint(Endpoint):
             hostname=hostname,
             port=port,
             # The dispatcher answers everything: a call's handlers are for the servers behind.
-            handler_for=lambda request: self._dispatch,
+            handler_for=self._dispatcher_for,
             tunnels=self._intercept,
         )
 
@@ -216,6 +225,33 @@ class MitmEndpoint(Endpoint):
             return bad_request(problem)
         return self.ca.server_context(host)
 
+    def _dispatcher_for(self, request: Request) -> Handler:
+        """The dispatcher, marked ``non_blocking`` when what it will do never waits (a replay,
+        a miss, a refusal): the endpoint then answers on its poll thread. Forwarding (the
+        whitelist, recording) and the management API keep a thread. Requests on the poll
+        thread come through no tunnel; on a tunnel's thread, the dispatcher finds the route
+        anew, through the tunnel."""
+        route = dispatch.route(request, None, self._services.snapshot())
+        settings = self._state.settings()
+        self._routed.last = (request, route, settings)
+        if isinstance(route, Response):
+            return self._answer_at_once
+        if route.is_management or route.service.is_whitelist or settings.recording:
+            return self._dispatch
+        return self._answer_at_once
+
+    def _replay_at_once(self, request: Request, context: HandlerContext) -> Response:
+        """Answer as :meth:`_dispatcher_for` found, without waiting: a refusal, a replay or a
+        miss, under the settings it saw (recording switched on since then begins with the
+        next request). Through a tunnel (on a thread) the route is found anew."""
+        asked, route, settings = getattr(self._routed, "last", (None, None, None))
+        if asked is not request or context.tunnel is not None:
+            return self._dispatch(request, context)
+        if isinstance(route, Response):
+            return route
+        assert isinstance(route, Route) and isinstance(settings, Settings)
+        return self._replay_or_record(request, route, settings)
+
     def _dispatch(self, request: Request, context: HandlerContext) -> Response:
         route = dispatch.route(request, context.tunnel, self._services.snapshot())
         if isinstance(route, Response):
@@ -231,8 +267,10 @@ class MitmEndpoint(Endpoint):
                 return dispatch.bad_gateway(route.incoming, exc)
         return self._replay_or_record(request, route)
 
-    def _replay_or_record(self, request: Request, route: Route) -> Response:
-        settings = self._state.settings()
+    def _replay_or_record(
+        self, request: Request, route: Route, settings: Settings | None = None
+    ) -> Response:
+        settings = self._state.settings() if settings is None else settings
         service, incoming = route.service.name, route.incoming
         try:  # may read files from disk: no replay lock is held meanwhile
             recorded = self.scenarios.service(settings.scenario, service)
