@@ -12,11 +12,12 @@ wire order, pseudo-headers included, no normalising.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -245,6 +246,7 @@ class H2Wire:
         self._out_log = FrameLog("sent", on_event, preface=client_side)
         self.hold_window: bool = False
         self.closed = False
+        self._corked_by: int | None = None  # a thread whose frames wait: see corked()
         self._said_goaway = False
         # OpenSSL forbids using one TLS connection from two threads at once: on TLS, a read
         # waits for the socket outside the lock, then reads under it (see _read).
@@ -267,14 +269,18 @@ class H2Wire:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def read(self) -> bytes:
+        """What came next from the peer; ``b""`` once it closed (or the socket broke)."""
+        try:
+            return self._read()
+        except NetworkError:
+            return b""
+
     def receive(self, data: bytes | None = None) -> list[Event] | None:
         """Read what came (or take ``data`` already read), answer what h2 answers itself
         (SETTINGS and PING acks), and return the events; ``None`` when the peer closed."""
         if data is None:
-            try:
-                data = self._read()
-            except NetworkError:
-                data = b""
+            data = self.read()
         if not data:
             self._close()
             return None
@@ -392,6 +398,31 @@ class H2Wire:
             if not view:
                 return
 
+    def send_data_now(self, stream_id: int, data: bytes, *, end_stream: bool = False) -> int:
+        """Send as much of ``data`` as the peer's flow-control window takes now, without
+        waiting; how many bytes went (``end_stream`` only if all of them did)."""
+        view, sent = memoryview(data), 0
+        with self._lock:
+            if self.closed:
+                raise StreamGone(f"the HTTP/2 connection closed before stream {stream_id} ended")
+            try:
+                while view:
+                    window = min(
+                        self._conn.local_flow_control_window(stream_id),
+                        self._conn.max_outbound_frame_size,
+                    )
+                    if window <= 0:
+                        break
+                    piece, view = view[:window], view[window:]
+                    self._conn.send_data(
+                        stream_id, bytes(piece), end_stream=end_stream and not view
+                    )
+                    sent += len(piece)
+            except h2.exceptions.H2Error as exc:
+                raise StreamGone(f"stream {stream_id}: {exc}") from exc
+            self._flush()
+        return sent
+
     def send_trailers(self, stream_id: int, fields: list[tuple[str, str]]) -> None:
         self.send_headers(stream_id, fields, end_stream=True)
 
@@ -409,10 +440,26 @@ class H2Wire:
         self._do(lambda: self._conn.update_settings(settings))
 
     def write_raw(self, data: bytes) -> None:
-        """Bytes as given, outside h2's state machine (faults): logged as they go."""
+        """Bytes as given, outside h2's state machine (faults): logged as they go, after
+        whatever h2 made before them (also while corked)."""
         with self._lock:
+            data = self._conn.data_to_send() + data
             self._out_log.feed(data)
             self._stream.write(data)
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Hold what h2 makes on this thread in its buffer, and write it in one piece when the
+        block ends: a batch of streams answered at once costs one write, not one a frame.
+        Another thread's writes go at once, taking what waits along: h2's buffer is first in,
+        first out, so order is kept either way. Nothing inside may wait for the peer."""
+        self._corked_by = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._corked_by = None
+                self._flush()
 
     def _do(self, action: Callable[[], object]) -> None:
         with self._lock:
@@ -423,6 +470,8 @@ class H2Wire:
             self._flush()
 
     def _flush(self) -> None:
+        if self._corked_by is not None and self._corked_by == threading.get_ident():
+            return
         data = self._conn.data_to_send()
         if data:
             self._out_log.feed(data)
