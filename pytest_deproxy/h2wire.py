@@ -1,55 +1,92 @@
-"""HTTP/2 framing over a stream: the one module that imports ``h2`` (and its ``hyperframe``).
+"""One HTTP/2 connection driven over a stream: with :mod:`~pytest_deproxy.h2frames`, the
+modules of the package that import ``h2``; none other does.
 
 Rules kept here: h2's state machine is driven under one lock, by whichever thread reads or
 writes, and everything it wants sent is written before the lock is let go, so frames leave in
-the order h2 made them. The rest of the package sees this module's own event types, never
-h2's. Every connection-level frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY) is
-read off the bytes as they cross, both ways, and handed to ``on_event`` as a
-:class:`~pytest_deproxy.connections.FrameEvent`: the record is what crossed the wire, also
-when it was a raw frame h2 never saw. Headers are kept as received: names and values in
-wire order, pseudo-headers included, no normalising.
+the order h2 made them; a thread that corks the connection (see :meth:`H2Wire.corked`) lets
+its own frames wait in h2's buffer until it uncorks, and whoever writes next takes them along
+first. The rest of the package sees :mod:`~pytest_deproxy.h2frames`' event types, never h2's.
+Every connection-level frame is read off the bytes as they cross, both ways, by a frame log
+per direction and handed to ``on_event``: the record is what crossed the wire, also when it
+was a raw frame h2 never saw. Headers are kept as received: names and values in wire order,
+pseudo-headers included, no normalising.
 """
 
 from __future__ import annotations
 
 import contextlib
 import select
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Protocol
 
 import h2.config
 import h2.connection
-import h2.errors
 import h2.events
 import h2.exceptions
-import h2.settings
-from hyperframe import frame as hf
 
 from .connections import FrameEvent
 from .errors import DeproxyTimeout, NetworkError
+from .h2frames import (
+    CANCEL,
+    CONNECTION_SPECIFIC,
+    ENHANCE_YOUR_CALM,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    PREFACE,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    DataIn,
+    Ended,
+    Event,
+    FrameLog,
+    GoneAway,
+    HeadersIn,
+    Reset,
+    Violation,
+    error_name,
+    frame,
+    goaway_frame,
+    request_fields,
+    response_fields,
+    rst_stream_frame,
+    setting_name,
+)
+
+# This module's own names, and h2frames' that the package has always imported from here.
+__all__ = [
+    "CANCEL",
+    "CONNECTION_SPECIFIC",
+    "ENHANCE_YOUR_CALM",
+    "INTERNAL_ERROR",
+    "NO_ERROR",
+    "PREFACE",
+    "PROTOCOL_ERROR",
+    "READ_POLL",
+    "REFUSED_STREAM",
+    "ByteStream",
+    "DataIn",
+    "Ended",
+    "Event",
+    "FrameLog",
+    "GoneAway",
+    "H2Wire",
+    "HeadersIn",
+    "Reset",
+    "StreamGone",
+    "Violation",
+    "WindowShut",
+    "error_name",
+    "frame",
+    "goaway_frame",
+    "request_fields",
+    "response_fields",
+    "rst_stream_frame",
+    "setting_name",
+]
 
 READ_POLL = 0.05  # on TLS: how long a read may hold the lock waiting for the rest of a record
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x0, 0x1, 0x2, 0x7, 0x8
-ENHANCE_YOUR_CALM = 0xB
-# What HTTP/2 forbids (RFC 9113 8.2.2): the fields an intermediary must drop when it turns
-# an HTTP/1 message into HTTP/2.
-CONNECTION_SPECIFIC = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
-)
-_LOGGED = {
-    hf.SettingsFrame: "SETTINGS",
-    hf.WindowUpdateFrame: "WINDOW_UPDATE",
-    hf.PingFrame: "PING",
-    hf.RstStreamFrame: "RST_STREAM",
-    hf.GoAwayFrame: "GOAWAY",
-}
-_TYPES = {0x4: hf.SettingsFrame, 0x8: hf.WindowUpdateFrame, 0x6: hf.PingFrame}
-_TYPES |= {0x3: hf.RstStreamFrame, 0x7: hf.GoAwayFrame}
 
 
 class ByteStream(Protocol):
@@ -60,140 +97,6 @@ class ByteStream(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def fileno(self) -> int: ...
-
-
-def error_name(code: int) -> str:
-    """``0x8`` -> ``"CANCEL"``; an unknown code is shown as its number."""
-    try:
-        return h2.errors.ErrorCodes(code).name
-    except ValueError:
-        return f"0x{code:x}"
-
-
-def setting_name(code: int) -> str:
-    try:
-        return h2.settings.SettingCodes(code).name
-    except ValueError:
-        return f"0x{code:x}"
-
-
-class FrameLog:
-    """Reads one direction's bytes as frames and reports the connection-level ones. Only
-    those frames' payloads are kept while they arrive: DATA and HEADERS are counted, not held."""
-
-    def __init__(self, direction: str, on_event: Callable[[FrameEvent], None], *, preface: bool):
-        self.direction = direction
-        self._on_event = on_event
-        self._skip_preface = len(PREFACE) if preface else 0
-        self._buffer = b""
-        self._skipping = 0  # bytes left of a frame not logged
-
-    def feed(self, data: bytes) -> None:
-        if self._skip_preface:
-            taken = min(self._skip_preface, len(data))
-            self._skip_preface -= taken
-            data = data[taken:]
-        while data:
-            if self._skipping:
-                taken = min(self._skipping, len(data))
-                self._skipping -= taken
-                data = data[taken:]
-                continue
-            self._buffer += data
-            data = b""
-            while len(self._buffer) >= 9:
-                length = int.from_bytes(self._buffer[:3], "big")
-                kind = self._buffer[3]
-                if kind not in _TYPES:
-                    rest = self._buffer[9:]
-                    self._buffer = b""
-                    self._skipping = length
-                    data = rest
-                    break
-                if len(self._buffer) < 9 + length:
-                    break
-                raw, self._buffer = self._buffer[: 9 + length], self._buffer[9 + length :]
-                self._report(raw)
-
-    def _report(self, raw: bytes) -> None:
-        try:
-            frame, length = hf.Frame.parse_frame_header(memoryview(raw[:9]))
-            frame.parse_body(memoryview(raw[9 : 9 + length]))
-        except Exception:  # a malformed frame: recorded as its type, with its bytes
-            names = {0x4: "SETTINGS", 0x8: "WINDOW_UPDATE", 0x6: "PING", 0x3: "RST_STREAM"}
-            kind = names.get(raw[3], "GOAWAY")
-            sid = int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF
-            self._on_event(FrameEvent(self.direction, kind, sid, ("MALFORMED",), data=raw[9:]))
-            return
-        event = FrameEvent(
-            self.direction,
-            _LOGGED[type(frame)],
-            frame.stream_id,
-            tuple(sorted(frame.flags)),
-            values=_values(frame),
-            code=getattr(frame, "error_code", None),
-            error=None if not hasattr(frame, "error_code") else error_name(frame.error_code),
-            last_stream_id=getattr(frame, "last_stream_id", None),
-            data=bytes(
-                getattr(frame, "opaque_data", b"") or getattr(frame, "additional_data", b"")
-            ),
-        )
-        self._on_event(event)
-
-
-def _values(frame: hf.Frame) -> dict[str, int]:
-    if isinstance(frame, hf.SettingsFrame):
-        return {setting_name(code): value for code, value in frame.settings.items()}
-    if isinstance(frame, hf.WindowUpdateFrame):
-        return {"increment": frame.window_increment}
-    return {}
-
-
-# -- events, as the rest of the package sees them ------------------------------------------
-
-
-@dataclass(frozen=True)
-class HeadersIn:
-    """A header block: ``kind`` is ``"request"``, ``"response"``, ``"interim"`` or
-    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came."""
-
-    stream_id: int
-    kind: str
-    fields: list[tuple[str, str]]
-    end_stream: bool
-
-
-@dataclass(frozen=True)
-class DataIn:
-    stream_id: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Ended:
-    stream_id: int
-
-
-@dataclass(frozen=True)
-class Reset:
-    stream_id: int
-    code: int
-
-
-@dataclass(frozen=True)
-class GoneAway:
-    code: int
-    last_stream_id: int | None
-
-
-@dataclass(frozen=True)
-class Violation:
-    """The peer broke the protocol: h2 sent GOAWAY (``message`` says why)."""
-
-    message: str
-
-
-Event = HeadersIn | DataIn | Ended | Reset | GoneAway | Violation
 
 
 class StreamGone(NetworkError):
@@ -490,54 +393,3 @@ class H2Wire:
         with self._lock:
             stream = self._conn.streams.get(stream_id)
             return stream is not None and not stream.closed
-
-
-def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    """One raw frame: for faults h2 would not let us make."""
-    return (
-        struct.pack(">I", len(payload))[1:]
-        + bytes([kind, flags])
-        + struct.pack(">I", stream_id & 0x7FFFFFFF)
-        + payload
-    )
-
-
-def goaway_frame(code: int, last_stream_id: int) -> bytes:
-    return frame(0x7, 0, 0, struct.pack(">II", last_stream_id, code))
-
-
-def rst_stream_frame(stream_id: int, code: int) -> bytes:
-    return frame(0x3, 0, stream_id, struct.pack(">I", code))
-
-
-def request_fields(
-    method: str, scheme: str, authority: str, path: str, headers: Iterable[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """An HTTP/1-style request as HTTP/2 fields: pseudo-headers first, names lower-cased,
-    ``Host`` folded into ``:authority`` and connection-specific fields dropped (as RFC 9113
-    8.2.2 asks; send them with ``raw fields`` to test a peer's refusal)."""
-    fields = [(":method", method), (":scheme", scheme), (":authority", authority)]
-    if method != "CONNECT":
-        fields.append((":path", path))
-    else:
-        fields = [(":method", method), (":authority", authority)]
-    for name, value in headers:
-        lower = name.lower()
-        if lower == "host" or lower in CONNECTION_SPECIFIC:
-            continue
-        if lower == "te" and value.strip().lower() != "trailers":
-            continue
-        fields.append((lower, value))
-    return fields
-
-
-def response_fields(code: str, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """A response head as HTTP/2 fields: ``:status`` first, names lower-cased, and neither
-    connection-specific fields nor pseudo-headers (an echoed request's) carried over."""
-    fields = [(":status", code)]
-    for name, value in headers:
-        lower = name.lower()
-        if lower in CONNECTION_SPECIFIC or lower.startswith(":"):
-            continue
-        fields.append((lower, value))
-    return fields
