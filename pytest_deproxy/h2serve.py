@@ -203,10 +203,11 @@ class H2Session:
         stream = self._streams.get(stream_id)
         if stream is None or stream.thread is not None or stream.handling.done:
             return
-        request = request_of(stream.fields, b"".join(stream.body))
-        if stream.trailers:
-            request.trailers = Headers.from_wire(stream.trailers)
-        stream.handling.request = request
+        if stream.body or stream.trailers:  # else the request made at arrival is the whole one
+            request = request_of(stream.fields, b"".join(stream.body))
+            if stream.trailers:
+                request.trailers = Headers.from_wire(stream.trailers)
+            stream.handling.request = request
         self._begin(stream)
 
     def _begin(self, stream: _Stream) -> None:

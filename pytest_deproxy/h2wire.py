@@ -112,7 +112,13 @@ def _text(value: bytes | str) -> str:
 
 
 def _fields(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
-    return [(_text(name), _text(value)) for name, value in headers]
+    try:  # h2 hands bytes over (header_encoding=None): decoded here, undecodable bytes kept
+        return [
+            (name.decode("utf-8", "replace"), value.decode("utf-8", "replace"))  # type: ignore[union-attr]
+            for name, value in headers
+        ]
+    except AttributeError:
+        return [(_text(name), _text(value)) for name, value in headers]
 
 
 class H2Wire:
@@ -255,8 +261,8 @@ class H2Wire:
     def send_headers(
         self, stream_id: int, fields: list[tuple[str, str]], *, end_stream: bool = False
     ) -> None:
-        encoded = [(name.encode(), value.encode()) for name, value in fields]
-        self._do(lambda: self._conn.send_headers(stream_id, encoded, end_stream=end_stream))
+        # h2 encodes the fields (UTF-8) as it sends them
+        self._do(lambda: self._conn.send_headers(stream_id, fields, end_stream=end_stream))
 
     def send_data(
         self,
