@@ -185,6 +185,18 @@ class H2Wire:
         except NetworkError:
             return b""
 
+    @property
+    def tls(self) -> bool:
+        return self._tls
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """Whether the peer sent something, waiting up to ``timeout`` s (``None``: for as long
+        as it takes). A plain socket only: a TLS one may hold a record already read."""
+        try:
+            return bool(select.select([self._stream], [], [], timeout)[0])
+        except (OSError, ValueError):  # closed meanwhile: reading says so
+            return True
+
     def receive(self, data: bytes | None = None) -> list[Event] | None:
         """Read what came (or take ``data`` already read), answer what h2 answers itself
         (SETTINGS and PING acks), and return the events; ``None`` when the peer closed."""

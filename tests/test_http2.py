@@ -22,6 +22,7 @@ from pytest_deproxy import (
     handlers,
     to_har,
 )
+from pytest_deproxy.connections import FrameEvent
 
 from .conftest import answered, eventually
 
@@ -525,3 +526,77 @@ def test_shutdown_joins_a_stream_still_waiting_for_the_window() -> None:
     sock.close()
     assert [t.is_alive() for t in stream_threads] == [False] * len(stream_threads)
     assert endpoint.connections[0].closed_by == "shutdown"
+
+
+# -- the client: who reads the connection ------------------------------------------------------
+
+
+def test_a_request_on_an_h2c_connection_reads_its_own_answer(
+    deproxy: Deproxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request after another: each answer is read by the thread that waits for it, not
+    handed over from the connection's reader thread."""
+    from pytest_deproxy import h2client
+
+    readers: list[str] = []
+    dispatch = h2client.H2ClientConnection._dispatch
+
+    def noting(self: h2client.H2ClientConnection, event: object) -> None:
+        if type(event).__name__ == "Ended":
+            readers.append(threading.current_thread().name)
+        dispatch(self, event)
+
+    monkeypatch.setattr(h2client.H2ClientConnection, "_dispatch", noting)
+    endpoint = deproxy.add_endpoint(http2="h2c")
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chains = [deproxy.make_request(endpoint.url, connection=connection) for _ in range(20)]
+    assert [answered(c).code for c in chains] == ["200"] * 20
+    # The first answer may come while the reader thread still reads (just connected).
+    assert readers[1:] == [threading.current_thread().name] * 19
+
+
+def test_what_the_server_sends_while_no_request_waits_is_read(deproxy: Deproxy) -> None:
+    """A PING the server sends after its answer, with no request waiting: the connection's
+    reader thread reads it (and h2 answers it) without another request."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    pinged = threading.Event()
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        with sock:
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+            conn.initiate_connection()
+            sock.sendall(conn.data_to_send())
+            while data := sock.recv(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.StreamEnded):
+                        conn.send_headers(event.stream_id, [(":status", "200")], end_stream=True)
+                        sock.sendall(conn.data_to_send())
+                        pinged.wait(10)  # the client has its answer: then, a PING
+                        conn.ping(b"unasked!")
+                    elif isinstance(event, h2.events.PingAckReceived):
+                        conn.close_connection()
+                sock.sendall(conn.data_to_send())
+
+    server = threading.Thread(target=serve)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with deproxy.connect(url, http2="h2c") as connection:
+            assert answered(deproxy.make_request(url, connection=connection)).code == "200"
+            pinged.set()
+            eventually(lambda: ("sent", "PING", ("ACK",)) in _pings(connection.events))
+            assert ("received", "PING", ()) in _pings(connection.events)
+            eventually(lambda: connection.closed)  # the GOAWAY that followed, read too
+    finally:
+        pinged.set()
+        server.join(10)
+        listener.close()
+
+
+def _pings(events: list[FrameEvent]) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(e.direction, e.type, e.flags) for e in events if e.type == "PING"]
