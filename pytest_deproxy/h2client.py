@@ -78,6 +78,7 @@ class H2ClientConnection:
         # reading is let go, and when requests start or stop waiting (_waiting, _last_wait).
         self._reading = threading.Lock()
         self._turn = threading.Condition()
+        self._closing = threading.Event()  # the reader thread's sleep: ends at close()
         self._waiting = 0
         self._last_wait = time.monotonic()
         self._waiters_read = not self._wire.tls
@@ -237,12 +238,11 @@ class H2ClientConnection:
     def _read_loop(self) -> None:
         """The reader thread: reads whenever no request has waited for ``IDLE_READ`` s."""
         while not self._stream.closed:
-            if self._waiters_read:
-                with self._turn:
-                    idle = time.monotonic() - self._last_wait
-                    if self._waiting or idle < IDLE_READ:
-                        self._turn.wait(None if self._waiting else IDLE_READ - idle)
-                        continue
+            if self._waiters_read:  # looked at every IDLE_READ s, not woken at each request
+                idle = time.monotonic() - self._last_wait
+                if self._waiting or idle < IDLE_READ:
+                    self._closing.wait(IDLE_READ if self._waiting else IDLE_READ - idle)
+                    continue
             if not self._reading.acquire(timeout=IDLE_READ):
                 continue
             try:
@@ -322,7 +322,8 @@ class H2ClientConnection:
                 pass
             self._stream.shutdown()
             self._stream.close()
-        with self._turn:  # the reader thread, waiting for its turn, sees the end
+        self._closing.set()  # the reader thread, waiting for its turn, sees the end
+        with self._turn:
             self._turn.notify_all()
         if self._reader is not threading.current_thread():
             self._reader.join(5.0)
