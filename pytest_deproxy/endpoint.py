@@ -25,8 +25,8 @@ from . import net, responding, wire
 from .connections import ConnectionRecord
 from .errors import DeproxyError, DeproxyTimeout, HandlerError
 from .faults import Fault, Hang, Pause, Reset, Send, Step, Takeover, Upgraded
+from .h2frames import PREFACE
 from .h2serve import H2Session
-from .h2wire import PREFACE
 from .handlers import Handler, HandlerContext, call_handler, never_blocks
 from .models import Request, Response
 from .record import Handling

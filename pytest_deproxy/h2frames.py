@@ -6,7 +6,8 @@ connection-level frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY) as a
 :class:`~pytest_deproxy.connections.FrameEvent`, malformed ones included, holding only those
 frames' payloads; the event types here are what the rest of the package sees of h2's; raw
 frames are made by hand for faults h2 would not make; the fields helpers turn an HTTP/1-style
-message into the fields HTTP/2 carries, as RFC 9113 8.2.2 asks.
+message into the fields HTTP/2 carries, as RFC 9113 8.2.2 asks, and a received header block
+into the request it asks for and the text the record keeps of it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import h2.settings
 from hyperframe import frame as hf
 
 from .connections import FrameEvent
+from .models import Headers, Request
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x0, 0x1, 0x2, 0x7, 0x8
@@ -223,3 +225,18 @@ def response_fields(code: str, headers: Iterable[tuple[str, str]]) -> list[tuple
             continue
         fields.append((lower, value))
     return fields
+
+
+def fields_text(fields: list[tuple[str, str]]) -> bytes:
+    """A header block as the record keeps it (``Handling.raw_head``): one ``name: value``
+    line per field, in wire order, as HPACK decoded it."""
+    return "".join(f"{name}: {value}\r\n" for name, value in fields).encode("utf-8", "replace")
+
+
+def request_of(fields: list[tuple[str, str]], body: bytes = b"") -> Request:
+    """The request a header block asks for: ``:method`` and ``:path`` (``:authority`` for
+    CONNECT); every field, pseudo-headers included, stays in ``headers`` in wire order."""
+    headers = Headers.from_wire(list(fields))
+    method = headers.get(":method") or "(no :method)"
+    path = headers.get(":path") or headers.get(":authority") or "(no :path)"
+    return Request.received(method, path, headers, body, "2")

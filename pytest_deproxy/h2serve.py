@@ -23,21 +23,22 @@ from typing import Protocol
 from . import responding, wire
 from .errors import DeproxyError, NetworkError, ProtocolError
 from .faults import Close, Fault, Hang, Reset, Send
-from .h2wire import (
+from .h2frames import (
     CONNECTION_SPECIFIC,
     NO_ERROR,
     DataIn,
     Ended,
     Event,
     GoneAway,
-    H2Wire,
     HeadersIn,
-    StreamGone,
     Violation,
     error_name,
+    fields_text,
+    request_of,
     response_fields,
 )
-from .h2wire import Reset as StreamReset
+from .h2frames import Reset as StreamReset
+from .h2wire import H2Wire, StreamGone
 from .handlers import H2Fault, Handler, HandlerContext
 from .models import Headers, Request, Response
 from .record import Handling
@@ -84,21 +85,6 @@ class _Stream:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     thread: threading.Thread | None = None
     reset_code: int | None = None
-
-
-def fields_text(fields: list[tuple[str, str]]) -> bytes:
-    """A header block as the record keeps it (``Handling.raw_head``): one ``name: value``
-    line per field, in wire order, as HPACK decoded it."""
-    return "".join(f"{name}: {value}\r\n" for name, value in fields).encode("utf-8", "replace")
-
-
-def request_of(fields: list[tuple[str, str]], body: bytes = b"") -> Request:
-    """The request a header block asks for: ``:method`` and ``:path`` (``:authority`` for
-    CONNECT); every field, pseudo-headers included, stays in ``headers`` in wire order."""
-    headers = Headers.from_wire(list(fields))
-    method = headers.get(":method") or "(no :method)"
-    path = headers.get(":path") or headers.get(":authority") or "(no :path)"
-    return Request.received(method, path, headers, body, "2")
 
 
 class H2Session:

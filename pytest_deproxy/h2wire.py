@@ -30,13 +30,8 @@ from .connections import FrameEvent
 from .errors import DeproxyTimeout, NetworkError
 from .h2frames import (
     CANCEL,
-    CONNECTION_SPECIFIC,
-    ENHANCE_YOUR_CALM,
-    INTERNAL_ERROR,
     NO_ERROR,
     PREFACE,
-    PROTOCOL_ERROR,
-    REFUSED_STREAM,
     DataIn,
     Ended,
     Event,
@@ -46,30 +41,17 @@ from .h2frames import (
     Reset,
     Violation,
     error_name,
-    frame,
-    goaway_frame,
     request_fields,
-    response_fields,
-    rst_stream_frame,
-    setting_name,
 )
 
-# This module's own names, and h2frames' that the package has always imported from here.
+# Its own names, and the h2frames names the package imported from here before the split.
 __all__ = [
     "CANCEL",
-    "CONNECTION_SPECIFIC",
-    "ENHANCE_YOUR_CALM",
-    "INTERNAL_ERROR",
-    "NO_ERROR",
     "PREFACE",
-    "PROTOCOL_ERROR",
     "READ_POLL",
-    "REFUSED_STREAM",
     "ByteStream",
     "DataIn",
     "Ended",
-    "Event",
-    "FrameLog",
     "GoneAway",
     "H2Wire",
     "HeadersIn",
@@ -78,12 +60,7 @@ __all__ = [
     "Violation",
     "WindowShut",
     "error_name",
-    "frame",
-    "goaway_frame",
     "request_fields",
-    "response_fields",
-    "rst_stream_frame",
-    "setting_name",
 ]
 
 READ_POLL = 0.05  # on TLS: how long a read may hold the lock waiting for the rest of a record
