@@ -26,8 +26,8 @@ from . import net, responding, wire
 from .connections import ConnectionRecord
 from .errors import DeproxyError, DeproxyTimeout, HandlerError
 from .faults import Fault, Hang, Pause, Reset, Send, Step, Takeover, Upgraded
+from .h2frames import PREFACE
 from .h2serve import H2Session
-from .h2wire import PREFACE
 from .handlers import (
     Handler,
     HandlerContext,
@@ -645,8 +645,27 @@ class Endpoint:
     ) -> Handling:
         return self._arrive(connection, request, raw_head, at, stream_id)
 
+    def answer_now(self, handling: Handling) -> tuple[Response | None, Handler]:
+        """A stream's handler, and its answer when the handler never waits (as for the poll
+        fast path: a canned Response or a stock handler that only computes)."""
+        request = handling.request
+        handler = self._handler_for(request)
+        if not never_blocks(handler):
+            return None, handler
+        try:  # The stock handlers that never block take no context: none is made for them.
+            return (handler if isinstance(handler, Response) else handler(request)), handler  # type: ignore[operator]
+        except Exception as exc:
+            self._handler_error(exc)
+            return responding.error_response(
+                500, f"the handler of endpoint {self.name!r} raised {type(exc).__name__}: {exc}"
+            ), handler
+
     def run_stream_handler(
-        self, connection: Connection, handling: Handling, send_interim: Callable[[Response], None]
+        self,
+        connection: Connection,
+        handling: Handling,
+        handler: Handler,
+        send_interim: Callable[[Response], None],
     ) -> tuple[Response | Fault, HandlerContext]:
         context = HandlerContext(
             self,
@@ -655,8 +674,7 @@ class Endpoint:
             _stopping=connection.stopping,
             _send_interim=send_interim,
         )
-        request = handling.request
-        result = self._run_handler(request, context, self._handler_for(request))
+        result = self._run_handler(handling.request, context, handler)
         if isinstance(result, Takeover):  # an upgrade takes a whole HTTP/1 connection over
             return responding.error_response(
                 501, "a handler that takes the connection over cannot answer an HTTP/2 stream"

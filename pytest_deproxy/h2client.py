@@ -1,11 +1,16 @@
 """The client side of HTTP/2: one connection, many streams, from as many threads.
 
-Rules kept here: a connection's reader thread is the only one that reads its socket; it is
-named, owned by the connection and joined by :meth:`H2ClientConnection.close`, which is
-idempotent. A request's stream is opened (its id taken and its HEADERS sent) under one lock,
-so that ids rise in the order the peer sees them. Each stream's answer is collected apart
-and handed to the thread that sent it. Opening the socket (proxy, tunnel, TLS with ALPN) is
-:mod:`~pytest_deproxy.client`'s; this module gets a connected stream.
+Rules kept here: one thread at a time reads a connection's socket, and it hands every
+stream's frames to that stream. On cleartext a request waiting for its answer reads for
+itself (and for the others waiting), so that an answer reaches its thread with no hand-off
+between threads; while no request has waited for ``IDLE_READ`` s (and always on TLS) the
+connection's reader thread reads, so that what the peer sends unasked (GOAWAY, PING) is on
+the record as it comes. That thread is named, owned by the connection and joined by
+:meth:`H2ClientConnection.close`, which is idempotent. A request's stream is opened (its id
+taken and its HEADERS sent) under one lock, so that ids rise in the order the peer sees
+them. Each stream's answer is collected apart and handed to the thread that sent it.
+Opening the socket (proxy, tunnel, TLS with ALPN) is :mod:`~pytest_deproxy.client`'s; this
+module gets a connected stream.
 
 The client-side faults (a rapid-reset burst, a CONTINUATION flood, a shut window, a header
 block as given) are sent here, through :mod:`~pytest_deproxy.h2wire`, and what the peer did
@@ -43,6 +48,7 @@ from .record import MessageChain
 
 _numbers = itertools.count(1)
 INITIAL_WINDOW_SIZE = 0x4  # the SETTINGS code
+IDLE_READ = 0.02  # after this long with no request waiting, the reader thread reads
 
 
 @dataclass(eq=False)
@@ -132,6 +138,14 @@ class H2ClientConnection:
         self._gone: str | None = None
         self.goaway_received: tuple[str, int | None] | None = None
         self.stream_ids: list[int] = []
+        # Who reads: whoever holds _reading. _turn is notified when an answer ends, when the
+        # reading is let go, and when requests start or stop waiting (_waiting, _last_wait).
+        self._reading = threading.Lock()
+        self._turn = threading.Condition()
+        self._closing = threading.Event()  # the reader thread's sleep: ends at close()
+        self._waiting = 0
+        self._last_wait = time.monotonic()
+        self._waiters_read = not self._wire.tls
         self._wire.initiate()
         self._reader = threading.Thread(
             target=self._read_loop, name=f"deproxy-h2client-{next(_numbers)}", daemon=True
@@ -294,7 +308,7 @@ class H2ClientConnection:
         reset_after: float | None,
         chain: MessageChain | None,
     ) -> Response:
-        if not answer.ended.wait(timeout):
+        if not self._wait_for(answer, timeout):
             if reset_after is not None:
                 self._wire.reset(stream_id, CANCEL)
                 raise StreamGone(
@@ -327,19 +341,79 @@ class H2ClientConnection:
             )
         return response
 
-    # -- the reader thread -------------------------------------------------------------------
+    # -- reading ---------------------------------------------------------------------------
 
-    def _read_loop(self) -> None:
+    def _wait_for(self, answer: _Answer, timeout: float | None) -> bool:
+        """Wait until ``answer`` ended, reading for every stream while no one else reads;
+        whether it ended within ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._turn:
+            self._waiting += 1
         try:
-            while True:
-                events = self._wire.receive()
-                if events is None:
-                    self._end_all("the server closed the connection")
-                    return
-                for event in events:
-                    self._dispatch(event)
+            while not answer.ended.is_set():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if self._waiters_read and self._reading.acquire(blocking=False):
+                    try:
+                        if not answer.ended.is_set() and self._wire.wait_readable(left):
+                            self._read_once()
+                    finally:
+                        self._let_go()
+                    continue
+                with self._turn:  # someone else reads: its reading ends, or it ends ours
+                    if not answer.ended.is_set() and (
+                        self._reading.locked() or not self._waiters_read
+                    ):
+                        self._turn.wait(left)
+            return True
+        finally:
+            with self._turn:
+                self._waiting -= 1
+                self._last_wait = time.monotonic()
+                self._turn.notify_all()
+
+    def _read_once(self) -> bool:
+        """Read what came and hand it to its streams; whether the connection is still open."""
+        try:
+            events = self._wire.receive()
+            if events is None:
+                self._end_all("the server closed the connection")
+                return False
+            for event in events:
+                self._dispatch(event)
+            return True
         except Exception as exc:  # the socket went away under us: every waiter learns why
             self._end_all(f"{type(exc).__name__}: {exc}")
+            return False
+        finally:
+            with self._turn:
+                self._turn.notify_all()
+
+    def _let_go(self) -> None:
+        self._reading.release()
+        with self._turn:
+            self._turn.notify_all()
+
+    def _read_loop(self) -> None:
+        """The reader thread: reads whenever no request has waited for ``IDLE_READ`` s."""
+        while not self._stream.closed:
+            if self._waiters_read:  # looked at every IDLE_READ s, not woken at each request
+                idle = time.monotonic() - self._last_wait
+                if self._waiting or idle < IDLE_READ:
+                    self._closing.wait(IDLE_READ if self._waiting else IDLE_READ - idle)
+                    continue
+            if not self._reading.acquire(timeout=IDLE_READ):
+                continue
+            try:
+                if self._waiters_read and (
+                    self._waiting or not self._wire.wait_readable(IDLE_READ)
+                ):
+                    continue
+                if not self._read_once():
+                    return
+            finally:
+                self._let_go()
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, GoneAway):
@@ -390,6 +464,8 @@ class H2ClientConnection:
             if not answer.ended.is_set():
                 answer.error = answer.error or reason
                 answer.ended.set()
+        with self._turn:
+            self._turn.notify_all()
 
     # -- the end -----------------------------------------------------------------------------
 
@@ -408,6 +484,9 @@ class H2ClientConnection:
                 pass
             self._stream.shutdown()
             self._stream.close()
+        self._closing.set()  # the reader thread, waiting for its turn, sees the end
+        with self._turn:
+            self._turn.notify_all()
         if self._reader is not threading.current_thread():
             self._reader.join(5.0)
 

@@ -3,10 +3,13 @@
 Rules kept here: a stream joins the record (a ``Handling`` with its ``stream_id`` and the
 connection's id) when its header block arrives, exactly as an HTTP/1 request does when its
 head arrives, and it is finished before a frame of its answer is written. The connection's
-thread reads and dispatches frames; each stream whose request is whole is answered on a
-thread of its own, so a slow handler holds up no other stream. Those threads are named,
-owned by the connection and joined before it is let go. What the handler returned is turned
-into frames here (HTTP/2 faults included); which handler answers is the endpoint's business.
+thread reads and dispatches frames. A stream whose request is whole is answered there when
+its handler never waits (the endpoint says which, as on the HTTP/1 poll thread), and what a
+batch of frames asks for leaves in one write; a handler that may wait runs on a thread of
+the stream's own, so it holds up no other stream, as does the rest of an answer that the
+peer's flow-control window does not take at once. Those threads are named, owned by the
+connection and joined before it is let go. What the handler returned is turned into frames
+here (HTTP/2 faults included); which handler answers is the endpoint's business.
 """
 
 from __future__ import annotations
@@ -20,22 +23,23 @@ from typing import Protocol
 from . import responding, wire
 from .errors import DeproxyError, NetworkError, ProtocolError
 from .faults import Close, Fault, Hang, Reset, Send
-from .h2wire import (
+from .h2frames import (
     CONNECTION_SPECIFIC,
     NO_ERROR,
     DataIn,
     Ended,
     Event,
     GoneAway,
-    H2Wire,
     HeadersIn,
-    StreamGone,
     Violation,
     error_name,
+    fields_text,
+    request_of,
     response_fields,
 )
-from .h2wire import Reset as StreamReset
-from .handlers import H2Fault, HandlerContext
+from .h2frames import Reset as StreamReset
+from .h2wire import H2Wire, StreamGone
+from .handlers import H2Fault, Handler, HandlerContext
 from .models import Headers, Request, Response
 from .record import Handling
 from .serving import Connection
@@ -53,10 +57,15 @@ class StreamResponder(Protocol):
         self, connection: Connection, request: Request, raw_head: bytes, at: float, stream_id: int
     ) -> Handling: ...
 
+    def answer_now(self, handling: Handling) -> tuple[Response | None, Handler]:
+        """The handler for the request, and its answer when the handler never waits (the
+        answer is then made already); ``None`` when it is to run on a thread of its own."""
+
     def run_stream_handler(
         self,
         connection: Connection,
         handling: Handling,
+        handler: Handler,
         send_interim: Callable[[Response], None],
     ) -> tuple[Response | Fault, HandlerContext]: ...
 
@@ -76,21 +85,6 @@ class _Stream:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     thread: threading.Thread | None = None
     reset_code: int | None = None
-
-
-def fields_text(fields: list[tuple[str, str]]) -> bytes:
-    """A header block as the record keeps it (``Handling.raw_head``): one ``name: value``
-    line per field, in wire order, as HPACK decoded it."""
-    return "".join(f"{name}: {value}\r\n" for name, value in fields).encode("utf-8", "replace")
-
-
-def request_of(fields: list[tuple[str, str]], body: bytes = b"") -> Request:
-    """The request a header block asks for: ``:method`` and ``:path`` (``:authority`` for
-    CONNECT); every field, pseudo-headers included, stays in ``headers`` in wire order."""
-    headers = Headers.from_wire(list(fields))
-    method = headers.get(":method") or "(no :method)"
-    path = headers.get(":path") or headers.get(":authority") or "(no :path)"
-    return Request.received(method, path, headers, body, "2")
 
 
 class H2Session:
@@ -117,25 +111,39 @@ class H2Session:
             upgraded.stream_id = 1
             stream = _Stream(1, [], upgraded)
             self._streams[1] = stream
-            self._start(stream, upgraded.request)
+            with self.wire.corked():
+                self._begin(stream)
         else:
             self.wire.initiate()
         pending, connection.reader.pending = connection.reader.pending, b""
         try:
-            if pending and not self._dispatch(self.wire.receive(pending)):
+            if pending and not self._take(pending):
                 return
             while not connection.stopping.is_set():
-                if not self._dispatch(self.wire.receive()):
+                if not self._take(self.wire.read()):
                     return
         finally:
             self._finish()
+
+    def _take(self, data: bytes) -> bool:
+        """Act on what was read (``b""``: the client closed); whether to go on reading. What
+        the frames ask for (acks, the answers made on this thread) leaves in one write."""
+        try:
+            with self.wire.corked():
+                return self._dispatch(self.wire.receive(data))
+        except NetworkError:
+            if not self.connection.stopping.is_set():
+                raise
+            self.connection.record.closed("shutdown")  # it closed the socket as we wrote
+            return False
 
     # -- frames in -------------------------------------------------------------------------
 
     def _dispatch(self, events: Sequence[Event] | None) -> bool:
         """Act on what arrived; whether to go on reading."""
-        if events is None:
-            self.connection.record.closed("client")
+        if events is None:  # the client closed, or shutdown closed the socket under us
+            stopping = self.connection.stopping.is_set()
+            self.connection.record.closed("shutdown" if stopping else "client")
             return False
         for event in events:
             if isinstance(event, HeadersIn):
@@ -179,18 +187,37 @@ class H2Session:
 
     def _ended(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
-        if stream is None or stream.thread is not None:
+        if stream is None or stream.thread is not None or stream.handling.done:
             return
-        request = request_of(stream.fields, b"".join(stream.body))
-        if stream.trailers:
-            request.trailers = Headers.from_wire(stream.trailers)
-        stream.handling.request = request
-        self._start(stream, request)
+        if stream.body or stream.trailers:  # else the request made at arrival is the whole one
+            request = request_of(stream.fields, b"".join(stream.body))
+            if stream.trailers:
+                request.trailers = Headers.from_wire(stream.trailers)
+            stream.handling.request = request
+        self._begin(stream)
 
-    def _start(self, stream: _Stream, request: Request) -> None:
+    def _begin(self, stream: _Stream) -> None:
+        """Answer a stream whose request is whole: here, on the connection's thread, when its
+        handler never waits; else on a thread of its own, so that it holds up no other."""
+        handling = stream.handling
+        try:
+            response, handler = self.responder.answer_now(handling)
+            if response is None:
+                self._start(stream, self._answer, handler)
+                return
+            sent = self._as_sent(response, handling.request, defaults=True)
+            handling.finish(sent)
+            self.responder.settle(handling)
+            self._send(stream, sent, handling.request, waiting=False)
+        except StreamGone:
+            pass  # the client reset the stream meanwhile: the record says what it sent
+        except Exception as exc:  # a bug of ours: make it fail the test
+            self.responder.report(exc)
+
+    def _start(self, stream: _Stream, target: Callable[..., None], *args: object) -> None:
         stream.thread = threading.Thread(
-            target=self._answer,
-            args=(stream,),
+            target=target,
+            args=(stream, *args),
             name=f"deproxy-{self.responder.name}-{self.connection.id}-s{stream.stream_id}",
             daemon=True,
         )
@@ -215,11 +242,12 @@ class H2Session:
 
     # -- a stream's answer -----------------------------------------------------------------
 
-    def _answer(self, stream: _Stream) -> None:
+    def _answer(self, stream: _Stream, handler: Handler) -> None:
+        """A stream's own thread: run a handler that may wait, and send what it returned."""
         handling = stream.handling
         try:
             result, context = self.responder.run_stream_handler(
-                self.connection, handling, lambda interim: self._interim(stream, interim)
+                self.connection, handling, handler, lambda interim: self._interim(stream, interim)
             )
             if isinstance(result, Fault):
                 self._fault(stream, result, context)
@@ -233,10 +261,10 @@ class H2Session:
                 handling.finish(None, f"{gone} before the answer was sent")
                 self.responder.settle(handling)
                 return
-            sent = self._as_sent(result, handling.request, context)
+            sent = self._as_sent(result, handling.request, context.send_default_headers)
             handling.finish(sent)
             self.responder.settle(handling)
-            self._send(stream.stream_id, sent, handling.request)
+            self._send(stream, sent, handling.request)
         except StreamGone:
             pass  # the client reset the stream or went away: the record says what it sent
         except NetworkError:
@@ -251,35 +279,57 @@ class H2Session:
         )
 
     @staticmethod
-    def _as_sent(response: Response, request: Request, context: HandlerContext) -> Response:
-        sent = responding.as_sent(response, request, defaults=context.send_default_headers)
-        kept = [
-            (n, v)
-            for n, v in sent.headers.items()
-            if n.lower() not in CONNECTION_SPECIFIC and not n.startswith(":")
-        ]
-        sent.headers = Headers.from_wire(kept)  # what HTTP/2 can carry is what is recorded
+    def _as_sent(response: Response, request: Request, defaults: bool) -> Response:
+        sent = responding.as_sent(response, request, defaults=defaults)
+        items = sent.headers.items()
+        kept = [(n, v) for n, v in items if n.lower() not in CONNECTION_SPECIFIC and n[:1] != ":"]
+        if len(kept) != len(items):  # what HTTP/2 can carry is what is recorded
+            sent.headers = Headers.from_wire(kept)
         sent.http_version = "2"
         return sent
 
-    def _send(self, stream_id: int, sent: Response, request: Request) -> None:
+    def _send(
+        self, stream: _Stream, sent: Response, request: Request, waiting: bool = True
+    ) -> None:
+        """Send ``sent`` on ``stream``. Not ``waiting`` (on the connection's thread): what the
+        peer's flow-control window does not take now goes on from a thread of the stream's own."""
+        stream_id = stream.stream_id
         has_body = wire.response_has_body(int(sent.code), request.method)
         data = sent.raw_body if has_body else b""
-        trailers = list(sent.trailers.items())
+        trailers = [(n.lower(), v) for n, v in sent.trailers.items()]
         fields = response_fields(sent.code, sent.headers.items())
         self.wire.send_headers(stream_id, fields, end_stream=not data and not trailers)
+        if data and not waiting:
+            data = data[self.wire.send_data_now(stream_id, data, end_stream=not trailers) :]
+            if data:
+                self._start(stream, self._finish_sending, data, trailers)
+                return
+        self._send_rest(stream, data, trailers)
+
+    def _send_rest(self, stream: _Stream, data: bytes, trailers: list[tuple[str, str]]) -> None:
         if data:
             self.wire.send_data(
-                stream_id, data, end_stream=not trailers, stopping=self.connection.stopping
+                stream.stream_id, data, end_stream=not trailers, stopping=self.connection.stopping
             )
         if trailers:
-            self.wire.send_trailers(stream_id, [(n.lower(), v) for n, v in trailers])
+            self.wire.send_trailers(stream.stream_id, trailers)
+
+    def _finish_sending(
+        self, stream: _Stream, data: bytes, trailers: list[tuple[str, str]]
+    ) -> None:
+        """A stream's own thread: the rest of an answer, as the window opens."""
+        try:
+            self._send_rest(stream, data, trailers)
+        except NetworkError:  # StreamGone included: the client reset the stream or went away
+            pass
+        except Exception as exc:  # a bug of ours: make it fail the test
+            self.responder.report(exc)
 
     def _fault(self, stream: _Stream, fault: Fault, context: HandlerContext) -> None:
         handling, sid = stream.handling, stream.stream_id
         sent = None
         if fault.response is not None:
-            sent = self._as_sent(fault.response, handling.request, context)
+            sent = self._as_sent(fault.response, handling.request, context.send_default_headers)
         handling.finish(sent, fault.description)
         self.responder.settle(handling)
         if isinstance(fault, H2Fault):
@@ -291,7 +341,7 @@ class H2Session:
             if any(isinstance(step, Hang) for step in steps):
                 self.wire.send_headers(sid, response_fields(sent.code, sent.headers.items()))
             else:
-                self._send(sid, sent, handling.request)
+                self._send(stream, sent, handling.request)
         for step in steps:
             if isinstance(step, Send) and step.data:
                 self.wire.write_raw(step.data)
@@ -323,11 +373,11 @@ class H2Session:
             self.connection.stream.shutdown(writing_only=True)
         elif fault.kind == "stall_window" and sent is not None:
             self.wire.hold_window = True  # no more credit to the client, for any stream
-            self._send(sid, sent, stream.handling.request)
+            self._send(stream, sent, stream.handling.request)
         elif fault.kind == "settings":
             self.wire.update_settings(fault.settings)
             if sent is not None:
-                self._send(sid, sent, stream.handling.request)
+                self._send(stream, sent, stream.handling.request)
         elif fault.kind == "raw":
             self.wire.write_raw(fault.data)
         else:  # refuse_stream

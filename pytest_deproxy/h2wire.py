@@ -1,55 +1,72 @@
-"""HTTP/2 framing over a stream: the one module that imports ``h2`` (and its ``hyperframe``).
+"""One HTTP/2 connection driven over a stream: with :mod:`~pytest_deproxy.h2frames`, the
+modules of the package that import ``h2``; none other does.
 
 Rules kept here: h2's state machine is driven under one lock, by whichever thread reads or
 writes, and everything it wants sent is written before the lock is let go, so frames leave in
-the order h2 made them. The rest of the package sees this module's own event types, never
-h2's. Every connection-level frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY) is
-read off the bytes as they cross, both ways, and handed to ``on_event`` as a
-:class:`~pytest_deproxy.connections.FrameEvent`: the record is what crossed the wire, also
-when it was a raw frame h2 never saw. Headers are kept as received: names and values in
-wire order, pseudo-headers included, no normalising. A GOAWAY received ends the opening
-of streams, not the streams up to its last_stream_id (RFC 9113 §6.8), which still complete.
+the order h2 made them; a thread that corks the connection (see :meth:`H2Wire.corked`) lets
+its own frames wait in h2's buffer until it uncorks, and whoever writes next takes them along
+first. The rest of the package sees :mod:`~pytest_deproxy.h2frames`' event types, never h2's.
+Every connection-level frame is read off the bytes as they cross, both ways, by a frame log
+per direction and handed to ``on_event``: the record is what crossed the wire, also when it
+was a raw frame h2 never saw. Headers are kept as received: names and values in wire order,
+pseudo-headers included, no normalising. A GOAWAY received ends the opening of streams, not
+the streams up to its last_stream_id (RFC 9113 §6.8), which still complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import select
-import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 import h2.config
 import h2.connection
-import h2.errors
 import h2.events
 import h2.exceptions
-import h2.settings
 from hyperframe import frame as hf
 
 from .connections import FrameEvent
 from .errors import DeproxyTimeout, NetworkError
+from .h2frames import (
+    CANCEL,
+    NO_ERROR,
+    PREFACE,
+    DataIn,
+    Ended,
+    Event,
+    FrameLog,
+    GoneAway,
+    HeadersIn,
+    Reset,
+    Violation,
+    error_name,
+    request_fields,
+    split_header_block,
+)
+
+# Its own names, and the h2frames names the package imported from here before the split.
+__all__ = [
+    "CANCEL",
+    "PREFACE",
+    "READ_POLL",
+    "ByteStream",
+    "DataIn",
+    "Ended",
+    "GoneAway",
+    "H2Wire",
+    "HeadersIn",
+    "Reset",
+    "StreamGone",
+    "Violation",
+    "WindowShut",
+    "error_name",
+    "request_fields",
+]
 
 READ_POLL = 0.05  # on TLS: how long a read may hold the lock waiting for the rest of a record
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x0, 0x1, 0x2, 0x7, 0x8
-ENHANCE_YOUR_CALM = 0xB
-# What HTTP/2 forbids (RFC 9113 8.2.2): the fields an intermediary must drop when it turns
-# an HTTP/1 message into HTTP/2.
-CONNECTION_SPECIFIC = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
-)
-_LOGGED = {
-    hf.SettingsFrame: "SETTINGS",
-    hf.WindowUpdateFrame: "WINDOW_UPDATE",
-    hf.PingFrame: "PING",
-    hf.RstStreamFrame: "RST_STREAM",
-    hf.GoAwayFrame: "GOAWAY",
-}
-_TYPES = {0x4: hf.SettingsFrame, 0x8: hf.WindowUpdateFrame, 0x6: hf.PingFrame}
-_TYPES |= {0x3: hf.RstStreamFrame, 0x7: hf.GoAwayFrame}
 
 
 class ByteStream(Protocol):
@@ -60,140 +77,6 @@ class ByteStream(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def fileno(self) -> int: ...
-
-
-def error_name(code: int) -> str:
-    """``0x8`` -> ``"CANCEL"``; an unknown code is shown as its number."""
-    try:
-        return h2.errors.ErrorCodes(code).name
-    except ValueError:
-        return f"0x{code:x}"
-
-
-def setting_name(code: int) -> str:
-    try:
-        return h2.settings.SettingCodes(code).name
-    except ValueError:
-        return f"0x{code:x}"
-
-
-class FrameLog:
-    """Reads one direction's bytes as frames and reports the connection-level ones. Only
-    those frames' payloads are kept while they arrive: DATA and HEADERS are counted, not held."""
-
-    def __init__(self, direction: str, on_event: Callable[[FrameEvent], None], *, preface: bool):
-        self.direction = direction
-        self._on_event = on_event
-        self._skip_preface = len(PREFACE) if preface else 0
-        self._buffer = b""
-        self._skipping = 0  # bytes left of a frame not logged
-
-    def feed(self, data: bytes) -> None:
-        if self._skip_preface:
-            taken = min(self._skip_preface, len(data))
-            self._skip_preface -= taken
-            data = data[taken:]
-        while data:
-            if self._skipping:
-                taken = min(self._skipping, len(data))
-                self._skipping -= taken
-                data = data[taken:]
-                continue
-            self._buffer += data
-            data = b""
-            while len(self._buffer) >= 9:
-                length = int.from_bytes(self._buffer[:3], "big")
-                kind = self._buffer[3]
-                if kind not in _TYPES:
-                    rest = self._buffer[9:]
-                    self._buffer = b""
-                    self._skipping = length
-                    data = rest
-                    break
-                if len(self._buffer) < 9 + length:
-                    break
-                raw, self._buffer = self._buffer[: 9 + length], self._buffer[9 + length :]
-                self._report(raw)
-
-    def _report(self, raw: bytes) -> None:
-        try:
-            frame, length = hf.Frame.parse_frame_header(memoryview(raw[:9]))
-            frame.parse_body(memoryview(raw[9 : 9 + length]))
-        except Exception:  # a malformed frame: recorded as its type, with its bytes
-            names = {0x4: "SETTINGS", 0x8: "WINDOW_UPDATE", 0x6: "PING", 0x3: "RST_STREAM"}
-            kind = names.get(raw[3], "GOAWAY")
-            sid = int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF
-            self._on_event(FrameEvent(self.direction, kind, sid, ("MALFORMED",), data=raw[9:]))
-            return
-        event = FrameEvent(
-            self.direction,
-            _LOGGED[type(frame)],
-            frame.stream_id,
-            tuple(sorted(frame.flags)),
-            values=_values(frame),
-            code=getattr(frame, "error_code", None),
-            error=None if not hasattr(frame, "error_code") else error_name(frame.error_code),
-            last_stream_id=getattr(frame, "last_stream_id", None),
-            data=bytes(
-                getattr(frame, "opaque_data", b"") or getattr(frame, "additional_data", b"")
-            ),
-        )
-        self._on_event(event)
-
-
-def _values(frame: hf.Frame) -> dict[str, int]:
-    if isinstance(frame, hf.SettingsFrame):
-        return {setting_name(code): value for code, value in frame.settings.items()}
-    if isinstance(frame, hf.WindowUpdateFrame):
-        return {"increment": frame.window_increment}
-    return {}
-
-
-# -- events, as the rest of the package sees them ------------------------------------------
-
-
-@dataclass(frozen=True)
-class HeadersIn:
-    """A header block: ``kind`` is ``"request"``, ``"response"``, ``"interim"`` or
-    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came."""
-
-    stream_id: int
-    kind: str
-    fields: list[tuple[str, str]]
-    end_stream: bool
-
-
-@dataclass(frozen=True)
-class DataIn:
-    stream_id: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Ended:
-    stream_id: int
-
-
-@dataclass(frozen=True)
-class Reset:
-    stream_id: int
-    code: int
-
-
-@dataclass(frozen=True)
-class GoneAway:
-    code: int
-    last_stream_id: int | None
-
-
-@dataclass(frozen=True)
-class Violation:
-    """The peer broke the protocol: h2 sent GOAWAY (``message`` says why)."""
-
-    message: str
-
-
-Event = HeadersIn | DataIn | Ended | Reset | GoneAway | Violation
 
 
 class StreamGone(NetworkError):
@@ -209,7 +92,13 @@ def _text(value: bytes | str) -> str:
 
 
 def _fields(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
-    return [(_text(name), _text(value)) for name, value in headers]
+    try:  # h2 hands bytes over (header_encoding=None): decoded here, undecodable bytes kept
+        return [
+            (name.decode("utf-8", "replace"), value.decode("utf-8", "replace"))  # type: ignore[union-attr]
+            for name, value in headers
+        ]
+    except AttributeError:
+        return [(_text(name), _text(value)) for name, value in headers]
 
 
 class _Connection(h2.connection.H2Connection):
@@ -261,6 +150,7 @@ class H2Wire:
         self._out_log = FrameLog("sent", on_event, preface=client_side)
         self.hold_window: bool = False
         self.closed = False
+        self._corked_by: int | None = None  # a thread whose frames wait: see corked()
         self._said_goaway = False
         # OpenSSL forbids using one TLS connection from two threads at once: on TLS, a read
         # waits for the socket outside the lock, then reads under it (see _read).
@@ -283,14 +173,30 @@ class H2Wire:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def read(self) -> bytes:
+        """What came next from the peer; ``b""`` once it closed (or the socket broke)."""
+        try:
+            return self._read()
+        except NetworkError:
+            return b""
+
+    @property
+    def tls(self) -> bool:
+        return self._tls
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """Whether the peer sent something, waiting up to ``timeout`` s (``None``: for as long
+        as it takes). A plain socket only: a TLS one may hold a record already read."""
+        try:
+            return bool(select.select([self._stream], [], [], timeout)[0])
+        except (OSError, ValueError):  # closed meanwhile: reading says so
+            return True
+
     def receive(self, data: bytes | None = None) -> list[Event] | None:
         """Read what came (or take ``data`` already read), answer what h2 answers itself
         (SETTINGS and PING acks), and return the events; ``None`` when the peer closed."""
         if data is None:
-            try:
-                data = self._read()
-            except NetworkError:
-                data = b""
+            data = self.read()
         if not data:
             self._close()
             return None
@@ -366,8 +272,8 @@ class H2Wire:
     def send_headers(
         self, stream_id: int, fields: list[tuple[str, str]], *, end_stream: bool = False
     ) -> None:
-        encoded = [(name.encode(), value.encode()) for name, value in fields]
-        self._do(lambda: self._conn.send_headers(stream_id, encoded, end_stream=end_stream))
+        # h2 encodes the fields (UTF-8) as it sends them
+        self._do(lambda: self._conn.send_headers(stream_id, fields, end_stream=end_stream))
 
     def send_data(
         self,
@@ -412,6 +318,31 @@ class H2Wire:
             if not view:
                 return
 
+    def send_data_now(self, stream_id: int, data: bytes, *, end_stream: bool = False) -> int:
+        """Send as much of ``data`` as the peer's flow-control window takes now, without
+        waiting; how many bytes went (``end_stream`` only if all of them did)."""
+        view, sent = memoryview(data), 0
+        with self._lock:
+            if self.closed:
+                raise StreamGone(f"the HTTP/2 connection closed before stream {stream_id} ended")
+            try:
+                while view:
+                    window = min(
+                        self._conn.local_flow_control_window(stream_id),
+                        self._conn.max_outbound_frame_size,
+                    )
+                    if window <= 0:
+                        break
+                    piece, view = view[:window], view[window:]
+                    self._conn.send_data(
+                        stream_id, bytes(piece), end_stream=end_stream and not view
+                    )
+                    sent += len(piece)
+            except h2.exceptions.H2Error as exc:
+                raise StreamGone(f"stream {stream_id}: {exc}") from exc
+            self._flush()
+        return sent
+
     def send_trailers(self, stream_id: int, fields: list[tuple[str, str]]) -> None:
         self.send_headers(stream_id, fields, end_stream=True)
 
@@ -429,10 +360,26 @@ class H2Wire:
         self._do(lambda: self._conn.update_settings(settings))
 
     def write_raw(self, data: bytes) -> None:
-        """Bytes as given, outside h2's state machine (faults): logged as they go."""
+        """Bytes as given, outside h2's state machine (faults): logged as they go, after
+        whatever h2 made before them (also while corked)."""
         with self._lock:
+            data = self._conn.data_to_send() + data
             self._out_log.feed(data)
             self._stream.write(data)
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Hold what h2 makes on this thread in its buffer, and write it in one piece when the
+        block ends: a batch of streams answered at once costs one write, not one a frame.
+        Another thread's writes go at once, taking what waits along: h2's buffer is first in,
+        first out, so order is kept either way. Nothing inside may wait for the peer."""
+        self._corked_by = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._corked_by = None
+                self._flush()
 
     def _do(self, action: Callable[[], object]) -> None:
         with self._lock:
@@ -443,6 +390,8 @@ class H2Wire:
             self._flush()
 
     def _flush(self) -> None:
+        if self._corked_by is not None and self._corked_by == threading.get_ident():
+            return
         data = self._conn.data_to_send()
         if data:
             self._out_log.feed(data)
@@ -463,95 +412,7 @@ class H2Wire:
             return stream is not None and not stream.closed
 
 
-def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    """One raw frame: for faults h2 would not let us make."""
-    return (
-        struct.pack(">I", len(payload))[1:]
-        + bytes([kind, flags])
-        + struct.pack(">I", stream_id & 0x7FFFFFFF)
-        + payload
-    )
-
-
-def goaway_frame(code: int, last_stream_id: int) -> bytes:
-    return frame(0x7, 0, 0, struct.pack(">II", last_stream_id, code))
-
-
-def rst_stream_frame(stream_id: int, code: int) -> bytes:
-    return frame(0x3, 0, stream_id, struct.pack(">I", code))
-
-
-def request_fields(
-    method: str, scheme: str, authority: str, path: str, headers: Iterable[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """An HTTP/1-style request as HTTP/2 fields: pseudo-headers first, names lower-cased,
-    ``Host`` folded into ``:authority`` and connection-specific fields dropped (as RFC 9113
-    8.2.2 asks; send them with ``raw fields`` to test a peer's refusal)."""
-    fields = [(":method", method), (":scheme", scheme), (":authority", authority)]
-    if method != "CONNECT":
-        fields.append((":path", path))
-    else:
-        fields = [(":method", method), (":authority", authority)]
-    for name, value in headers:
-        lower = name.lower()
-        if lower == "host" or lower in CONNECTION_SPECIFIC:
-            continue
-        if lower == "te" and value.strip().lower() != "trailers":
-            continue
-        fields.append((lower, value))
-    return fields
-
-
-def response_fields(code: str, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """A response head as HTTP/2 fields: ``:status`` first, names lower-cased, and neither
-    connection-specific fields nor pseudo-headers (an echoed request's) carried over."""
-    fields = [(":status", code)]
-    for name, value in headers:
-        lower = name.lower()
-        if lower in CONNECTION_SPECIFIC or lower.startswith(":"):
-            continue
-        fields.append((lower, value))
-    return fields
-
-
 # -- client-side faults: frames h2 makes, sent in a shape h2 would not choose ------------------
-
-
-def split_header_block(data: bytes, continuations: int) -> bytes:
-    """The HEADERS frame (and any CONTINUATION after it) in ``data``, as made by h2, sent as
-    one HEADERS without END_HEADERS and ``continuations`` CONTINUATION frames, the last
-    with END_HEADERS: the header block is cut into that many pieces (empty ones when the
-    block is shorter than the frames asked for). Other frames in ``data`` go first."""
-    block, flags, stream_id, rest, offset = b"", 0, 0, b"", 0
-    while offset + 9 <= len(data):
-        length = int.from_bytes(data[offset : offset + 3], "big")
-        kind, frame_flags = data[offset + 3], data[offset + 4]
-        payload = data[offset + 9 : offset + 9 + length]
-        if kind == 0x1:  # HEADERS: take off padding and priority, keep END_STREAM
-            stream_id = int.from_bytes(data[offset + 5 : offset + 9], "big") & 0x7FFFFFFF
-            flags = frame_flags & 0x1
-            start, end = 0, len(payload)
-            if frame_flags & 0x8:
-                start, end = 1, len(payload) - payload[0]
-            if frame_flags & 0x20:
-                start += 5
-            block += payload[start:end]
-        elif kind == 0x9:
-            block += payload
-        else:
-            rest += data[offset : offset + 9 + length]
-        offset += 9 + length
-    pieces = continuations + 1
-    size, extra = divmod(len(block), pieces)
-    cuts, at = [], 0
-    for number in range(pieces):
-        step = size + (1 if number < extra else 0)
-        cuts.append(block[at : at + step])
-        at += step
-    frames = [frame(0x1, flags, stream_id, cuts[0])]
-    frames += [frame(0x9, 0, stream_id, piece) for piece in cuts[1:-1]]
-    frames.append(frame(0x9, 0x4, stream_id, cuts[-1]))
-    return rest + b"".join(frames)
 
 
 def send_headers_continued(

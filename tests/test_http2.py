@@ -3,6 +3,8 @@ make_request(http2=...) and a multiplexed connection, trailers, gRPC, and HTTP/2
 
 from __future__ import annotations
 
+import re
+import socket
 import ssl
 import subprocess
 import threading
@@ -11,7 +13,16 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from pytest_deproxy import Deproxy, HandlerContext, Request, Response, handlers, to_har
+from pytest_deproxy import (
+    Deproxy,
+    HandlerContext,
+    MessageChain,
+    Request,
+    Response,
+    handlers,
+    to_har,
+)
+from pytest_deproxy.connections import FrameEvent
 
 from .conftest import answered, eventually
 
@@ -397,3 +408,195 @@ def test_the_diagram_and_har_name_the_stream(deproxy: Deproxy) -> None:
     assert f"{handling.connection} s1" in chain.diagram()
     [_, entry] = to_har(chain)["log"]["entries"]
     assert (entry["request"]["httpVersion"], entry["_streamId"]) == ("HTTP/2", 1)
+
+
+# -- which streams get a thread: stock answers on the connection's thread ---------------------
+
+
+def _stream_threads_started(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the stream threads (``...-conn-N-sM``) started from now on."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counting(thread: threading.Thread) -> None:
+        if re.search(r"-conn-\d+-s\d+$", thread.name):
+            started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting)
+    return started
+
+
+def test_stock_answers_take_no_thread_per_stream(
+    deproxy: Deproxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = deproxy.add_endpoint(http2="h2c")
+    started = _stream_threads_started(monkeypatch)
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chains = [
+            deproxy.make_request(f"{endpoint.url}/{n}", connection=connection, **stock)
+            for n in range(20)
+            for stock in (
+                {},
+                {"default_handler": handlers.echo},
+                {"default_handler": Response(204)},
+            )
+        ]
+    assert [answered(c).code for c in chains] == ["200", "200", "204"] * 20
+    assert started == []
+    handlings = endpoint.handlings
+    assert [h.stream_id for h in handlings] == list(range(1, 120, 2))
+    assert all(h.done and h.response is not None for h in handlings)
+
+
+def test_a_blocking_handler_does_not_hold_up_a_stock_answer_on_its_connection(
+    deproxy: Deproxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released = threading.Event()
+    order: list[str] = []
+
+    def waits(request: Request, context: HandlerContext) -> Response:
+        order.append("slow handler waits")
+        order.append("slow released" if released.wait(20) else "slow timed out")
+        return Response(200, body="slow")
+
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=waits)
+    started = _stream_threads_started(monkeypatch)
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        slow: list[MessageChain] = []
+        thread = threading.Thread(
+            target=lambda: slow.append(
+                deproxy.make_request(endpoint.url + "/slow", connection=connection)
+            )
+        )
+        thread.start()
+        eventually(lambda: order == ["slow handler waits"])
+        fast = deproxy.make_request(
+            endpoint.url + "/fast", connection=connection, default_handler=handlers.simple
+        )
+        order.append("fast answered" if fast.received_response is not None else "fast failed")
+        # The record, as the fast answer came: both arrived, in order; only the fast one done.
+        slow_handling, fast_handling = endpoint.handlings
+        assert (slow_handling.request.path, slow_handling.stream_id) == ("/slow", 1)
+        assert (fast_handling.request.path, fast_handling.stream_id) == ("/fast", 3)
+        assert (slow_handling.done, fast_handling.done) == (False, True)
+        released.set()
+        thread.join(20)
+    assert order == ["slow handler waits", "fast answered", "slow released"]
+    assert answered(slow[0]).body == "slow"
+    assert started == ["deproxy-Endpoint-1-conn-1-s1"]  # only the handler that may wait
+
+
+def test_a_stock_answer_larger_than_the_window_is_sent_whole(deproxy: Deproxy) -> None:
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=handlers.echo)
+    body = bytes(range(256)) * 1200  # 300 KiB: more than the 64 KiB a stream starts with
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chains = [
+            deproxy.make_request(endpoint.url, "POST", request_body=body, connection=connection)
+            for _ in range(3)
+        ]
+    assert [answered(c).raw_body == body for c in chains] == [True] * 3
+    assert [h.response.raw_body == body for h in endpoint.handlings if h.response] == [True] * 3
+
+
+def test_shutdown_joins_a_stream_still_waiting_for_the_window() -> None:
+    """A client that never gives flow-control credit back: the rest of a stock answer waits
+    on a thread of its stream's own, and leaving ``with Deproxy()`` joins it."""
+    import h2.config
+    import h2.connection
+
+    big = Response(200, body=b"x" * 200_000)  # a canned Response never blocks: answered inline
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(http2="h2c", default_handler=big)
+        sock = socket.create_connection(endpoint.address, timeout=10)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        fields = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")]
+        conn.send_headers(1, fields, end_stream=True)
+        sock.sendall(conn.data_to_send())
+
+        def waiting() -> list[threading.Thread]:
+            return [t for t in threading.enumerate() if t.name.endswith("-conn-1-s1")]
+
+        eventually(waiting)
+        [handling] = endpoint.handlings
+        assert handling.done and handling.response is not None  # recorded before it was sent
+        assert len(handling.response.raw_body) == 200_000
+        stream_threads = waiting()
+    sock.close()
+    assert [t.is_alive() for t in stream_threads] == [False] * len(stream_threads)
+    assert endpoint.connections[0].closed_by == "shutdown"
+
+
+# -- the client: who reads the connection ------------------------------------------------------
+
+
+def test_a_request_on_an_h2c_connection_reads_its_own_answer(
+    deproxy: Deproxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request after another: each answer is read by the thread that waits for it, not
+    handed over from the connection's reader thread."""
+    from pytest_deproxy import h2client
+
+    readers: list[str] = []
+    dispatch = h2client.H2ClientConnection._dispatch
+
+    def noting(self: h2client.H2ClientConnection, event: object) -> None:
+        if type(event).__name__ == "Ended":
+            readers.append(threading.current_thread().name)
+        dispatch(self, event)
+
+    monkeypatch.setattr(h2client.H2ClientConnection, "_dispatch", noting)
+    endpoint = deproxy.add_endpoint(http2="h2c")
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        chains = [deproxy.make_request(endpoint.url, connection=connection) for _ in range(20)]
+    assert [answered(c).code for c in chains] == ["200"] * 20
+    # The first answer may come while the reader thread still reads (just connected).
+    assert readers[1:] == [threading.current_thread().name] * 19
+
+
+def test_what_the_server_sends_while_no_request_waits_is_read(deproxy: Deproxy) -> None:
+    """A PING the server sends after its answer, with no request waiting: the connection's
+    reader thread reads it (and h2 answers it) without another request."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    pinged = threading.Event()
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        with sock:
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+            conn.initiate_connection()
+            sock.sendall(conn.data_to_send())
+            while data := sock.recv(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.StreamEnded):
+                        conn.send_headers(event.stream_id, [(":status", "200")], end_stream=True)
+                        sock.sendall(conn.data_to_send())
+                        pinged.wait(10)  # the client has its answer: then, a PING
+                        conn.ping(b"unasked!")
+                    elif isinstance(event, h2.events.PingAckReceived):
+                        conn.close_connection()
+                sock.sendall(conn.data_to_send())
+
+    server = threading.Thread(target=serve)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with deproxy.connect(url, http2="h2c") as connection:
+            assert answered(deproxy.make_request(url, connection=connection)).code == "200"
+            pinged.set()
+            eventually(lambda: ("sent", "PING", ("ACK",)) in _pings(connection.events))
+            assert ("received", "PING", ()) in _pings(connection.events)
+            eventually(lambda: connection.closed)  # the GOAWAY that followed, read too
+    finally:
+        pinged.set()
+        server.join(10)
+        listener.close()
+
+
+def _pings(events: list[FrameEvent]) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(e.direction, e.type, e.flags) for e in events if e.type == "PING"]

@@ -1,0 +1,279 @@
+"""HTTP/2 as bytes and fields, without a connection to drive: with :mod:`~pytest_deproxy.h2wire`,
+the modules of the package that import ``h2`` (and its ``hyperframe``); none other does.
+
+Rules kept here: pure. The frame log reads one direction's bytes as frames and reports every
+connection-level frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY) as a
+:class:`~pytest_deproxy.connections.FrameEvent`, malformed ones included, holding only those
+frames' payloads; the event types here are what the rest of the package sees of h2's; raw
+frames are made by hand for faults h2 would not make; the fields helpers turn an HTTP/1-style
+message into the fields HTTP/2 carries, as RFC 9113 8.2.2 asks, and a received header block
+into the request it asks for and the text the record keeps of it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import h2.errors
+import h2.settings
+from hyperframe import frame as hf
+
+from .connections import FrameEvent
+from .models import Headers, Request
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x0, 0x1, 0x2, 0x7, 0x8
+ENHANCE_YOUR_CALM = 0xB
+# What HTTP/2 forbids (RFC 9113 8.2.2): the fields an intermediary must drop when it turns
+# an HTTP/1 message into HTTP/2.
+CONNECTION_SPECIFIC = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
+_LOGGED = {
+    hf.SettingsFrame: "SETTINGS",
+    hf.WindowUpdateFrame: "WINDOW_UPDATE",
+    hf.PingFrame: "PING",
+    hf.RstStreamFrame: "RST_STREAM",
+    hf.GoAwayFrame: "GOAWAY",
+}
+_TYPES = {0x4: hf.SettingsFrame, 0x8: hf.WindowUpdateFrame, 0x6: hf.PingFrame}
+_TYPES |= {0x3: hf.RstStreamFrame, 0x7: hf.GoAwayFrame}
+
+
+def error_name(code: int) -> str:
+    """``0x8`` -> ``"CANCEL"``; an unknown code is shown as its number."""
+    try:
+        return h2.errors.ErrorCodes(code).name
+    except ValueError:
+        return f"0x{code:x}"
+
+
+def setting_name(code: int) -> str:
+    try:
+        return h2.settings.SettingCodes(code).name
+    except ValueError:
+        return f"0x{code:x}"
+
+
+class FrameLog:
+    """Reads one direction's bytes as frames and reports the connection-level ones. Only
+    those frames' payloads are kept while they arrive: DATA and HEADERS are counted, not held."""
+
+    def __init__(self, direction: str, on_event: Callable[[FrameEvent], None], *, preface: bool):
+        self.direction = direction
+        self._on_event = on_event
+        self._skip_preface = len(PREFACE) if preface else 0
+        self._buffer = b""
+        self._skipping = 0  # bytes left of a frame not logged
+
+    def feed(self, data: bytes) -> None:
+        if self._skip_preface:
+            taken = min(self._skip_preface, len(data))
+            self._skip_preface -= taken
+            data = data[taken:]
+        while data:
+            if self._skipping:
+                taken = min(self._skipping, len(data))
+                self._skipping -= taken
+                data = data[taken:]
+                continue
+            self._buffer += data
+            data = b""
+            while len(self._buffer) >= 9:
+                length = int.from_bytes(self._buffer[:3], "big")
+                kind = self._buffer[3]
+                if kind not in _TYPES:
+                    rest = self._buffer[9:]
+                    self._buffer = b""
+                    self._skipping = length
+                    data = rest
+                    break
+                if len(self._buffer) < 9 + length:
+                    break
+                raw, self._buffer = self._buffer[: 9 + length], self._buffer[9 + length :]
+                self._report(raw)
+
+    def _report(self, raw: bytes) -> None:
+        try:
+            frame, length = hf.Frame.parse_frame_header(memoryview(raw[:9]))
+            frame.parse_body(memoryview(raw[9 : 9 + length]))
+        except Exception:  # a malformed frame: recorded as its type, with its bytes
+            names = {0x4: "SETTINGS", 0x8: "WINDOW_UPDATE", 0x6: "PING", 0x3: "RST_STREAM"}
+            kind = names.get(raw[3], "GOAWAY")
+            sid = int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF
+            self._on_event(FrameEvent(self.direction, kind, sid, ("MALFORMED",), data=raw[9:]))
+            return
+        event = FrameEvent(
+            self.direction,
+            _LOGGED[type(frame)],
+            frame.stream_id,
+            tuple(sorted(frame.flags)),
+            values=_values(frame),
+            code=getattr(frame, "error_code", None),
+            error=None if not hasattr(frame, "error_code") else error_name(frame.error_code),
+            last_stream_id=getattr(frame, "last_stream_id", None),
+            data=bytes(
+                getattr(frame, "opaque_data", b"") or getattr(frame, "additional_data", b"")
+            ),
+        )
+        self._on_event(event)
+
+
+def _values(frame: hf.Frame) -> dict[str, int]:
+    if isinstance(frame, hf.SettingsFrame):
+        return {setting_name(code): value for code, value in frame.settings.items()}
+    if isinstance(frame, hf.WindowUpdateFrame):
+        return {"increment": frame.window_increment}
+    return {}
+
+
+# -- events, as the rest of the package sees them ------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadersIn:
+    """A header block: ``kind`` is ``"request"``, ``"response"``, ``"interim"`` or
+    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came."""
+
+    stream_id: int
+    kind: str
+    fields: list[tuple[str, str]]
+    end_stream: bool
+
+
+@dataclass(frozen=True)
+class DataIn:
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Ended:
+    stream_id: int
+
+
+@dataclass(frozen=True)
+class Reset:
+    stream_id: int
+    code: int
+
+
+@dataclass(frozen=True)
+class GoneAway:
+    code: int
+    last_stream_id: int | None
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The peer broke the protocol: h2 sent GOAWAY (``message`` says why)."""
+
+    message: str
+
+
+Event = HeadersIn | DataIn | Ended | Reset | GoneAway | Violation
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    """One raw frame: for faults h2 would not let us make."""
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes([kind, flags])
+        + struct.pack(">I", stream_id & 0x7FFFFFFF)
+        + payload
+    )
+
+
+def goaway_frame(code: int, last_stream_id: int) -> bytes:
+    return frame(0x7, 0, 0, struct.pack(">II", last_stream_id, code))
+
+
+def rst_stream_frame(stream_id: int, code: int) -> bytes:
+    return frame(0x3, 0, stream_id, struct.pack(">I", code))
+
+
+def request_fields(
+    method: str, scheme: str, authority: str, path: str, headers: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """An HTTP/1-style request as HTTP/2 fields: pseudo-headers first, names lower-cased,
+    ``Host`` folded into ``:authority`` and connection-specific fields dropped (as RFC 9113
+    8.2.2 asks; send them with ``raw fields`` to test a peer's refusal)."""
+    fields = [(":method", method), (":scheme", scheme), (":authority", authority)]
+    if method != "CONNECT":
+        fields.append((":path", path))
+    else:
+        fields = [(":method", method), (":authority", authority)]
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "host" or lower in CONNECTION_SPECIFIC:
+            continue
+        if lower == "te" and value.strip().lower() != "trailers":
+            continue
+        fields.append((lower, value))
+    return fields
+
+
+def response_fields(code: str, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A response head as HTTP/2 fields: ``:status`` first, names lower-cased, and neither
+    connection-specific fields nor pseudo-headers (an echoed request's) carried over."""
+    fields = [(":status", code)]
+    for name, value in headers:
+        lower = name.lower()
+        if lower in CONNECTION_SPECIFIC or lower.startswith(":"):
+            continue
+        fields.append((lower, value))
+    return fields
+
+
+def split_header_block(data: bytes, continuations: int) -> bytes:
+    """The HEADERS frame (and any CONTINUATION after it) in ``data``, as made by h2, sent as
+    one HEADERS without END_HEADERS and ``continuations`` CONTINUATION frames, the last
+    with END_HEADERS: the header block is cut into that many pieces (empty ones when the
+    block is shorter than the frames asked for). Other frames in ``data`` go first."""
+    block, flags, stream_id, rest, offset = b"", 0, 0, b"", 0
+    while offset + 9 <= len(data):
+        length = int.from_bytes(data[offset : offset + 3], "big")
+        kind, frame_flags = data[offset + 3], data[offset + 4]
+        payload = data[offset + 9 : offset + 9 + length]
+        if kind == 0x1:  # HEADERS: take off padding and priority, keep END_STREAM
+            stream_id = int.from_bytes(data[offset + 5 : offset + 9], "big") & 0x7FFFFFFF
+            flags = frame_flags & 0x1
+            start, end = 0, len(payload)
+            if frame_flags & 0x8:
+                start, end = 1, len(payload) - payload[0]
+            if frame_flags & 0x20:
+                start += 5
+            block += payload[start:end]
+        elif kind == 0x9:
+            block += payload
+        else:
+            rest += data[offset : offset + 9 + length]
+        offset += 9 + length
+    pieces = continuations + 1
+    size, extra = divmod(len(block), pieces)
+    cuts, at = [], 0
+    for number in range(pieces):
+        step = size + (1 if number < extra else 0)
+        cuts.append(block[at : at + step])
+        at += step
+    frames = [frame(0x1, flags, stream_id, cuts[0])]
+    frames += [frame(0x9, 0, stream_id, piece) for piece in cuts[1:-1]]
+    frames.append(frame(0x9, 0x4, stream_id, cuts[-1]))
+    return rest + b"".join(frames)
+
+
+def fields_text(fields: list[tuple[str, str]]) -> bytes:
+    """A header block as the record keeps it (``Handling.raw_head``): one ``name: value``
+    line per field, in wire order, as HPACK decoded it."""
+    return "".join(f"{name}: {value}\r\n" for name, value in fields).encode("utf-8", "replace")
+
+
+def request_of(fields: list[tuple[str, str]], body: bytes = b"") -> Request:
+    """The request a header block asks for: ``:method`` and ``:path`` (``:authority`` for
+    CONNECT); every field, pseudo-headers included, stays in ``headers`` in wire order."""
+    headers = Headers.from_wire(list(fields))
+    method = headers.get(":method") or "(no :method)"
+    path = headers.get(":path") or headers.get(":authority") or "(no :path)"
+    return Request.received(method, path, headers, body, "2")
