@@ -73,9 +73,13 @@ def start(kind: str, scenarios: Path) -> tuple[int, Callable[[], None], str]:
     """Start ``kind``; its port, a function that stops it, and a note on what it is."""
     if kind == "floor-selector":
         sys.path.insert(1, str(HERE))
-        from floor_selector import start_floor_selector
+        import floor_selector
 
-        (_, port), stop = start_floor_selector()
+        if hasattr(floor_selector, "start_floor_selector"):
+            (_, port), stop = floor_selector.start_floor_selector()
+        else:  # the other shape of the same baseline: start() -> an object with port, stop()
+            floor = floor_selector.start()
+            port, stop = floor.port, floor.stop
         return port, stop, "selector loop, heads.read_request_head, canned reply"
     if kind == "httpserver":
         from pytest_httpserver import HTTPServer
