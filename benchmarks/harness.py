@@ -23,6 +23,7 @@ class Settings:
     quick: bool = False
     seconds: int = 3  # of wrk per measurement
     baseline_commit: str = DEFAULT_BASELINE
+    cpu_rates: bool = False  # wrk rows judged per second of the server's CPU, not of the clock
 
 
 SETTINGS = Settings()
@@ -40,6 +41,7 @@ class Spread:
     """Values over rounds: shown as median [min-max]."""
 
     values: list[float]
+    best: float | None = None  # for ratios: the best round of each side, divided
 
     @property
     def median(self) -> float:
@@ -54,9 +56,16 @@ class Spread:
         return f"{number(self.median)}{unit}{spread}"
 
 
-def ratios(subject: list[float], baseline: list[float]) -> Spread:
-    """One ratio per round: subject and baseline of the same round divided."""
-    return Spread([s / b if b else float("inf") for s, b in zip(subject, baseline, strict=True)])
+def ratios(subject: list[float], baseline: list[float], *, times: bool = False) -> Spread:
+    """One ratio per round: subject and baseline of the same round divided. ``best`` divides
+    the best round of each (the highest rate, or with ``times`` the shortest time): other
+    work on the machine only ever slows a round down, so the best rounds are the least
+    disturbed, a second estimate to hold the median against."""
+    pick = min if times else max
+    return Spread(
+        [s / b if b else float("inf") for s, b in zip(subject, baseline, strict=True)],
+        pick(subject) / pick(baseline) if pick(baseline) else None,
+    )
 
 
 @dataclass
@@ -121,14 +130,24 @@ def timed_rate(action: Callable[[], object], count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def ratio_text(row: Row) -> str:
+    """median [min-max] of the per-round ratios, and the best rounds' ratio."""
+    if row.ratio is None:
+        return "-"
+    text = row.ratio.show()
+    if row.ratio.best is not None and len(row.ratio.values) > 1:
+        text += f"; best {row.ratio.best:.2f}"
+    return text
+
+
 def table(rows: list[Row]) -> str:
     lines = [
-        "| row | benchmark | measured, median [min-max] | baseline, same run | ratio, median [min-max] | target | verdict |",
+        "| row | benchmark | measured, median [min-max] | baseline, same run | ratio, median [min-max]; best rounds | target | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         what = row.what + (f" ({'; '.join(row.notes)})" if row.notes else "")
-        ratio = row.ratio.show() if row.ratio is not None else "-"
+        ratio = ratio_text(row)
         target = str(row.target) if row.target is not None else "-"
         lines.append(
             f"| {row.name} | {what} | {row.measured} | {row.baseline} | {ratio} | {target} | {row.verdict} |"

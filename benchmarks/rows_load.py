@@ -35,10 +35,12 @@ from servers import MITM_HOST, MITM_PATH
 def wrk_rates(
     kinds: dict[str, tuple[str, dict[str, object]]], connections: int, notes: list[str]
 ) -> dict[str, list[float]]:
-    """Requests/s per round for each labelled (kind, measure() options); errors and non-2xx
+    """Requests per second per round for each labelled (kind, measure() options), or per
+    second of the server's CPU with ``--cpu-rates``; the other ratio, errors and non-2xx
     answers go into ``notes``."""
     troubles: dict[str, list[int]] = {label: [0, 0] for label in kinds}
     cpu: dict[str, list[float]] = {label: [] for label in kinds}
+    what: dict[str, str] = {}  # what each server says it is
 
     def one(label: str) -> Callable[[], float]:
         kind, options = kinds[label]
@@ -48,19 +50,31 @@ def wrk_rates(
             troubles[label][0] += result.errors
             troubles[label][1] += result.non_2xx
             cpu[label].append(result.per_cpu_second)
+            what[label] = result.note
             return result.rate
 
         return measure
 
     results = alternate({label: one(label) for label in kinds}, SETTINGS.rounds)
+    for label, note in what.items():
+        if note != "defaults":
+            notes.append(f"{label}: {note}")
     for label, (errors, non_2xx) in troubles.items():
         if errors or non_2xx:
             notes.append(f"{label}: {errors} socket errors, {non_2xx} non-2xx answers from wrk")
     labels = list(kinds)
+    judged, other, other_name = (
+        (cpu, results, "per wall second")
+        if SETTINGS.cpu_rates
+        else (results, cpu, "per server CPU second")
+    )
     if len(labels) == 2:
-        per_cpu = ratios(cpu[labels[0]], cpu[labels[1]])
-        notes.append(f"per server CPU second: {per_cpu.show()}")
-    return results
+        notes.append(f"{other_name}: {ratios(other[labels[0]], other[labels[1]]).show()}")
+    return judged
+
+
+def wrk_spread(values: list[float]) -> str:
+    return rate_spread(values, " req/CPU-s" if SETTINGS.cpu_rates else " req/s")
 
 
 def need_wrk(name: str, what: str) -> Row | None:
@@ -82,8 +96,8 @@ def bench_endpoint() -> Iterator[Row]:
         yield Row(
             "endpoint",
             f"{what}, {connections} keep-alive connections",
-            rate_spread(rates["endpoint"]),
-            "bare selector loop + heads reader " + rate_spread(rates["floor"]),
+            wrk_spread(rates["endpoint"]),
+            "bare selector loop + heads reader " + wrk_spread(rates["floor"]),
             ratios(rates["endpoint"], rates["floor"]),
             Target(">=", 0.7),
             notes=notes,
@@ -107,8 +121,8 @@ def bench_httpserver() -> Iterator[Row]:
     yield Row(
         "httpserver",
         what,
-        rate_spread(rates["endpoint"]),
-        "pytest-httpserver " + rate_spread(rates["httpserver"]),
+        wrk_spread(rates["endpoint"]),
+        "pytest-httpserver " + wrk_spread(rates["httpserver"]),
         ratios(rates["endpoint"], rates["httpserver"]),
         Target(">=", 10),
         notes=notes,
@@ -122,14 +136,11 @@ def bench_custom() -> Iterator[Row]:
         return
     notes: list[str] = []
     rates = wrk_rates({"custom": ("custom", {}), "stock": ("endpoint", {})}, 10, notes)
-    from servers import custom_handler
-
-    notes.insert(0, custom_handler()[1])
     yield Row(
         "custom",
         f"{what}, wrk, 10 connections",
-        rate_spread(rates["custom"]),
-        "stock handler " + rate_spread(rates["stock"]),
+        wrk_spread(rates["custom"]),
+        "stock handler " + wrk_spread(rates["stock"]),
         ratios(rates["custom"], rates["stock"]),
         Target(">=", 0.7),
         notes=notes,
@@ -157,8 +168,8 @@ def against_baseline(name: str, cases: list[tuple[str, str, dict[str, object]]])
                 yield Row(
                     name,
                     what,
-                    rate_spread(rates["this checkout"]),
-                    f"commit {commit} " + rate_spread(rates[commit]),
+                    wrk_spread(rates["this checkout"]),
+                    f"commit {commit} " + wrk_spread(rates[commit]),
                     ratios(rates["this checkout"], rates[commit]),
                     Target(">=", 2),
                     notes=notes,
@@ -210,8 +221,8 @@ def bench_transcript() -> Iterator[Row]:
     yield Row(
         "transcript",
         f"{what}, wrk, 10 connections",
-        rate_spread(rates["on"]),
-        "not captured " + rate_spread(rates["off"]),
+        wrk_spread(rates["on"]),
+        "not captured " + wrk_spread(rates["off"]),
         ratios(rates["on"], rates["off"]),
         Target(">=", 0.9),
         notes=notes,
@@ -244,7 +255,7 @@ def bench_connects() -> Iterator[Row]:
         f"{count:,} simultaneous connects, each answered once (to the last answer)",
         f"{seconds.show(' s', 3)}, answered {min(outcomes['endpoint'])}-{max(outcomes['endpoint'])}/{count}",
         f"bare selector loop {Spread(times['floor']).show(' s', 3)}",
-        ratios(times["endpoint"], times["floor"]),
+        ratios(times["endpoint"], times["floor"], times=True),
         Target("<=", 0.25),
         checked=seconds.median,
         notes=["target on the endpoint's seconds (ratio: times the selector loop's)"],
@@ -255,9 +266,8 @@ def bench_connects() -> Iterator[Row]:
     yield row
 
 
-if (
-    __name__ == "__main__"
-):  # this module's rows alone: python benchmarks/rows_load.py [--quick] [ROW ...]
+# This module's rows alone: python benchmarks/rows_load.py [--quick] [ROW ...]
+if __name__ == "__main__":
     import sys
 
     import run

@@ -208,7 +208,7 @@ def bench_fixtures() -> Iterator[Row]:
         f"{count} tests, each deproxy + endpoint() + one request, whole pytest runs",
         f"{Spread(times['deproxy']).show(' s', 2)}; over bare: {over.show(' ms/test', 3, 1000)}",
         f"{count} bare tests {Spread(times['bare']).show(' s', 2)}",
-        ratios(times["deproxy"], times["bare"]),
+        ratios(times["deproxy"], times["bare"], times=True),
         Target("<=", 1.0),
         checked=over.median * 1000,
         notes=["target on the milliseconds per test over bare (ratio: whole runs)"],
@@ -311,9 +311,8 @@ def bench_replay_scaling() -> Iterator[Row]:
     )
 
 
-if (
-    __name__ == "__main__"
-):  # this module's rows alone: python benchmarks/rows_local.py [--quick] [ROW ...]
+# This module's rows alone: python benchmarks/rows_local.py [--quick] [ROW ...]
+if __name__ == "__main__":
     import sys
 
     import run

@@ -50,7 +50,7 @@ import load  # noqa: E402
 import rows_load  # noqa: E402
 import rows_local  # noqa: E402
 from against_commit import DEFAULT_BASELINE  # noqa: E402
-from harness import SETTINGS, Row, table, unavailable  # noqa: E402
+from harness import SETTINGS, Row, ratio_text, table, unavailable  # noqa: E402
 
 from pytest_deproxy import __version__  # noqa: E402
 
@@ -127,6 +127,8 @@ def header(selected: list[str]) -> str:
             f"- Load generator: {load.PINNING}",
             f"- Rounds: {SETTINGS.rounds}{' (quick)' if SETTINGS.quick else ''}, wrk "
             f"{SETTINGS.seconds} s per measurement; pinned commit for TLS/MITM: {SETTINGS.baseline_commit}",
+            "- wrk rows judged by requests per second of the "
+            + ("server's CPU (--cpu-rates)" if SETTINGS.cpu_rates else "clock"),
             f"- Rows: {', '.join(selected)}",
         ]
     )
@@ -165,6 +167,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=DEFAULT_BASELINE,
         help=f"the commit TLS and MITM rates are compared with (default {DEFAULT_BASELINE})",
     )
+    parser.add_argument(
+        "--cpu-rates",
+        action="store_true",
+        help="judge the wrk rows by requests per second of the server's CPU, not of the clock "
+        "(steadier on a machine others load; the table says which)",
+    )
     parser.add_argument("--write", action="store_true", help="regenerate benchmarks/RESULTS.md")
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
     options = parser.parse_args(argv)
@@ -186,6 +194,7 @@ def main(argv: list[str]) -> int:
     SETTINGS.rounds = options.rounds or (1 if options.quick else 5)
     SETTINGS.seconds = options.seconds or (1 if options.quick else 3)
     SETTINGS.baseline_commit = options.baseline_commit
+    SETTINGS.cpu_rates = options.cpu_rates
     selected = options.rows or list(ROWS)
     head = header(selected)
     print(head, flush=True)
@@ -198,7 +207,7 @@ def main(argv: list[str]) -> int:
                 rows.append(row)
                 print(
                     f"  {row.what}: {row.measured} | {row.baseline} | ratio "
-                    f"{row.ratio.show() if row.ratio else '-'} | {row.verdict}",
+                    f"{ratio_text(row)} | {row.verdict}",
                     flush=True,
                 )
         except Exception as exc:  # one row failing must not lose the others' numbers
@@ -209,6 +218,8 @@ def main(argv: list[str]) -> int:
     text = table(rows)
     print()
     print(text)
+    head += f"\n- Load average at the end: {os.getloadavg()[0]:.2f}"
+    print(head.splitlines()[-1])
     missed = sum(row.verdict == "NOT MET" for row in rows)
     print(f"\n{len(rows)} rows: {sum(row.verdict == 'met' for row in rows)} met, {missed} not met")
     if options.write:
