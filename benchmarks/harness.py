@@ -23,7 +23,7 @@ class Settings:
     quick: bool = False
     seconds: int = 3  # of wrk per measurement
     baseline_commit: str = DEFAULT_BASELINE
-    cpu_rates: bool = False  # wrk rows judged per second of the server's CPU, not of the clock
+    cpu: bool = False  # judge by CPU time, not the clock, where a row measures both
 
 
 SETTINGS = Settings()
@@ -119,8 +119,38 @@ def alternate(subjects: dict[str, Callable[[], float]], rounds: int) -> dict[str
     return results
 
 
+class ClockAndCpu:
+    """Each label's figures by the clock and by CPU time, round by round. ``judged`` gives
+    the ones the verdict uses (the clock, or CPU time with ``--cpu``); ``other_note`` shows
+    the other kind's ratio, so a row always carries both."""
+
+    def __init__(self) -> None:
+        self.clock: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}
+
+    def add(self, label: str, clock: float, cpu: float) -> float:
+        self.clock.setdefault(label, []).append(clock)
+        self.cpu.setdefault(label, []).append(cpu)
+        return clock
+
+    def judged(self) -> dict[str, list[float]]:
+        return self.cpu if SETTINGS.cpu else self.clock
+
+    def other_note(self, subject: str, baseline: str, *, times: bool = False) -> str:
+        other, name = (self.clock, "by the clock") if SETTINGS.cpu else (self.cpu, "by CPU time")
+        return f"{name}: {ratios(other[subject], other[baseline], times=times).show()}"
+
+
 def rate_spread(values: list[float], unit: str = " req/s") -> str:
     return Spread(values).show(unit, digits=0)
+
+
+def timed_rates(action: Callable[[], object], count: int) -> tuple[float, float]:
+    """(calls per second of the clock, calls per second of this process's CPU)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    for _ in range(count):
+        action()
+    return count / (time.perf_counter() - started), count / max(time.process_time() - cpu, 1e-9)
 
 
 def timed_rate(action: Callable[[], object], count: int) -> float:

@@ -18,6 +18,7 @@ import load
 from against_commit import checkout
 from harness import (
     SETTINGS,
+    ClockAndCpu,
     Row,
     Spread,
     Target,
@@ -35,12 +36,12 @@ from servers import MITM_HOST, MITM_PATH
 def wrk_rates(
     kinds: dict[str, tuple[str, dict[str, object]]], connections: int, notes: list[str]
 ) -> dict[str, list[float]]:
-    """Requests per second per round for each labelled (kind, measure() options), or per
-    second of the server's CPU with ``--cpu-rates``; the other ratio, errors and non-2xx
-    answers go into ``notes``."""
+    """Requests per second per round for each labelled (kind, measure() options), by the
+    clock or (``--cpu``) per second of the server's CPU; the other kind's ratio, what each
+    server is, wrk's errors and non-2xx answers go into ``notes``."""
     troubles: dict[str, list[int]] = {label: [0, 0] for label in kinds}
-    cpu: dict[str, list[float]] = {label: [] for label in kinds}
     what: dict[str, str] = {}  # what each server says it is
+    figures = ClockAndCpu()
 
     def one(label: str) -> Callable[[], float]:
         kind, options = kinds[label]
@@ -49,13 +50,12 @@ def wrk_rates(
             result = load.measure(kind, connections, SETTINGS.seconds, **options)  # type: ignore[arg-type]
             troubles[label][0] += result.errors
             troubles[label][1] += result.non_2xx
-            cpu[label].append(result.per_cpu_second)
             what[label] = result.note
-            return result.rate
+            return figures.add(label, result.rate, result.per_cpu_second)
 
         return measure
 
-    results = alternate({label: one(label) for label in kinds}, SETTINGS.rounds)
+    alternate({label: one(label) for label in kinds}, SETTINGS.rounds)
     for label, note in what.items():
         if note != "defaults":
             notes.append(f"{label}: {note}")
@@ -63,18 +63,13 @@ def wrk_rates(
         if errors or non_2xx:
             notes.append(f"{label}: {errors} socket errors, {non_2xx} non-2xx answers from wrk")
     labels = list(kinds)
-    judged, other, other_name = (
-        (cpu, results, "per wall second")
-        if SETTINGS.cpu_rates
-        else (results, cpu, "per server CPU second")
-    )
     if len(labels) == 2:
-        notes.append(f"{other_name}: {ratios(other[labels[0]], other[labels[1]]).show()}")
-    return judged
+        notes.append(figures.other_note(labels[0], labels[1]))
+    return figures.judged()
 
 
 def wrk_spread(values: list[float]) -> str:
-    return rate_spread(values, " req/CPU-s" if SETTINGS.cpu_rates else " req/s")
+    return rate_spread(values, " req/CPU-s" if SETTINGS.cpu else " req/s")
 
 
 def need_wrk(name: str, what: str) -> Row | None:

@@ -9,6 +9,7 @@ of the defaults row caps anything.
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import load
 from floor import BareClient, BareServer
 from harness import (
     SETTINGS,
+    ClockAndCpu,
     Row,
     Spread,
     Target,
@@ -28,11 +30,17 @@ from harness import (
     ratios,
     scaled,
     timed_rate,
+    timed_rates,
     unavailable,
 )
 from servers import MITM_HOST
 
 from pytest_deproxy import Deproxy
+
+
+def rate_unit() -> str:
+    return " req/CPU-s" if SETTINGS.cpu else " req/s"
+
 
 # -- defaults against capped records, 100,000 requests --------------------------------------
 
@@ -50,13 +58,13 @@ connection = deproxy.connect(endpoint.url)
 for _ in range(100):
     deproxy.make_request(endpoint.url, connection=connection)
 before = rss()
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 for number in range(count):
     deproxy.make_request(endpoint.url, connection=connection)
     if number == count // 2:
         half = rss()
-took = time.perf_counter() - started
-print(count / took, rss() - before, rss() - half)
+took, cpu = time.perf_counter() - started, time.process_time() - cpu
+print(count / took, count / cpu, rss() - before, rss() - half)
 connection.close()
 deproxy.shutdown()
 """
@@ -64,7 +72,8 @@ deproxy.shutdown()
 
 def bench_defaults() -> Iterator[Row]:
     count = scaled(100_000, 2_000)
-    runs: dict[str, list[tuple[float, float, float]]] = {"defaults": [], "capped": []}
+    memory: dict[str, list[tuple[float, float]]] = {"defaults": [], "capped": []}
+    figures = ClockAndCpu()
 
     def run(kind: str) -> float:
         done = subprocess.run(
@@ -72,27 +81,32 @@ def bench_defaults() -> Iterator[Row]:
             capture_output=True,
             text=True,
             check=True,
-            timeout=1200,
+            timeout=1800,
         )
-        rate, grown, second_half = (float(x) for x in done.stdout.split())
-        runs[kind].append((rate, grown, second_half))
-        return rate
+        rate, cpu_rate, grown, second_half = (float(x) for x in done.stdout.split())
+        memory[kind].append((grown, second_half))
+        return figures.add(kind, rate, cpu_rate)
 
-    rates = alternate(
+    alternate(
         {"defaults": lambda: run("defaults"), "capped": lambda: run("capped")}, SETTINGS.rounds
     )
+    rates = figures.judged()
     yield Row(
         "defaults",
         f"make_request + endpoint, {count:,} requests on one connection, Deproxy() and add_endpoint()",
-        rate_spread(rates["defaults"]),
-        "capped (keep_chains=1000, keep_handlings=1000) " + rate_spread(rates["capped"]),
+        rate_spread(rates["defaults"], rate_unit()),
+        "capped (keep_chains=1000, keep_handlings=1000) "
+        + rate_spread(rates["capped"], rate_unit()),
         ratios(rates["defaults"], rates["capped"]),
         Target(">=", 0.9),
-        notes=["client and endpoint in one process, on one core"],
+        notes=[
+            "client and endpoint in one process, on one core",
+            figures.other_note("defaults", "capped"),
+        ],
     )
-    grown = Spread([r[1] for r in runs["defaults"]])
-    second_half = Spread([r[2] for r in runs["defaults"]])
-    capped = Spread([r[1] for r in runs["capped"]])
+    grown = Spread([r[0] for r in memory["defaults"]])
+    second_half = Spread([r[1] for r in memory["defaults"]])
+    capped = Spread([r[0] for r in memory["capped"]])
     yield Row(
         "defaults",
         f"RSS growth at defaults over {count:,} requests (bounded: second half grows <= 16 MiB)",
@@ -106,6 +120,12 @@ def bench_defaults() -> Iterator[Row]:
 
 
 # -- make_request against bare h11 ----------------------------------------------------------
+
+
+def timed_into(
+    figures: ClockAndCpu, label: str, action: Callable[[], object], count: int
+) -> Callable[[], float]:
+    return lambda: figures.add(label, *timed_rates(action, count))
 
 
 def bench_make_request() -> Iterator[Row]:
@@ -136,22 +156,27 @@ def bench_make_request() -> Iterator[Row]:
                 ),
             ]
             for label, subject, baseline, count in cases:
-                rates = alternate(
+                figures = ClockAndCpu()
+                alternate(
                     {
-                        "ours": lambda s=subject, c=count: timed_rate(s, c),  # type: ignore[misc]
-                        "floor": lambda b=baseline, c=count: timed_rate(b, c),  # type: ignore[misc]
+                        "ours": timed_into(figures, "ours", subject, count),
+                        "floor": timed_into(figures, "floor", baseline, count),
                     },
                     SETTINGS.rounds,
                 )
+                rates = figures.judged()
                 yield Row(
                     "make-request",
                     f"make_request round trip against the endpoint, {label}, {count:,} per round",
-                    rate_spread(rates["ours"]),
+                    rate_spread(rates["ours"], rate_unit()),
                     "bare h11 client + h11 selector server (floor.py) "
-                    + rate_spread(rates["floor"]),
+                    + rate_spread(rates["floor"], rate_unit()),
                     ratios(rates["ours"], rates["floor"]),
                     Target(">=", 1.0),
-                    notes=["client and server in this process, both sides"],
+                    notes=[
+                        "client and server in this process, both sides",
+                        figures.other_note("ours", "floor"),
+                    ],
                 )
             connection.close()
     finally:
@@ -179,18 +204,20 @@ def write_suite(directory: Path, template: str, count: int) -> Path:
     return directory
 
 
-def run_suite(directory: Path, count: int) -> float:
-    started = time.perf_counter()
+def run_suite(directory: Path, count: int) -> tuple[float, float]:
+    """(seconds by the clock, CPU seconds of the pytest process) of a whole run."""
+    started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
         cwd=directory,
         capture_output=True,
         text=True,
     )
-    took = time.perf_counter() - started
+    took, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0 or f"{count} passed" not in done.stdout:
         raise RuntimeError(f"the generated suite in {directory} failed:\n{done.stdout[-2000:]}")
-    return took
+    cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return took, cpu
 
 
 def bench_fixtures() -> Iterator[Row]:
@@ -198,20 +225,29 @@ def bench_fixtures() -> Iterator[Row]:
     with tempfile.TemporaryDirectory(prefix="deproxy-suites-") as work:
         ours = write_suite(Path(work) / "deproxy", DEPROXY_TEST, count)
         bare = write_suite(Path(work) / "bare", BARE_TEST, count)
-        times = alternate(
-            {"deproxy": lambda: run_suite(ours, count), "bare": lambda: run_suite(bare, count)},
+        figures = ClockAndCpu()
+        alternate(
+            {
+                "deproxy": lambda: figures.add("deproxy", *run_suite(ours, count)),
+                "bare": lambda: figures.add("bare", *run_suite(bare, count)),
+            },
             SETTINGS.rounds,
         )
+    times = figures.judged()
     over = Spread([(d - b) / count for d, b in zip(times["deproxy"], times["bare"], strict=True)])
+    seconds = " CPU-s" if SETTINGS.cpu else " s"
     yield Row(
         "fixtures",
         f"{count} tests, each deproxy + endpoint() + one request, whole pytest runs",
-        f"{Spread(times['deproxy']).show(' s', 2)}; over bare: {over.show(' ms/test', 3, 1000)}",
-        f"{count} bare tests {Spread(times['bare']).show(' s', 2)}",
+        f"{Spread(times['deproxy']).show(seconds, 2)}; over bare: {over.show(' ms/test', 3, 1000)}",
+        f"{count} bare tests {Spread(times['bare']).show(seconds, 2)}",
         ratios(times["deproxy"], times["bare"], times=True),
         Target("<=", 1.0),
         checked=over.median * 1000,
-        notes=["target on the milliseconds per test over bare (ratio: whole runs)"],
+        notes=[
+            "target on the milliseconds per test over bare (ratio: whole runs)",
+            figures.other_note("deproxy", "bare", times=True),
+        ],
     )
 
 

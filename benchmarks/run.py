@@ -127,8 +127,9 @@ def header(selected: list[str]) -> str:
             f"- Load generator: {load.PINNING}",
             f"- Rounds: {SETTINGS.rounds}{' (quick)' if SETTINGS.quick else ''}, wrk "
             f"{SETTINGS.seconds} s per measurement; pinned commit for TLS/MITM: {SETTINGS.baseline_commit}",
-            "- wrk rows judged by requests per second of the "
-            + ("server's CPU (--cpu-rates)" if SETTINGS.cpu_rates else "clock"),
+            "- Judged by "
+            + ("CPU time (--cpu) where a row measures it" if SETTINGS.cpu else "the clock")
+            + "; each row notes the other",
             f"- Rows: {', '.join(selected)}",
         ]
     )
@@ -168,10 +169,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help=f"the commit TLS and MITM rates are compared with (default {DEFAULT_BASELINE})",
     )
     parser.add_argument(
-        "--cpu-rates",
+        "--cpu",
         action="store_true",
-        help="judge the wrk rows by requests per second of the server's CPU, not of the clock "
-        "(steadier on a machine others load; the table says which)",
+        help="judge rows by CPU time, not the clock, where they measure both (the server's "
+        "under wrk, this process's, a pytest run's): steadier on a machine others load",
     )
     parser.add_argument("--write", action="store_true", help="regenerate benchmarks/RESULTS.md")
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
@@ -194,7 +195,7 @@ def main(argv: list[str]) -> int:
     SETTINGS.rounds = options.rounds or (1 if options.quick else 5)
     SETTINGS.seconds = options.seconds or (1 if options.quick else 3)
     SETTINGS.baseline_commit = options.baseline_commit
-    SETTINGS.cpu_rates = options.cpu_rates
+    SETTINGS.cpu = options.cpu
     selected = options.rows or list(ROWS)
     head = header(selected)
     print(head, flush=True)
