@@ -1,10 +1,11 @@
 """pytest-deproxy's benchmarks: every target of issue 18, each a ratio against a baseline
 measured in the same run, at the settings a user gets without asking.
 
-    python benchmarks/run.py                  # every row (about 15 minutes)
+    python benchmarks/run.py                  # every row (~20 minutes, half of it "defaults")
     python benchmarks/run.py endpoint tls     # only some rows (--list names them)
     python benchmarks/run.py --quick make-request   # a smoke run: 1 round, small counts
     python benchmarks/run.py --rounds 8 --write     # and regenerate benchmarks/RESULTS.md
+    python benchmarks/run.py --cpu endpoint   # judged by CPU time: on a machine others load
 
 How it keeps the numbers honest on a shared, noisy 2-core machine:
 
@@ -17,6 +18,13 @@ How it keeps the numbers honest on a shared, noisy 2-core machine:
 - Everything runs at default settings: ``Deproxy()``, ``add_endpoint()``; only the row that
   compares defaults with capped records caps anything.
 - wrk's socket errors and non-2xx answers are noted on the row, never folded into a rate.
+- Rows measure by the clock and by CPU time (the server's under wrk, this process's, a
+  pytest run's) where they can; the verdict is the clock's, or CPU time's with ``--cpu``,
+  and each row notes the other's ratio. When others load the machine, rates by the clock
+  swing several-fold between rounds while CPU-time ratios hold within a few percent; on a
+  quiet machine, with the server saturating its core, the two agree.
+- Beside the median ratio, "best" divides the best round of each side: other work only ever
+  slows a round down, so the best rounds are the least disturbed.
 
 The rows live in rows_load.py (servers under wrk) and rows_local.py (in this process, or
 whole child processes); harness.py holds rounds, spreads, targets and the table.
