@@ -1,139 +1,145 @@
-"""The limit for a Python endpoint on this machine: a bare selector loop on one thread that
-reads request heads with the project's own head reader (:mod:`pytest_deproxy.heads`) and
-answers each with a canned reply. No recording, no routing, no handler, no defaults.
+"""The limit for a Python endpoint on this machine: one selector loop, the project's own head
+reader (``pytest_deproxy.heads``) and a canned reply, nothing else.
 
-    from floor_selector import start
-    floor = start()            # port 0: a free port; floor.port is the one taken
-    ...                        # load http://127.0.0.1:{floor.port}/
-    floor.stop()
+    start_floor_selector(port=0) -> ((host, port), stop)   # serves on a thread until stop()
+    python benchmarks/floor_selector.py [--port N]         # serves until Ctrl-C
 
-Run as a script, it serves on ``--port`` until interrupted (``--core`` pins it to a CPU).
+Rule kept here: it does the least an HTTP/1.1 endpoint must and nothing more - it accepts
+every waiting connection on each wake-up (listen queue 4,096), reads each request head with
+``heads.read_request_head``, skips a ``Content-Length`` body, and answers each request with
+the same bytes the endpoint's stock handler sends (status line, ``Server``, ``Date``,
+``Content-Length: 0``), pipelined requests included. No recording, no handler, no thread per
+connection. A request the head reader declines closes the connection: this is a baseline for
+ordinary traffic, not a server. ``benchmarks/run.py`` measures the endpoint against it.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import selectors
 import socket
+import sys
 import threading
+from collections.abc import Callable
+from email.utils import formatdate
 
-from pytest_deproxy import heads
+from pytest_deproxy import __version__
+from pytest_deproxy.heads import read_request_head
 
-REPLY = b"HTTP/1.1 200 OK\r\nServer: floor\r\nContent-Length: 0\r\n\r\n"
 MAX_HEAD = 64 * 1024
+REPLY = (
+    "HTTP/1.1 200 OK\r\n"
+    f"Server: pytest-deproxy/{__version__}\r\n"
+    f"Date: {formatdate(usegmt=True)}\r\n"
+    "Content-Length: 0\r\n\r\n"
+).encode("ascii")
 
 
-class SelectorFloor:
-    """One thread, one selector: accept until none wait, read, answer every whole request."""
-
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
-        self._listener = socket.create_server((host, port), backlog=4096)
-        self._listener.setblocking(False)
-        self.port: int = self._listener.getsockname()[1]
-        self._waker_read, self._waker_write = socket.socketpair()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="floor-selector", daemon=True)
-
-    def start(self) -> SelectorFloor:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._waker_write.send(b"x")
-        self._thread.join(5)
-        self._listener.close()
-        self._waker_read.close()
-        self._waker_write.close()
-
-    def _loop(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self._listener, selectors.EVENT_READ, None)
-        selector.register(self._waker_read, selectors.EVENT_READ, False)
-        pending: dict[socket.socket, bytes] = {}
-        try:
-            while not self._stopping:
-                for key, _ in selector.select():
-                    if key.data is None:
-                        self._accept(selector, pending)
-                    elif key.data is not False:
-                        self._serve(selector, pending, key.fileobj)  # type: ignore[arg-type]
-        finally:
-            for sock in pending:
-                sock.close()
-            selector.close()
-
-    def _accept(
-        self, selector: selectors.BaseSelector, pending: dict[socket.socket, bytes]
-    ) -> None:
-        while True:
-            try:
-                sock, _ = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pending[sock] = b""
-            selector.register(sock, selectors.EVENT_READ, True)
-
-    @staticmethod
-    def _serve(
-        selector: selectors.BaseSelector, pending: dict[socket.socket, bytes], sock: socket.socket
-    ) -> None:
-        try:
-            data = sock.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            selector.unregister(sock)
-            del pending[sock]
-            sock.close()
-            return
-        buffer = pending[sock] + data
-        replies = []
-        while True:
-            head = heads.read_request_head(buffer, MAX_HEAD)
-            if head is None:
-                break
-            end = head.size + head.content_length
-            if len(buffer) < end:
-                break
-            buffer = buffer[end:]
-            replies.append(REPLY)
-        pending[sock] = buffer
-        if replies:
-            try:
-                sock.send(b"".join(replies))
-            except OSError:
-                selector.unregister(sock)
-                del pending[sock]
-                sock.close()
+def _answer(buffer: bytearray) -> bytes | None:
+    """The replies to every complete request at the start of ``buffer`` (removed from it);
+    ``None`` when a request is one the head reader declines."""
+    replies = b""
+    while buffer:
+        head = read_request_head(bytes(buffer), MAX_HEAD)
+        if head is None:
+            if b"\r\n\r\n" in buffer or len(buffer) > MAX_HEAD:
+                return None  # a complete head it declines: not ordinary traffic
+            break  # the rest of the head is still to come
+        end = head.size + head.content_length
+        if len(buffer) < end:
+            break  # the body is still to come
+        del buffer[:end]
+        replies += REPLY
+    return replies
 
 
-def start(port: int = 0, host: str = "127.0.0.1") -> SelectorFloor:
-    """Start the floor server on ``host:port`` (0: a free port) in a thread; ``.stop()`` ends it."""
-    return SelectorFloor(port, host).start()
+def serve(listener: socket.socket, stopping: threading.Event) -> None:
+    """Answer on ``listener`` until ``stopping`` is set (checked every 0.1 s)."""
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, None)
+    buffers: dict[socket.socket, bytearray] = {}
+
+    def close(sock: socket.socket) -> None:
+        selector.unregister(sock)
+        del buffers[sock]
+        sock.close()
+
+    try:
+        while not stopping.is_set():
+            for key, _ in selector.select(0.1):
+                if key.data is None:  # the listener: accept every connection that waits
+                    while True:
+                        try:
+                            sock, _ = listener.accept()
+                        except BlockingIOError:
+                            break
+                        sock.setblocking(False)
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        buffers[sock] = bytearray()
+                        selector.register(sock, selectors.EVENT_READ, True)
+                    continue
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    data = sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    close(sock)
+                    continue
+                buffer = buffers[sock]
+                buffer += data
+                replies = _answer(buffer)
+                if replies is None:
+                    close(sock)
+                elif replies:
+                    try:
+                        sock.sendall(replies)  # small replies: the kernel takes them whole
+                    except OSError:
+                        close(sock)
+    finally:
+        for sock in list(buffers):
+            close(sock)
+        selector.close()
+        listener.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--core", type=int, default=None, help="pin to this CPU")
+def start_floor_selector(
+    port: int = 0, host: str = "127.0.0.1"
+) -> tuple[tuple[str, int], Callable[[], None]]:
+    """Serve on a thread; return the address and a function that stops it (and joins)."""
+    listener = socket.create_server((host, port), backlog=4096)
+    listener.setblocking(False)
+    address = listener.getsockname()[:2]
+    stopping = threading.Event()
+    thread = threading.Thread(
+        target=serve, args=(listener, stopping), name="floor-selector", daemon=True
+    )
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(5)
+
+    return (address[0], address[1]), stop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
     options = parser.parse_args()
-    if options.core is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {options.core})
-    floor = start(options.port)
-    print(f"floor selector loop on 127.0.0.1:{floor.port}", flush=True)
+    (host, port), stop = start_floor_selector(options.port)
+    print(f"floor selector on http://{host}:{port}/ (Ctrl-C stops it)", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
-        floor.stop()
+        pass
+    finally:
+        stop()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

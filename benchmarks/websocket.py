@@ -7,8 +7,9 @@ as a ratio against a bare wsproto echo server measured in the same run. Target: 
 The client runs in a process of its own (so that it takes no GIL from the server under test)
 and costs little: raw sockets, one masked frame built once and sent in batches of ``--window``,
 the echoes counted by their size. Both servers run one thread per connection and answer each
-message with its own write. Rounds alternate between the two servers and the medians are
-compared, as in benchmarks/run.py: the machine is shared and noisy. Not run by the test suite.
+message with its own write. The machine is shared and noisy, so rounds alternate between the two
+servers in shuffled order and the medians are compared (``compare`` returns each round's
+rates, for benchmarks/run.py). The endpoint runs at default settings.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -138,12 +140,33 @@ def client(port: int, connections: int, messages: int, window: int) -> float:
     return connections * (messages // window) * window / elapsed
 
 
-def measure(port: int, arguments: argparse.Namespace) -> float:
+def measure(port: int, connections: int, messages: int, window: int) -> float:
     argv = [sys.executable, __file__, "--client", str(port)]
-    argv += ["--connections", str(arguments.connections), "--messages", str(arguments.messages)]
-    argv += ["--window", str(arguments.window)]
+    argv += ["--connections", str(connections), "--messages", str(messages)]
+    argv += ["--window", str(window)]
     done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
     return float(done.stdout.strip())
+
+
+def compare(
+    connections: int = 4, messages: int = 10000, window: int = 32, rounds: int = 5
+) -> dict[str, list[float]]:
+    """Messages per second, per round, of ``"endpoint"`` (``handlers.websocket()`` on an
+    endpoint at default settings) and ``"bare"`` (the wsproto echo server), in shuffled order
+    each round."""
+    bare = BareServer()
+    deproxy = Deproxy()
+    endpoint = deproxy.add_endpoint(default_handler=handlers.websocket())
+    ports = {"endpoint": endpoint.port, "bare": bare.port}
+    rates: dict[str, list[float]] = {"endpoint": [], "bare": []}
+    try:
+        for _ in range(rounds):
+            for name in random.sample(list(ports), len(ports)):
+                rates[name].append(measure(ports[name], connections, messages, window))
+    finally:
+        deproxy.shutdown()
+        bare.stop()
+    return rates
 
 
 def main() -> None:
@@ -157,17 +180,7 @@ def main() -> None:
     if arguments.client is not None:
         print(client(arguments.client, arguments.connections, arguments.messages, arguments.window))
         return
-    bare = BareServer()
-    deproxy = Deproxy()
-    endpoint = deproxy.add_endpoint(default_handler=handlers.websocket(), keep_handlings=100)
-    rates: dict[str, list[float]] = {"endpoint": [], "bare": []}
-    try:
-        for _ in range(arguments.rounds):
-            rates["endpoint"].append(measure(endpoint.port, arguments))
-            rates["bare"].append(measure(bare.port, arguments))
-    finally:
-        deproxy.shutdown()
-        bare.stop()
+    rates = compare(arguments.connections, arguments.messages, arguments.window, arguments.rounds)
     ours, theirs = statistics.median(rates["endpoint"]), statistics.median(rates["bare"])
     print(
         f"{arguments.connections} connections x {arguments.messages} messages of "

@@ -1,0 +1,361 @@
+"""The rows measured in this process or in whole child processes: default settings against
+capped records over 100,000 requests, make_request against the bare-h11 floor, the fixtures'
+cost in a whole pytest run, WebSocket and HTTP/2 (from their own scripts), and replay with
+many interactions.
+
+Rule kept here: ``Deproxy()`` and ``add_endpoint()`` as a user gets them; only the capped side
+of the defaults row caps anything.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import load
+from floor import BareClient, BareServer
+from harness import (
+    SETTINGS,
+    ClockAndCpu,
+    Row,
+    Spread,
+    Target,
+    alternate,
+    rate_spread,
+    ratios,
+    scaled,
+    timed_rate,
+    timed_rates,
+    unavailable,
+)
+from servers import MITM_HOST
+
+from pytest_deproxy import Deproxy
+
+
+def rate_unit() -> str:
+    return " req/CPU-s" if SETTINGS.cpu else " req/s"
+
+
+# -- defaults against capped records, 100,000 requests --------------------------------------
+
+LONG_RUN = r"""
+import sys, time
+from pytest_deproxy import Deproxy
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+capped, count = sys.argv[1] == "capped", int(sys.argv[2])
+deproxy = Deproxy(keep_chains=1000) if capped else Deproxy()
+endpoint = deproxy.add_endpoint(keep_handlings=1000) if capped else deproxy.add_endpoint()
+connection = deproxy.connect(endpoint.url)
+for _ in range(100):
+    deproxy.make_request(endpoint.url, connection=connection)
+before = rss()
+started, cpu = time.perf_counter(), time.process_time()
+for number in range(count):
+    deproxy.make_request(endpoint.url, connection=connection)
+    if number == count // 2:
+        half = rss()
+took, cpu = time.perf_counter() - started, time.process_time() - cpu
+print(count / took, count / cpu, rss() - before, rss() - half)
+connection.close()
+deproxy.shutdown()
+"""
+
+
+def bench_defaults() -> Iterator[Row]:
+    count = scaled(100_000, 2_000)
+    memory: dict[str, list[tuple[float, float]]] = {"defaults": [], "capped": []}
+    figures = ClockAndCpu()
+
+    def run(kind: str) -> float:
+        done = subprocess.run(
+            [*load.SERVER_PREFIX, sys.executable, "-c", LONG_RUN, kind, str(count)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=1800,
+        )
+        rate, cpu_rate, grown, second_half = (float(x) for x in done.stdout.split())
+        memory[kind].append((grown, second_half))
+        return figures.add(kind, rate, cpu_rate)
+
+    alternate(
+        {"defaults": lambda: run("defaults"), "capped": lambda: run("capped")}, SETTINGS.rounds
+    )
+    rates = figures.judged()
+    yield Row(
+        "defaults",
+        f"make_request + endpoint, {count:,} requests on one connection, Deproxy() and add_endpoint()",
+        rate_spread(rates["defaults"], rate_unit()),
+        "capped (keep_chains=1000, keep_handlings=1000) "
+        + rate_spread(rates["capped"], rate_unit()),
+        ratios(rates["defaults"], rates["capped"]),
+        Target(">=", 0.9),
+        notes=[
+            "client and endpoint in one process, on one core",
+            figures.other_note("defaults", "capped"),
+        ],
+    )
+    grown = Spread([r[0] for r in memory["defaults"]])
+    second_half = Spread([r[1] for r in memory["defaults"]])
+    capped = Spread([r[0] for r in memory["capped"]])
+    yield Row(
+        "defaults",
+        f"RSS growth at defaults over {count:,} requests (bounded: second half grows <= 16 MiB)",
+        f"+{grown.show(' MiB', 0)}, second half +{second_half.show(' MiB', 0)}",
+        f"capped +{capped.show(' MiB', 0)}",
+        None,
+        Target("<=", 16),
+        checked=second_half.median,
+        notes=[f"{grown.median * 1024 * 1024 / count:,.0f} bytes per request at defaults"],
+    )
+
+
+# -- make_request against bare h11 ----------------------------------------------------------
+
+
+def timed_into(
+    figures: ClockAndCpu, label: str, action: Callable[[], object], count: int
+) -> Callable[[], float]:
+    return lambda: figures.add(label, *timed_rates(action, count))
+
+
+def bench_make_request() -> Iterator[Row]:
+    server = BareServer()
+    client = BareClient(server.port)
+    try:
+        with Deproxy() as deproxy:
+            endpoint = deproxy.add_endpoint()
+            connection = deproxy.connect(endpoint.url)
+
+            def fresh_floor() -> None:
+                one = BareClient(server.port)
+                one.get()
+                one.close()
+
+            cases = [
+                (
+                    "persistent connection",
+                    lambda: deproxy.make_request(endpoint.url, connection=connection),
+                    client.get,
+                    scaled(2000, 200),
+                ),
+                (
+                    "a fresh connection per request",
+                    lambda: deproxy.make_request(endpoint.url),
+                    fresh_floor,
+                    scaled(500, 50),
+                ),
+            ]
+            for label, subject, baseline, count in cases:
+                figures = ClockAndCpu()
+                alternate(
+                    {
+                        "ours": timed_into(figures, "ours", subject, count),
+                        "floor": timed_into(figures, "floor", baseline, count),
+                    },
+                    SETTINGS.rounds,
+                )
+                rates = figures.judged()
+                yield Row(
+                    "make-request",
+                    f"make_request round trip against the endpoint, {label}, {count:,} per round",
+                    rate_spread(rates["ours"], rate_unit()),
+                    "bare h11 client + h11 selector server (floor.py) "
+                    + rate_spread(rates["floor"], rate_unit()),
+                    ratios(rates["ours"], rates["floor"]),
+                    Target(">=", 1.0),
+                    notes=[
+                        "client and server in this process, both sides",
+                        figures.other_note("ours", "floor"),
+                    ],
+                )
+            connection.close()
+    finally:
+        client.close()
+        server.close()
+
+
+# -- the cost of the fixtures in a whole pytest run -----------------------------------------
+
+DEPROXY_TEST = """
+def test_{n}(deproxy, endpoint):
+    server = endpoint()
+    assert deproxy.make_request(server.url).received_response.code == "200"
+"""
+BARE_TEST = """
+def test_{n}():
+    assert "200" == "200"
+"""
+
+
+def write_suite(directory: Path, template: str, count: int) -> Path:
+    directory.mkdir()
+    (directory / "pytest.ini").write_text("[pytest]\n")
+    (directory / "test_suite.py").write_text("".join(template.format(n=n) for n in range(count)))
+    return directory
+
+
+def run_suite(directory: Path, count: int) -> tuple[float, float]:
+    """(seconds by the clock, CPU seconds of the pytest process) of a whole run."""
+    started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+    )
+    took, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0 or f"{count} passed" not in done.stdout:
+        raise RuntimeError(f"the generated suite in {directory} failed:\n{done.stdout[-2000:]}")
+    cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return took, cpu
+
+
+def bench_fixtures() -> Iterator[Row]:
+    count = scaled(500, 20)
+    with tempfile.TemporaryDirectory(prefix="deproxy-suites-") as work:
+        ours = write_suite(Path(work) / "deproxy", DEPROXY_TEST, count)
+        bare = write_suite(Path(work) / "bare", BARE_TEST, count)
+        figures = ClockAndCpu()
+        alternate(
+            {
+                "deproxy": lambda: figures.add("deproxy", *run_suite(ours, count)),
+                "bare": lambda: figures.add("bare", *run_suite(bare, count)),
+            },
+            SETTINGS.rounds,
+        )
+    times = figures.judged()
+    over = Spread([(d - b) / count for d, b in zip(times["deproxy"], times["bare"], strict=True)])
+    seconds = " CPU-s" if SETTINGS.cpu else " s"
+    yield Row(
+        "fixtures",
+        f"{count} tests, each deproxy + endpoint() + one request, whole pytest runs",
+        f"{Spread(times['deproxy']).show(seconds, 2)}; over bare: {over.show(' ms/test', 3, 1000)}",
+        f"{count} bare tests {Spread(times['bare']).show(seconds, 2)}",
+        ratios(times["deproxy"], times["bare"], times=True),
+        Target("<=", 1.0),
+        checked=over.median * 1000,
+        notes=[
+            "target on the milliseconds per test over bare (ratio: whole runs)",
+            figures.other_note("deproxy", "bare", times=True),
+        ],
+    )
+
+
+# -- WebSocket and HTTP/2, from their own scripts -------------------------------------------
+
+
+def bench_websocket() -> Iterator[Row]:
+    import websocket
+
+    messages = scaled(10_000, 640)
+    rates = websocket.compare(connections=4, messages=messages, window=32, rounds=SETTINGS.rounds)
+    yield Row(
+        "websocket",
+        f"WebSocket echo, 4 connections x {messages:,} messages of 64 B (benchmarks/websocket.py)",
+        rate_spread(rates["endpoint"], " msg/s"),
+        "bare wsproto echo server " + rate_spread(rates["bare"], " msg/s"),
+        ratios(rates["endpoint"], rates["bare"]),
+        Target(">=", 0.8),
+    )
+
+
+def bench_http2() -> Iterator[Row]:
+    import http2
+
+    total = scaled(2000, 200)
+    needed = ("streams_vs_connections", "client_vs_bare")
+    if not all(hasattr(http2, name) for name in needed):
+        yield unavailable("http2", "HTTP/2", f"benchmarks/http2.py has no {' / '.join(needed)}")
+        return
+    runs = [
+        (http2.streams_vs_connections(total), http2.client_vs_bare(total))
+        for _ in range(SETTINGS.rounds)
+    ]
+    h1 = [r[0][0] for r in runs]
+    streams = [r[0][1] for r in runs]
+    ours = [r[1][0] for r in runs]
+    bare = [r[1][1] for r in runs]
+    note = "benchmarks/http2.py's own settings and rounds (measured back to back, not shuffled)"
+    yield Row(
+        "http2",
+        f"h2c endpoint, {http2.THREADS} streams on one connection (benchmarks/http2.py)",
+        rate_spread(streams),
+        f"HTTP/1.1 endpoint, {http2.THREADS} connections " + rate_spread(h1),
+        ratios(streams, h1),
+        Target(">=", 0.5),
+        notes=[note],
+    )
+    yield Row(
+        "http2",
+        "make_request over one h2c connection (benchmarks/http2.py)",
+        rate_spread(ours),
+        "bare h2 client and server " + rate_spread(bare),
+        ratios(ours, bare),
+        Target(">=", 0.8),
+        notes=[note],
+    )
+
+
+# -- replaying with many interactions (not an issue 18 target; kept from the first harness) -
+
+
+def bench_replay_scaling() -> Iterator[Row]:
+    from pytest_deproxy.models import Request
+
+    services = [{"type": "BaseService", "name": "Api", "hosts_list": [MITM_HOST]}]
+    sizes = (10, scaled(10_000, 1_000))
+    with tempfile.TemporaryDirectory() as work, Deproxy() as deproxy:
+        senders: dict[int, Callable[[], float]] = {}
+        for size in sizes:
+            root = Path(work) / str(size)
+            directory = root / "default" / "Api"
+            directory.mkdir(parents=True)
+            for number in range(size):
+                (directory / f"interaction_{number}.yaml").write_text(
+                    f"request: {{method: GET, url: 'http://{MITM_HOST}/item/{number}', headers: {{}}, body: null}}\n"
+                    f"response: {{status: {{code: 200, message: OK}}, headers: {{}}, body: 'item {number}'}}\n"
+                )
+            mitm = deproxy.add_mitm_endpoint(
+                scenarios_path=root, services=services, name=f"m{size}"
+            )
+            connection = deproxy.connect(mitm.url)
+            request = Request("GET", f"/item/{size - 1}", {"Host": MITM_HOST})
+            connection.send(request)  # loads and indexes the scenario once
+            senders[size] = lambda c=connection, r=request: timed_rate(  # type: ignore[misc]
+                lambda: c.send(r), scaled(300, 30)
+            )
+        rates = alternate({str(size): senders[size] for size in sizes}, SETTINGS.rounds)
+    small, large = (rates[str(size)] for size in sizes)
+    yield Row(
+        "replay-scaling",
+        f"MITM replay, request matching the last of {sizes[1]:,} interactions",
+        rate_spread(large),
+        f"the last of {sizes[0]} " + rate_spread(small),
+        ratios(large, small),
+        Target(">=", 0.67),
+        notes=["one keep-alive connection; a rate ratio (>= 0.67: at most 1.5x the cost)"],
+    )
+
+
+# This module's rows alone: python benchmarks/rows_local.py [--quick] [ROW ...]
+if __name__ == "__main__":
+    import sys
+
+    import run
+
+    arguments = sys.argv[1:]
+    if not any(argument in run.ROWS for argument in arguments):
+        arguments += [
+            name for name, (bench, _) in run.ROWS.items() if bench.__module__ == "rows_local"
+        ]
+    sys.exit(run.main(arguments))
