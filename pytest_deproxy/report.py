@@ -21,16 +21,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ._version import __version__
+from .diagram import ConnectionEvent, chain_window, event_text
 from .models import Headers, Request, Response
-from .record import (
-    OPCODES,
-    ConnectionEvent,
-    Frame,
-    Handling,
-    MessageChain,
-    chain_window,
-    event_text,
-)
+from .record import OPCODES, Frame, Handling, MessageChain
 from .redaction import DEFAULT, Redaction
 
 
