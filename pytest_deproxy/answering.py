@@ -1,0 +1,144 @@
+"""The parts of answering a request that HTTP/1 and HTTP/2 share: recording its arrival,
+choosing and running its handler, and finishing its handling.
+
+Rules kept here: a request joins the record (its endpoint's handlings, its connection's
+record, the owner's chains) when its head has arrived, before its handler runs. A handler
+that raises, or returns what is not an answer, is reported to the owner, so the test fails,
+and answered 500. :meth:`Answering.respond` finishes a handling, and tells the owner, before
+its caller writes a byte of the answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable
+
+from . import responding, wire
+from .errors import DeproxyError, HandlerError
+from .faults import Fault, Takeover
+from .handlers import Handler, HandlerContext, ServingEndpoint, call_handler
+from .models import Request, Response
+from .record import Handling
+from .serving import Connection
+
+
+class Answering:
+    """What an endpoint's protocols answer with: made by the endpoint, one per endpoint.
+
+    ``handler_for`` picks a request's handler; ``record``, ``settled`` and ``report_error``
+    are the owner's (a request arrived, its handling is finished, a handler failed);
+    ``record_error`` files a failure on the endpoint's connections.
+    """
+
+    def __init__(
+        self,
+        endpoint: ServingEndpoint,
+        *,
+        name: str,
+        keep_handlings: int | None,
+        handler_for: Callable[[Request], Handler],
+        record: Callable[[Handling], None],
+        settled: Callable[[Handling], None],
+        report_error: Callable[[BaseException], None],
+        record_error: Callable[[DeproxyError], None],
+    ) -> None:
+        self.endpoint = endpoint
+        self.name = name
+        self.handler_for = handler_for
+        self.settled = settled
+        self.report_error = report_error
+        self.record_error = record_error
+        self._record = record
+        # The last `keep_handlings` handlings are kept (None keeps every one).
+        self.handlings: deque[Handling] = deque(maxlen=keep_handlings)
+        self._arrival_numbers = itertools.count(1)
+
+    def arrive(
+        self,
+        connection: Connection,
+        request: Request,
+        raw_head: bytes,
+        at: float,
+        stream_id: int | None = None,
+    ) -> Handling:
+        """Record a request whose head arrived: its handling, on every record it belongs to."""
+        handling = Handling(
+            self.endpoint,
+            request,
+            connection.id,
+            received_at=at,
+            raw_head=raw_head,
+            stream_id=stream_id,
+            facts=connection.record.facts,  # not the record: it refers to its handlings
+            arrival_number=next(self._arrival_numbers),
+        )
+        # No lock: deque appends are thread-safe, and a lock taken here on every request makes
+        # the connection threads queue behind whichever one the GIL switched away from.
+        kept = self.handlings
+        kept.append(handling)
+        connection.record.add_handling(handling, oldest_kept=kept[0] if kept else None)
+        self._record(handling)
+        return handling
+
+    def run_handler(
+        self, request: Request, context: HandlerContext, handler: Handler
+    ) -> Response | Fault | Takeover:
+        """The handler's answer; a 500 (reported) when it raises or answers nonsense."""
+        try:
+            result = call_handler(handler, request, context)
+            if not isinstance(result, (Response, Fault, Takeover)):
+                raise TypeError(
+                    f"handler {getattr(handler, '__name__', handler)!r} returned "
+                    f"{type(result).__name__}; a handler must return a Response (or a fault)"
+                )
+            return result
+        except Exception as exc:
+            self.handler_error(exc)
+            context.send_default_headers = True
+            context.chunked = False
+            return self.error_answer(exc)
+
+    def error_answer(self, exc: Exception) -> Response:
+        """The 500 that answers a request whose handler raised ``exc``."""
+        return responding.error_response(
+            500, f"the handler of endpoint {self.name!r} raised {type(exc).__name__}: {exc}"
+        )
+
+    def handler_error(self, exc: BaseException) -> None:
+        """Report what a handler (or a takeover's code) raised: the test must hear of it."""
+        error = HandlerError(self.name, exc)
+        error.__cause__ = exc
+        self.report_error(error)
+
+    def respond(
+        self, handling: Handling, response: Response, context: HandlerContext
+    ) -> tuple[bytes, bool]:
+        """Finish ``handling`` with ``response`` as it will be sent; its bytes, and whether
+        the connection may carry another request."""
+        sent, data, keep_alive = responding.respond(
+            response,
+            handling.request,
+            defaults=context.send_default_headers,
+            chunked=context.chunked,
+        )
+        handling.finish(sent)
+        self.settled(handling)
+        return data, keep_alive
+
+    def send_interim(self, connection: Connection, handling: Handling, interim: Response) -> None:
+        """Write an interim (1xx) response now, on the record first."""
+        handling.interim_responses.append(interim)
+        connection.stream.write(wire.serialize_response_head(interim))
+
+    def interim_sender(
+        self, connection: Connection, handling: Handling
+    ) -> Callable[[Response], None]:
+        return lambda interim: self.send_interim(connection, handling, interim)
+
+
+def as_sent(response: Response, request: Request, context: HandlerContext) -> Response:
+    """``response`` as it will be sent, with the defaults and framing ``context`` asks for."""
+    return responding.as_sent(
+        response, request, defaults=context.send_default_headers, chunked=context.chunked
+    )

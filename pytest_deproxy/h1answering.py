@@ -1,0 +1,322 @@
+"""How an endpoint answers HTTP/1: the responder :mod:`~pytest_deproxy.serving` serves its
+connections with (arrival -> body -> handler -> finish -> write).
+
+Rules kept here: a request joins the record when its head has arrived, before its handler
+runs; its handling is finished (the response as sent, or what was done instead) before a
+byte of the answer is written, so a client that has its answer finds the record complete
+(the connection's record too: closed, when the endpoint closes after that answer).
+:meth:`Http1Responder.answer_polled` is the poll thread's fast path: it answers there only
+what can never wait, and leaves the rest, a handler's fault or upgrade included, to the
+connection's own thread (:meth:`Http1Responder.serve`).
+
+A handler that returns a :class:`~pytest_deproxy.faults.Takeover` (a WebSocket, a tunnel)
+is answered with its 101, recorded first as any answer, and the connection is then its own,
+on the connection's thread, until it returns; the endpoint then closes it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import NamedTuple
+
+from . import net, responding, wire
+from .answering import Answering, as_sent
+from .errors import DeproxyError
+from .faults import Fault, Hang, Pause, Reset, Send, Step, Takeover, Upgraded
+from .h2answering import H2Answering, asks_h2c
+from .handlers import HandlerContext, canned_answer, is_stock, never_blocks
+from .models import Request, Response
+from .record import Handling
+from .refusals import cut_short, refuse
+from .request_reader import Arrival, CutShort, RequestRefused, with_body
+from .serving import Connection
+
+CONTINUE = Response(100)
+
+# What to do with a CONNECT: intercept it with TLS (the context to use), or answer it.
+TunnelPolicy = Callable[[Request], "ssl.SSLContext | Response"]
+
+
+class Http1Responder:
+    """An endpoint's HTTP/1 answers (a ``serving.Responder``). ``h2``: how it answers
+    HTTP/2, when it does; ``tunnels``: what it does with a CONNECT, when it intercepts them
+    (the MITM)."""
+
+    def __init__(
+        self,
+        answering: Answering,
+        *,
+        h2: H2Answering | None,
+        tunnels: TunnelPolicy | None,
+        request_timeout: float | None,
+    ) -> None:
+        self._answering = answering
+        self._h2 = h2
+        self._h2c = h2 is not None and h2.h2c
+        self._tunnels = tunnels
+        self._request_timeout = request_timeout
+        # The parts the poll thread's fast path calls on every request, looked up once.
+        self._endpoint = answering.endpoint
+        self._handler_for = answering.handler_for
+        self._arrive = answering.arrive
+        self._run_handler = answering.run_handler
+        self._settled = answering.settled
+
+    def answer_polled(
+        self, connection: Connection, arrival: Arrival, body: bytes
+    ) -> tuple[bytes, bool] | None:
+        request = arrival.request  # read whole: its body is in
+        if request.method == "CONNECT" and self._tunnels is not None:
+            return None
+        if self._h2c and asks_h2c(request):
+            return None
+        handler = self._handler_for(request)
+        if not never_blocks(handler):
+            return None
+        handling = self._arrive(connection, request, arrival.raw_head, arrival.at)
+        interim = b""
+        canned = canned_answer(handler)
+        if canned is not None:  # respond() copies it: the canned Response is never changed
+            sent, data, keep_alive = responding.respond(canned, request)
+        elif is_stock(handler):  # these take no context: none is made for them
+            sent, data, keep_alive = responding.respond(handler(request), request)  # type: ignore[operator]
+        else:
+            heads: list[bytes] = []
+            context = self._polled_context(connection, handling, heads)
+            result = self._run_handler(request, context, handler)
+            if not isinstance(result, Response):  # a fault or an upgrade: a thread carries it out
+                connection.carried_over = _Carried(handling, context, result, heads)
+                return None
+            sent, data, keep_alive = responding.respond(
+                result, request, defaults=context.send_default_headers, chunked=context.chunked
+            )
+            interim = b"".join(heads)
+        handling.finish(sent)
+        self._settled(handling)
+        return (interim + data if interim else data), keep_alive
+
+    def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
+        if self._h2 is not None and self._h2.serve_h2(connection, first):
+            return
+        if first is not None:
+            polled, _ = first
+            carried, connection.carried_over = connection.carried_over, None
+            if isinstance(carried, _Carried):  # its handler ran on the poll thread
+                if not self._finish_carried(connection, carried, keep_open=not polled.must_close):
+                    return
+            else:
+                handling = self._arrive(connection, polled.request, polled.raw_head, polled.at)
+                if not self._handle(connection, handling, polled):
+                    return
+        while not connection.stopping.is_set():
+            try:
+                arrival = connection.reader.read_head()  # a new reader once it turned to TLS
+            except RequestRefused as refused:
+                refuse(self._answering, connection, refused)
+                return
+            except CutShort as cut:
+                cut_short(self._answering, connection, cut, self._request_timeout)
+                return
+            if arrival is None:
+                connection.record.closed("client")
+                return
+            if not self._exchange(connection, arrival):
+                return
+
+    def report(self, error: BaseException) -> None:
+        self._answering.report_error(error)
+
+    def _finish_carried(
+        self, connection: Connection, carried: _Carried, *, keep_open: bool
+    ) -> bool:
+        """Carry out, on the connection's thread, the fault or upgrade a non-blocking handler
+        returned on the poll thread; whether the connection goes on."""
+        handling, context = carried.handling, carried.context
+        for head in carried.interim_heads:
+            connection.stream.write(head)
+        context._on_poll_thread = False  # on a thread of its own, a fault may wait
+        context._send_interim = self._answering.interim_sender(connection, handling)
+        return self._answer(
+            connection, handling, keep_open=keep_open, ran=(context, carried.result)
+        )
+
+    # -- one request -------------------------------------------------------------------------
+
+    def _exchange(self, connection: Connection, arrival: Arrival) -> bool:
+        """Read the body of the request whose head arrived, and answer; whether to go on."""
+        reader = connection.reader
+        handling = self._arrive(connection, arrival.request, arrival.raw_head, arrival.at)
+        if arrival.expects_continue:
+            refusal = reader.too_large(arrival)
+            if refusal is not None:  # refused before the client sends what it announced
+                return refuse(self._answering, connection, refusal, handling)
+            self._answering.send_interim(connection, handling, CONTINUE)
+        try:
+            body = reader.read_body(arrival)
+        except RequestRefused as refused:
+            return refuse(self._answering, connection, refused, handling)
+        except CutShort as cut:
+            return cut_short(self._answering, connection, cut, self._request_timeout, handling)
+        handling.request, handling.framed_body = with_body(arrival, body), body.framed
+        return self._handle(connection, handling, arrival)
+
+    def _handle(self, connection: Connection, handling: Handling, arrival: Arrival) -> bool:
+        """Answer a request that arrived whole; whether the connection goes on."""
+        if arrival.request.method == "CONNECT" and self._tunnels is not None:
+            return self._open_tunnel(connection, handling)
+        return self._answer(connection, handling, keep_open=not arrival.must_close)
+
+    def _answer(
+        self,
+        connection: Connection,
+        handling: Handling,
+        *,
+        keep_open: bool,
+        ran: tuple[HandlerContext, Response | Fault | Takeover] | None = None,
+    ) -> bool:
+        """Run the handler (unless it ``ran`` already, on the poll thread) and answer."""
+        request = handling.request
+        if ran is None:
+            context = self._context(connection, handling)
+            result = self._run_handler(request, context, self._handler_for(request))
+        else:
+            context, result = ran
+        if isinstance(result, Fault):
+            return self._commit_fault(connection, handling, context, result) and keep_open
+        if isinstance(result, Takeover):
+            return self._take_over(connection, handling, context, result)
+        data, keep_alive = self._answering.respond(handling, result, context)
+        if not (keep_alive and keep_open):  # noted first, as the handling is: see the module
+            connection.record.closed("endpoint")
+        connection.stream.write(data)
+        return keep_alive and keep_open
+
+    def _commit_fault(
+        self, connection: Connection, handling: Handling, context: HandlerContext, fault: Fault
+    ) -> bool:
+        """Record what the fault will do, then do it; return whether the connection stays open."""
+        request = handling.request
+        context.chunked = context.chunked or fault.chunked
+        sent = None if fault.response is None else as_sent(fault.response, request, context)
+        head, body = (b"", b"") if sent is None else responding.wire_parts(sent, request)
+        handling.finish(sent, fault.description)
+        self._settled(handling)
+        keeps = _carry_out(connection, context, fault.plan(sent, head, body))
+        keeps = keeps and fault.completes and sent is not None
+        keeps = keeps and sent is not None and wire.response_keeps_alive(sent, request)
+        if not keeps:
+            connection.record.closed("endpoint")
+        return keeps
+
+    def _take_over(
+        self,
+        connection: Connection,
+        handling: Handling,
+        context: HandlerContext,
+        takeover: Takeover,
+    ) -> bool:
+        """Answer with the takeover's response (a 101), recorded first like any answer, then
+        let it own the connection until it returns; the connection ends with it."""
+        request = handling.request
+        sent = as_sent(takeover.response, request, context)
+        handling.finish(sent, takeover.description)
+        self._settled(handling)
+        connection.stream.write(b"".join(responding.wire_parts(sent, request)))
+        early, connection.reader.pending = connection.reader.pending, b""
+        stream = net.SharedStream(connection.stream)
+        record = connection.record
+        handler_error = self._answering.handler_error
+        upgraded = Upgraded(
+            stream, early, handling, connection.stopping, handler_error, record.closed
+        )
+        try:
+            takeover.run(upgraded)
+        except DeproxyError:
+            stream.close()
+            raise  # the connection broke: serving records it
+        except Exception as exc:  # the takeover's own code failed: the test must hear of it
+            handler_error(exc)
+        # On the record before the FIN: a client that sees the end finds it there.
+        record.closed("shutdown" if connection.stopping.is_set() else "endpoint")
+        stream.close()
+        return False
+
+    def _open_tunnel(self, connection: Connection, handling: Handling) -> bool:
+        """A CONNECT to an endpoint that intercepts tunnels (the MITM): open it, recorded."""
+        assert self._tunnels is not None
+        request = handling.request
+        decision = self._tunnels(request)
+        if isinstance(decision, Response):  # refused: answered like any response
+            context = self._context(connection, handling)
+            data, keep_alive = self._answering.respond(handling, decision, context)
+            connection.stream.write(data)
+            return keep_alive
+        established = Response(200, "Connection established")
+        handling.finish(established, f"opened a tunnel to {request.path}, intercepted with TLS")
+        self._settled(handling)
+        connection.stream.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        connection.tunnel = request.path
+        connection.start_tls(decision)
+        return True
+
+    # -- the contexts handlers run with ------------------------------------------------------
+
+    def _context(self, connection: Connection, handling: Handling) -> HandlerContext:
+        """The context of a handler on the connection's own thread: it may wait."""
+        return HandlerContext(
+            self._endpoint,
+            connection.id,
+            tunnel=connection.tunnel,
+            _stopping=connection.stopping,
+            _send_interim=self._answering.interim_sender(connection, handling),
+        )
+
+    def _polled_context(
+        self, connection: Connection, handling: Handling, heads: list[bytes]
+    ) -> HandlerContext:
+        """The context of a non-blocking handler on the poll thread: it may not wait, and
+        the interim responses it sends go out (in ``heads``) with its answer."""
+
+        def send_interim(interim: Response) -> None:
+            handling.interim_responses.append(interim)
+            heads.append(wire.serialize_response_head(interim))
+
+        return HandlerContext(
+            self._endpoint,
+            connection.id,
+            tunnel=connection.tunnel,
+            _stopping=connection.stopping,
+            _send_interim=send_interim,
+            _on_poll_thread=True,
+        )
+
+
+class _Carried(NamedTuple):
+    """A request whose non-blocking handler returned a fault or an upgrade on the poll thread."""
+
+    handling: Handling
+    context: HandlerContext
+    result: Fault | Takeover
+    interim_heads: list[bytes]
+
+
+def _carry_out(connection: Connection, context: HandlerContext, steps: list[Step]) -> bool:
+    """Do a fault's steps; whether the connection is still usable after them."""
+    for step in steps:
+        if isinstance(step, Send):
+            connection.stream.write(step.data)
+        elif isinstance(step, Pause):
+            if not context.sleep(step.seconds):
+                return False
+        elif isinstance(step, Hang):
+            context.sleep(None)
+            return False
+        elif isinstance(step, Reset):
+            # Noted first: the peer that meets the reset finds the record says so.
+            connection.record.closed("endpoint")
+            connection.stream.abort()
+            return False
+        else:
+            return False
+    return True

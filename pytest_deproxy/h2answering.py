@@ -1,0 +1,120 @@
+"""How an endpoint answers HTTP/2: what :class:`~pytest_deproxy.h2serve.H2Session` asks of
+it, and the switch of a connection to HTTP/2.
+
+Rules kept here: a connection is served as HTTP/2 when TLS chose ``h2`` by ALPN, or, on an
+``http2="h2c"`` endpoint, when it begins with the prior-knowledge preface or its first
+request asks ``Upgrade: h2c`` (a later request that asks is answered in HTTP/1.1). A stream
+is recorded and answered with the same parts as an HTTP/1 request
+(:mod:`~pytest_deproxy.answering`); a handler that would take the connection over is
+answered 501, since a stream is not a connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import responding
+from .answering import Answering
+from .errors import DeproxyError
+from .faults import Fault, Takeover
+from .h2frames import PREFACE
+from .h2serve import H2Session
+from .handlers import Handler, HandlerContext, never_blocks
+from .models import Request, Response
+from .record import Handling
+from .request_reader import Arrival
+from .serving import Connection
+
+
+class H2Answering:
+    """An endpoint's answers on HTTP/2 streams (an ``h2serve.StreamResponder``)."""
+
+    def __init__(self, answering: Answering, http2: bool | str) -> None:
+        self._answering = answering
+        self.name = answering.name
+        self.h2c = http2 == "h2c"  # also over cleartext, not only by ALPN over TLS
+
+    def serve_h2(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> bool:
+        """Serve the connection as HTTP/2 if it is one (ALPN h2, the prior-knowledge
+        preface, or ``Upgrade: h2c`` on its first request); whether it was."""
+        tls = connection.record.tls
+        if (tls is not None and tls.alpn == "h2") or (
+            self.h2c and first is None and _begins_h2(connection)
+        ):
+            H2Session(connection, self).serve()
+            return True
+        if not self.h2c or first is None:
+            return False  # a later request asking Upgrade: h2c is answered in HTTP/1.1
+        arrival, _ = first
+        request = arrival.request
+        if not asks_h2c(request):
+            return False
+        handling = self._answering.arrive(connection, request, arrival.raw_head, arrival.at)
+        H2Session(connection, self).serve(upgraded=handling)
+        return True
+
+    # -- what h2serve asks -----------------------------------------------------------------
+
+    def arrive_stream(
+        self, connection: Connection, request: Request, raw_head: bytes, at: float, stream_id: int
+    ) -> Handling:
+        return self._answering.arrive(connection, request, raw_head, at, stream_id)
+
+    def answer_now(self, handling: Handling) -> tuple[Response | None, Handler]:
+        """A stream's handler, and its answer when the handler never waits (as for the poll
+        fast path: a canned Response or a stock handler that only computes)."""
+        request = handling.request
+        handler = self._answering.handler_for(request)
+        if not never_blocks(handler):
+            return None, handler
+        try:  # The stock handlers that never block take no context: none is made for them.
+            return (handler if isinstance(handler, Response) else handler(request)), handler  # type: ignore[operator]
+        except Exception as exc:
+            self._answering.handler_error(exc)
+            return self._answering.error_answer(exc), handler
+
+    def run_stream_handler(
+        self,
+        connection: Connection,
+        handling: Handling,
+        handler: Handler,
+        send_interim: Callable[[Response], None],
+    ) -> tuple[Response | Fault, HandlerContext]:
+        context = HandlerContext(
+            self._answering.endpoint,
+            connection.id,
+            tunnel=connection.tunnel,
+            _stopping=connection.stopping,
+            _send_interim=send_interim,
+        )
+        result = self._answering.run_handler(handling.request, context, handler)
+        if isinstance(result, Takeover):  # an upgrade takes a whole HTTP/1 connection over
+            return responding.error_response(
+                501, "a handler that takes the connection over cannot answer an HTTP/2 stream"
+            ), context
+        return result, context
+
+    def settle(self, handling: Handling) -> None:
+        self._answering.settled(handling)
+
+    def report(self, error: BaseException) -> None:
+        self._answering.report_error(error)
+
+    def record_error(self, error: DeproxyError) -> None:
+        self._answering.record_error(error)
+
+
+def _begins_h2(connection: Connection) -> bool:
+    """Whether what the client sent so far is the HTTP/2 preface, or its start."""
+    reader = connection.reader
+    while len(reader.pending) < len(PREFACE) and PREFACE.startswith(reader.pending):
+        data = connection.stream.read()
+        if not data:
+            break
+        reader.pending += data
+    return reader.pending.startswith(PREFACE)
+
+
+def asks_h2c(request: Request) -> bool:
+    """Whether the request asks to switch its connection to HTTP/2 (``Upgrade: h2c``)."""
+    return request.headers.has_token("Upgrade", "h2c") and "HTTP2-Settings" in request.headers
