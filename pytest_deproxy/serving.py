@@ -87,7 +87,7 @@ class Connection:
 
 
 class Responder(Protocol):
-    """What a server asks of whoever answers on it (an Endpoint)."""
+    """What a server asks of whoever answers on it (an endpoint's ``Http1Responder``)."""
 
     def answer_polled(
         self, connection: Connection, arrival: Arrival, body: bytes

@@ -430,7 +430,9 @@ def test_an_idle_connection_dropped_by_the_far_side_says_who_and_when(
     session = deproxy.websocket(server.url + "/idle/0.3")
     assert session.wait_closed(timeout=10)
     assert session.opened_at is not None and session.closed_at is not None
-    assert session.closed_at - session.opened_at >= 0.3
+    # The server's 0.3 s start before the client's opened_at: the handshake answer's last leg
+    # (a few ms) lies between them, so the gap seen here may fall just short of 0.3 s.
+    assert session.closed_at - session.opened_at >= 0.25
     assert (session.closed_by, session.close_code) == ("server", 1006)
     assert session.close_reason == "closed without a close frame"
     with pytest.raises(WebSocketClosed, match="closed by the server with 1006"):
