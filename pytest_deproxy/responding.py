@@ -4,12 +4,16 @@ Rule kept here: pure. Nothing here records, writes or waits; the endpoint record
 response exactly as these functions give it, and then writes the bytes they make of it.
 :func:`respond` is the endpoint's hot path: the three answers of :func:`as_sent`,
 :func:`wire_parts` and ``wire.response_keeps_alive`` in one pass; ``tests`` hold it to them.
+It remembers the last answer it made (the objects it came from, and the head it made, shared
+only as immutable tuples and bytes), so that the same answer again in the same second costs
+a new Response and Headers, not a new head.
 """
 
 from __future__ import annotations
 
 import email.utils
 import time
+from typing import Any, NamedTuple
 
 from . import wire
 from ._version import __version__
@@ -93,6 +97,27 @@ def _date_item() -> tuple[str, str]:
     return _date_item_cache[1]
 
 
+class _LastAnswer(NamedTuple):
+    """The last answer :func:`respond` made without a tracking id: what it was made from
+    (compared by identity: a Response changed since gives new objects) and what it made."""
+
+    response: Response
+    source: tuple[tuple[str, str], ...]
+    code: Any
+    message: str
+    raw_body: bytes
+    date: str
+    items: tuple[tuple[str, str], ...]
+    keys: tuple[str, ...]
+    head: bytes
+    has_body: bool  # to a GET
+    data: bytes  # to a GET
+
+
+# Under load, a stock handler gives the same answer again and again: its head is made once a
+# second (when the Date changes), not once a request.
+_last_answer: _LastAnswer | None = None
+
 _status_lines: dict[tuple[str, str], str] = {}  # "HTTP/1.1 200 OK\r\n", made once per status
 
 
@@ -104,6 +129,7 @@ def respond(
     and that. The same answers as those three, made in a third of the time for the common
     exchange (HTTP/1.1 both ways, default headers, no ``Connection`` or ``Transfer-Encoding``
     in the response); anything else takes those three."""
+    global _last_answer
     source = response.headers
     keys = source._keys  # read only: names lowered, in step with the items
     if (
@@ -118,6 +144,35 @@ def respond(
         sent = as_sent(response, request, defaults=defaults, chunked=chunked)
         head, body = wire_parts(sent, request)
         return sent, head + body, wire.response_keeps_alive(sent, request)
+    request_keys = request.headers._keys
+    code = response.code
+    raw_body = response.raw_body
+    date = http_date()
+    tracked = _TRACKING_KEY in request_keys and _TRACKING_KEY not in keys
+    memo = _last_answer
+    if (
+        not tracked
+        and memo is not None
+        and memo.date is date
+        and memo.response is response
+        and memo.source is source._items
+        and memo.code is code
+        and memo.message is response.message
+        and memo.raw_body is raw_body
+    ):  # the same answer as the last one, in the same second: its head is made already
+        sent = object.__new__(Response)
+        sent.code, sent.message, sent.http_version = code, response.message, "1.1"
+        sent.headers = Headers.from_wire(memo.items, memo.keys)  # tuples: shared, not copied
+        sent.body, sent.raw_body = response.body, raw_body
+        sent._trailers = None
+        keeps = "connection" not in request_keys or not request.headers.has_token(
+            "Connection", "close"
+        )
+        if memo.has_body and request.method == "GET":
+            return sent, memo.data, keeps
+        if wire.response_has_body(int(code), request.method):
+            return sent, memo.head + raw_body, keeps
+        return sent, memo.head, keeps
     items = list(source._items)
     sent_keys = list(keys)
     if "server" not in keys:
@@ -126,15 +181,12 @@ def respond(
     if "date" not in keys:
         items.append(_date_item())
         sent_keys.append("date")
-    code = response.code
     status = int(code)
-    raw_body = response.raw_body
     if "content-length" not in keys and status >= 200 and status not in (204, 304):
         size = len(raw_body)
         items.append(_LENGTH_ITEMS[size] if size < _SMALL else ("Content-Length", str(size)))
         sent_keys.append("content-length")
-    request_keys = request.headers._keys
-    if _TRACKING_KEY in request_keys and _TRACKING_KEY not in keys:
+    if tracked:
         items.append((TRACKING_HEADER, request.headers[TRACKING_HEADER]))
         sent_keys.append(_TRACKING_KEY)
     sent = object.__new__(Response)
@@ -157,6 +209,22 @@ def respond(
     # Framed by a length (given, or added above) or bodiless: the connection may go on
     # unless the request asked to close it.
     keeps = "connection" not in request_keys or not request.headers.has_token("Connection", "close")
+    if not tracked:  # the next answer like this one, this second, reuses its head
+        has_body = wire.response_has_body(status, "GET")
+        data = head + raw_body if has_body else head
+        _last_answer = _LastAnswer(
+            response,
+            source._items,
+            code,
+            response.message,
+            raw_body,
+            date,
+            sent.headers._items,
+            sent.headers._keys,
+            head,
+            has_body,
+            data,
+        )
     if wire.response_has_body(status, request.method):
         return sent, head + raw_body, keeps
     return sent, head, keeps

@@ -11,8 +11,8 @@ and ordinary and the responder can answer it without waiting. The first request 
 otherwise (still arriving, unusual, for a handler that may wait), an answer the client is
 slow to take, HTTP/2, or a PROXY protocol header gives the connection a thread of its own
 for the rest of its life. The answers to requests that arrived together (pipelined) are
-written together, each handling finished first. A TLS handshake runs on the poll thread too, never waiting (a
-non-blocking socket, resumed when the client sends more), and is closed after
+written together, each handling finished first. A TLS handshake runs on the poll thread too,
+never waiting (a non-blocking socket, resumed when the client sends more), and is closed after
 ``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served as plain ones.
 Under load, one thread answering many connections is several times as fast as a thread
 each, which hand the GIL to one another on every request.
