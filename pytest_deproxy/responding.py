@@ -97,26 +97,70 @@ def _date_item() -> tuple[str, str]:
     return _date_item_cache[1]
 
 
-class _LastAnswer(NamedTuple):
-    """The last answer :func:`respond` made without a tracking id: what it was made from
-    (compared by identity: a Response changed since gives new objects) and what it made."""
+class Made(NamedTuple):
+    """An answer :func:`respond` made for a request with no tracking id: what it was made
+    from (compared by identity, so a Response changed since gives a new one) and what it
+    made. Immutable: the head is shared by the same answer again in the same second, and
+    :meth:`sent` makes the Response as sent from it whenever it is asked for."""
 
     response: Response
     source: tuple[tuple[str, str], ...]
     code: Any
     message: str
+    body: str | bytes
     raw_body: bytes
     date: str
     items: tuple[tuple[str, str], ...]
     keys: tuple[str, ...]
     head: bytes
-    has_body: bool  # to a GET
-    data: bytes  # to a GET
+    data: bytes  # the bytes to a GET (the head, and the body where one goes)
+
+    def sent(self) -> Response:
+        """The response as sent: a new Response (and Headers) sharing the made tuples."""
+        sent = object.__new__(Response)
+        sent.code, sent.message, sent.http_version = self.code, self.message, "1.1"
+        sent.headers = Headers.from_wire(self.items, self.keys)
+        sent.body, sent.raw_body = self.body, self.raw_body
+        sent._trailers = None  # the fast path is for answers without trailers
+        return sent
 
 
 # Under load, a stock handler gives the same answer again and again: its head is made once a
 # second (when the Date changes), not once a request.
-_last_answer: _LastAnswer | None = None
+_last_made: Made | None = None
+
+
+def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bool] | None:
+    """:func:`respond`'s answer, if it is the last one it made (the same ``response``,
+    unchanged, in the same second, to a request with no tracking id): what was made, the
+    bytes and whether the connection goes on; ``None``: call :func:`respond`. The Response
+    as sent is ``made.sent()``, for whoever asks for it (the record makes it when read)."""
+    made = _last_made
+    if (
+        made is None
+        or made.response is not response
+        or made.source is not response.headers._items
+        or made.code is not response.code
+        or made.message is not response.message
+        or made.body is not response.body
+        or made.raw_body is not response.raw_body
+        or made.date is not http_date()
+        or request.http_version != "1.1"
+        or response.http_version != "1.1"
+        or response.has_trailers
+    ):
+        return None
+    request_keys = request.headers._keys
+    if _TRACKING_KEY in request_keys:
+        return None
+    keeps = "connection" not in request_keys or not request.headers.has_token("Connection", "close")
+    method = request.method
+    if method == "GET":
+        return made, made.data, keeps
+    if wire.response_has_body(int(made.code), method):
+        return made, made.head + made.raw_body, keeps
+    return made, made.head, keeps
+
 
 _status_lines: dict[tuple[str, str], str] = {}  # "HTTP/1.1 200 OK\r\n", made once per status
 
@@ -129,7 +173,7 @@ def respond(
     and that. The same answers as those three, made in a third of the time for the common
     exchange (HTTP/1.1 both ways, default headers, no ``Connection`` or ``Transfer-Encoding``
     in the response); anything else takes those three."""
-    global _last_answer
+    global _last_made
     source = response.headers
     keys = source._keys  # read only: names lowered, in step with the items
     if (
@@ -144,35 +188,15 @@ def respond(
         sent = as_sent(response, request, defaults=defaults, chunked=chunked)
         head, body = wire_parts(sent, request)
         return sent, head + body, wire.response_keeps_alive(sent, request)
+    again = respond_again(response, request)
+    if again is not None:  # the same answer as the last one: its head is made already
+        made, data, keeps = again
+        return made.sent(), data, keeps
     request_keys = request.headers._keys
     code = response.code
     raw_body = response.raw_body
     date = http_date()
     tracked = _TRACKING_KEY in request_keys and _TRACKING_KEY not in keys
-    memo = _last_answer
-    if (
-        not tracked
-        and memo is not None
-        and memo.date is date
-        and memo.response is response
-        and memo.source is source._items
-        and memo.code is code
-        and memo.message is response.message
-        and memo.raw_body is raw_body
-    ):  # the same answer as the last one, in the same second: its head is made already
-        sent = object.__new__(Response)
-        sent.code, sent.message, sent.http_version = code, response.message, "1.1"
-        sent.headers = Headers.from_wire(memo.items, memo.keys)  # tuples: shared, not copied
-        sent.body, sent.raw_body = response.body, raw_body
-        sent._trailers = None
-        keeps = "connection" not in request_keys or not request.headers.has_token(
-            "Connection", "close"
-        )
-        if memo.has_body and request.method == "GET":
-            return sent, memo.data, keeps
-        if wire.response_has_body(int(code), request.method):
-            return sent, memo.head + raw_body, keeps
-        return sent, memo.head, keeps
     items = list(source._items)
     sent_keys = list(keys)
     if "server" not in keys:
@@ -210,19 +234,18 @@ def respond(
     # unless the request asked to close it.
     keeps = "connection" not in request_keys or not request.headers.has_token("Connection", "close")
     if not tracked:  # the next answer like this one, this second, reuses its head
-        has_body = wire.response_has_body(status, "GET")
-        data = head + raw_body if has_body else head
-        _last_answer = _LastAnswer(
+        data = head + raw_body if wire.response_has_body(status, "GET") else head
+        _last_made = Made(
             response,
             source._items,
             code,
             response.message,
+            response.body,
             raw_body,
             date,
             sent.headers._items,
             sent.headers._keys,
             head,
-            has_body,
             data,
         )
     if wire.response_has_body(status, request.method):
