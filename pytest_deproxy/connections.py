@@ -11,6 +11,7 @@ so a record dropped from the endpoint's cap is freed at once, not by the garbage
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -83,16 +84,21 @@ class Transcript:
         self.dropped = 0
         self._chunks: list[bytes] = []
         self._size = 0
+        self._room: float = math.inf if limit is None else limit  # bytes still kept whole
 
     def add(self, data: bytes) -> None:
-        if self.limit is not None and self._size + len(data) > self.limit:
-            kept = max(0, self.limit - self._size)
-            self.dropped += len(data) - kept
-            data = data[:kept]
-            if not data:
-                return
-        self._chunks.append(data)
-        self._size += len(data)
+        size = len(data)
+        if size <= self._room:  # the chunk itself is kept (bytes: never copied)
+            self._chunks.append(data)
+            self._size += size
+            self._room -= size
+            return
+        kept = max(0, int(self._room))
+        self.dropped += size - kept
+        if kept:
+            self._chunks.append(data[:kept])
+            self._size += kept
+            self._room = 0
 
     def __bytes__(self) -> bytes:
         return b"".join(self._chunks[:])

@@ -32,6 +32,7 @@ from .models import TRACKING_HEADER, Request, Response
 # ``keep_chains=None`` / ``keep_handlings=None`` keep everything.
 DEFAULT_KEEP = 10_000
 
+_TRACKING_KEY = TRACKING_HEADER.lower()
 OPCODES = {"continuation": 0, "text": 1, "binary": 2, "close": 8, "ping": 9, "pong": 10}
 
 
@@ -398,11 +399,11 @@ class ChainRegistry(Generic[Routing]):
     def record(self, handling: Handling) -> None:
         """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
         orphan of every chain in flight."""
-        request_id = handling.request_id
-        if request_id is None and not self._in_flight:
+        if not self._in_flight and _TRACKING_KEY not in handling.request.headers._keys:
             # An orphan with no call in flight belongs to no chain. Under outside load (wrk)
             # this is every request; taking the lock for it made the threads queue.
             return
+        request_id = handling.request_id
         with self._lock:
             if request_id is not None:
                 call = self._in_flight.get(request_id)
