@@ -123,3 +123,38 @@ def test_answers_written_together_go_before_a_request_still_arriving() -> None:
     assert received.count(b"HTTP/1.1 200 OK") == 3 and received.endswith(b"abcdef")
     assert [h.request.path for h in handlings] == ["/1", "/2", "/3"]
     assert endpoint.connections[0].sent == received
+
+
+def _visited_by_the_collector(root: object) -> int:
+    """How many references the garbage collector follows from ``root`` (itself included)
+    through the containers it tracks that belong to it (not its class, nor modules)."""
+    seen: set[int] = set()
+    stack, visits = [root], 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or not gc.is_tracked(obj) or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        referents = gc.get_referents(obj)
+        visits += len(referents)
+        stack.extend(referents)
+    return visits
+
+
+def test_a_long_keep_alive_runs_transcript_costs_the_collector_nothing_per_chunk() -> None:
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
+            received = b""
+            for number in range(400):  # one request at a time: a chunk each way each time
+                sock.sendall(GET % number)
+                while received.count(b"\r\n\r\n") <= number:
+                    chunk = sock.recv(65536)
+                    assert chunk
+                    received += chunk
+        record = endpoint.connections[0]
+        assert record.sent == received and record.received.count(b"GET /") == 400
+        visits = _visited_by_the_collector(record.incoming) + _visited_by_the_collector(
+            record.outgoing
+        )
+    assert visits < 40, f"the collector follows {visits} references in two transcripts"
