@@ -10,7 +10,8 @@ an orphan. Everything it hands out is a snapshot.
 
 What is kept is bounded by default (``DEFAULT_KEEP``), and each record costs the cyclic garbage
 collector few objects: lists a record rarely needs (orphans, interim responses, frames) are
-made on first use. No record is part of a reference cycle (a handling refers to its
+made on first use, and so is the Response as sent of an answer made again (the stock answer
+under load), from the immutable parts it was sent from. No record is part of a reference cycle (a handling refers to its
 connection's facts, not to the connection's record), so one dropped from the caps and held by
 no test is freed at once, not at the next full collection.
 """
@@ -183,39 +184,27 @@ class Handling:
         """:meth:`finish` with an ordinary answer whose Response as sent ``made`` makes
         when ``response`` is first read."""
         self._sent_as = made
+        del self.response  # an empty slot: reading it asks __getattr__, once
         self.responded_at = time.time()
         self.done = True
+
+    def __getattr__(self, name: str) -> Any:
+        # Only an empty slot comes here: ``response`` after finish_as(), until first read.
+        if name != "response":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        with _MAKING:  # made once, whichever thread reads it first
+            try:
+                return object.__getattribute__(self, "response")
+            except AttributeError:  # not made yet
+                made = self._sent_as
+                self.response = None if made is None else made.sent()
+                return self.response
 
 
 class SentLater(Protocol):
     """What makes a handling's Response as sent when it is first read (``responding.Made``)."""
 
     def sent(self) -> Response: ...
-
-
-_RESPONSE_SLOT: Any = Handling.__dict__["response"]  # the slot itself, read through by:
-
-
-def _response(handling: Handling) -> Response | None:
-    response: Response | None = _RESPONSE_SLOT.__get__(handling, Handling)
-    if response is None and handling._sent_as is not None:
-        with _MAKING:  # made once, whichever thread reads it first
-            response = _RESPONSE_SLOT.__get__(handling, Handling)
-            if response is None and handling._sent_as is not None:
-                response = handling._sent_as.sent()
-                _RESPONSE_SLOT.__set__(handling, response)
-    return response
-
-
-def _set_response(handling: Handling, response: Response | None) -> None:
-    handling._sent_as = None
-    _RESPONSE_SLOT.__set__(handling, response)
-
-
-# The response as sent, or None: a property over the dataclass's own slot (the field keeps
-# its place in __init__ and repr). setattr, as mypy refuses a property over a slot.
-_RESPONSE = property(_response, _set_response, doc="The response as sent, or None.")
-setattr(Handling, "response", _RESPONSE)  # noqa: B010
 
 
 @dataclass(eq=False)
