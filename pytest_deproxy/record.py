@@ -11,9 +11,9 @@ an orphan. Everything it hands out is a snapshot.
 What is kept is bounded by default (``DEFAULT_KEEP``), and each record costs the cyclic garbage
 collector few objects: lists a record rarely needs (orphans, interim responses, frames) are
 made on first use, and so is the Response as sent of an answer made again (the stock answer
-under load), from the immutable parts it was sent from. No record is part of a reference cycle (a handling refers to its
-connection's facts, not to the connection's record), so one dropped from the caps and held by
-no test is freed at once, not at the next full collection.
+under load), from the immutable parts it was sent from. No record is part of a reference
+cycle (a handling refers to its connection's facts, not to the connection's record), so one
+dropped from the caps and held by no test is freed at once, not at the next full collection.
 """
 
 from __future__ import annotations
