@@ -77,6 +77,11 @@ class Http1Responder:
         handling = self._arrive(connection, request, arrival.raw_head, arrival.at)
         interim = b""
         canned = canned_answer(handler)
+        if canned is not None and (again := responding.respond_again(canned, request)):
+            made, data, keep_alive = again  # the last answer again: recorded as made
+            handling.finish_as(made)
+            self._settled(handling)
+            return data, keep_alive
         if canned is not None:  # respond() copies it: the canned Response is never changed
             sent, data, keep_alive = responding.respond(canned, request)
         elif is_stock(handler):  # these take no context: none is made for them

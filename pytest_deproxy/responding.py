@@ -4,12 +4,16 @@ Rule kept here: pure. Nothing here records, writes or waits; the endpoint record
 response exactly as these functions give it, and then writes the bytes they make of it.
 :func:`respond` is the endpoint's hot path: the three answers of :func:`as_sent`,
 :func:`wire_parts` and ``wire.response_keeps_alive`` in one pass; ``tests`` hold it to them.
+It remembers the last answer it made (the objects it came from, and the head it made, shared
+only as immutable tuples and bytes), so that the same answer again in the same second costs
+a new Response and Headers, not a new head.
 """
 
 from __future__ import annotations
 
 import email.utils
 import time
+from typing import Any, NamedTuple
 
 from . import wire
 from ._version import __version__
@@ -93,6 +97,71 @@ def _date_item() -> tuple[str, str]:
     return _date_item_cache[1]
 
 
+class Made(NamedTuple):
+    """An answer :func:`respond` made for a request with no tracking id: what it was made
+    from (compared by identity, so a Response changed since gives a new one) and what it
+    made. Immutable: the head is shared by the same answer again in the same second, and
+    :meth:`sent` makes the Response as sent from it whenever it is asked for."""
+
+    response: Response
+    source: tuple[tuple[str, str], ...]
+    code: Any
+    message: str
+    body: str | bytes
+    raw_body: bytes
+    date: str
+    items: tuple[tuple[str, str], ...]
+    keys: tuple[str, ...]
+    head: bytes
+    data: bytes  # the bytes to a GET (the head, and the body where one goes)
+
+    def sent(self) -> Response:
+        """The response as sent: a new Response (and Headers) sharing the made tuples."""
+        sent = object.__new__(Response)
+        sent.code, sent.message, sent.http_version = self.code, self.message, "1.1"
+        sent.headers = Headers.from_wire(self.items, self.keys)
+        sent.body, sent.raw_body = self.body, self.raw_body
+        sent._trailers = None  # the fast path is for answers without trailers
+        return sent
+
+
+# Under load, a stock handler gives the same answer again and again: its head is made once a
+# second (when the Date changes), not once a request.
+_last_made: Made | None = None
+
+
+def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bool] | None:
+    """:func:`respond`'s answer, if it is the last one it made (the same ``response``,
+    unchanged, in the same second, to a request with no tracking id): what was made, the
+    bytes and whether the connection goes on; ``None``: call :func:`respond`. The Response
+    as sent is ``made.sent()``, for whoever asks for it (the record makes it when read)."""
+    made = _last_made
+    if (
+        made is None
+        or made.response is not response
+        or made.source is not response.headers._items
+        or made.code is not response.code
+        or made.message is not response.message
+        or made.body is not response.body
+        or made.raw_body is not response.raw_body
+        or made.date is not http_date()
+        or request.http_version != "1.1"
+        or response.http_version != "1.1"
+        or response.has_trailers
+    ):
+        return None
+    request_keys = request.headers._keys
+    if _TRACKING_KEY in request_keys:
+        return None
+    keeps = "connection" not in request_keys or not request.headers.has_token("Connection", "close")
+    method = request.method
+    if method == "GET":
+        return made, made.data, keeps
+    if wire.response_has_body(int(made.code), method):
+        return made, made.head + made.raw_body, keeps
+    return made, made.head, keeps
+
+
 _status_lines: dict[tuple[str, str], str] = {}  # "HTTP/1.1 200 OK\r\n", made once per status
 
 
@@ -104,6 +173,7 @@ def respond(
     and that. The same answers as those three, made in a third of the time for the common
     exchange (HTTP/1.1 both ways, default headers, no ``Connection`` or ``Transfer-Encoding``
     in the response); anything else takes those three."""
+    global _last_made
     source = response.headers
     keys = source._keys  # read only: names lowered, in step with the items
     if (
@@ -118,6 +188,15 @@ def respond(
         sent = as_sent(response, request, defaults=defaults, chunked=chunked)
         head, body = wire_parts(sent, request)
         return sent, head + body, wire.response_keeps_alive(sent, request)
+    again = respond_again(response, request)
+    if again is not None:  # the same answer as the last one: its head is made already
+        made, data, keeps = again
+        return made.sent(), data, keeps
+    request_keys = request.headers._keys
+    code = response.code
+    raw_body = response.raw_body
+    date = http_date()
+    tracked = _TRACKING_KEY in request_keys and _TRACKING_KEY not in keys
     items = list(source._items)
     sent_keys = list(keys)
     if "server" not in keys:
@@ -126,15 +205,12 @@ def respond(
     if "date" not in keys:
         items.append(_date_item())
         sent_keys.append("date")
-    code = response.code
     status = int(code)
-    raw_body = response.raw_body
     if "content-length" not in keys and status >= 200 and status not in (204, 304):
         size = len(raw_body)
         items.append(_LENGTH_ITEMS[size] if size < _SMALL else ("Content-Length", str(size)))
         sent_keys.append("content-length")
-    request_keys = request.headers._keys
-    if _TRACKING_KEY in request_keys and _TRACKING_KEY not in keys:
+    if tracked:
         items.append((TRACKING_HEADER, request.headers[TRACKING_HEADER]))
         sent_keys.append(_TRACKING_KEY)
     sent = object.__new__(Response)
@@ -157,6 +233,21 @@ def respond(
     # Framed by a length (given, or added above) or bodiless: the connection may go on
     # unless the request asked to close it.
     keeps = "connection" not in request_keys or not request.headers.has_token("Connection", "close")
+    if not tracked:  # the next answer like this one, this second, reuses its head
+        data = head + raw_body if wire.response_has_body(status, "GET") else head
+        _last_made = Made(
+            response,
+            source._items,
+            code,
+            response.message,
+            response.body,
+            raw_body,
+            date,
+            sent.headers._items,
+            sent.headers._keys,
+            head,
+            data,
+        )
     if wire.response_has_body(status, request.method):
         return sent, head + raw_body, keeps
     return sent, head, keeps

@@ -10,8 +10,9 @@ A connection is served on the poll thread for as long as each request on it arri
 and ordinary and the responder can answer it without waiting. The first request that is
 otherwise (still arriving, unusual, for a handler that may wait), an answer the client is
 slow to take, HTTP/2, or a PROXY protocol header gives the connection a thread of its own
-for the rest of its life. A TLS handshake runs on the poll thread too, never waiting (a
-non-blocking socket, resumed when the client sends more), and is closed after
+for the rest of its life. The answers to requests that arrived together (pipelined) are
+written together, each handling finished first. A TLS handshake runs on the poll thread too,
+never waiting (a non-blocking socket, resumed when the client sends more), and is closed after
 ``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served as plain ones.
 Under load, one thread answering many connections is several times as fast as a thread
 each, which hand the GIL to one another on every request.
@@ -346,6 +347,11 @@ class Server:
                 self._stop_polling(poller, connection, closed_by="client")
                 return
             reader.pending += data
+            # The answers to pipelined requests go out together, in order, in one write: each
+            # handling is finished before its answer is written, as ever, and a client reads
+            # them as it would have one by one.
+            answers: list[bytes] = []
+            keep_alive = True
             while reader.pending:
                 whole = reader.read_buffered()
                 answer = None
@@ -353,19 +359,25 @@ class Server:
                     answer = self._responder.answer_polled(connection, *whole)
                 if answer is None:
                     self._stop_polling(poller, connection)
-                    self._serve_in_thread(connection, first=whole)
+                    unsent = b"".join(answers)
+                    if unsent:  # the answers before it first: the thread writes what is left
+                        unsent = unsent[connection.stream.write_ready(unsent) :]
+                    self._serve_in_thread(connection, first=whole, unsent=unsent)
                     return
                 data, keep_alive = answer
+                answers.append(data)
                 if not keep_alive:  # on the record before the client has the answer
                     connection.record.closed("endpoint")
-                sent = connection.stream.write_ready(data)
-                if sent < len(data):  # the client is slow to read: a thread waits for it
-                    self._stop_polling(poller, connection)
-                    self._serve_in_thread(connection, unsent=data[sent:], keep_alive=keep_alive)
-                    return
-                if not keep_alive:
-                    self._stop_polling(poller, connection, closed_by="endpoint")
-                    return
+                    break
+            out = answers[0] if len(answers) == 1 else b"".join(answers)
+            sent = connection.stream.write_ready(out)
+            if sent < len(out):  # the client is slow to read: a thread waits for it
+                self._stop_polling(poller, connection)
+                self._serve_in_thread(connection, unsent=out[sent:], keep_alive=keep_alive)
+                return
+            if not keep_alive:
+                self._stop_polling(poller, connection, closed_by="endpoint")
+                return
         except NetworkError as exc:
             reset = isinstance(exc, ConnectionReset)
             self._stop_polling(poller, connection, closed_by="reset" if reset else "endpoint")
