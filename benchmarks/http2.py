@@ -80,18 +80,17 @@ def h2load(pin: list[str], url: str, requests: int, *, http1: bool) -> tuple[flo
     return float(rate.group(1)), requests / cpu
 
 
-def endpoint_target(rounds: int, requests: int) -> bool:
-    if shutil.which("h2load") is None:
-        print("a. h2load is not installed (nghttp2-client): the endpoint target is not measured")
-        return False
+def endpoint_rates(rounds: int, requests: int) -> dict[str, list[tuple[float, float]]]:
+    """(requests per second, per CPU second) of each round: the HTTP/1.1 endpoint ("h1"),
+    the h2c endpoint ("h2") and the h2 library alone ("bare"), all at default settings."""
     cores = os.sched_getaffinity(0)
     pin = _pinning()
     h1_rates: list[tuple[float, float]] = []
     h2_rates: list[tuple[float, float]] = []
     bare_rates: list[tuple[float, float]] = []
-    with Deproxy(keep_chains=100) as deproxy:
-        h1 = deproxy.add_endpoint(keep_handlings=100)
-        h2c = deproxy.add_endpoint(http2="h2c", keep_handlings=100)
+    with Deproxy() as deproxy:
+        h1 = deproxy.add_endpoint()
+        h2c = deproxy.add_endpoint(http2="h2c")
         bare = BareH2Server()
         for url, http1 in ((h1.url, True), (h2c.url, False)):  # warm up
             h2load(pin, url + "/", 500, http1=http1)
@@ -105,7 +104,17 @@ def endpoint_target(rounds: int, requests: int) -> bool:
                 rates.append(h2load(pin, url + "/", requests, http1=http1))
         bare.close()
     os.sched_setaffinity(0, cores)
-    where = f"h2load pinned to core {pin[-1]}" if pin else "h2load, not pinned"
+    return {"h1": h1_rates, "h2": h2_rates, "bare": bare_rates}
+
+
+def endpoint_target(rounds: int, requests: int) -> bool:
+    if shutil.which("h2load") is None:
+        print("a. h2load is not installed (nghttp2-client): the endpoint target is not measured")
+        return False
+    measured = endpoint_rates(rounds, requests)
+    h1_rates, h2_rates, bare_rates = measured["h1"], measured["h2"], measured["bare"]
+    pinned = len(os.sched_getaffinity(0)) > 1 and shutil.which("taskset") is not None
+    where = "h2load pinned to the last core" if pinned else "h2load, not pinned"
     print(f"a. the endpoint, {rounds} rounds of {requests} requests ({where}):")
     h1, h2, lib = ([r for r, _ in rates] for rates in (h1_rates, h2_rates, bare_rates))
     _rates(f"HTTP/1.1 endpoint, {STREAMS} connections", h1)
@@ -219,12 +228,14 @@ def _rate(count: int, one: Callable[[], object]) -> tuple[float, float]:
     return count / (time.perf_counter() - start), count / (_cpu() - began)
 
 
-def client_target(rounds: int, requests: int) -> bool:
+def client_rates(rounds: int, requests: int) -> dict[str, list[tuple[float, float]]]:
+    """(requests per second, per CPU second) of each round: make_request over h2c to our
+    endpoint ("ours") and a bare h2 client and server pair ("bare"), at default settings."""
     ours_rates: list[tuple[float, float]] = []
     bare_rates: list[tuple[float, float]] = []
     bare_server = BareH2Server()
-    with Deproxy(keep_chains=100) as deproxy:
-        endpoint = deproxy.add_endpoint(http2="h2c", keep_handlings=100)
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(http2="h2c")
         with deproxy.connect(endpoint.url, http2="h2c") as connection:
             bare = BareH2Client(bare_server.url)
 
@@ -240,6 +251,12 @@ def client_target(rounds: int, requests: int) -> bool:
                     rates.append(_rate(requests, one))
             bare.close()
     bare_server.close()
+    return {"ours": ours_rates, "bare": bare_rates}
+
+
+def client_target(rounds: int, requests: int) -> bool:
+    measured = client_rates(rounds, requests)
+    ours_rates, bare_rates = measured["ours"], measured["bare"]
     print(f"b. the client and the endpoint, {rounds} rounds of {requests} requests in turn:")
     ours, bare_ = [r for r, _ in ours_rates], [r for r, _ in bare_rates]
     _rates("h2 library alone, client and server", bare_)
