@@ -82,11 +82,15 @@ class Answering:
         return handling
 
     def run_handler(
-        self, request: Request, context: HandlerContext, handler: Handler
+        self, request: Request, context: HandlerContext | None, handler: Handler
     ) -> Response | Fault | Takeover:
-        """The handler's answer; a 500 (reported) when it raises or answers nonsense."""
+        """The handler's answer; a 500 (reported) when it raises or answers nonsense. With no
+        ``context``, ``handler`` is a function of the request alone (``takes_context`` said)."""
         try:
-            result = call_handler(handler, request, context)
+            if context is None:
+                result = handler(request)  # type: ignore[operator]
+            else:
+                result = call_handler(handler, request, context)
             if not isinstance(result, (Response, Fault, Takeover)):
                 raise TypeError(
                     f"handler {getattr(handler, '__name__', handler)!r} returned "
@@ -95,8 +99,9 @@ class Answering:
             return result
         except Exception as exc:
             self.handler_error(exc)
-            context.send_default_headers = True
-            context.chunked = False
+            if context is not None:
+                context.send_default_headers = True
+                context.chunked = False
             return self.error_answer(exc)
 
     def error_answer(self, exc: Exception) -> Response:

@@ -25,7 +25,7 @@ from .answering import Answering, as_sent
 from .errors import DeproxyError
 from .faults import Fault, Hang, Pause, Reset, Send, Step, Takeover, Upgraded
 from .h2answering import H2Answering, asks_h2c
-from .handlers import HandlerContext, canned_answer, is_stock, never_blocks
+from .handlers import HandlerContext, canned_answer, is_stock, never_blocks, takes_context
 from .models import Request, Response
 from .record import Handling
 from .refusals import cut_short, refuse
@@ -88,15 +88,26 @@ class Http1Responder:
             sent, data, keep_alive = responding.respond(handler(request), request)  # type: ignore[operator]
         else:
             heads: list[bytes] = []
-            context = self._polled_context(connection, handling, heads)
+            # A function of the request alone gets no context: none is made unless a fault
+            # or an upgrade it returns needs one to be carried out.
+            context = (
+                self._polled_context(connection, handling, heads)
+                if takes_context(handler)
+                else None
+            )
             result = self._run_handler(request, context, handler)
             if not isinstance(result, Response):  # a fault or an upgrade: a thread carries it out
+                if context is None:
+                    context = self._polled_context(connection, handling, heads)
                 connection.carried_over = _Carried(handling, context, result, heads)
                 return None
-            sent, data, keep_alive = responding.respond(
-                result, request, defaults=context.send_default_headers, chunked=context.chunked
-            )
-            interim = b"".join(heads)
+            if context is None:
+                sent, data, keep_alive = responding.respond(result, request)
+            else:
+                sent, data, keep_alive = responding.respond(
+                    result, request, defaults=context.send_default_headers, chunked=context.chunked
+                )
+                interim = b"".join(heads)
         handling.finish(sent)
         self._settled(handling)
         return (interim + data if interim else data), keep_alive

@@ -194,6 +194,12 @@ def never_blocks(handler: object) -> bool:
     )
 
 
+def takes_context(handler: object) -> bool:
+    """Whether calling ``handler`` needs a :class:`HandlerContext`: anything but a function
+    of the request alone (asked once per handler, then remembered)."""
+    return not callable(handler) or _takes_context(handler)
+
+
 def is_stock(handler: object) -> bool:
     """Whether ``handler`` is a stock handler that never blocks and takes no context."""
     return id(handler) in _NEVER_BLOCKING

@@ -250,6 +250,25 @@ def test_a_fault_from_a_marked_handler_is_carried_out_on_a_thread(deproxy: Depro
     assert [r.status for r in handling.interim_responses] == [103]
 
 
+
+def test_a_fault_from_a_marked_function_of_the_request_alone_is_carried_out(
+    deproxy: Deproxy,
+) -> None:
+    # No context is made for a handler that takes none, until its fault needs one.
+    @handlers.non_blocking
+    def closing(request: Request) -> faults.Fault:
+        return handlers.dribble(Response(200, body=request.path), pieces=2, seconds=0.01)
+
+    server = deproxy.add_endpoint(name="plain", default_handler=closing)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /ab HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"/ab"):
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    [handling] = server.handlings
+    assert handling.response is not None and handling.response.body == "/ab"
+
 def test_a_method_or_builtin_can_be_marked_and_bad_marks_are_refused(deproxy: Deproxy) -> None:
     class Api:
         def answer(self, request: Request) -> Response:
