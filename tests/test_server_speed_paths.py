@@ -250,7 +250,6 @@ def test_a_fault_from_a_marked_handler_is_carried_out_on_a_thread(deproxy: Depro
     assert [r.status for r in handling.interim_responses] == [103]
 
 
-
 def test_a_fault_from_a_marked_function_of_the_request_alone_is_carried_out(
     deproxy: Deproxy,
 ) -> None:
@@ -268,6 +267,7 @@ def test_a_fault_from_a_marked_function_of_the_request_alone_is_carried_out(
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     [handling] = server.handlings
     assert handling.response is not None and handling.response.body == "/ab"
+
 
 def test_a_method_or_builtin_can_be_marked_and_bad_marks_are_refused(deproxy: Deproxy) -> None:
     class Api:
