@@ -257,7 +257,30 @@ def _check_token(value: str, what: str) -> str:
 
 
 @dataclass(eq=False)
-class Request:
+class _Trailers:
+    """The trailer fields of a message (a Request's or a Response's)."""
+
+    _trailers: Headers | None
+
+    @property
+    def trailers(self) -> Headers:
+        """The fields after the body (empty when there were none)."""
+        # Most messages have none: their empty Headers is made when first asked for.
+        if self._trailers is None:
+            self._trailers = Headers()
+        return self._trailers
+
+    @trailers.setter
+    def trailers(self, trailers: Headers) -> None:
+        self._trailers = trailers
+
+    @property
+    def has_trailers(self) -> bool:
+        """Whether any fields come after the body (asked without making an empty Headers)."""
+        return bool(self._trailers)
+
+
+class Request(_Trailers):
     """An HTTP request, as sent or as received.
 
     ``body`` is the readable view (Content-Encoding undone, ``str`` for text); ``raw_body``
@@ -305,23 +328,6 @@ class Request:
         request._trailers = None
         return request
 
-    @property
-    def trailers(self) -> Headers:
-        """The fields after the body (empty when there were none)."""
-        # Most messages have none: their empty Headers is made when first asked for.
-        if self._trailers is None:
-            self._trailers = Headers()
-        return self._trailers
-
-    @trailers.setter
-    def trailers(self, trailers: Headers) -> None:
-        self._trailers = trailers
-
-    @property
-    def has_trailers(self) -> bool:
-        """Whether any fields come after the body (asked without making an empty Headers)."""
-        return bool(self._trailers)
-
 
 @functools.lru_cache(maxsize=128)
 def reason_phrase(code: int) -> str:
@@ -333,7 +339,7 @@ def reason_phrase(code: int) -> str:
 
 
 @dataclass(eq=False)
-class Response:
+class Response(_Trailers):
     """An HTTP response. ``code`` and ``message`` are strings: ``response.code == "200"``.
 
     ``Response(404)`` fills in ``message="Not Found"``; a canned ``Response`` can be used as a
@@ -397,20 +403,3 @@ class Response:
         response.body = decode_body(raw_body, headers)
         response._trailers = None
         return response
-
-    @property
-    def trailers(self) -> Headers:
-        """The fields after the body (empty when there were none)."""
-        # Most messages have none: their empty Headers is made when first asked for.
-        if self._trailers is None:
-            self._trailers = Headers()
-        return self._trailers
-
-    @trailers.setter
-    def trailers(self, trailers: Headers) -> None:
-        self._trailers = trailers
-
-    @property
-    def has_trailers(self) -> bool:
-        """Whether any fields come after the body (asked without making an empty Headers)."""
-        return bool(self._trailers)
