@@ -17,6 +17,7 @@ from .errors import (
     ScenarioError,
     TunnelRefused,
 )
+from .h2client import H2StreamError, H2StreamTimeout
 from .handlers import HandlerContext
 from .mitm import Miss, MitmEndpoint
 from .models import TRACKING_HEADER, Headers, Request, Response
@@ -36,6 +37,8 @@ __all__ = [
     "DeproxyTimeout",
     "Endpoint",
     "Frame",
+    "H2StreamError",
+    "H2StreamTimeout",
     "HandlerContext",
     "HandlerError",
     "Handling",

@@ -11,9 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from pytest_deproxy import Deproxy, Endpoint, HandlerContext, MessageChain, Request, Response
+from pytest_deproxy import (
+    Deproxy,
+    Endpoint,
+    H2StreamError,
+    H2StreamTimeout,
+    HandlerContext,
+    MessageChain,
+    Request,
+    Response,
+)
 from pytest_deproxy.connections import ConnectionRecord
-from pytest_deproxy.h2client import H2StreamError, H2StreamTimeout
 from pytest_deproxy.h2wire import PREFACE
 
 from .conftest import answered, deproxy_checking_its_own_errors
