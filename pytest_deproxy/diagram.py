@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .models import Request, Response
-from .record import Frame, Handling, MessageChain
+from .record import Frame, Handling, MessageChain, draw_diagrams_with
 
 
 class ConnectionEvent(Protocol):
@@ -304,3 +304,6 @@ def diagram(chain: MessageChain) -> str:
             lines.append(_arrived(handling))
             lines += _answered(handling)
     return "\n".join(lines)
+
+
+draw_diagrams_with(diagram)
