@@ -20,7 +20,6 @@ from . import net
 from .answering import Answering
 from .connections import ConnectionRecord
 from .errors import DeproxyError
-from .h1answering import CONTINUE as CONTINUE
 from .h1answering import Http1Responder, TunnelPolicy
 from .h2answering import H2Answering
 from .handlers import Handler

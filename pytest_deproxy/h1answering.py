@@ -23,16 +23,22 @@ from typing import NamedTuple
 from . import net, responding, wire
 from .answering import Answering, as_sent
 from .errors import DeproxyError
+from .expecting import CONTINUE, AwaitedBody
 from .faults import Fault, Hang, Pause, Reset, Send, Step, Takeover, Upgraded
 from .h2answering import H2Answering, asks_h2c
-from .handlers import HandlerContext, canned_answer, is_stock, never_blocks, takes_context
+from .handlers import (
+    Handler,
+    HandlerContext,
+    canned_answer,
+    is_stock,
+    never_blocks,
+    takes_context,
+)
 from .models import Request, Response
 from .record import Handling
 from .refusals import cut_short, refuse
 from .request_reader import Arrival, CutShort, RequestRefused, with_body
 from .serving import Connection
-
-CONTINUE = Response(100)
 
 # What to do with a CONNECT: intercept it with TLS (the context to use), or answer it.
 TunnelPolicy = Callable[[Request], "ssl.SSLContext | Response"]
@@ -167,6 +173,9 @@ class Http1Responder:
             refusal = reader.too_large(arrival)
             if refusal is not None:  # refused before the client sends what it announced
                 return refuse(self._answering, connection, refusal, handling)
+            handler = self._handler_for(arrival.request)
+            if takes_context(handler) and arrival.request.method != "CONNECT":
+                return self._answer_awaiting_body(connection, handling, arrival, handler)
             self._answering.send_interim(connection, handling, CONTINUE)
         try:
             body = reader.read_body(arrival)
@@ -176,6 +185,25 @@ class Http1Responder:
             return cut_short(self._answering, connection, cut, self._request_timeout, handling)
         handling.request, handling.framed_body = with_body(arrival, body), body.framed
         return self._handle(connection, handling, arrival)
+
+    def _answer_awaiting_body(
+        self, connection: Connection, handling: Handling, arrival: Arrival, handler: Handler
+    ) -> bool:
+        """Answer a request that awaits ``100 Continue`` through a handler that may refuse
+        its body (see :mod:`~pytest_deproxy.expecting`); whether the connection goes on."""
+        context = self._context(connection, handling)
+        send_interim = context._send_interim
+        assert send_interim is not None
+        body = AwaitedBody(connection.reader, arrival, handling, context, send_interim)
+        result = body.settle(self._run_handler(body.request, context, handler))
+        if body.failure is not None:  # the body was too large or cut short: answered so
+            if isinstance(body.failure, RequestRefused):
+                return refuse(self._answering, connection, body.failure, handling)
+            return cut_short(
+                self._answering, connection, body.failure, self._request_timeout, handling
+            )
+        keep_open = not (arrival.must_close or body.refused)
+        return self._answer(connection, handling, keep_open=keep_open, ran=(context, result))  # type: ignore[arg-type]
 
     def _handle(self, connection: Connection, handling: Handling, arrival: Arrival) -> bool:
         """Answer a request that arrived whole; whether the connection goes on."""

@@ -49,6 +49,15 @@ class HandlerContext:
     ``send_default_headers`` (default ``True``) lets the endpoint add ``Server``, ``Date`` and
     ``Content-Length`` when they are absent; ``chunked`` sends the body with chunked framing.
     ``tunnel`` is the ``host:port`` of the ``CONNECT`` tunnel the request came through, if any.
+
+    ``send_continue`` (default ``True``) answers a request that asks ``Expect: 100-continue``
+    with ``100 Continue`` before its body is read. A handler that sets it to ``False`` before
+    it reads ``request.body``, waits or returns refuses the body: it is never read, the
+    answer goes out without it, and the connection closes after the answer (HTTP/1.1)::
+
+        def no_uploads(request, context):
+            context.send_continue = False
+            return Response(417)
     """
 
     endpoint: ServingEndpoint
@@ -56,9 +65,12 @@ class HandlerContext:
     send_default_headers: bool = True
     chunked: bool = False
     tunnel: str | None = None
+    send_continue: bool = True
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     _send_interim: Callable[[Response], None] | None = field(default=None, repr=False)
     _on_poll_thread: bool = field(default=False, repr=False)  # a non_blocking handler's
+    # Called before the handler waits: a body it awaits is read (and 100 sent) first.
+    _before_wait: Callable[[], object] | None = field(default=None, repr=False)
 
     def send_interim(self, response: Response) -> None:
         """Send a 1xx response now, before the final one (``103 Early Hints``, say)::
@@ -87,6 +99,8 @@ class HandlerContext:
                 "poll thread, which answers every other connection too, and must never wait; "
                 "remove @non_blocking from a handler that waits (it then gets its own thread)"
             )
+        if self._before_wait is not None:
+            self._before_wait()
         return not self._stopping.wait(seconds)
 
 
