@@ -9,9 +9,7 @@ import threading
 
 from pytest_deproxy import Deproxy, HandlerContext, Request, Response
 
-HEAD = (
-    b"PUT /upload HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
-)
+HEAD = b"PUT /upload HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
