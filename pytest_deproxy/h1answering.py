@@ -195,7 +195,7 @@ class Http1Responder:
         send_interim = context._send_interim
         assert send_interim is not None
         body = AwaitedBody(connection.reader, arrival, handling, context, send_interim)
-        result = body.settle(self._run_handler(body.request, context, handler))
+        result = body.settle(self._run_watched(connection, body.request, context, handler))
         if body.failure is not None:  # the body was too large or cut short: answered so
             if isinstance(body.failure, RequestRefused):
                 return refuse(self._answering, connection, body.failure, handling)
@@ -204,6 +204,16 @@ class Http1Responder:
             )
         keep_open = not (arrival.must_close or body.refused)
         return self._answer(connection, handling, keep_open=keep_open, ran=(context, result))  # type: ignore[arg-type]
+
+    def _run_watched(
+        self, connection: Connection, request: Request, context: HandlerContext, handler: Handler
+    ) -> Response | Fault | Takeover:
+        """Run a handler that may block, noting meanwhile whether the client leaves."""
+        connection.watch_hangup()
+        try:
+            return self._run_handler(request, context, handler)
+        finally:
+            connection.unwatch_hangup()
 
     def _handle(self, connection: Connection, handling: Handling, arrival: Arrival) -> bool:
         """Answer a request that arrived whole; whether the connection goes on."""
@@ -223,9 +233,13 @@ class Http1Responder:
         request = handling.request
         if ran is None:
             context = self._context(connection, handling)
-            result = self._run_handler(request, context, self._handler_for(request))
+            result = self._run_watched(connection, request, context, self._handler_for(request))
         else:
             context, result = ran
+        if connection.hung_up == "reset":  # nobody left to answer: the record says so
+            handling.finish(None, "the client reset the connection while the handler ran")
+            self._settled(handling)
+            return False
         if isinstance(result, Fault):
             return self._commit_fault(connection, handling, context, result) and keep_open
         if isinstance(result, Takeover):
@@ -314,6 +328,7 @@ class Http1Responder:
             tunnel=connection.tunnel,
             _stopping=connection.stopping,
             _send_interim=self._answering.interim_sender(connection, handling),
+            _client_gone=lambda: connection.hung_up is not None,
         )
 
     def _polled_context(

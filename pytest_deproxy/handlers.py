@@ -49,6 +49,11 @@ class HandlerContext:
     ``Content-Length`` when they are absent; ``chunked`` sends the body with chunked framing.
     ``tunnel`` is the ``host:port`` of the ``CONNECT`` tunnel the request came through, if any.
 
+    ``client_gone`` tells a handler running on a thread of its own (one that may block)
+    whether the client, the proxy under test, has closed or reset the connection since its
+    request arrived: a proxy cancelling a request it gave up on. The connection's record has
+    when (``closed_at``, ``closed_by``); after a reset the answer is not sent.
+
     ``send_continue`` (default ``True``) answers a request that asks ``Expect: 100-continue``
     with ``100 Continue`` before its body is read. A handler that sets it to ``False`` before
     it reads ``request.body``, waits or returns refuses the body: it is never read, the
@@ -68,6 +73,7 @@ class HandlerContext:
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     _send_interim: Callable[[Response], None] | None = field(default=None, repr=False)
     _on_poll_thread: bool = field(default=False, repr=False)  # a non_blocking handler's
+    _client_gone: Callable[[], bool] | None = field(default=None, repr=False)
     # Called before the handler waits: a body it awaits is read (and 100 sent) first.
     _before_wait: Callable[[], object] | None = field(default=None, repr=False)
 
@@ -85,6 +91,11 @@ class HandlerContext:
         if self._send_interim is None:
             raise RuntimeError("this context belongs to no connection that can send")
         self._send_interim(response)
+
+    @property
+    def client_gone(self) -> bool:
+        """Whether the client closed or reset the connection while this handler ran."""
+        return self._client_gone is not None and self._client_gone()
 
     def sleep(self, seconds: float | None) -> bool:
         """Wait ``seconds`` (``None``: until shutdown); ``False`` if the endpoint shut down first.

@@ -113,6 +113,14 @@ class Stream:
             self.on_read(data)
         return data
 
+    def reset_by_peer(self) -> bool:
+        """Whether the peer reset the connection (RST), rather than closed its side (FIN)."""
+        try:
+            pending = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:
+            return True
+        return pending in (errno.ECONNRESET, errno.EPIPE)
+
     def peek(self, max_bytes: int) -> bytes:
         """What has arrived, without taking it (a plain socket only: before any TLS)."""
         try:
@@ -486,6 +494,21 @@ class Poller:
         self._keys[descriptor] = key
         self._watched[source] = descriptor
 
+    def watch_hangup(self, source: Stream, key: object) -> bool:
+        """Watch ``source`` only for its peer closing (FIN) or resetting (RST) it, not for
+        what it sends (whoever owns the stream reads that); ``False`` where only
+        ``selectors`` is at hand, which cannot tell the two apart."""
+        if self._epoll is None:
+            return False
+        descriptor = source.fileno()
+        try:
+            self._epoll.register(descriptor, select.EPOLLRDHUP)
+        except (OSError, ValueError):  # watched already, or the poller closed (shutdown)
+            return False
+        self._keys[descriptor] = key
+        self._watched[source] = descriptor
+        return True
+
     def forget(self, source: socket.socket | Stream) -> None:
         """Stop watching ``source`` (nothing happens if it was not watched)."""
         if self._epoll is None:
@@ -501,7 +524,7 @@ class Poller:
         self._keys.pop(descriptor, None)
         try:
             self._epoll.unregister(descriptor)
-        except OSError:  # closed already: the kernel forgot it with the descriptor
+        except (OSError, ValueError):  # the descriptor, or the poller, is closed already
             pass
 
     def ready(self, timeout: float | None = None) -> list[object]:

@@ -74,6 +74,10 @@ class Connection:
         # What the responder began on the poll thread for the request it then handed to a
         # thread (``first``), for that thread to finish; serving never looks inside.
         self.carried_over: object | None = None
+        # While a handler runs on the connection's thread, the poll thread watches for the
+        # client leaving ("client": a FIN, "reset": a RST): a proxy cancelling the request.
+        self.hung_up: str | None = None
+        self.hangup_poller: net.Poller | None = None
         stream.on_read, stream.on_write = record.incoming.add, record.outgoing.add
         self.use(stream)
 
@@ -85,6 +89,25 @@ class Connection:
         """Turn the connection to TLS (a server-side handshake), and note what it settled."""
         assert self.start_tls_hook is not None
         self.start_tls_hook(self, context)
+
+    def watch_hangup(self) -> None:
+        """From now until :meth:`unwatch_hangup`, note (``hung_up``, and on the record, when)
+        the client closing or resetting the connection, while nobody reads it."""
+        if self.hangup_poller is not None and self.hung_up is None:
+            self.hangup_poller.watch_hangup(self.stream, _Hangup(self))
+
+    def unwatch_hangup(self) -> None:
+        if self.hangup_poller is not None:
+            self.hangup_poller.forget(self.stream)
+
+
+class _Hangup:
+    """The poll thread's key for a connection watched only for the client leaving."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
 
 class Responder(Protocol):
@@ -275,6 +298,8 @@ class Server:
                 for connection in poller.ready(interval):
                     if connection is None:
                         self._accept(poller)
+                    elif type(connection) is _Hangup:
+                        self._hung_up(poller, connection.connection)
                     else:
                         assert isinstance(connection, Connection)
                         self._serve_ready(poller, connection)
@@ -315,6 +340,7 @@ class Server:
         connection = Connection(stream, record, self.max_body_size)
         connection.stopping = self._stopping
         connection.start_tls_hook = self._start_tls
+        connection.hangup_poller = poller
         if own_thread:  # a header may wait, read a byte at a time: a thread from the start
             self._serve_in_thread(connection)
             return
@@ -405,6 +431,15 @@ class Server:
             self._serve_in_thread(connection)
             return False
         return True
+
+    @staticmethod
+    def _hung_up(poller: net.Poller, connection: Connection) -> None:
+        """The client closed or reset a connection whose handler runs on its own thread:
+        noted now, when it happened; the connection's thread carries on from there."""
+        poller.forget(connection.stream)
+        how = "reset" if connection.stream.reset_by_peer() else "client"
+        connection.hung_up = how
+        connection.record.closed(how)
 
     def _stop_polling(
         self, poller: net.Poller, connection: Connection, *, closed_by: str | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -139,15 +140,18 @@ def test_haproxy_504_leaves_the_handling_pending_until_the_endpoint_is_done(
     (handling,) = chain.handlings  # it joined the chain on arrival, before its handler ran
     assert (handling.done, handling.response, handling.responded_at) == (False, None, None)
     assert ".. still being handled" in chain.diagram()
-    release.set()
-    chain.wait(handlings=1, timeout=5)
-    assert handling.done and handling.action is None
-    assert handling.response is not None and handling.response.body == "too late"
-    assert handling.responded_at is not None and handling.responded_at > handling.received_at
-    # haproxy gave up on the connection at its timeout: the late answer met a reset.
+    # haproxy gave up on the connection at its timeout with a reset, noted when it came,
+    # while the handler still held the request.
     (record,) = slow.connections
     eventually(lambda: record.closed_at is not None)
     assert record.closed_by == "reset"
+    released_at = time.time()
+    release.set()
+    chain.wait(handlings=1, timeout=5)
+    assert record.closed_at is not None and record.closed_at < released_at
+    # The late answer had nobody to go to: it was not sent, and the record says why.
+    assert handling.done and handling.response is None
+    assert handling.action == "the client reset the connection while the handler ran"
 
 
 @pytest.mark.parametrize(("option", "version"), [("send-proxy", 1), ("send-proxy-v2", 2)])
@@ -512,3 +516,78 @@ def test_raw_requests_through_a_proxy_are_recorded_as_they_arrived(
     assert handling.raw == expected
     assert record.received == handling.raw  # the record is what crossed the wire
     assert handling.action is None
+
+
+# -- a client that leaves while the handler runs: does the proxy cancel upstream? -----------
+
+
+def until_client_gone(seen: list[bool]) -> Callable[..., Response]:
+    """A slow handler that waits (at most HOLD s) for its client to leave, and says if it did."""
+
+    def handler(request: Request, context: HandlerContext) -> Response:
+        waited = 0.0
+        while not context.client_gone and waited < HOLD:
+            context.sleep(0.01)
+            waited += 0.01
+        seen.append(context.client_gone)
+        return Response(200, body="too late")
+
+    return handler
+
+
+def test_a_client_closing_mid_handler_is_on_the_record_when_it_closed(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    seen: list[bool] = []
+    slow = endpoint("slow", until_client_gone(seen))
+    with socket.create_connection(("127.0.0.1", slow.port), timeout=5) as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        eventually(lambda: slow.handlings)
+    eventually(lambda: seen)
+    assert seen == [True]  # the handler saw it, while it ran
+    (record,) = slow.connections
+    (handling,) = slow.handlings
+    assert record.closed_by == "client"
+    assert record.closed_at is not None and handling.responded_at is not None
+    assert record.closed_at <= handling.responded_at  # noted when it happened, not after
+
+
+def test_a_client_resetting_mid_handler_gets_no_answer_on_the_record(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    seen: list[bool] = []
+    slow = endpoint("slow", until_client_gone(seen))
+    sock = socket.create_connection(("127.0.0.1", slow.port), timeout=5)
+    sock.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+    eventually(lambda: slow.handlings)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a RST
+    eventually(lambda: slow.handlings[0].done)
+    assert seen == [True]
+    (record,) = slow.connections
+    (handling,) = slow.handlings
+    assert record.closed_by == "reset"
+    assert handling.response is None
+    assert handling.action == "the client reset the connection while the handler ran"
+    assert slow.errors == []
+
+
+def test_nginx_cancels_the_upstream_request_when_its_client_gives_up(
+    deproxy: Deproxy, endpoint: EndpointFactory, nginx: Proxy
+) -> None:
+    """nginx (proxy_ignore_client_abort off, its default) closes the upstream connection
+    as soon as its client closes: the endpoint's record shows it, while the handler runs."""
+    seen: list[bool] = []
+    slow = endpoint("slow", until_client_gone(seen))
+    url = nginx(f"location / {{ proxy_pass http://127.0.0.1:{slow.port}; }}")
+
+    chain = deproxy.make_request(url + "/slow", timeout=0.5)
+
+    assert chain.received_response is None and chain.error is not None  # the client gave up
+    eventually(lambda: seen)
+    assert seen == [True]
+    (handling,) = chain.handlings
+    record = next(r for r in slow.connections if r.id == handling.connection)
+    assert record.closed_by == "client"
+    assert record.closed_at is not None and handling.responded_at is not None
+    assert record.closed_at <= handling.responded_at
