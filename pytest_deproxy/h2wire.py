@@ -26,6 +26,8 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.stream
+from h2.connection import AllowedStreamIDs, ConnectionInputs
 from hyperframe import frame as hf
 
 from .connections import FrameEvent
@@ -101,6 +103,14 @@ def _fields(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[st
         return [(_text(name), _text(value)) for name, value in headers]
 
 
+_END_STREAM, _END_HEADERS = 0x1, 0x4
+# The h2 internals the fast path drives (h2 4.x): without them, every frame goes through h2.
+_FAST = all(
+    hasattr(h2.connection.H2Connection, name)
+    for name in ("_get_or_create_stream", "_prepare_for_sending", "_terminate_connection")
+) and hasattr(h2.connection, "_decode_headers")
+
+
 class _Connection(h2.connection.H2Connection):
     """h2's connection, except that a GOAWAY received leaves it open for the streams the peer
     still completes (RFC 9113 §6.8). h2 closes at once (python-hyper/h2#1181) and refuses
@@ -113,6 +123,128 @@ class _Connection(h2.connection.H2Connection):
         result = super()._receive_goaway_frame(frame)
         self.state_machine.state = state  # H2Wire.new_stream_id opens no stream after it
         return result
+
+    # -- the fast path: a whole header block, without h2's frame objects ---------------------
+    # Most of h2's time per stream goes to what surrounds its state machine: a hyperframe
+    # object per frame, parsed and serialised, and (received) the frame's repr for a debug
+    # log that is off. A header block in one frame (END_HEADERS, no padding, no priority) is
+    # read and written here instead, on the same HPACK contexts, through the same stream and
+    # connection state machines, with h2's own checks: what h2 would refuse, it still refuses
+    # (a frame in any other shape, or on a stream h2 would answer otherwise, goes to h2).
+
+    def receive_fast(self, data: bytes) -> list[h2.events.Event]:
+        """What ``receive_data(data)`` returns, taking whole header blocks the fast way."""
+        buffer = self.incoming_buffer
+        if not _FAST or buffer._data or buffer._preamble_len or buffer._headers_buffer:
+            return self.receive_data(data)
+        events: list[h2.events.Event] = []
+        start = offset = 0
+        end, limit = len(data), self.max_inbound_frame_size
+        while offset + 9 <= end:
+            length = int.from_bytes(data[offset : offset + 3], "big")
+            after = offset + 9 + length
+            if after > end:
+                break
+            if data[offset + 3] == 0x1 and length <= limit:
+                flags = data[offset + 4]
+                stream_id = int.from_bytes(data[offset + 5 : offset + 9], "big") & 0x7FFFFFFF
+                if flags & _END_HEADERS and not flags & ~(_END_STREAM | _END_HEADERS):
+                    if start < offset:  # the frames before it, in order, by h2
+                        events += self.receive_data(data[start:offset])
+                        start = offset
+                        if buffer._data or buffer._headers_buffer:
+                            break  # mid header block: h2 sees the rest
+                    if self._takes_headers(stream_id):
+                        block = data[offset + 9 : after]
+                        events += self._receive_block(stream_id, block, bool(flags & _END_STREAM))
+                        start = after
+            offset = after
+        if start < end:
+            events += self.receive_data(data[start:])
+        return events
+
+    def _takes_headers(self, stream_id: int) -> bool:
+        """A header block on an open stream, or one the peer may open now."""
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            return not stream.closed
+        if self.config.client_side:
+            return False
+        return stream_id % 2 == 1 and stream_id > self.highest_inbound_stream_id
+
+    def _receive_block(
+        self, stream_id: int, block: bytes, end_stream: bool
+    ) -> list[h2.events.Event]:
+        """h2's ``_receive_headers_frame`` for a frame ``_takes_headers`` took, and what its
+        ``receive_data`` does when that raises: GOAWAY prepared, the error raised."""
+        try:
+            if stream_id not in self.streams:
+                max_open = self.local_settings.max_concurrent_streams
+                value = self.open_inbound_streams
+                if value + 1 > max_open:
+                    raise h2.exceptions.TooManyStreamsError(
+                        f"Max inbound streams is {max_open}, {value} open"
+                    )
+            headers = h2.connection._decode_headers(self.decoder, block)
+            events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+            stream = self._get_or_create_stream(
+                stream_id, AllowedStreamIDs(not self.config.client_side)
+            )
+            frames, stream_events = stream.receive_headers(
+                headers, end_stream, self.config.header_encoding
+            )
+        except h2.exceptions.ProtocolError as exc:
+            self._terminate_connection(exc.error_code)
+            raise
+        self._prepare_for_sending(frames)
+        return events + stream_events
+
+    def send_headers_fast(
+        self, stream_id: int, fields: list[tuple[str, str]], end_stream: bool
+    ) -> bool:
+        """``send_headers``, written here as one HEADERS frame (and CONTINUATION frames when
+        the block is larger than a frame); ``False`` (nothing done) for an interim response,
+        which h2 sends."""
+        if not _FAST:
+            return False
+        client = self.config.client_side
+        encoded = [(name.encode(), value.encode()) for name, value in fields]
+        if not client and any(n == b":status" and v[:1] == b"1" for n, v in encoded):
+            return False
+        if stream_id not in self.streams:
+            max_open = self.remote_settings.max_concurrent_streams
+            value = self.open_outbound_streams
+            if value + 1 > max_open:
+                raise h2.exceptions.TooManyStreamsError(
+                    f"Max outbound streams is {max_open}, {value} open"
+                )
+        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        stream = self._get_or_create_stream(stream_id, AllowedStreamIDs(client))
+        machine = stream.state_machine
+        machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+        block = self.encoder.encode(encoded)
+        if end_stream:
+            machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        elif machine.trailers_sent:
+            raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
+        method = next((v for n, v in encoded if n == b":method"), None)
+        if client and stream._authority is None:
+            stream._authority = next((v for n, v in encoded if n == b":authority"), None)
+        stream.request_method = method
+        size = self.max_outbound_frame_size
+        pieces = [block[at : at + size] for at in range(0, len(block), size)] or [b""]
+        out = bytearray()
+        last = len(pieces) - 1
+        for number, piece in enumerate(pieces):
+            flags = (_END_HEADERS if number == last else 0) | (
+                _END_STREAM if end_stream and number == 0 else 0
+            )
+            out += len(piece).to_bytes(3, "big")
+            out += bytes((0x1 if number == 0 else 0x9, flags))
+            out += stream_id.to_bytes(4, "big")
+            out += piece
+        self._data_to_send += out
+        return True
 
 
 class H2Wire:
@@ -203,7 +335,7 @@ class H2Wire:
         self._in_log.feed(data)
         with self._lock:
             try:
-                events = self._conn.receive_data(data)
+                events = self._conn.receive_fast(data)
             except h2.exceptions.ProtocolError as exc:
                 if self._said_goaway:  # frames that crossed our GOAWAY: ignored, as RFC 9113 6.8
                     self._conn.data_to_send()
@@ -272,8 +404,14 @@ class H2Wire:
     def send_headers(
         self, stream_id: int, fields: list[tuple[str, str]], *, end_stream: bool = False
     ) -> None:
-        # h2 encodes the fields (UTF-8) as it sends them
-        self._do(lambda: self._conn.send_headers(stream_id, fields, end_stream=end_stream))
+        """Fields as given (encoded UTF-8): one HEADERS frame, CONTINUATION ones if need be."""
+        with self._lock:
+            try:
+                if not self._conn.send_headers_fast(stream_id, fields, end_stream):
+                    self._conn.send_headers(stream_id, fields, end_stream=end_stream)
+            except h2.exceptions.H2Error as exc:
+                raise StreamGone(str(exc)) from exc
+            self._flush()
 
     def send_data(
         self,
