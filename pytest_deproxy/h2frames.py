@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import h2.errors
 import h2.settings
+import hpack
 from hyperframe import frame as hf
 
 from .connections import FrameEvent
@@ -262,6 +263,36 @@ def split_header_block(data: bytes, continuations: int) -> bytes:
     frames += [frame(0x9, 0, stream_id, piece) for piece in cuts[1:-1]]
     frames.append(frame(0x9, 0x4, stream_id, cuts[-1]))
     return rest + b"".join(frames)
+
+
+def decode_indexed(decoder: hpack.Decoder, block: bytes) -> list[tuple[bytes, bytes]] | None:
+    """A header block made only of one-byte indexed fields (indexes 1 to 126), as
+    ``decoder.decode(block, raw=True)`` decodes it, without its cost: such a block changes no
+    table, so the decoder is left as it was. ``None`` for any other block, and for one the
+    decoder would refuse (an index it does not hold, a list over its size limit, a table size
+    update it still waits for): ``decoder.decode`` it, to get what it makes of it."""
+    if not block or decoder.header_table_size > decoder.max_allowed_table_size:
+        return None
+    static = hpack.table.HeaderTable.STATIC_TABLE
+    dynamic = decoder.header_table.dynamic_entries
+    in_static, in_dynamic = len(static), len(dynamic)
+    headers: list[tuple[bytes, bytes]] = []
+    size = 0
+    for byte in block:
+        index = byte - 0x81  # 0x81 to 0xFE: an indexed field, its index in one byte
+        if index < 0 or byte == 0xFF:
+            return None
+        if index < in_static:
+            header = static[index]
+        elif index - in_static < in_dynamic:
+            header = dynamic[index - in_static]
+        else:
+            return None
+        size += 32 + len(header[0]) + len(header[1])  # RFC 7541 4.1, as hpack counts
+        headers.append(header)
+    if size > decoder.max_header_list_size:
+        return None
+    return headers
 
 
 def fields_text(fields: list[tuple[str, str]]) -> bytes:

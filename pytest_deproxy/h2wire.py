@@ -44,6 +44,7 @@ from .h2frames import (
     HeadersIn,
     Reset,
     Violation,
+    decode_indexed,
     error_name,
     request_fields,
     split_header_block,
@@ -185,7 +186,9 @@ class _Connection(h2.connection.H2Connection):
                     raise h2.exceptions.TooManyStreamsError(
                         f"Max inbound streams is {max_open}, {value} open"
                     )
-            headers = h2.connection._decode_headers(self.decoder, block)
+            headers = decode_indexed(self.decoder, block) or h2.connection._decode_headers(
+                self.decoder, block
+            )
             events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
             stream = self._get_or_create_stream(
                 stream_id, AllowedStreamIDs(not self.config.client_side)
@@ -208,28 +211,37 @@ class _Connection(h2.connection.H2Connection):
         if not _FAST:
             return False
         client = self.config.client_side
-        encoded = [(name.encode(), value.encode()) for name, value in fields]
-        if not client and any(n == b":status" and v[:1] == b"1" for n, v in encoded):
-            return False
+        method = authority = None
+        leading = True  # what h2 looks up: :status among the leading pseudo-headers, the
+        for name, value in fields:  # first :method and :authority anywhere
+            if name[:1] != ":":
+                leading = False
+            elif name == ":status":
+                if leading and value[:1] == "1" and not client:
+                    return False  # an interim response: h2's
+                leading = False
+            elif name == ":method" and method is None:
+                method = value.encode()
+            elif name == ":authority" and authority is None:
+                authority = value.encode()
         if stream_id not in self.streams:
             max_open = self.remote_settings.max_concurrent_streams
-            value = self.open_outbound_streams
-            if value + 1 > max_open:
+            count = self.open_outbound_streams
+            if count + 1 > max_open:
                 raise h2.exceptions.TooManyStreamsError(
-                    f"Max outbound streams is {max_open}, {value} open"
+                    f"Max outbound streams is {max_open}, {count} open"
                 )
         self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
         stream = self._get_or_create_stream(stream_id, AllowedStreamIDs(client))
         machine = stream.state_machine
         machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
-        block = self.encoder.encode(encoded)
+        block = self.encoder.encode([(name.encode(), value.encode()) for name, value in fields])
         if end_stream:
             machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
         elif machine.trailers_sent:
             raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
-        method = next((v for n, v in encoded if n == b":method"), None)
         if client and stream._authority is None:
-            stream._authority = next((v for n, v in encoded if n == b":authority"), None)
+            stream._authority = authority
         stream.request_method = method
         size = self.max_outbound_frame_size
         pieces = [block[at : at + size] for at in range(0, len(block), size)] or [b""]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -22,7 +23,7 @@ from pytest_deproxy.h2wire import _Connection
 
 from .conftest import answered
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "header_encoding": None,
     "validate_outbound_headers": False,
     "normalize_outbound_headers": False,
@@ -71,6 +72,7 @@ def _outcome(conn: _Connection, chunks: list[bytes], fast: bool) -> list[object]
 def _server(max_streams: int | None = None) -> _Connection:
     """Our subclass of h2's connection: receive_data is h2's, receive_fast the fast path."""
     conn = _Connection(h2.config.H2Configuration(client_side=False, **CONFIG))
+    conn.decoder.max_header_list_size = 250  # "a list over the size limit" is 294 B
     if max_streams is not None:
         conn.local_settings.max_concurrent_streams = max_streams
         conn.local_settings.acknowledge()
@@ -89,7 +91,14 @@ def _cases() -> dict[str, tuple[list[bytes], int | None]]:
     start = PREFACE + settings
     q = _Peer()
     one, two = q.block(REQUEST), q.block(REQUEST[:3])
+    r = _Peer()
+    first, again = r.block(REQUEST), r.block(REQUEST)
+    assert all(byte & 0x80 for byte in again)  # indexed only: static and dynamic entries
     return {
+        "indexed fields only": ([start + _headers(1, first) + _headers(3, again)], None),
+        "index 0": ([start + _headers(1, b"\x82\x80")], None),
+        "an index the table does not hold": ([start + _headers(1, b"\x82\xfe")], None),
+        "a list over the size limit": ([start + _headers(1, b"\x82\x86\x84" + b"\x82" * 5)], None),
         "requests in one read": ([start + _headers(1, a) + _headers(3, b) + _headers(5, c)], None),
         "split across reads": (
             [start + _headers(1, a)[:7], _headers(1, a)[7:] + _headers(3, b)],
@@ -168,7 +177,7 @@ def test_the_fast_path_sends_as_h2_does() -> None:
         (1, [(":status", "200")], True),  # the stream is closed: refused
     ]
     for sid, fields, end in steps:
-        outcomes = []
+        outcomes: list[object] = []
         for conn in (plain, fast):
             try:
                 if conn is plain or not conn.send_headers_fast(sid, fields, end):
