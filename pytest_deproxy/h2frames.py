@@ -16,9 +16,9 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import h2.connection
 import h2.errors
 import h2.settings
-import hpack
 from hyperframe import frame as hf
 
 from .connections import FrameEvent
@@ -265,15 +265,18 @@ def split_header_block(data: bytes, continuations: int) -> bytes:
     return rest + b"".join(frames)
 
 
-def decode_indexed(decoder: hpack.Decoder, block: bytes) -> list[tuple[bytes, bytes]] | None:
-    """A header block made only of one-byte indexed fields (indexes 1 to 126), as
-    ``decoder.decode(block, raw=True)`` decodes it, without its cost: such a block changes no
-    table, so the decoder is left as it was. ``None`` for any other block, and for one the
-    decoder would refuse (an index it does not hold, a list over its size limit, a table size
-    update it still waits for): ``decoder.decode`` it, to get what it makes of it."""
+def decode_indexed(
+    connection: h2.connection.H2Connection, block: bytes
+) -> list[tuple[bytes, bytes]] | None:
+    """A header block made only of one-byte indexed fields (indexes 1 to 126), as the
+    connection's HPACK decoder decodes it (``raw=True``), without its cost: such a block
+    changes no table, so the decoder is left as it was. ``None`` for any other block, and for
+    one the decoder would refuse (an index it does not hold, a list over its size limit, a
+    table size update it still waits for): the decoder is to decode it, and say so."""
+    decoder = connection.decoder
     if not block or decoder.header_table_size > decoder.max_allowed_table_size:
         return None
-    static = hpack.table.HeaderTable.STATIC_TABLE
+    static = decoder.header_table.STATIC_TABLE
     dynamic = decoder.header_table.dynamic_entries
     in_static, in_dynamic = len(static), len(dynamic)
     headers: list[tuple[bytes, bytes]] = []

@@ -186,7 +186,7 @@ class _Connection(h2.connection.H2Connection):
                     raise h2.exceptions.TooManyStreamsError(
                         f"Max inbound streams is {max_open}, {value} open"
                     )
-            headers = decode_indexed(self.decoder, block) or h2.connection._decode_headers(
+            headers = decode_indexed(self, block) or h2.connection._decode_headers(
                 self.decoder, block
             )
             events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
