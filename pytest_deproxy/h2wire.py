@@ -202,6 +202,47 @@ class _Connection(h2.connection.H2Connection):
         self._prepare_for_sending(frames)
         return events + stream_events
 
+    # A block that left the HPACK encoder's table as it was (every field found in it) is kept
+    # with the table's state: while the table stays so, the same fields encode the same way.
+    _ENCODED_KEPT = 64
+    _encoded_state: tuple[object, int, int] | None = None
+    _encoded: dict[tuple[tuple[str, str], ...], bytes]
+
+    def _table_state(self) -> tuple[object, int, int] | None:
+        """The encoder's table as it is now (its newest entry, held, so compared by identity,
+        its length and size limit); ``None`` while a size change waits to be sent."""
+        table = self.encoder.header_table
+        if table.resized:
+            return None
+        entries = table.dynamic_entries
+        return (entries[0] if entries else None, len(entries), table.maxsize)
+
+    def _encode(self, fields: list[tuple[str, str]]) -> bytes:
+        state = self._table_state()
+        kept = self._encoded_state
+        same = (
+            state is not None and kept is not None and state[0] is kept[0] and state[1:] == kept[1:]
+        )
+        key = tuple(fields)
+        if same:
+            block = self._encoded.get(key)
+            if block is not None:
+                return block
+        else:
+            self._encoded = {}
+            self._encoded_state = state
+        block = self.encoder.encode([(name.encode(), value.encode()) for name, value in fields])
+        after = self._table_state()
+        if (
+            state is not None
+            and after is not None
+            and after[0] is state[0]
+            and after[1:] == state[1:]
+            and len(self._encoded) < self._ENCODED_KEPT
+        ):
+            self._encoded[key] = block
+        return block
+
     def send_headers_fast(
         self, stream_id: int, fields: list[tuple[str, str]], end_stream: bool
     ) -> bool:
@@ -235,7 +276,7 @@ class _Connection(h2.connection.H2Connection):
         stream = self._get_or_create_stream(stream_id, AllowedStreamIDs(client))
         machine = stream.state_machine
         machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
-        block = self.encoder.encode([(name.encode(), value.encode()) for name, value in fields])
+        block = self._encode(fields)
         if end_stream:
             machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
         elif machine.trailers_sent:

@@ -158,7 +158,7 @@ def test_the_fast_path_sends_as_h2_does() -> None:
     response: the same bytes as h2's send_headers, and the same refusals."""
     peer_chunks = [PREFACE + frame(0x4, 0, 0, b"")]
     p = _Peer()
-    for sid in (1, 3, 5, 7):
+    for sid in (1, 3, 5, 7, 9, 11, 13, 15):
         peer_chunks.append(_headers(sid, p.block(REQUEST), 0x4 if sid == 5 else 0x5))
     plain, fast = _server(), _server()
     for chunk in peer_chunks:
@@ -175,6 +175,14 @@ def test_the_fast_path_sends_as_h2_does() -> None:
         (7, [(":status", "200")], False),
         (7, [("x-trailer", "t")], False),  # trailers must end the stream: refused
         (1, [(":status", "200")], True),  # the stream is closed: refused
+        # The same answer again: the first adds "x-same" to the table, the next two find
+        # everything in it (the kept block); an interim response h2 sends in between adds
+        # "link" (the table moved: the kept block is not given again).
+        (9, [(":status", "200"), ("x-same", "1")], True),
+        (11, [(":status", "200"), ("x-same", "1")], True),
+        (13, [(":status", "103"), ("link", "</b>")], False),
+        (13, [(":status", "200"), ("x-same", "1")], True),
+        (15, [(":status", "200"), ("x-same", "1")], True),
     ]
     for sid, fields, end in steps:
         outcomes: list[object] = []
