@@ -265,30 +265,48 @@ def split_header_block(data: bytes, continuations: int) -> bytes:
     return rest + b"".join(frames)
 
 
-def decode_indexed(
+def decode_table_neutral(
     connection: h2.connection.H2Connection, block: bytes
 ) -> list[tuple[bytes, bytes]] | None:
-    """A header block made only of one-byte indexed fields (indexes 1 to 126), as the
-    connection's HPACK decoder decodes it (``raw=True``), without its cost: such a block
-    changes no table, so the decoder is left as it was. ``None`` for any other block, and for
-    one the decoder would refuse (an index it does not hold, a list over its size limit, a
-    table size update it still waits for): the decoder is to decode it, and say so."""
+    """A header block that changes no HPACK table (indexed fields, and literals "without
+    indexing" in plain text), as the connection's decoder decodes it (``raw=True``) but
+    without its cost; the decoder is left as it was, as it would be. ``None`` for any other
+    block, and for one the decoder would refuse (an index it does not hold, a list over its
+    size limit, a table size update it still waits for): the decoder is to decode it, and
+    say so."""
     decoder = connection.decoder
     if not block or decoder.header_table_size > decoder.max_allowed_table_size:
         return None
     static = decoder.header_table.STATIC_TABLE
     dynamic = decoder.header_table.dynamic_entries
-    in_static, in_dynamic = len(static), len(dynamic)
+    in_static, in_table = len(static), len(static) + len(dynamic)
     headers: list[tuple[bytes, bytes]] = []
-    size = 0
-    for byte in block:
-        index = byte - 0x81  # 0x81 to 0xFE: an indexed field, its index in one byte
-        if index < 0 or byte == 0xFF:
-            return None
-        if index < in_static:
-            header = static[index]
-        elif index - in_static < in_dynamic:
-            header = dynamic[index - in_static]
+    size, at, end = 0, 0, len(block)
+    while at < end:
+        byte = block[at]
+        if byte & 0x80:  # indexed, its index in one byte (1 to 126)
+            index = byte - 0x81
+            if index < 0 or byte == 0xFF or index >= in_table:
+                return None
+            header = static[index] if index < in_static else dynamic[index - in_static]
+            at += 1
+        elif byte & 0xF0 == 0:  # a literal without indexing (RFC 7541 6.2.2)
+            index = byte - 1
+            at += 1
+            if index == 0xE or index >= in_table:
+                return None
+            if index >= 0:  # its name indexed (1 to 14)
+                name = (static[index] if index < in_static else dynamic[index - in_static])[0]
+            else:
+                taken = _plain_string(block, at)
+                if taken is None:
+                    return None
+                name, at = taken
+            taken = _plain_string(block, at)
+            if taken is None:
+                return None
+            value, at = taken
+            header = (name, value)
         else:
             return None
         size += 32 + len(header[0]) + len(header[1])  # RFC 7541 4.1, as hpack counts
@@ -296,6 +314,46 @@ def decode_indexed(
     if size > decoder.max_header_list_size:
         return None
     return headers
+
+
+def _plain_string(block: bytes, at: int) -> tuple[bytes, int] | None:
+    """A string literal not Huffman-coded at ``at``, and where it ends; ``None`` for any
+    other (Huffman-coded, cut short)."""
+    if at >= len(block) or block[at] & 0x80:
+        return None
+    length, at = block[at], at + 1
+    if length == 0x7F:  # a longer length, in more bytes (RFC 7541 5.1)
+        shift = 0
+        while True:
+            if at >= len(block) or shift > 28:
+                return None
+            byte, at = block[at], at + 1
+            length += (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    if at + length > len(block):
+        return None
+    return block[at : at + length], at + length
+
+
+def literal_without_indexing(name: bytes, value: bytes) -> bytes:
+    """A field as an HPACK literal "without indexing", name and value in plain text (RFC 7541
+    6.2.2): for a value no later block repeats, which would only churn the peer's table."""
+    return b"\x00" + _length(name) + name + _length(value) + value
+
+
+def _length(data: bytes) -> bytes:
+    """A string's length as an HPACK integer with a 7-bit prefix (RFC 7541 5.1), H bit off."""
+    length = len(data)
+    if length < 0x7F:
+        return bytes((length,))
+    out, length = bytearray((0x7F,)), length - 0x7F
+    while length >= 0x80:
+        out.append(length & 0x7F | 0x80)
+        length >>= 7
+    out.append(length)
+    return bytes(out)
 
 
 def fields_text(fields: list[tuple[str, str]]) -> bytes:

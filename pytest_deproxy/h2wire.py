@@ -44,11 +44,13 @@ from .h2frames import (
     HeadersIn,
     Reset,
     Violation,
-    decode_indexed,
+    decode_table_neutral,
     error_name,
+    literal_without_indexing,
     request_fields,
     split_header_block,
 )
+from .models import TRACKING_HEADER
 
 # Its own names, and the h2frames names the package imported from here before the split.
 __all__ = [
@@ -105,6 +107,7 @@ def _fields(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[st
 
 
 _END_STREAM, _END_HEADERS = 0x1, 0x4
+_TRACKING = TRACKING_HEADER.lower()
 # The h2 internals the fast path drives (h2 4.x): without them, every frame goes through h2.
 _FAST = all(
     hasattr(h2.connection.H2Connection, name)
@@ -186,7 +189,7 @@ class _Connection(h2.connection.H2Connection):
                     raise h2.exceptions.TooManyStreamsError(
                         f"Max inbound streams is {max_open}, {value} open"
                     )
-            headers = decode_indexed(self, block) or h2.connection._decode_headers(
+            headers = decode_table_neutral(self, block) or h2.connection._decode_headers(
                 self.decoder, block
             )
             events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
@@ -202,11 +205,13 @@ class _Connection(h2.connection.H2Connection):
         self._prepare_for_sending(frames)
         return events + stream_events
 
-    # A block that left the HPACK encoder's table as it was (every field found in it) is kept
-    # with the table's state: while the table stays so, the same fields encode the same way.
-    _ENCODED_KEPT = 64
+    # What a field encoded to while it left the HPACK encoder's table as it was (the field
+    # found in it) is kept with the table's state: while the table stays so, the same field
+    # encodes the same way. The tracking header, new in every request, is sent as a literal
+    # "without indexing": it would only churn both tables and spoil what is kept.
+    _ENCODED_KEPT = 256
     _encoded_state: tuple[object, int, int] | None = None
-    _encoded: dict[tuple[tuple[str, str], ...], bytes]
+    _encoded: dict[tuple[str, str], bytes]
 
     def _table_state(self) -> tuple[object, int, int] | None:
         """The encoder's table as it is now (its newest entry, held, so compared by identity,
@@ -217,31 +222,35 @@ class _Connection(h2.connection.H2Connection):
         entries = table.dynamic_entries
         return (entries[0] if entries else None, len(entries), table.maxsize)
 
-    def _encode(self, fields: list[tuple[str, str]]) -> bytes:
-        state = self._table_state()
+    def _same_table(self, state: tuple[object, int, int] | None) -> bool:
         kept = self._encoded_state
-        same = (
-            state is not None and kept is not None and state[0] is kept[0] and state[1:] == kept[1:]
-        )
-        key = tuple(fields)
-        if same:
-            block = self._encoded.get(key)
-            if block is not None:
-                return block
-        else:
-            self._encoded = {}
-            self._encoded_state = state
-        block = self.encoder.encode([(name.encode(), value.encode()) for name, value in fields])
-        after = self._table_state()
-        if (
+        return (
             state is not None
-            and after is not None
-            and after[0] is state[0]
-            and after[1:] == state[1:]
-            and len(self._encoded) < self._ENCODED_KEPT
-        ):
-            self._encoded[key] = block
-        return block
+            and kept is not None
+            and state[0] is kept[0]
+            and state[1] == kept[1]
+            and state[2] == kept[2]
+        )
+
+    def _encode(self, fields: list[tuple[str, str]]) -> bytes:
+        if not self._same_table(self._table_state()):
+            self._encoded, self._encoded_state = {}, self._table_state()
+        parts = []
+        for field in fields:
+            part = self._encoded.get(field)
+            if part is None:
+                name, value = field
+                if name == _TRACKING:
+                    part = literal_without_indexing(name.encode(), value.encode())
+                    parts.append(part)
+                    continue
+                part = self.encoder.encode([(name.encode(), value.encode())])
+                if not self._same_table(self._table_state()):  # it moved: begin again
+                    self._encoded, self._encoded_state = {}, self._table_state()
+                elif len(self._encoded) < self._ENCODED_KEPT:
+                    self._encoded[field] = part
+            parts.append(part)
+        return b"".join(parts)
 
     def send_headers_fast(
         self, stream_id: int, fields: list[tuple[str, str]], end_stream: bool

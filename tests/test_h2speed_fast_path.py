@@ -81,6 +81,13 @@ def _server(max_streams: int | None = None) -> _Connection:
     return conn
 
 
+def _plain(name: bytes, value: bytes) -> bytes:
+    """A literal without indexing, plain text (lengths under 127 in one byte, else more)."""
+    from pytest_deproxy.h2frames import literal_without_indexing
+
+    return literal_without_indexing(name, value)
+
+
 def _cases() -> dict[str, tuple[list[bytes], int | None]]:
     p = _Peer()
     settings = frame(0x4, 0, 0, b"")
@@ -99,6 +106,16 @@ def _cases() -> dict[str, tuple[list[bytes], int | None]]:
         "index 0": ([start + _headers(1, b"\x82\x80")], None),
         "an index the table does not hold": ([start + _headers(1, b"\x82\xfe")], None),
         "a list over the size limit": ([start + _headers(1, b"\x82\x86\x84" + b"\x82" * 5)], None),
+        "literals without indexing": (
+            [
+                start
+                + _headers(1, b"\x82\x86\x84\x01\x01x" + _plain(b"x-id", b"1"))
+                + _headers(3, b"\x82\x86\x84\x01\x01x" + _plain(b"x-long", b"v" * 300))
+                + _headers(5, r.block(REQUEST[:3]) + b"\x04\x8f" + b"\x62" * 15)  # Huffman
+                + _headers(7, b"\x82\x86\x84\x01\x01x\x00\x05x-id")  # cut short
+            ],
+            None,
+        ),
         "requests in one read": ([start + _headers(1, a) + _headers(3, b) + _headers(5, c)], None),
         "split across reads": (
             [start + _headers(1, a)[:7], _headers(1, a)[7:] + _headers(3, b)],
@@ -299,3 +316,29 @@ def _read_until(sock: socket.socket, received: bytes, wanted: tuple[int, int]) -
         assert data, f"the endpoint closed before {wanted}: {_frames(received)}"
         received += data
     return received
+
+
+def test_the_tracking_header_is_sent_without_indexing(deproxy: Deproxy) -> None:
+    """The tracking header, new in every request (and echoed in every answer), is an HPACK
+    literal without indexing both ways: neither side's table grows by one entry a request,
+    and what else a request carries is found in the table; the peers read it as sent."""
+    seen: list[bytes] = []
+
+    def answer(request: Request) -> Response:
+        return Response(200, headers={"deproxy-request-id": request.headers["deproxy-request-id"]})
+
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=answer)
+    with deproxy.connect(endpoint.url, http2="h2c") as connection:
+        wire = connection._wire
+        chains = [deproxy.make_request(endpoint.url, connection=connection) for _ in range(20)]
+        entries = len(wire._conn.encoder.header_table.dynamic_entries)
+        decoded = len(wire._conn.decoder.header_table.dynamic_entries)
+    for chain in chains:
+        sent = chain.sent_request
+        assert sent is not None
+        tracking = sent.headers["deproxy-request-id"]
+        assert answered(chain).headers["deproxy-request-id"] == tracking
+        assert chain.handlings[0].request.headers["deproxy-request-id"] == tracking
+        seen.append(tracking.encode())
+    assert len(set(seen)) == 20
+    assert entries < 5 and decoded < 5  # before: one entry more a request, to the table's limit
