@@ -213,6 +213,8 @@ class H2Session:
             pass  # the client reset the stream meanwhile: the record says what it sent
         except Exception as exc:  # a bug of ours: make it fail the test
             self.responder.report(exc)
+        if stream.thread is None and handling.done:  # answered here, whole: nothing more
+            del self._streams[stream.stream_id]  # comes of it (the record keeps the handling)
 
     def _start(self, stream: _Stream, target: Callable[..., None], *args: object) -> None:
         stream.thread = threading.Thread(
@@ -221,6 +223,11 @@ class H2Session:
             name=f"deproxy-{self.responder.name}-{self.connection.id}-s{stream.stream_id}",
             daemon=True,
         )
+        if len(self._threads) >= 64:  # the ones that ended need no join, nor their streams
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
+            for ended in [s for s in self._streams.values() if s.thread and s.handling.done]:
+                if not ended.thread.is_alive():  # type: ignore[union-attr]
+                    del self._streams[ended.stream_id]
         self._threads.append(stream.thread)
         stream.thread.start()
 
