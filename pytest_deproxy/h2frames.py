@@ -7,7 +7,9 @@ connection-level frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY) as a
 frames' payloads; the event types here are what the rest of the package sees of h2's; raw
 frames are made by hand for faults h2 would not make; the fields helpers turn an HTTP/1-style
 message into the fields HTTP/2 carries, as RFC 9113 8.2.2 asks, and a received header block
-into the request it asks for and the text the record keeps of it.
+into the request it asks for and the text the record keeps of it. A header block that changes
+no HPACK table is decoded here off the connection decoder's tables, which it leaves as they
+were; any other goes to the decoder.
 """
 
 from __future__ import annotations

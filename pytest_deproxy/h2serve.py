@@ -8,7 +8,8 @@ its handler never waits (the endpoint says which, as on the HTTP/1 poll thread),
 batch of frames asks for leaves in one write; a handler that may wait runs on a thread of
 the stream's own, so it holds up no other stream, as does the rest of an answer that the
 peer's flow-control window does not take at once. Those threads are named, owned by the
-connection and joined before it is let go. What the handler returned is turned into frames
+connection and joined before it is let go; a stream answered whole is let go too (its
+handling stays on the record). What the handler returned is turned into frames
 here (HTTP/2 faults included); which handler answers is the endpoint's business.
 """
 

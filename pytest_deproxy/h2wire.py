@@ -11,6 +11,14 @@ per direction and handed to ``on_event``: the record is what crossed the wire, a
 was a raw frame h2 never saw. Headers are kept as received: names and values in wire order,
 pseudo-headers included, no normalising. A GOAWAY received ends the opening of streams, not
 the streams up to its last_stream_id (RFC 9113 §6.8), which still complete.
+
+A header block in one frame (HEADERS with END_HEADERS, no padding, no priority) is read and
+written here rather than through h2's frame objects, on h2's own HPACK contexts and through
+its connection and stream state machines, with h2's checks: it makes the same events, errors
+and bytes as h2 would (every other frame, and any stream h2 would answer otherwise, goes to
+h2). Our HPACK encoder keeps its table still where it can: the tracking header, new in every
+message, goes as a literal without indexing, and a field already in the table is encoded once
+per table state.
 """
 
 from __future__ import annotations
@@ -293,19 +301,18 @@ class _Connection(h2.connection.H2Connection):
         if client and stream._authority is None:
             stream._authority = authority
         stream.request_method = method
-        size = self.max_outbound_frame_size
-        pieces = [block[at : at + size] for at in range(0, len(block), size)] or [b""]
-        out = bytearray()
+        size, sid = self.max_outbound_frame_size, stream_id.to_bytes(4, "big")
+        first = _END_STREAM if end_stream else 0
+        if len(block) <= size:  # the common case: one HEADERS frame
+            head = bytes((0x1, first | _END_HEADERS))
+            self._data_to_send += len(block).to_bytes(3, "big") + head + sid + block
+            return True
+        pieces = [block[at : at + size] for at in range(0, len(block), size)]
         last = len(pieces) - 1
-        for number, piece in enumerate(pieces):
-            flags = (_END_HEADERS if number == last else 0) | (
-                _END_STREAM if end_stream and number == 0 else 0
-            )
-            out += len(piece).to_bytes(3, "big")
-            out += bytes((0x1 if number == 0 else 0x9, flags))
-            out += stream_id.to_bytes(4, "big")
-            out += piece
-        self._data_to_send += out
+        for number, piece in enumerate(pieces):  # HEADERS, then CONTINUATION frames
+            flags = (_END_HEADERS if number == last else 0) | (first if number == 0 else 0)
+            head = bytes((0x1 if number == 0 else 0x9, flags))
+            self._data_to_send += len(piece).to_bytes(3, "big") + head + sid + piece
         return True
 
 
