@@ -104,14 +104,13 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _fields(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
-    try:  # h2 hands bytes over (header_encoding=None): decoded here, undecodable bytes kept
-        return [
-            (name.decode("utf-8", "replace"), value.decode("utf-8", "replace"))  # type: ignore[union-attr]
-            for name, value in headers
-        ]
-    except AttributeError:
-        return [(_text(name), _text(value)) for name, value in headers]
+_TEXTS_KEPT = 512
+_HEADER_EVENTS: dict[type, str] = {
+    h2.events.RequestReceived: "request",
+    h2.events.ResponseReceived: "response",
+    h2.events.InformationalResponseReceived: "interim",
+    h2.events.TrailersReceived: "trailers",
+}
 
 
 _END_STREAM, _END_HEADERS = 0x1, 0x4
@@ -127,6 +126,12 @@ class _Connection(h2.connection.H2Connection):
     """h2's connection, except that a GOAWAY received leaves it open for the streams the peer
     still completes (RFC 9113 §6.8). h2 closes at once (python-hyper/h2#1181) and refuses
     what follows: the answer nginx sends just after its GOAWAY at ``keepalive_requests``."""
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config)
+        self._client = bool(config.client_side)  # read once: h2's config options are properties
+        self._peer_ids = AllowedStreamIDs(not self._client)
+        self._own_ids = AllowedStreamIDs(self._client)
 
     def _receive_goaway_frame(
         self, frame: hf.GoAwayFrame
@@ -180,7 +185,7 @@ class _Connection(h2.connection.H2Connection):
         stream = self.streams.get(stream_id)
         if stream is not None:
             return not stream.closed
-        if self.config.client_side:
+        if self._client:
             return False
         return stream_id % 2 == 1 and stream_id > self.highest_inbound_stream_id
 
@@ -201,9 +206,7 @@ class _Connection(h2.connection.H2Connection):
                 self.decoder, block
             )
             events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
-            stream = self._get_or_create_stream(
-                stream_id, AllowedStreamIDs(not self.config.client_side)
-            )
+            stream = self._get_or_create_stream(stream_id, self._peer_ids)
             frames, stream_events = stream.receive_headers(
                 headers, end_stream, self.config.header_encoding
             )
@@ -268,7 +271,7 @@ class _Connection(h2.connection.H2Connection):
         which h2 sends."""
         if not _FAST:
             return False
-        client = self.config.client_side
+        client = self._client
         method = authority = None
         leading = True  # what h2 looks up: :status among the leading pseudo-headers, the
         for name, value in fields:  # first :method and :authority anywhere
@@ -290,7 +293,7 @@ class _Connection(h2.connection.H2Connection):
                     f"Max outbound streams is {max_open}, {count} open"
                 )
         self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
-        stream = self._get_or_create_stream(stream_id, AllowedStreamIDs(client))
+        stream = self._get_or_create_stream(stream_id, self._own_ids)
         machine = stream.state_machine
         machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
         block = self._encode(fields)
@@ -356,6 +359,7 @@ class H2Wire:
         # OpenSSL forbids using one TLS connection from two threads at once: on TLS, a read
         # waits for the socket outside the lock, then reads under it (see _read).
         self._tls = getattr(stream, "tls_facts", lambda: None)() is not None
+        self._texts: dict[tuple[bytes | str, bytes | str], tuple[str, str]] = {}
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -435,14 +439,12 @@ class H2Wire:
     def _translate(self, events: list[h2.events.Event]) -> list[Event]:
         out: list[Event] = []
         for event in events:
-            if isinstance(event, h2.events.RequestReceived):
-                out.append(HeadersIn(event.stream_id, "request", _fields(event.headers), False))
-            elif isinstance(event, h2.events.ResponseReceived):
-                out.append(HeadersIn(event.stream_id, "response", _fields(event.headers), False))
-            elif isinstance(event, h2.events.InformationalResponseReceived):
-                out.append(HeadersIn(event.stream_id, "interim", _fields(event.headers), False))
-            elif isinstance(event, h2.events.TrailersReceived):
-                out.append(HeadersIn(event.stream_id, "trailers", _fields(event.headers), True))
+            kind = _HEADER_EVENTS.get(type(event))
+            if kind is not None:
+                fields = self._fields(event.headers)  # type: ignore[attr-defined]
+                out.append(HeadersIn(event.stream_id, kind, fields, kind == "trailers"))  # type: ignore[attr-defined]
+            elif type(event) is h2.events.StreamEnded:
+                out.append(Ended(event.stream_id))
             elif isinstance(event, h2.events.DataReceived):
                 if event.flow_controlled_length and not self.hold_window:
                     try:
@@ -460,6 +462,22 @@ class H2Wire:
                 out.append(GoneAway(int(event.error_code or 0), event.last_stream_id))
                 code = error_name(int(event.error_code or 0))
                 self.peer_goaway = f"GOAWAY {code}, last_stream_id={event.last_stream_id}"
+        return out
+
+    def _fields(self, headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
+        """Fields as text: h2 hands bytes over (header_encoding=None), decoded here (bytes that
+        are not UTF-8 kept as U+FFFD). A field seen lately is decoded once: the same ones
+        come again and again on a connection."""
+        texts = self._texts
+        out = []
+        for field in headers:
+            text = texts.get(field)
+            if text is None:
+                text = (_text(field[0]), _text(field[1]))
+                if len(texts) >= _TEXTS_KEPT:  # values seen once (ids) must not pile up
+                    texts.clear()
+                texts[field] = text
+            out.append(text)
         return out
 
     # -- sending -----------------------------------------------------------------------------
