@@ -72,31 +72,33 @@ class FrameLog:
         self._skipping = 0  # bytes left of a frame not logged
 
     def feed(self, data: bytes) -> None:
+        """Take the next bytes of this direction: frames are walked by offset, each byte looked
+        at once, and only a connection-level frame not yet whole is held."""
         if self._skip_preface:
             taken = min(self._skip_preface, len(data))
             self._skip_preface -= taken
             data = data[taken:]
-        while data:
-            if self._skipping:
-                taken = min(self._skipping, len(data))
-                self._skipping -= taken
-                data = data[taken:]
-                continue
-            self._buffer += data
-            data = b""
-            while len(self._buffer) >= 9:
-                length = int.from_bytes(self._buffer[:3], "big")
-                kind = self._buffer[3]
-                if kind not in _TYPES:
-                    rest = self._buffer[9:]
-                    self._buffer = b""
-                    self._skipping = length
-                    data = rest
+        if self._skipping:
+            taken = min(self._skipping, len(data))
+            self._skipping -= taken
+            data = data[taken:]
+        if not data:
+            return
+        buffer = self._buffer + data if self._buffer else data
+        at, end = 0, len(buffer)
+        while end - at >= 9:
+            after = at + 9 + int.from_bytes(buffer[at : at + 3], "big")
+            if buffer[at + 3] not in _TYPES:  # not logged: skipped, also what is still to come
+                if after > end:
+                    self._skipping = after - end
+                    at = end
                     break
-                if len(self._buffer) < 9 + length:
-                    break
-                raw, self._buffer = self._buffer[: 9 + length], self._buffer[9 + length :]
-                self._report(raw)
+            elif after > end:
+                break
+            else:
+                self._report(buffer[at:after])
+            at = after
+        self._buffer = buffer[at:]
 
     def _report(self, raw: bytes) -> None:
         try:
