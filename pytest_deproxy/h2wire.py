@@ -192,8 +192,10 @@ class _Connection(h2.connection.H2Connection):
     def _receive_block(
         self, stream_id: int, block: bytes, end_stream: bool
     ) -> list[h2.events.Event]:
-        """h2's ``_receive_headers_frame`` for a frame ``_takes_headers`` took, and what its
-        ``receive_data`` does when that raises: GOAWAY prepared, the error raised."""
+        """h2's ``_receive_headers_frame`` for a frame ``_takes_headers`` took, with what its
+        ``_receive_frame`` does when a stream turns out closed, and its ``receive_data`` when
+        the frame breaks the protocol: GOAWAY prepared, the error raised. (A stream id too
+        low, h2's other case there, is not taken.)"""
         try:
             if stream_id not in self.streams:
                 max_open = self.local_settings.max_concurrent_streams
@@ -210,6 +212,14 @@ class _Connection(h2.connection.H2Connection):
             frames, stream_events = stream.receive_headers(
                 headers, end_stream, self.config.header_encoding
             )
+        except h2.exceptions.StreamClosedError as exc:  # as h2's _receive_frame: a stream
+            if not self._stream_is_closed_by_reset(exc.stream_id):  # error if it reset it
+                self._terminate_connection(exc.error_code)
+                raise
+            reset = hf.RstStreamFrame(exc.stream_id)
+            reset.error_code = exc.error_code
+            self._prepare_for_sending([reset])
+            return list(exc._events)
         except h2.exceptions.ProtocolError as exc:
             self._terminate_connection(exc.error_code)
             raise
