@@ -7,7 +7,9 @@ connection-level frame (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY) as a
 frames' payloads; the event types here are what the rest of the package sees of h2's; raw
 frames are made by hand for faults h2 would not make; the fields helpers turn an HTTP/1-style
 message into the fields HTTP/2 carries, as RFC 9113 8.2.2 asks, and a received header block
-into the request it asks for and the text the record keeps of it.
+into the request it asks for and the text the record keeps of it. A header block that changes
+no HPACK table is decoded here off the connection decoder's tables, which it leaves as they
+were; any other goes to the decoder.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import h2.connection
 import h2.errors
 import h2.settings
 from hyperframe import frame as hf
@@ -69,31 +72,33 @@ class FrameLog:
         self._skipping = 0  # bytes left of a frame not logged
 
     def feed(self, data: bytes) -> None:
+        """Take the next bytes of this direction: frames are walked by offset, each byte looked
+        at once, and only a connection-level frame not yet whole is held."""
         if self._skip_preface:
             taken = min(self._skip_preface, len(data))
             self._skip_preface -= taken
             data = data[taken:]
-        while data:
-            if self._skipping:
-                taken = min(self._skipping, len(data))
-                self._skipping -= taken
-                data = data[taken:]
-                continue
-            self._buffer += data
-            data = b""
-            while len(self._buffer) >= 9:
-                length = int.from_bytes(self._buffer[:3], "big")
-                kind = self._buffer[3]
-                if kind not in _TYPES:
-                    rest = self._buffer[9:]
-                    self._buffer = b""
-                    self._skipping = length
-                    data = rest
+        if self._skipping:
+            taken = min(self._skipping, len(data))
+            self._skipping -= taken
+            data = data[taken:]
+        if not data:
+            return
+        buffer = self._buffer + data if self._buffer else data
+        at, end = 0, len(buffer)
+        while end - at >= 9:
+            after = at + 9 + int.from_bytes(buffer[at : at + 3], "big")
+            if buffer[at + 3] not in _TYPES:  # not logged: skipped, also what is still to come
+                if after > end:
+                    self._skipping = after - end
+                    at = end
                     break
-                if len(self._buffer) < 9 + length:
-                    break
-                raw, self._buffer = self._buffer[: 9 + length], self._buffer[9 + length :]
-                self._report(raw)
+            elif after > end:
+                break
+            else:
+                self._report(buffer[at:after])
+            at = after
+        self._buffer = buffer[at:]
 
     def _report(self, raw: bytes) -> None:
         try:
@@ -262,6 +267,97 @@ def split_header_block(data: bytes, continuations: int) -> bytes:
     frames += [frame(0x9, 0, stream_id, piece) for piece in cuts[1:-1]]
     frames.append(frame(0x9, 0x4, stream_id, cuts[-1]))
     return rest + b"".join(frames)
+
+
+def decode_table_neutral(
+    connection: h2.connection.H2Connection, block: bytes
+) -> list[tuple[bytes, bytes]] | None:
+    """A header block that changes no HPACK table (indexed fields, and literals "without
+    indexing" in plain text), as the connection's decoder decodes it (``raw=True``) but
+    without its cost; the decoder is left as it was, as it would be. ``None`` for any other
+    block, and for one the decoder would refuse (an index it does not hold, a list over its
+    size limit, a table size update it still waits for): the decoder is to decode it, and
+    say so."""
+    decoder = connection.decoder
+    if not block or decoder.header_table_size > decoder.max_allowed_table_size:
+        return None
+    static = decoder.header_table.STATIC_TABLE
+    dynamic = decoder.header_table.dynamic_entries
+    in_static, in_table = len(static), len(static) + len(dynamic)
+    headers: list[tuple[bytes, bytes]] = []
+    size, at, end = 0, 0, len(block)
+    while at < end:
+        byte = block[at]
+        if byte & 0x80:  # indexed, its index in one byte (1 to 126)
+            index = byte - 0x81
+            if index < 0 or byte == 0xFF or index >= in_table:
+                return None
+            header = static[index] if index < in_static else dynamic[index - in_static]
+            at += 1
+        elif byte & 0xF0 == 0:  # a literal without indexing (RFC 7541 6.2.2)
+            index = byte - 1
+            at += 1
+            if index == 0xE or index >= in_table:
+                return None
+            if index >= 0:  # its name indexed (1 to 14)
+                name = (static[index] if index < in_static else dynamic[index - in_static])[0]
+            else:
+                taken = _plain_string(block, at)
+                if taken is None:
+                    return None
+                name, at = taken
+            taken = _plain_string(block, at)
+            if taken is None:
+                return None
+            value, at = taken
+            header = (name, value)
+        else:
+            return None
+        size += 32 + len(header[0]) + len(header[1])  # RFC 7541 4.1, as hpack counts
+        headers.append(header)
+    if size > decoder.max_header_list_size:
+        return None
+    return headers
+
+
+def _plain_string(block: bytes, at: int) -> tuple[bytes, int] | None:
+    """A string literal not Huffman-coded at ``at``, and where it ends; ``None`` for any
+    other (Huffman-coded, cut short)."""
+    if at >= len(block) or block[at] & 0x80:
+        return None
+    length, at = block[at], at + 1
+    if length == 0x7F:  # a longer length, in more bytes (RFC 7541 5.1)
+        shift = 0
+        while True:
+            if at >= len(block) or shift > 28:
+                return None
+            byte, at = block[at], at + 1
+            length += (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    if at + length > len(block):
+        return None
+    return block[at : at + length], at + length
+
+
+def literal_without_indexing(name: bytes, value: bytes) -> bytes:
+    """A field as an HPACK literal "without indexing", name and value in plain text (RFC 7541
+    6.2.2): for a value no later block repeats, which would only churn the peer's table."""
+    return b"\x00" + _length(name) + name + _length(value) + value
+
+
+def _length(data: bytes) -> bytes:
+    """A string's length as an HPACK integer with a 7-bit prefix (RFC 7541 5.1), H bit off."""
+    length = len(data)
+    if length < 0x7F:
+        return bytes((length,))
+    out, length = bytearray((0x7F,)), length - 0x7F
+    while length >= 0x80:
+        out.append(length & 0x7F | 0x80)
+        length >>= 7
+    out.append(length)
+    return bytes(out)
 
 
 def fields_text(fields: list[tuple[str, str]]) -> bytes:

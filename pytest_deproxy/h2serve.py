@@ -8,7 +8,8 @@ its handler never waits (the endpoint says which, as on the HTTP/1 poll thread),
 batch of frames asks for leaves in one write; a handler that may wait runs on a thread of
 the stream's own, so it holds up no other stream, as does the rest of an answer that the
 peer's flow-control window does not take at once. Those threads are named, owned by the
-connection and joined before it is let go. What the handler returned is turned into frames
+connection and joined before it is let go; a stream answered whole is let go too (its
+handling stays on the record). What the handler returned is turned into frames
 here (HTTP/2 faults included); which handler answers is the endpoint's business.
 """
 
@@ -213,6 +214,8 @@ class H2Session:
             pass  # the client reset the stream meanwhile: the record says what it sent
         except Exception as exc:  # a bug of ours: make it fail the test
             self.responder.report(exc)
+        if stream.thread is None and handling.done:  # answered here, whole: nothing more
+            del self._streams[stream.stream_id]  # comes of it (the record keeps the handling)
 
     def _start(self, stream: _Stream, target: Callable[..., None], *args: object) -> None:
         stream.thread = threading.Thread(
@@ -221,6 +224,11 @@ class H2Session:
             name=f"deproxy-{self.responder.name}-{self.connection.id}-s{stream.stream_id}",
             daemon=True,
         )
+        if len(self._threads) >= 64:  # the ones that ended need no join, nor their streams
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
+            for ended in [s for s in self._streams.values() if s.thread and s.handling.done]:
+                if not ended.thread.is_alive():  # type: ignore[union-attr]
+                    del self._streams[ended.stream_id]
         self._threads.append(stream.thread)
         stream.thread.start()
 
