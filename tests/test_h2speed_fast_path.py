@@ -18,8 +18,8 @@ import pytest
 from hyperframe import frame as hf
 
 from pytest_deproxy import Deproxy, Request, Response
+from pytest_deproxy.h2conn import H2Connection
 from pytest_deproxy.h2frames import PREFACE, frame
-from pytest_deproxy.h2wire import _Connection
 
 from .conftest import answered
 
@@ -47,7 +47,7 @@ class _Peer:
         return self.encoder.encode(fields)
 
 
-def _outcome(conn: _Connection, chunks: list[bytes], fast: bool) -> list[object]:
+def _outcome(conn: H2Connection, chunks: list[bytes], fast: bool) -> list[object]:
     """What a connection made of ``chunks``: its events (as plain values), the error that
     ended it, and every byte it had to send."""
     seen: list[object] = []
@@ -69,9 +69,9 @@ def _outcome(conn: _Connection, chunks: list[bytes], fast: bool) -> list[object]
     return seen
 
 
-def _server(max_streams: int | None = None, case: str = "") -> _Connection:
+def _server(max_streams: int | None = None, case: str = "") -> H2Connection:
     """Our subclass of h2's connection: receive_data is h2's, receive_fast the fast path."""
-    conn = _Connection(h2.config.H2Configuration(client_side=False, **CONFIG))
+    conn = H2Connection(h2.config.H2Configuration(client_side=False, **CONFIG))
     if case == "a list over the size limit":  # its list is 294 B
         conn.decoder.max_header_list_size = 250
     if max_streams is not None:
@@ -204,13 +204,13 @@ FAST = {  # the streams whose header blocks the fast path reads, in these cases
 @pytest.mark.parametrize("case", list(FAST))
 def test_the_fast_path_takes_whole_blocks_only(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     taken: list[int] = []
-    receive_block = _Connection._receive_block
+    receive_block = H2Connection._receive_block
 
-    def noting(self: _Connection, stream_id: int, block: bytes, end_stream: bool) -> object:
+    def noting(self: H2Connection, stream_id: int, block: bytes, end_stream: bool) -> object:
         taken.append(stream_id)
         return receive_block(self, stream_id, block, end_stream)
 
-    monkeypatch.setattr(_Connection, "_receive_block", noting)
+    monkeypatch.setattr(H2Connection, "_receive_block", noting)
     chunks, limit = _cases()[case]
     _outcome(_server(limit, case), chunks, fast=True)
     assert taken == FAST[case]
