@@ -174,16 +174,26 @@ def replayed_response(interaction: Interaction, method: str = "GET") -> Response
     """The recorded response as it is sent again, to a ``method`` request: its body encoded as
     its headers say, and framed anew (hop-by-hop and length headers go: recorded lengths are
     sometimes wrong). A response that carries no body (to HEAD, or a 304) keeps its recorded
-    Content-Length: there it is the size of what a GET would get, and clients read it."""
-    recorded = interaction.response
-    return Response(
-        recorded.code,
-        recorded.message,
-        keep_length(
-            recorded.headers, forwarding.end_to_end(recorded.headers), method, recorded.code
-        ),
-        encoded_body(recorded.body, recorded.headers),
-    )
+    Content-Length: there it is the size of what a GET would get, and clients read it.
+
+    Made once per interaction (and per HEAD or not) and then the same Response each time,
+    never changed, as a canned answer is: encoding (gzip too) and filtering headers are not
+    done again for every replay, and the endpoint sends the last answer it made again
+    without making its head anew."""
+    bodiless = method.upper() == "HEAD"
+    made = interaction.replayed.get(bodiless)
+    if made is None:
+        recorded = interaction.response
+        made = Response(
+            recorded.code,
+            recorded.message,
+            keep_length(
+                recorded.headers, forwarding.end_to_end(recorded.headers), method, recorded.code
+            ),
+            encoded_body(recorded.body, recorded.headers),
+        )
+        interaction.replayed[bodiless] = made  # two threads may both make it: either is right
+    return made
 
 
 def keep_length(original: Headers, forwarded: Headers, method: str, code: int) -> Headers:
