@@ -32,7 +32,12 @@ from .interactions import TOP_LEVEL_KEYS, Interaction, load_interaction
 
 log = logging.getLogger("pytest_deproxy.mitm")
 
+# Files edited in place are all checked once a second (see ServiceInteractions.is_stale),
+# at most MAX_CHECKS_PER_SECOND of them each second: a scenario of more files than that is
+# checked once in files / MAX_CHECKS_PER_SECOND seconds, so that a lookup's cost does not
+# grow with the number of files.
 FULL_RESCAN_SECONDS = 1.0
+MAX_CHECKS_PER_SECOND = 1000
 # NAME_MAX is 255 bytes on common file systems; half of it leaves room for the temporary
 # names recording uses and for paths built from the name.
 MAX_NAME_LENGTH = 128
@@ -125,9 +130,11 @@ class ServiceInteractions:
         The directory is checked on every call (renames and new files show there at once).
         Files edited in place are checked at a pace: each call checks the share of them due
         since the last check, so that every file is checked once in each
-        ``FULL_RESCAN_SECONDS`` while calls come, and a call after a quiet second checks them
-        all. An edit is seen within about a second, as with a full check once a second, and
-        10,000 files cost a lookup one ``stat`` or two instead of 10,000 now and then.
+        ``FULL_RESCAN_SECONDS`` (or, for more than ``MAX_CHECKS_PER_SECOND`` files, once in
+        files / ``MAX_CHECKS_PER_SECOND`` seconds) while calls come, and a call after a quiet
+        spell that long checks them all. An edit is seen within about a second (10 s for
+        10,000 files), and a lookup costs a ``stat`` or two whatever the number of files,
+        instead of a pass over all of them now and then.
         """
         if _mtime(self.directory_name) != self.directory_mtime:
             return True
@@ -137,13 +144,14 @@ class ServiceInteractions:
             return False
         now = time.monotonic()
         elapsed = now - self.checked_at
-        if elapsed >= FULL_RESCAN_SECONDS:
+        period = max(FULL_RESCAN_SECONDS, count / MAX_CHECKS_PER_SECOND)
+        if elapsed >= period:
             due, self.checked_at = count, now
         else:
-            due = int(count * elapsed / FULL_RESCAN_SECONDS)
+            due = int(count * elapsed / period)
             if not due:
                 return False
-            self.checked_at += due * FULL_RESCAN_SECONDS / count  # the rest is due later
+            self.checked_at += due * period / count  # the rest is due later
         start = self.cursor
         for step in range(due):
             path, mtime = files[(start + step) % count]
