@@ -44,7 +44,7 @@ def exchange(
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
-        return answer, sock.session, sock.session_reused
+        return answer, sock.session, bool(sock.session_reused)
 
 
 @pytest.mark.parametrize("handler", [None, blocking_handler], ids=["poll-thread", "own-thread"])
