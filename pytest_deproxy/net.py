@@ -283,7 +283,8 @@ class Stream:
             # close_notify, but no TLS unwrap(): that waits for the peer's close_notify, which
             # a test peer may never send. Non-blocking, the shutdown sends ours and returns.
             try:
-                sock.settimeout(0)
+                if sock.gettimeout() != 0:  # a polled stream is non-blocking already
+                    sock.settimeout(0)
                 sock._sslobj.shutdown()  # type: ignore[attr-defined]
             except (OSError, AttributeError, ValueError):
                 pass  # wants the peer's (the usual case), or the connection is gone
