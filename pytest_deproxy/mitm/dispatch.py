@@ -10,7 +10,8 @@ scenario file that cannot be loaded.
 Rule kept here: the MITM is never an open proxy. The host that picks the service is the only
 host a request is sent to (or that host's ``upstreams`` entry): a request whose URL, tunnel and
 ``Host`` header name different hosts, or whose target is malformed, is answered 400. Pure: no
-I/O, no state; the caller passes the services as they are now.
+I/O, no state (but :func:`.targets.located`'s memory of a pure function's results); the caller
+passes the services as they are now.
 """
 
 from __future__ import annotations
