@@ -64,14 +64,17 @@ class FrameEvent:
 @dataclass(frozen=True)
 class TLSInfo:
     """What the TLS handshake settled: the name the client asked for (``sni``), the
-    protocol ALPN chose, the TLS ``version`` and ``cipher``, and the client's certificate
-    (a dict like ``ssl.SSLSocket.getpeercert()``; ``None`` when it sent none)."""
+    protocol ALPN chose, the TLS ``version`` and ``cipher``, the client's certificate
+    (a dict like ``ssl.SSLSocket.getpeercert()``; ``None`` when it sent none), and whether
+    the client resumed an earlier session (``resumed``: a TLS 1.3 ticket or a TLS 1.2
+    session, so no certificate was sent)."""
 
     sni: str | None
     alpn: str | None
     version: str | None
     cipher: str | None
     client_certificate: dict[str, Any] | None = None
+    resumed: bool = False
 
 
 class Transcript:

@@ -11,6 +11,11 @@ answer can still be written inside TLS after the reading side was shut down. A s
 TLS stream reads a client that closes without ``close_notify`` as an end of file (as
 :meth:`Stream.read` always did), not as a fatal TLS error.
 
+A TLS stream whose handshake finished sends ``close_notify`` when it is closed (RFC 8446
+6.1), never waiting for the peer's: a client then sees a clean end, and keeps the session
+for resumption (OpenSSL drops a session whose connection ended without one). :meth:`Stream.abort`
+sends none: a reset is abrupt.
+
 A stream with ``timeout=0`` never waits (``read_ready``, ``write_ready``, ``handshake_ready``),
 so that one thread serves many connections, TLS ones included.
 """
@@ -71,6 +76,7 @@ class Stream:
     on_read: Callable[[bytes], None] | None = None
     on_write: Callable[[bytes], None] | None = None
     _shown_ahead = 0  # bytes write_ready() showed but the socket did not take: write() skips them
+    _handshaken = False  # a TLS handshake finished: close() sends close_notify
 
     def __init__(self, sock: socket.socket, peer: str, timeout: float | None = None) -> None:
         self._sock = sock
@@ -224,6 +230,7 @@ class Stream:
         assert isinstance(self._sock, ssl.SSLSocket)
         with translate_errors(f"in the TLS handshake with {self.peer}"):
             self._sock.do_handshake()
+        self._handshaken = True
 
     def handshake_ready(self) -> str:
         """Go on with the TLS handshake of a stream with ``timeout=0`` (one that
@@ -239,6 +246,7 @@ class Stream:
             return "write"
         except OSError as exc:
             raise translate(exc, f"in the TLS handshake with {self.peer}") from exc
+        self._handshaken = True
         return "done"
 
     def tls_facts(self) -> dict[str, Any] | None:
@@ -254,6 +262,7 @@ class Stream:
             "version": sock.version(),
             "cipher": cipher[0] if cipher else None,
             "client_certificate": sock.getpeercert() or None,
+            "resumed": sock.session_reused,
         }
 
     def shutdown(self, *, reading_only: bool = False, writing_only: bool = False) -> None:
@@ -277,14 +286,24 @@ class Stream:
         if self._closed:
             return
         self._closed = True
-        # No TLS unwrap(): it waits for the peer's close_notify, which a test peer may never send.
+        sock = self._sock
+        if self._handshaken:
+            # close_notify, but no TLS unwrap(): that waits for the peer's close_notify, which
+            # a test peer may never send. Non-blocking, the shutdown sends ours and returns.
+            try:
+                if sock.gettimeout() != 0:  # a polled stream is non-blocking already
+                    sock.settimeout(0)
+                sock._sslobj.shutdown()  # type: ignore[attr-defined]
+            except (OSError, AttributeError, ValueError):
+                pass  # wants the peer's (the usual case), or the connection is gone
         try:
-            self._sock.close()
+            sock.close()
         except OSError:
             pass
 
     def abort(self) -> None:
-        """Close with a TCP reset (RST) instead of an orderly FIN."""
+        """Close with a TCP reset (RST) instead of an orderly FIN (and no close_notify)."""
+        self._handshaken = False
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
@@ -367,10 +386,12 @@ class SharedStream:
         self.stream.shutdown(reading_only=reading_only, writing_only=writing_only)
 
     def close(self) -> None:
-        self.stream.close()
+        with self._lock:  # its close_notify is a TLS call too (none waits under the lock)
+            self.stream.close()
 
     def abort(self) -> None:
-        self.stream.abort()
+        with self._lock:
+            self.stream.abort()
 
     def fileno(self) -> int:
         return self.stream.fileno()

@@ -10,7 +10,8 @@ scenario file that cannot be loaded.
 Rule kept here: the MITM is never an open proxy. The host that picks the service is the only
 host a request is sent to (or that host's ``upstreams`` entry): a request whose URL, tunnel and
 ``Host`` header name different hosts, or whose target is malformed, is answered 400. Pure: no
-I/O, no state; the caller passes the services as they are now.
+I/O, no state (but :func:`.targets.located`'s memory of a pure function's results); the caller
+passes the services as they are now.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..errors import DeproxyError, ScenarioError
 from ..models import Request, Response
 from .matching import IncomingRequest
 from .services import MANAGEMENT_SERVICE, Service
-from .targets import BadTarget, locate
+from .targets import BadTarget, located
 
 log = logging.getLogger("pytest_deproxy.mitm")
 
@@ -50,17 +51,18 @@ def route(request: Request, tunnel: str | None, services: Sequence[Service]) -> 
     """The service that answers ``request`` (which came through ``tunnel``, if any), or the
     answer to send when none can: 400 for a bad target, 501 for a host no service handles."""
     try:
-        target = locate(request.path, request.headers.get("Host"), tunnel)
+        target, url = located(request.path, request.headers.get("Host"), tunnel)
     except BadTarget as problem:
         log.info("%s %s -> 400: %s", request.method, request.path[:200], problem)
         return bad_request(problem)
-    url = target.origin + target.request_target
     incoming = IncomingRequest(request.method, url, request.headers, request.raw_body)
-    everyone = [MANAGEMENT_SERVICE, *services]
-    service = next((s for s in everyone if s.handles(target.host)), None)
+    host = target.host
+    if MANAGEMENT_SERVICE.handles(host):
+        return Route(MANAGEMENT_SERVICE, target, incoming)
+    service = next((s for s in services if s.handles(host)), None)
     if service is None:
         log.info("%s %s -> no service: 501", request.method, url)
-        return no_service(incoming, target.host, everyone)
+        return no_service(incoming, host, [MANAGEMENT_SERVICE, *services])
     return Route(service, target, incoming)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from ..errors import ScenarioError
-from ..models import Headers
+from ..models import Headers, Response
 from ..redaction import replayable_set_cookies
 from .bodies import encode_text
 from .fields import (
@@ -83,6 +83,12 @@ class Interaction:
     max_replays: int = -1
     callbacks: tuple[Callback, ...] = ()
     ignored: tuple[tuple[str, int | None], ...] = ()  # unknown top-level keys, and their lines
+    # The response as it is replayed, made once (by replay.replayed_response) and sent again
+    # unchanged: to a request that gets no body (HEAD) or one that does. Never changed once
+    # made, as a canned Response is not.
+    replayed: dict[bool, Response] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
 
 def load_interaction(path: Path) -> Interaction:

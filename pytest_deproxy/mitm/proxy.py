@@ -231,7 +231,7 @@ class MitmEndpoint(Endpoint):
         whitelist, recording) and the management API keep a thread. Requests on the poll
         thread come through no tunnel; on a tunnel's thread, the dispatcher finds the route
         anew, through the tunnel."""
-        route = dispatch.route(request, None, self._services.snapshot())
+        route = dispatch.route(request, None, self._services.current())
         settings = self._state.settings()
         self._routed.last = (request, route, settings)
         if isinstance(route, Response):
@@ -253,7 +253,7 @@ class MitmEndpoint(Endpoint):
         return self._replay_or_record(request, route, settings)
 
     def _dispatch(self, request: Request, context: HandlerContext) -> Response:
-        route = dispatch.route(request, context.tunnel, self._services.snapshot())
+        route = dispatch.route(request, context.tunnel, self._services.current())
         if isinstance(route, Response):
             return route
         if route.is_management:

@@ -59,6 +59,7 @@ class ReplayState:
         self._config: dict[str, Any] = {"active_scenario": check_name(active_scenario, "scenario")}
         self._recording = recording
         self._round = 0
+        self._settings = self._made_settings()  # made again at each change, read by requests
         self._counts_lock = threading.Lock()
         self._counts: dict[tuple[str, str], int] = {}  # (service, interaction) -> replays
         self._counted_round = 0  # the round `_counts` belongs to
@@ -69,7 +70,11 @@ class ReplayState:
 
     def settings(self) -> Settings:
         with self._settings_lock:
-            return Settings(str(self._config["active_scenario"]), self._recording, self._round)
+            return self._settings
+
+    def _made_settings(self) -> Settings:
+        """The settings as they are now (under ``_settings_lock``, or before any thread)."""
+        return Settings(str(self._config["active_scenario"]), self._recording, self._round)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -85,6 +90,7 @@ class ReplayState:
         with self._settings_lock:
             self._config = replacement
             self._round += 1
+            self._settings = self._made_settings()
 
     def merge_config(self, update: Mapping[str, Any]) -> None:
         """Add ``update``'s keys to the config, in one step; counts restart."""
@@ -95,6 +101,7 @@ class ReplayState:
             check_name(merged.get("active_scenario"), "active_scenario")  # type: ignore[arg-type]
             self._config = merged
             self._round += 1
+            self._settings = self._made_settings()
 
     def set_recording(self, enable: bool) -> None:
         """Switch recording on or off; counts restart."""
@@ -103,6 +110,7 @@ class ReplayState:
         with self._settings_lock:
             self._recording = enable
             self._round += 1
+            self._settings = self._made_settings()
 
     # -- counts ----------------------------------------------------------------------------
 
@@ -174,16 +182,26 @@ def replayed_response(interaction: Interaction, method: str = "GET") -> Response
     """The recorded response as it is sent again, to a ``method`` request: its body encoded as
     its headers say, and framed anew (hop-by-hop and length headers go: recorded lengths are
     sometimes wrong). A response that carries no body (to HEAD, or a 304) keeps its recorded
-    Content-Length: there it is the size of what a GET would get, and clients read it."""
-    recorded = interaction.response
-    return Response(
-        recorded.code,
-        recorded.message,
-        keep_length(
-            recorded.headers, forwarding.end_to_end(recorded.headers), method, recorded.code
-        ),
-        encoded_body(recorded.body, recorded.headers),
-    )
+    Content-Length: there it is the size of what a GET would get, and clients read it.
+
+    Made once per interaction (and per HEAD or not) and then the same Response each time,
+    never changed, as a canned answer is: encoding (gzip too) and filtering headers are not
+    done again for every replay, and the endpoint sends the last answer it made again
+    without making its head anew."""
+    bodiless = method.upper() == "HEAD"
+    made = interaction.replayed.get(bodiless)
+    if made is None:
+        recorded = interaction.response
+        made = Response(
+            recorded.code,
+            recorded.message,
+            keep_length(
+                recorded.headers, forwarding.end_to_end(recorded.headers), method, recorded.code
+            ),
+            encoded_body(recorded.body, recorded.headers),
+        )
+        interaction.replayed[bodiless] = made  # two threads may both make it: either is right
+    return made
 
 
 def keep_length(original: Headers, forwarded: Headers, method: str, code: int) -> Headers:

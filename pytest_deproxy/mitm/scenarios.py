@@ -6,14 +6,18 @@ portable path component (:func:`check_name`), so no name reaches outside the sce
 directory; a service's interactions are tried in INSPIRE-MITMProxy's order, its file names
 sorted plainly (``sorted()``: ``robotupload.yaml`` before ``robotupload2.yaml``, and
 ``interaction_10`` before ``interaction_2``), so a directory written for the original
-replays the same here; a lookup never reads the disk unless a file changed, and a file
-broken by an edit keeps failing loudly rather than falling back to what it said before. A
+replays the same here; a lookup never reads the disk unless a file changed, its cost does
+not grow with the number of files (an index by method and URL picks the candidates, and
+the check for files edited in place is paced: see :meth:`ServiceInteractions.is_stale`),
+and a file broken by an edit keeps failing loudly rather than falling back to what it said
+before. A
 top-level key a file holds that the format does not know is logged and listed in
 :attr:`ScenarioStore.warnings`, once per file and key.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -28,7 +32,12 @@ from .interactions import TOP_LEVEL_KEYS, Interaction, load_interaction
 
 log = logging.getLogger("pytest_deproxy.mitm")
 
+# Files edited in place are all checked once a second (see ServiceInteractions.is_stale),
+# at most MAX_CHECKS_PER_SECOND of them each second: a scenario of more files than that is
+# checked once in files / MAX_CHECKS_PER_SECOND seconds, so that a lookup's cost does not
+# grow with the number of files.
 FULL_RESCAN_SECONDS = 1.0
+MAX_CHECKS_PER_SECOND = 1000
 # NAME_MAX is 255 bytes on common file systems; half of it leaves room for the temporary
 # names recording uses and for paths built from the name.
 MAX_NAME_LENGTH = 128
@@ -72,9 +81,10 @@ class ServiceInteractions:
     scanned: list[Interaction]  # those the index cannot narrow down (no exact url or method,
     # or a redacted query parameter that matches any value)
     positions: dict[int, int]  # id(interaction) -> its place in file order, for merging
-    directory_mtime: float
-    file_mtimes: dict[Path, float]
-    checked_at: float
+    directory_mtime: int  # nanoseconds, as os.stat gives them
+    files: list[tuple[str, int]]  # each file and its mtime when loaded
+    checked_at: float  # up to when the files were checked (see is_stale)
+    cursor: int = 0  # the file the next check begins with
 
     @classmethod
     def load(cls, directory: Path) -> ServiceInteractions:
@@ -102,8 +112,8 @@ class ServiceInteractions:
             by_method_url,
             scanned,
             {id(interaction): n for n, interaction in enumerate(interactions)},
-            _mtime(directory),
-            {path: _mtime(path) for path in files},
+            _mtime(str(directory)),
+            [(str(path), _mtime(str(path))) for path in files],
             time.monotonic(),
         )
 
@@ -117,23 +127,49 @@ class ServiceInteractions:
     def is_stale(self) -> bool:
         """Whether a file was added, removed or changed since loading.
 
-        The directory is checked on every call (renames and new files show there at once);
-        files edited in place are caught by a full check at most once a second.
+        The directory is checked on every call (renames and new files show there at once).
+        Files edited in place are checked at a pace: each call checks the share of them due
+        since the last check, so that every file is checked once in each
+        ``FULL_RESCAN_SECONDS`` (or, for more than ``MAX_CHECKS_PER_SECOND`` files, once in
+        files / ``MAX_CHECKS_PER_SECOND`` seconds) while calls come, and a call after a quiet
+        spell that long checks them all. An edit is seen within about a second (10 s for
+        10,000 files), and a lookup costs a ``stat`` or two whatever the number of files,
+        instead of a pass over all of them now and then.
         """
-        if _mtime(self.directory) != self.directory_mtime:
+        if _mtime(self.directory_name) != self.directory_mtime:
             return True
-        now = time.monotonic()
-        if now - self.checked_at < FULL_RESCAN_SECONDS:
+        files = self.files
+        count = len(files)
+        if not count:
             return False
-        self.checked_at = now
-        return any(_mtime(path) != mtime for path, mtime in self.file_mtimes.items())
+        now = time.monotonic()
+        elapsed = now - self.checked_at
+        period = max(FULL_RESCAN_SECONDS, count / MAX_CHECKS_PER_SECOND)
+        if elapsed >= period:
+            due, self.checked_at = count, now
+        else:
+            due = int(count * elapsed / period)
+            if not due:
+                return False
+            self.checked_at += due * period / count  # the rest is due later
+        start = self.cursor
+        for step in range(due):
+            path, mtime = files[(start + step) % count]
+            if _mtime(path) != mtime:
+                return True
+        self.cursor = (start + due) % count
+        return False
+
+    @functools.cached_property
+    def directory_name(self) -> str:
+        return str(self.directory)
 
 
-def _mtime(path: Path) -> float:
+def _mtime(path: str) -> int:
     try:
-        return path.stat().st_mtime_ns / 1e9
+        return os.stat(path).st_mtime_ns
     except OSError:
-        return -1.0
+        return -1
 
 
 class ScenarioStore:
@@ -159,9 +195,12 @@ class ScenarioStore:
             return list(self._warnings)
 
     def service(self, scenario: str, service: str) -> ServiceInteractions:
-        key = (check_name(scenario, "scenario"), check_name(service, "service"))
+        key = (scenario, service)
         with self._lock:
             cached = self._cache.get(key)
+            if cached is None:  # names in the cache were checked when they were put there
+                check_name(scenario, "scenario")
+                check_name(service, "service")
             if cached is None or cached.is_stale():
                 # Forget the old copy first: a file broken by an edit must keep failing
                 # loudly, not fall back to what it said before.

@@ -124,15 +124,20 @@ class ServiceTable:
 
     def __init__(self, services: Iterable[Service]) -> None:
         self._lock = threading.Lock()
-        self._services = _unique(list(services))
+        self._services = tuple(_unique(list(services)))
 
     def snapshot(self) -> list[Service]:
         with self._lock:
             return list(self._services)
 
+    def current(self) -> tuple[Service, ...]:
+        """The services now, for a request to be dispatched by: a tuple that no change alters
+        (a change puts a new one in its place, in one step)."""
+        return self._services
+
     def replace(self, services: Iterable[Service]) -> None:
         """Dispatch to ``services`` from now on (``POST /services``)."""
-        replacement = _unique(list(services))
+        replacement = tuple(_unique(list(services)))
         with self._lock:
             self._services = replacement
 
@@ -142,7 +147,7 @@ class ServiceTable:
         by_name = {service.name: service for service in _unique(list(services))}
         with self._lock:
             merged = [by_name.pop(service.name, service) for service in self._services]
-            self._services = merged + list(by_name.values())
+            self._services = (*merged, *by_name.values())
 
 
 def _unique(services: list[Service]) -> list[Service]:

@@ -4,7 +4,9 @@ Rule kept here: every host a request names (its absolute-form URL, the CONNECT t
 through, its ``Host`` header) must be the same one, because that host picks the service and is
 the only host the request may reach, or that host's ``upstreams`` entry (:class:`Upstreams`):
 otherwise the MITM would be an open proxy. A target that is malformed or names two hosts
-raises :class:`BadTarget`, whose message says what was wrong. Pure: no I/O.
+raises :class:`BadTarget`, whose message says what was wrong. Pure: no I/O; :func:`located`
+remembers the answers for the targets a replay names again and again (a pure function's
+results, bounded in number and size, so it changes no answer).
 """
 
 from __future__ import annotations
@@ -113,6 +115,28 @@ def locate(path: str, host_header: str | None, tunnel: str | None) -> client.Tar
                 "only to the host that picks its service: name the same host in both."
             )
     return target
+
+
+# located()'s memory: at most this many targets, each of at most _LOCATED_KEY_SIZE characters.
+_LOCATED_LIMIT = 1024
+_LOCATED_KEY_SIZE = 1024
+_located: dict[tuple[str, str | None, str | None], tuple[client.Target, str]] = {}
+
+
+def located(path: str, host_header: str | None, tunnel: str | None) -> tuple[client.Target, str]:
+    """:func:`locate`'s target and its whole URL (``origin + request_target``), remembered:
+    under a replay the same few targets come again and again. A target that raises is not
+    remembered (it raises again); nor is a long one, so the memory stays small."""
+    key = (path, host_header, tunnel)
+    found = _located.get(key)
+    if found is None:
+        target = locate(path, host_header, tunnel)
+        found = (target, target.origin + target.request_target)
+        if len(path) + len(host_header or "") + len(tunnel or "") <= _LOCATED_KEY_SIZE:
+            if len(_located) >= _LOCATED_LIMIT:
+                _located.clear()  # a flood of new targets starts it afresh
+            _located[key] = found
+    return found
 
 
 class Upstreams:
