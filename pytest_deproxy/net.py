@@ -396,7 +396,10 @@ LISTEN_BACKLOG = 4096
 
 def _literal_address(hostname: str, port: int) -> tuple[int, Any]:
     """``(family, address)`` of a plain IPv4 or IPv6 literal such as ``127.0.0.1`` or ``::1``
-    (what getaddrinfo would give), or ``(0, None)`` for anything else."""
+    (what getaddrinfo would give), or ``(0, None)`` for anything else (a port that is not an
+    int included: getaddrinfo says what is wrong with it)."""
+    if not isinstance(port, int) or isinstance(port, bool):
+        return 0, None
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, hostname)
