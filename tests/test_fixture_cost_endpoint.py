@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from pytest_deproxy import Deproxy, net
+from pytest_deproxy.errors import NetworkError
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="counts descriptors in /proc/self/fd"
@@ -49,7 +50,7 @@ def test_an_ip_literal_is_bound_without_a_name_lookup(monkeypatch: pytest.Monkey
         finally:
             listener.close()
     assert looked_up == []
-    with pytest.raises(net.NetworkError, match="cannot listen on 'localhost'"):
+    with pytest.raises(NetworkError, match="cannot listen on 'localhost'"):
         net.listen("localhost", 0)  # a name still goes to the resolver
     assert looked_up == ["localhost"]
 
@@ -57,7 +58,7 @@ def test_an_ip_literal_is_bound_without_a_name_lookup(monkeypatch: pytest.Monkey
 def test_a_port_in_use_still_says_so() -> None:
     with Deproxy() as deproxy:
         taken = deproxy.add_endpoint()
-        with pytest.raises(net.NetworkError, match="already in use"):
+        with pytest.raises(NetworkError, match="already in use"):
             deproxy.add_endpoint(port=taken.port)
 
 
@@ -65,7 +66,8 @@ def test_shutdown_leaves_no_thread_and_no_wake_up_connection_on_the_record() -> 
     with Deproxy() as deproxy:
         idle = deproxy.add_endpoint(name="idle")
         used = deproxy.add_endpoint(name="used")
-        assert deproxy.make_request(used.url).received_response.code == "200"
+        answer = deproxy.make_request(used.url).received_response
+        assert answer is not None and answer.code == "200"
     assert [t.name for t in threading.enumerate() if t.name.startswith("deproxy-")] == []
     assert idle.connections == []  # woken through its poller, never by connecting to it
     assert len(used.connections) == 1
