@@ -383,8 +383,18 @@ def format_address(host: str, port: int) -> str:
 def connect(host: str, port: int, timeout: float | None) -> Stream:
     """Open a TCP connection, failing within ``timeout`` seconds."""
     address = format_address(host, port)
+    family, sockaddr = _literal_address(host, port)
     with translate_errors(f"connecting to {address}"):
-        sock = socket.create_connection((host, port), timeout=timeout)
+        if not family:  # a name: the resolver, and each address it gives in turn
+            sock = socket.create_connection((host, port), timeout=timeout)
+        else:  # an IP literal (a test's endpoint): no lookup, no IDNA encoding of the host
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(sockaddr)
+            except BaseException:
+                sock.close()
+                raise
     return Stream(sock, address, timeout)
 
 

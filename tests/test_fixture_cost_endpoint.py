@@ -55,6 +55,35 @@ def test_an_ip_literal_is_bound_without_a_name_lookup(monkeypatch: pytest.Monkey
     assert looked_up == ["localhost"]
 
 
+def test_a_request_to_an_ip_literal_needs_no_name_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    looked_up: list[object] = []
+
+    def no_resolver(host: object, *args: object, **kwargs: object) -> object:
+        looked_up.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "no resolver in this test")
+
+    with Deproxy() as deproxy:
+        ipv4 = deproxy.add_endpoint()
+        monkeypatch.setattr(socket, "getaddrinfo", no_resolver)
+        answer = deproxy.make_request(ipv4.url).received_response
+        assert answer is not None and answer.code == "200"
+        assert looked_up == []
+        by_name = deproxy.make_request(f"http://localhost:{ipv4.port}/")
+        assert by_name.received_response is None  # a name still goes to the resolver
+        assert "localhost" in str(by_name.error)
+        assert looked_up == ["localhost"]
+
+
+def test_a_refused_connection_to_an_ip_literal_still_says_so() -> None:
+    port = net.listen("127.0.0.1", 0)
+    free = port.getsockname()[1]
+    port.close()
+    with Deproxy() as deproxy:
+        chain = deproxy.make_request(f"http://127.0.0.1:{free}/", timeout=5)
+    assert chain.received_response is None
+    assert f"connecting to 127.0.0.1:{free}" in str(chain.error)
+
+
 def test_a_port_in_use_still_says_so() -> None:
     with Deproxy() as deproxy:
         taken = deproxy.add_endpoint()
