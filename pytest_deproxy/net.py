@@ -23,6 +23,7 @@ so that one thread serves many connections, TLS ones included.
 from __future__ import annotations
 
 import errno
+import os
 import select
 import selectors
 import socket
@@ -411,8 +412,18 @@ def format_address(host: str, port: int) -> str:
 def connect(host: str, port: int, timeout: float | None) -> Stream:
     """Open a TCP connection, failing within ``timeout`` seconds."""
     address = format_address(host, port)
+    family, sockaddr = _literal_address(host, port)
     with translate_errors(f"connecting to {address}"):
-        sock = socket.create_connection((host, port), timeout=timeout)
+        if not family:  # a name: the resolver, and each address it gives in turn
+            sock = socket.create_connection((host, port), timeout=timeout)
+        else:  # an IP literal (a test's endpoint): no lookup, no IDNA encoding of the host
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(sockaddr)
+            except BaseException:
+                sock.close()
+                raise
     return Stream(sock, address, timeout)
 
 
@@ -422,17 +433,36 @@ def connect(host: str, port: int, timeout: float | None) -> Stream:
 LISTEN_BACKLOG = 4096
 
 
+def _literal_address(hostname: str, port: int) -> tuple[int, Any]:
+    """``(family, address)`` of a plain IPv4 or IPv6 literal such as ``127.0.0.1`` or ``::1``
+    (what getaddrinfo would give), or ``(0, None)`` for anything else (a port that is not an
+    int included: getaddrinfo says what is wrong with it)."""
+    if not isinstance(port, int) or isinstance(port, bool):
+        return 0, None
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, hostname)
+        except (OSError, ValueError, TypeError):
+            continue
+        return family, (hostname, port) if family == socket.AF_INET else (hostname, port, 0, 0)
+    return 0, None
+
+
 def listen(hostname: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A non-blocking listening socket on ``hostname:port`` (0 takes a free port), for a
     poller to watch and :func:`accept_all` to accept from.
 
     ``SO_REUSEADDR`` is set so that a port an endpoint just released can be bound again at once.
     """
-    try:
-        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise NetworkError(f"cannot listen on {hostname!r}: {exc.strerror}") from exc
-    family, _, _, _, sockaddr = infos[0]
+    family, sockaddr = _literal_address(hostname, port)
+    if not family:  # a name: the resolver says which address (a literal needs no lookup)
+        try:
+            infos = socket.getaddrinfo(
+                hostname, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            raise NetworkError(f"cannot listen on {hostname!r}: {exc.strerror}") from exc
+        family, _, _, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -476,6 +506,7 @@ def accept_all(
 
 
 _FORGOTTEN = object()  # what a descriptor no longer watched stands for
+_WAKE = object()  # the key of a poller's own wake-up descriptor
 
 
 class Poller:
@@ -483,9 +514,10 @@ class Poller:
 
     Each is watched under a key of the caller's; :meth:`ready` returns the keys. Another
     thread can :meth:`wake` a thread waiting in :meth:`ready` (it then returns, perhaps with
-    no key): a byte through a socket pair the poller watches itself. On Linux it is epoll
-    itself (a third of the cost of ``selectors`` per wake-up, on the hot path of a server
-    under load); elsewhere, ``selectors``.
+    no key). On Linux it is epoll itself (a third of the cost of ``selectors`` per wake-up,
+    on the hot path of a server under load), woken through an eventfd it watches itself: one
+    descriptor and no socket objects, for a server that lives for one test and makes and
+    closes a poller each time. Elsewhere, ``selectors``, woken by a byte through a socket pair.
     """
 
     def __init__(self) -> None:
@@ -493,17 +525,35 @@ class Poller:
         self._selector = None if self._epoll is not None else selectors.DefaultSelector()
         self._keys: dict[int, object] = {}  # descriptor: key (epoll)
         self._watched: dict[object, int] = {}  # source: descriptor, for forget() (epoll)
+        self._wake_fd = -1  # the eventfd (epoll)
+        self._wake_in: socket.socket | None = None  # the socket pair (selectors)
+        self._wake_out: socket.socket | None = None
+        self._closed = False
+        self._close_lock = threading.Lock()  # wake() never writes to a descriptor closed
+        if self._epoll is not None and hasattr(os, "eventfd"):
+            self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._epoll.register(self._wake_fd, select.EPOLLIN)
+            self._keys[self._wake_fd] = _WAKE
+            return
         self._wake_in, self._wake_out = socket.socketpair()
         self._wake_in.setblocking(False)
         self._wake_out.setblocking(False)
-        self.watch(self._wake_in, self._wake_in)
+        self.watch(self._wake_in, _WAKE)
 
     def wake(self) -> None:
         """Make a :meth:`ready` waiting in another thread return (safe after :meth:`close`)."""
-        try:
-            self._wake_out.send(b"\0")
-        except OSError:  # a byte already waits (the pair is full), or the poller is closed
-            pass
+        if self._wake_out is not None:
+            try:
+                self._wake_out.send(b"\0")
+            except OSError:  # a byte already waits (the pair is full), or the poller is closed
+                pass
+            return
+        with self._close_lock:  # once closed, the descriptor's number may be another's
+            if not self._closed:
+                try:
+                    os.eventfd_write(self._wake_fd, 1)
+                except OSError:  # the counter is full: a wake-up waits already
+                    pass
 
     def watch(self, source: socket.socket | Stream, key: object) -> None:
         if self._epoll is None:
@@ -563,19 +613,34 @@ class Poller:
             sources = [key.data for key, _ in self._selector.select(timeout)]
         found = []
         for source in sources:
-            if source is self._wake_in:
-                try:
-                    self._wake_in.recv(4096)
-                except OSError:
-                    pass
+            if source is _WAKE:
+                self._drain_wake()
             elif source is not _FORGOTTEN:
                 found.append(source)
         return found
 
+    def _drain_wake(self) -> None:
+        try:
+            if self._wake_in is None:
+                os.eventfd_read(self._wake_fd)
+            else:
+                self._wake_in.recv(4096)
+        except OSError:  # nothing to read after all (another ready() took it)
+            pass
+
     def close(self) -> None:
+        """Close the poller (again: nothing happens)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._wake_in is None:
+                os.close(self._wake_fd)
         if self._epoll is not None:
             self._epoll.close()
         if self._selector is not None:
             self._selector.close()
-        self._wake_in.close()
-        self._wake_out.close()
+        if self._wake_in is not None:
+            assert self._wake_out is not None
+            self._wake_in.close()
+            self._wake_out.close()

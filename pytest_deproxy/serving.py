@@ -60,14 +60,19 @@ class Connection:
     its record."""
 
     def __init__(
-        self, stream: net.Stream, record: ConnectionRecord, max_body_size: int | None
+        self,
+        stream: net.Stream,
+        record: ConnectionRecord,
+        max_body_size: int | None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.id = record.id
         self.record = record
         self.tunnel: str | None = None  # the CONNECT authority, once a tunnel was opened
         self.timed_out = False  # set by the watchdog when a request stalled
         self.max_body_size = max_body_size
-        self.stopping = threading.Event()  # the server's: set when it shuts down
+        # The server's: set when it shuts down.
+        self.stopping = stopping if stopping is not None else threading.Event()
         self.start_tls_hook: Callable[[Connection, ssl.SSLContext], None] | None = None
         # A TLS connection whose handshake the poll thread runs: when it must be done by.
         self.handshake_deadline: float | None = None
@@ -187,6 +192,8 @@ class Server:
         return str(host), int(port)
 
     def start(self) -> None:
+        # Watched from here, not by the poll thread: its first wake-up can be a connection.
+        self._poller.watch(self._listener, None)
         self._poll_thread.start()
 
     @property
@@ -288,7 +295,6 @@ class Server:
         """Accept connections, and answer the requests that need no thread of their own
         (see the module's docstring)."""
         poller = self._poller
-        poller.watch(self._listener, None)
         interval = None if self.request_timeout is None else min(0.5, self.request_timeout / 4)
         if self._tls_context is not None:  # stalled handshakes are timed out here too
             interval = min(interval or 0.5, 0.5)
@@ -337,8 +343,7 @@ class Server:
         self._records.append(record)
         own_thread = bool(self.proxy_protocol)
         stream = net.Stream(sock, peer, timeout=None if own_thread else 0)
-        connection = Connection(stream, record, self.max_body_size)
-        connection.stopping = self._stopping
+        connection = Connection(stream, record, self.max_body_size, self._stopping)
         connection.start_tls_hook = self._start_tls
         connection.hangup_poller = poller
         if own_thread:  # a header may wait, read a byte at a time: a thread from the start
