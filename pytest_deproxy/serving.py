@@ -272,12 +272,18 @@ class Server:
         next_watch = 0.0 if interval is None else time.monotonic() + interval
         try:
             while not self._stopping.is_set():
+                # Every ready connection is answered first, and the answers are written
+                # together after: a client (wrk's one thread) woken by the first is still
+                # awake for the rest, where one write after each answer woke it for each.
+                answered: list[tuple[Connection, bytes, bool]] = []
                 for connection in poller.ready(interval):
                     if connection is None:
                         self._accept(poller)
                     else:
                         assert isinstance(connection, Connection)
-                        self._serve_ready(poller, connection)
+                        self._serve_ready(poller, connection, answered)
+                if answered:
+                    self._write_answers(poller, answered)
                 if interval is not None and (now := time.monotonic()) >= next_watch:
                     self._stop_stalled(poller, now)
                     next_watch = now + interval
@@ -332,8 +338,14 @@ class Server:
             self._open[connection.id] = (None, connection)
         poller.watch(connection.stream, connection)
 
-    def _serve_ready(self, poller: net.Poller, connection: Connection) -> None:
-        """Answer whatever a polled connection sent, or hand the connection to a thread."""
+    def _serve_ready(
+        self,
+        poller: net.Poller,
+        connection: Connection,
+        answered: list[tuple[Connection, bytes, bool]],
+    ) -> None:
+        """Answer whatever a polled connection sent (the answer goes on ``answered``, for
+        :meth:`_write_answers`), or hand the connection to a thread."""
         reader = connection.reader
         try:
             if connection.handshake_deadline is not None and not self._handshake(
@@ -369,23 +381,41 @@ class Server:
                 if not keep_alive:  # on the record before the client has the answer
                     connection.record.closed("endpoint")
                     break
-            out = answers[0] if len(answers) == 1 else b"".join(answers)
-            sent = connection.stream.write_ready(out)
-            if sent < len(out):  # the client is slow to read: a thread waits for it
-                self._stop_polling(poller, connection)
-                self._serve_in_thread(connection, unsent=out[sent:], keep_alive=keep_alive)
-                return
-            if not keep_alive:
-                self._stop_polling(poller, connection, closed_by="endpoint")
-                return
+            if answers:
+                out = answers[0] if len(answers) == 1 else b"".join(answers)
+                answered.append((connection, out, keep_alive))
         except NetworkError as exc:
-            reset = isinstance(exc, ConnectionReset)
-            self._stop_polling(poller, connection, closed_by="reset" if reset else "endpoint")
-            if not self._stopping.is_set():
-                self.record_error(exc)
+            self._network_failed(poller, connection, exc)
         except Exception as exc:  # a bug of ours: make it fail the test, not stop the endpoint
             self._stop_polling(poller, connection, closed_by="endpoint")
             self._responder.report(exc)
+
+    def _write_answers(
+        self, poller: net.Poller, answered: list[tuple[Connection, bytes, bool]]
+    ) -> None:
+        """Write the answers :meth:`_serve_ready` made, each to its connection; a connection
+        slow to take its answer gets a thread that waits for it."""
+        for connection, out, keep_alive in answered:
+            try:
+                sent = connection.stream.write_ready(out)
+                if sent < len(out):  # the client is slow to read: a thread waits for it
+                    self._stop_polling(poller, connection)
+                    self._serve_in_thread(connection, unsent=out[sent:], keep_alive=keep_alive)
+                elif not keep_alive:
+                    self._stop_polling(poller, connection, closed_by="endpoint")
+            except NetworkError as exc:
+                self._network_failed(poller, connection, exc)
+            except Exception as exc:  # a bug of ours: make it fail the test
+                self._stop_polling(poller, connection, closed_by="endpoint")
+                self._responder.report(exc)
+
+    def _network_failed(
+        self, poller: net.Poller, connection: Connection, exc: NetworkError
+    ) -> None:
+        reset = isinstance(exc, ConnectionReset)
+        self._stop_polling(poller, connection, closed_by="reset" if reset else "endpoint")
+        if not self._stopping.is_set():
+            self.record_error(exc)
 
     def _handshake(self, poller: net.Poller, connection: Connection) -> bool:
         """Go on with a polled connection's TLS handshake; whether it is done and the
