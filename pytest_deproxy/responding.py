@@ -22,6 +22,7 @@ from .models import TRACKING_HEADER, Headers, Request, Response
 SERVER_NAME = f"pytest-deproxy/{__version__}"
 
 _date_cache: tuple[int, str] = (0, "")
+_time = time.time
 
 
 def http_date() -> str:
@@ -144,10 +145,11 @@ def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bo
         or made.message is not response.message
         or made.body is not response.body
         or made.raw_body is not response.raw_body
-        or made.date is not http_date()
+        or made.date is not _date_cache[1]  # made this second: http_date(), inlined
+        or _date_cache[0] != int(_time())
         or request.http_version != "1.1"
         or response.http_version != "1.1"
-        or response.has_trailers
+        or (response._trailers is not None and response.has_trailers)
     ):
         return None
     request_keys = request.headers._keys
