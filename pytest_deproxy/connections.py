@@ -92,12 +92,14 @@ class Transcript:
     def __init__(self, limit: int | None = None) -> None:
         self.limit = limit
         self.dropped = 0
-        self._room: float = math.inf if limit is None else limit  # bytes still kept whole
+        self._frozen = 0  # bytes in the frozen blocks
         self._tail = bytearray()
         # The frozen blocks, then the tail: one list, changed by one slice assignment when a
         # block is frozen, so that a reader on another thread sees every byte once, in order.
         self._parts: list[bytes | bytearray] = [self._tail]
-        self._space: float = min(self._room, self.BLOCK)  # bytes to add before _grow()
+        # Bytes that can be added before _grow() must look: to the end of the tail block, or
+        # to the limit, whichever comes first.
+        self._space: float = self.BLOCK if limit is None else min(limit, self.BLOCK)
 
     def add(self, data: bytes) -> None:
         size = len(data)
@@ -109,15 +111,18 @@ class Transcript:
 
     def _grow(self, data: bytes, size: int) -> None:
         """Add ``data`` where it fills the tail block or reaches the limit."""
-        kept = size if size <= self._room else max(0, int(self._room))
+        tail = self._tail
+        room = math.inf if self.limit is None else self.limit - self._frozen - len(tail)
+        kept = size if size <= room else max(0, int(room))
         self.dropped += size - kept
-        self._room -= kept
         if kept:
-            self._tail += data if kept == size else data[:kept]
-        if len(self._tail) >= self.BLOCK:
-            tail = self._tail = bytearray()
-            self._parts[-1:] = [bytes(self._parts[-1]), tail]
-        self._space = min(self._room, self.BLOCK - len(self._tail))
+            tail += data if kept == size else data[:kept]
+        room -= kept
+        if len(tail) >= self.BLOCK:  # frozen, and a new tail begun
+            self._frozen += len(tail)
+            self._tail = bytearray()
+            self._parts[-1:] = [bytes(tail), self._tail]
+        self._space = min(room, self.BLOCK - len(self._tail))
 
     def __bytes__(self) -> bytes:
         parts = self._parts[:]  # one C call: the blocks and tail as they are now
