@@ -105,17 +105,17 @@ class Made:
     Response as sent from it whenever it is asked for."""
 
     __slots__ = (
-        "response",
-        "source",
-        "code",
-        "message",
         "body",
-        "raw_body",
-        "second",
+        "code",
+        "data",
+        "head",
         "items",
         "keys",
-        "head",
-        "data",
+        "message",
+        "raw_body",
+        "response",
+        "second",
+        "source",
     )
 
     def __init__(
