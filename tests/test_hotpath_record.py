@@ -142,7 +142,8 @@ def test_a_canned_handler_replaced_between_requests_is_honoured() -> None:
         endpoint = deproxy.add_endpoint(default_handler=first)
         with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
             answers = []
-            for number, handler in enumerate([first, first, second, handlers.simple, first]):
+            sequence: list[handlers.Handler] = [first, first, second, handlers.simple, first]
+            for number, handler in enumerate(sequence):
                 endpoint.default_handler = handler
                 sock.sendall(GET % number)
                 answer = b""
