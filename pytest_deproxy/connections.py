@@ -82,10 +82,10 @@ class Transcript:
     Kept in blocks of about ``BLOCK`` bytes: a ``bytearray`` the chunks are appended to, which
     is frozen into ``bytes`` when full and a new one begun. So a chunk costs one append of its
     bytes to a small buffer, never a move of the whole transcript (one ``bytearray`` grown to
-    megabytes was moved, page by page, every time it outgrew its memory: 17% of a keep-alive
-    run's time under load), and the garbage collector walks one short list (one reference a
-    block, where a list of a long run's chunks, 60,000 small ones in 4 MiB, was walked whole
-    by every full collection). The blocks are joined only when the transcript is read."""
+    megabytes is copied whole whenever the allocator cannot grow it in place), and the garbage
+    collector walks one short list (one reference a block, where a list of a long run's
+    chunks, 60,000 small ones in 4 MiB, was walked whole by every full collection). The blocks
+    are joined only when the transcript is read."""
 
     BLOCK = 64 * 1024
 
