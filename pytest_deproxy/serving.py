@@ -15,8 +15,8 @@ written together, each handling finished first; and the answers to every connect
 one wake-up are written after all of them are answered, so that a client woken by the first
 is still awake for the others (a wake-up of the load generator's thread per write cost the
 endpoint more kernel time than its own reads and writes). A TLS handshake runs on the poll
-thread too, never waiting (a non-blocking socket, resumed when the client sends more), and is closed after
-``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served as plain ones.
+thread too, never waiting (a non-blocking socket, resumed when the client sends more), and
+is closed after ``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served as plain ones.
 Under load, one thread answering many connections is several times as fast as a thread
 each, which hand the GIL to one another on every request.
 
