@@ -16,9 +16,9 @@ one wake-up are written after all of them are answered, so that a client woken b
 is still awake for the others (a wake-up of the load generator's thread per write cost the
 endpoint more kernel time than its own reads and writes). A TLS handshake runs on the poll
 thread too, never waiting (a non-blocking socket, resumed when the client sends more), and
-is closed after ``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served as plain ones.
-Under load, one thread answering many connections is several times as fast as a thread
-each, which hand the GIL to one another on every request.
+is closed after ``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served
+as plain ones. Under load, one thread answering many connections is several times as fast
+as a thread each, which hand the GIL to one another on every request.
 
 Shutdown wakes every thread at once, whatever it waits on, and only then waits for any: each
 open connection is shut down at the socket (a blocked read, write or TLS handshake returns),
