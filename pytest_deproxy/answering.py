@@ -63,21 +63,22 @@ class Answering:
         stream_id: int | None = None,
     ) -> Handling:
         """Record a request whose head arrived: its handling, on every record it belongs to."""
-        handling = Handling(
+        record = connection.record
+        handling = Handling.arrived(
             self.endpoint,
             request,
             connection.id,
-            received_at=at,
-            raw_head=raw_head,
-            stream_id=stream_id,
-            facts=connection.record.facts,  # not the record: it refers to its handlings
-            arrival_number=next(self._arrival_numbers),
+            at,
+            raw_head,
+            record.facts,  # not the record: it refers to its handlings
+            next(self._arrival_numbers),
+            stream_id,
         )
         # No lock: deque appends are thread-safe, and a lock taken here on every request makes
         # the connection threads queue behind whichever one the GIL switched away from.
         kept = self.handlings
         kept.append(handling)
-        connection.record.add_handling(handling, oldest_kept=kept[0] if kept else None)
+        record.add_handling(handling, kept[0] if kept else None)  # keep_handlings=0 keeps none
         self._record(handling)
         return handling
 

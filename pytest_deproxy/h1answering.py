@@ -68,6 +68,10 @@ class Http1Responder:
         self._arrive = answering.arrive
         self._run_handler = answering.run_handler
         self._settled = answering.settled
+        # The last handler the fast path found to give a canned answer, and that answer: the
+        # same handler again (the stock one, under load) is not asked what it is again.
+        self._canned_handler: object = object()  # none yet
+        self._canned: Response | None = None
 
     def answer_polled(
         self, connection: Connection, arrival: Arrival, body: bytes
@@ -78,11 +82,16 @@ class Http1Responder:
         if self._h2c and asks_h2c(request):
             return None
         handler = self._handler_for(request)
-        if not never_blocks(handler):
+        if handler is self._canned_handler:  # the handler of a canned answer, as last time
+            canned: Response | None = self._canned
+        elif never_blocks(handler):
+            canned = canned_answer(handler)
+            if canned is not None:  # a Response, or ``simple``: what it is never changes
+                self._canned_handler, self._canned = handler, canned
+        else:
             return None
         handling = self._arrive(connection, request, arrival.raw_head, arrival.at)
         interim = b""
-        canned = canned_answer(handler)
         if canned is not None and (again := responding.respond_again(canned, request)):
             made, data, keep_alive = again  # the last answer again: recorded as made
             handling.finish_as(made)

@@ -328,6 +328,27 @@ class Request(_Trailers):
         request._trailers = None
         return request
 
+    @classmethod
+    def from_head(
+        cls,
+        method: str,
+        path: str,
+        items: Sequence[tuple[str, str]],
+        keys: Sequence[str],
+        raw_body: bytes,
+        http_version: str,
+    ) -> Request:
+        """:meth:`received`, with the headers as the head reader gives them (the pairs and
+        their lowercased names): the poll thread's path, one call where there were three."""
+        headers = object.__new__(Headers)
+        headers._items, headers._keys = tuple(items), tuple(keys)
+        request = object.__new__(cls)
+        request.method, request.path, request.http_version = method, path, http_version
+        request.headers, request.raw_body = headers, raw_body
+        request.body = decode_body(raw_body, headers) if raw_body else ""
+        request._trailers = None
+        return request
+
 
 @functools.lru_cache(maxsize=128)
 def reason_phrase(code: int) -> str:

@@ -161,6 +161,32 @@ class Handling:
     # test nobody reads cost the garbage collector two objects fewer each.
     _sent_as: SentLater | None = field(default=None, init=False, repr=False)
 
+    @classmethod
+    def arrived(
+        cls,
+        endpoint: Place,
+        request: Request,
+        connection: str,
+        received_at: float,
+        raw_head: bytes,
+        facts: ConnectionFacts | None,
+        arrival_number: int,
+        stream_id: int | None = None,
+    ) -> Handling:
+        """The handling of a request whose head just arrived: what the constructor makes
+        with these, made in one call with no keywords to match (an endpoint makes one for
+        every request; ``tests/test_hotpath_record.py`` holds the two to the same)."""
+        handling = object.__new__(cls)
+        handling.endpoint, handling.request, handling.connection = endpoint, request, connection
+        handling.response = handling.action = handling.responded_at = None
+        handling.done = False
+        handling.received_at, handling.stream_id = received_at, stream_id
+        handling.raw_head = raw_head
+        handling.framed_body = None
+        handling.facts, handling.arrival_number = facts, arrival_number
+        handling._interim_responses = handling._frames = handling._sent_as = None
+        return handling
+
     @property
     def interim_responses(self) -> list[Response]:
         """The 1xx responses sent before the final one, in order."""

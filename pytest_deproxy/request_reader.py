@@ -111,19 +111,21 @@ class RequestReader:
         """The next request and its body if they are already here, whole and ordinary; else
         ``None``, with nothing taken. Never reads the stream. (The arrival's request has its
         body already: this is the path every request of a load test takes.)"""
-        head = heads.read_request_head(self.pending, self.max_header_bytes)
+        pending = self.pending
+        head = heads.read_request_head(pending, self.max_header_bytes)
         if head is None:
             return None
-        end = head.size + head.content_length
-        if len(self.pending) < end or head.content_length > self._body_limit:
-            return None
-        method, target, version = head.start
-        body = self.pending[head.size : end]
-        headers = Headers.from_wire(head.items, head.keys)
-        request = Request.received(method, target, headers, body, version)
-        arrival = Arrival(request, self.pending[: head.size], head.content_length, at=time.time())
-        self.pending = self.pending[end:]
-        return arrival, body
+        (method, target, version), items, keys, length, size = head
+        end = size + length
+        if length:
+            if len(pending) < end or length > self._body_limit:
+                return None
+            body = pending[size:end]
+        else:
+            body = b""
+        request = Request.from_head(method, target, items, keys, body, version)
+        self.pending = pending[end:]
+        return Arrival(request, pending[:size], length, False, False, time.time()), body
 
     # -- a connection's own thread: head, then body ----------------------------------------
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any, NamedTuple
 
 from . import wire
 from ._version import __version__
@@ -22,6 +21,7 @@ from .models import TRACKING_HEADER, Headers, Request, Response
 SERVER_NAME = f"pytest-deproxy/{__version__}"
 
 _date_cache: tuple[int, str] = (0, "")
+_time = time.time
 
 
 def http_date() -> str:
@@ -97,23 +97,42 @@ def _date_item() -> tuple[str, str]:
     return _date_item_cache[1]
 
 
-class Made(NamedTuple):
+class Made:
     """An answer :func:`respond` made for a request with no tracking id: what it was made
     from (compared by identity, so a Response changed since gives a new one) and what it
-    made. Immutable: the head is shared by the same answer again in the same second, and
-    :meth:`sent` makes the Response as sent from it whenever it is asked for."""
+    made. Never changed once made (slots, read by the poll thread on every request): the
+    head is shared by the same answer again in the same second, and :meth:`sent` makes the
+    Response as sent from it whenever it is asked for."""
 
-    response: Response
-    source: tuple[tuple[str, str], ...]
-    code: Any
-    message: str
-    body: str | bytes
-    raw_body: bytes
-    date: str
-    items: tuple[tuple[str, str], ...]
-    keys: tuple[str, ...]
-    head: bytes
-    data: bytes  # the bytes to a GET (the head, and the body where one goes)
+    __slots__ = (
+        "body",
+        "code",
+        "data",
+        "head",
+        "items",
+        "keys",
+        "message",
+        "raw_body",
+        "response",
+        "second",
+        "source",
+    )
+
+    def __init__(
+        self,
+        response: Response,
+        sent: Response,
+        second: int,
+        head: bytes,
+        data: bytes,
+    ) -> None:
+        self.response, self.source = response, response.headers._items
+        self.code, self.message = response.code, response.message
+        self.body, self.raw_body = response.body, response.raw_body
+        self.second = second  # the Date's second: the head is made again the next one
+        self.items, self.keys = sent.headers._items, sent.headers._keys
+        self.head = head
+        self.data = data  # the bytes to a GET (the head, and the body where one goes)
 
     def sent(self) -> Response:
         """The response as sent: a new Response (and Headers) sharing the made tuples."""
@@ -144,10 +163,10 @@ def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bo
         or made.message is not response.message
         or made.body is not response.body
         or made.raw_body is not response.raw_body
-        or made.date is not http_date()
+        or made.second != int(_time())  # the Date it was made with is still the date
         or request.http_version != "1.1"
         or response.http_version != "1.1"
-        or response.has_trailers
+        or (response._trailers is not None and response.has_trailers)
     ):
         return None
     request_keys = request.headers._keys
@@ -233,21 +252,11 @@ def respond(
     # Framed by a length (given, or added above) or bodiless: the connection may go on
     # unless the request asked to close it.
     keeps = "connection" not in request_keys or not request.headers.has_token("Connection", "close")
-    if not tracked:  # the next answer like this one, this second, reuses its head
+    cache = _date_cache  # read once: the second and the Date that go together
+    if not tracked and date is cache[1]:  # the next answer like this one, this second,
+        # reuses its head (the Date is http_date()'s of that second)
         data = head + raw_body if wire.response_has_body(status, "GET") else head
-        _last_made = Made(
-            response,
-            source._items,
-            code,
-            response.message,
-            response.body,
-            raw_body,
-            date,
-            sent.headers._items,
-            sent.headers._keys,
-            head,
-            data,
-        )
+        _last_made = Made(response, sent, cache[0], head, data)
     if wire.response_has_body(status, request.method):
         return sent, head + raw_body, keeps
     return sent, head, keeps

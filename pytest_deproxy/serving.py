@@ -11,11 +11,14 @@ and ordinary and the responder can answer it without waiting. The first request 
 otherwise (still arriving, unusual, for a handler that may wait), an answer the client is
 slow to take, HTTP/2, or a PROXY protocol header gives the connection a thread of its own
 for the rest of its life. The answers to requests that arrived together (pipelined) are
-written together, each handling finished first. A TLS handshake runs on the poll thread too,
-never waiting (a non-blocking socket, resumed when the client sends more), and is closed after
-``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served as plain ones.
-Under load, one thread answering many connections is several times as fast as a thread
-each, which hand the GIL to one another on every request.
+written together, each handling finished first; and the answers to every connection ready at
+one wake-up are written after all of them are answered, so that a client woken by the first
+is still awake for the others (a wake-up of the load generator's thread per write cost the
+endpoint more kernel time than its own reads and writes). A TLS handshake runs on the poll
+thread too, never waiting (a non-blocking socket, resumed when the client sends more), and
+is closed after ``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served
+as plain ones. Under load, one thread answering many connections is several times as fast
+as a thread each, which hand the GIL to one another on every request.
 
 Shutdown wakes every thread at once, whatever it waits on, and only then waits for any: each
 open connection is shut down at the socket (a blocked read, write or TLS handshake returns),
@@ -301,6 +304,10 @@ class Server:
         next_watch = 0.0 if interval is None else time.monotonic() + interval
         try:
             while not self._stopping.is_set():
+                # Every ready connection is answered first, and the answers are written
+                # together after: a client (wrk's one thread) woken by the first is still
+                # awake for the rest, where one write after each answer woke it for each.
+                answered: list[tuple[Connection, bytes, bool]] = []
                 for connection in poller.ready(interval):
                     if connection is None:
                         self._accept(poller)
@@ -308,7 +315,9 @@ class Server:
                         self._hung_up(poller, connection.connection)
                     else:
                         assert isinstance(connection, Connection)
-                        self._serve_ready(poller, connection)
+                        self._serve_ready(poller, connection, answered)
+                if answered:
+                    self._write_answers(poller, answered)
                 if interval is not None and (now := time.monotonic()) >= next_watch:
                     self._stop_stalled(poller, now)
                     next_watch = now + interval
@@ -363,8 +372,14 @@ class Server:
             self._open[connection.id] = (None, connection)
         poller.watch(connection.stream, connection)
 
-    def _serve_ready(self, poller: net.Poller, connection: Connection) -> None:
-        """Answer whatever a polled connection sent, or hand the connection to a thread."""
+    def _serve_ready(
+        self,
+        poller: net.Poller,
+        connection: Connection,
+        answered: list[tuple[Connection, bytes, bool]],
+    ) -> None:
+        """Answer whatever a polled connection sent (the answer goes on ``answered``, for
+        :meth:`_write_answers`), or hand the connection to a thread."""
         reader = connection.reader
         try:
             if connection.handshake_deadline is not None and not self._handshake(
@@ -400,23 +415,41 @@ class Server:
                 if not keep_alive:  # on the record before the client has the answer
                     connection.record.closed("endpoint")
                     break
-            out = answers[0] if len(answers) == 1 else b"".join(answers)
-            sent = connection.stream.write_ready(out)
-            if sent < len(out):  # the client is slow to read: a thread waits for it
-                self._stop_polling(poller, connection)
-                self._serve_in_thread(connection, unsent=out[sent:], keep_alive=keep_alive)
-                return
-            if not keep_alive:
-                self._stop_polling(poller, connection, closed_by="endpoint")
-                return
+            if answers:
+                out = answers[0] if len(answers) == 1 else b"".join(answers)
+                answered.append((connection, out, keep_alive))
         except NetworkError as exc:
-            reset = isinstance(exc, ConnectionReset)
-            self._stop_polling(poller, connection, closed_by="reset" if reset else "endpoint")
-            if not self._stopping.is_set():
-                self.record_error(exc)
+            self._network_failed(poller, connection, exc)
         except Exception as exc:  # a bug of ours: make it fail the test, not stop the endpoint
             self._stop_polling(poller, connection, closed_by="endpoint")
             self._responder.report(exc)
+
+    def _write_answers(
+        self, poller: net.Poller, answered: list[tuple[Connection, bytes, bool]]
+    ) -> None:
+        """Write the answers :meth:`_serve_ready` made, each to its connection; a connection
+        slow to take its answer gets a thread that waits for it."""
+        for connection, out, keep_alive in answered:
+            try:
+                sent = connection.stream.write_ready(out)
+                if sent < len(out):  # the client is slow to read: a thread waits for it
+                    self._stop_polling(poller, connection)
+                    self._serve_in_thread(connection, unsent=out[sent:], keep_alive=keep_alive)
+                elif not keep_alive:
+                    self._stop_polling(poller, connection, closed_by="endpoint")
+            except NetworkError as exc:
+                self._network_failed(poller, connection, exc)
+            except Exception as exc:  # a bug of ours: make it fail the test
+                self._stop_polling(poller, connection, closed_by="endpoint")
+                self._responder.report(exc)
+
+    def _network_failed(
+        self, poller: net.Poller, connection: Connection, exc: NetworkError
+    ) -> None:
+        reset = isinstance(exc, ConnectionReset)
+        self._stop_polling(poller, connection, closed_by="reset" if reset else "endpoint")
+        if not self._stopping.is_set():
+            self.record_error(exc)
 
     def _handshake(self, poller: net.Poller, connection: Connection) -> bool:
         """Go on with a polled connection's TLS handshake; whether it is done and the

@@ -1,0 +1,155 @@
+"""The poll thread's lean path records what the general one does: a transcript kept in blocks
+is byte-exact, in order and bounded, also while read from another thread; a handling and a
+request made in one call equal those the constructors make; answers written together after
+a wake-up reach each client whole; a canned handler replaced between requests is honoured."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+
+from pytest_deproxy import Deproxy, Response, handlers
+from pytest_deproxy.connections import Transcript
+from pytest_deproxy.models import Headers, Request
+from pytest_deproxy.record import Handling
+
+GET = b"GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def _chunks(count: int) -> list[bytes]:
+    return [bytes([n % 251]) * (1 + n % 300) for n in range(count)]
+
+
+def test_a_transcript_in_blocks_is_every_byte_in_order() -> None:
+    chunks = _chunks(2_000)  # ~300 KiB: several blocks
+    transcript = Transcript()
+    for chunk in chunks:
+        transcript.add(chunk)
+    assert bytes(transcript) == b"".join(chunks)
+    assert len(transcript) == len(b"".join(chunks)) and transcript.dropped == 0
+
+
+def test_a_transcript_keeps_its_first_limit_bytes_and_counts_the_rest() -> None:
+    chunks = _chunks(2_000)
+    whole = b"".join(chunks)
+    for limit in (0, 1, Transcript.BLOCK - 1, Transcript.BLOCK, Transcript.BLOCK + 7, 200_000):
+        transcript = Transcript(limit)
+        for chunk in chunks:
+            transcript.add(chunk)
+        assert bytes(transcript) == whole[:limit], limit
+        assert transcript.dropped == len(whole) - limit
+        assert len(transcript) == limit
+
+
+def test_a_chunk_larger_than_a_block_is_kept_whole() -> None:
+    big = bytes(range(256)) * 1024  # 256 KiB in one chunk
+    transcript = Transcript(3 * Transcript.BLOCK + 5)
+    transcript.add(b"a")
+    transcript.add(big)
+    transcript.add(b"b")
+    assert bytes(transcript) == (b"a" + big + b"b")[: 3 * Transcript.BLOCK + 5]
+
+
+def test_a_transcript_read_while_it_grows_is_always_a_prefix() -> None:
+    chunks = _chunks(20_000)
+    whole = b"".join(chunks)
+    transcript = Transcript()
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            seen.append(bytes(transcript))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for chunk in chunks:
+            transcript.add(chunk)
+    finally:
+        done.set()
+        reader.join(10)
+    assert seen and all(whole.startswith(snapshot) for snapshot in seen)
+    assert bytes(transcript) == whole
+
+
+def test_a_long_runs_transcript_is_a_few_blocks_for_the_collector() -> None:
+    transcript = Transcript(4 * 1024 * 1024)
+    for _ in range(40_000):  # 4.4 MB of 110-byte chunks, past the limit
+        transcript.add(b"x" * 110)
+    assert len(transcript._parts) <= 4 * 1024 * 1024 // Transcript.BLOCK + 1
+    assert transcript.dropped == 40_000 * 110 - 4 * 1024 * 1024
+
+
+def test_handling_arrived_is_what_the_constructor_makes() -> None:
+    request = Request("GET", "/x")
+    made = Handling.arrived("ep", request, "conn-1", 12.5, b"raw", None, 7, 3)  # type: ignore[arg-type]
+    built = Handling(
+        "ep",  # type: ignore[arg-type]
+        request,
+        "conn-1",
+        received_at=12.5,
+        raw_head=b"raw",
+        facts=None,
+        arrival_number=7,
+        stream_id=3,
+    )
+    for field in dataclasses.fields(Handling):
+        assert getattr(made, field.name) == getattr(built, field.name), field.name
+    assert made.interim_responses == [] and made.frames == []
+
+
+def test_request_from_head_is_what_received_makes() -> None:
+    items = [("Host", "a"), ("Content-Type", "text/plain")]
+    keys = ["host", "content-type"]
+    for body in (b"", b"hello"):
+        made = Request.from_head("POST", "/p", items, keys, body, "1.1")
+        built = Request.received("POST", "/p", Headers.from_wire(items, keys), body, "1.1")
+        assert vars(made) == vars(built)
+
+
+def test_answers_written_together_reach_every_client_whole() -> None:
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
+        socks = [
+            socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) for _ in range(8)
+        ]
+        try:
+            for round_ in range(20):
+                for number, sock in enumerate(socks):  # all sent before any is read
+                    sock.sendall(GET % (round_ * 100 + number))
+                for sock in socks:
+                    answer = b""
+                    while not answer.endswith(b"\r\n\r\n"):
+                        chunk = sock.recv(65536)
+                        assert chunk
+                        answer += chunk
+                    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.count(b"HTTP/") == 1
+        finally:
+            for sock in socks:
+                sock.close()
+        records = endpoint.connections
+        handlings = endpoint.handlings
+    assert len(handlings) == 160 and all(h.done for h in handlings)
+    for record in records:
+        assert record.sent.count(b"HTTP/1.1 200 OK") == 20 and record.received.count(b"GET /") == 20
+
+
+def test_a_canned_handler_replaced_between_requests_is_honoured() -> None:
+    with Deproxy() as deproxy:
+        first, second = Response(201, body="one"), Response(202, body="two")
+        endpoint = deproxy.add_endpoint(default_handler=first)
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
+            answers = []
+            sequence: list[handlers.Handler] = [first, first, second, handlers.simple, first]
+            for number, handler in enumerate(sequence):
+                endpoint.default_handler = handler
+                sock.sendall(GET % number)
+                answer = b""
+                while not answer.endswith((b"one", b"two", b"\r\n\r\n")):
+                    answer += sock.recv(65536)
+                answers.append(answer.split(b" ")[1])
+        codes = [h.response.code for h in endpoint.handlings if h.response is not None]
+    assert answers == [b"201", b"201", b"202", b"200", b"201"]
+    assert codes == ["201", "201", "202", "200", "201"]
