@@ -11,7 +11,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 
@@ -102,6 +102,9 @@ class Deproxy:
         self._lock = threading.Lock()
         self._endpoints: list[Endpoint] = []
         self._registry: ChainRegistry[_Routing] = ChainRegistry(keep_chains)
+        # What endpoints call on every request: the registry's own, with no call in between.
+        self.record: Callable[[Handling], None] = self._registry.record
+        self.settled: Callable[[Handling], None] = self._registry.settled
         self._shut_down = False
         # Numbered per Deproxy, not per process: names and ids do not depend on test order.
         self._endpoint_numbers = itertools.count(1)
@@ -536,7 +539,7 @@ class Deproxy:
     # -- what endpoints ask of their owner (HandlingRegistry) ------------------------------
 
     def handler_for(self, endpoint: Endpoint, request: Request) -> Handler:
-        call = self._registry.routing_for(request.headers.get(TRACKING_HEADER))
+        call = self._registry.routing_for_request(request)
         if call is not None:
             if call.handlers:
                 if endpoint in call.handlers:
@@ -550,12 +553,6 @@ class Deproxy:
         if self.default_handler is not None:
             return self.default_handler
         return handlers.simple
-
-    def record(self, handling: Handling) -> None:
-        self._registry.record(handling)
-
-    def settled(self, handling: Handling) -> None:
-        self._registry.settled(handling)
 
     def new_connection_id(self) -> str:
         return f"conn-{next(self._connection_numbers)}"

@@ -420,6 +420,13 @@ class ChainRegistry(Generic[Routing]):
             call = self._in_flight.get(request_id)
         return None if call is None else call[1]
 
+    def routing_for_request(self, request: Request) -> Routing | None:
+        """What the call in flight that sent ``request`` asked of endpoints, if there is one
+        (with no call in flight, as under outside load, without reading its headers)."""
+        if not self._in_flight:
+            return None
+        return self.routing_for(request.headers.get(TRACKING_HEADER))
+
     def record(self, handling: Handling) -> None:
         """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
         orphan of every chain in flight."""
