@@ -61,6 +61,8 @@ def as_sent(
         http10_keep_alive = request.http_version == "1.0" and wire.request_keeps_alive(request)
         if http10_keep_alive and "Connection" not in headers:
             headers._append("Connection", "keep-alive")
+        elif _asks_close(request) and "Connection" not in headers:
+            headers._append("Connection", "close")  # RFC 9112 9.6: the server says it closes
     tracking_id = request.headers.get(TRACKING_HEADER)
     if tracking_id is not None and TRACKING_HEADER not in headers:
         headers._append(TRACKING_HEADER, tracking_id)
@@ -71,6 +73,13 @@ def as_sent(
     ):
         sent.trailers = Headers()
     return sent
+
+
+def _asks_close(request: Request) -> bool:
+    """Whether ``request`` carries the ``close`` connection option."""
+    return "connection" in request.headers._keys and request.headers.has_token(
+        "Connection", "close"
+    )
 
 
 def _carries_trailers(sent: Response, request: Request) -> bool:
@@ -170,15 +179,14 @@ def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bo
     ):
         return None
     request_keys = request.headers._keys
-    if _TRACKING_KEY in request_keys:
+    if _TRACKING_KEY in request_keys or _asks_close(request):  # (the answer says it closes)
         return None
-    keeps = "connection" not in request_keys or not request.headers.has_token("Connection", "close")
     method = request.method
     if method == "GET":
-        return made, made.data, keeps
+        return made, made.data, True
     if wire.response_has_body(int(made.code), method):
-        return made, made.head + made.raw_body, keeps
-    return made, made.head, keeps
+        return made, made.head + made.raw_body, True
+    return made, made.head, True
 
 
 _status_lines: dict[tuple[str, str], str] = {}  # "HTTP/1.1 200 OK\r\n", made once per status
@@ -203,6 +211,7 @@ def respond(
         or "transfer-encoding" in keys
         or "connection" in keys
         or response.has_trailers
+        or _asks_close(request)
     ):
         sent = as_sent(response, request, defaults=defaults, chunked=chunked)
         head, body = wire_parts(sent, request)
@@ -249,17 +258,16 @@ def respond(
         head = text.encode("iso-8859-1")
     except UnicodeEncodeError:  # rare: text beyond Latin-1 goes out as the wire module says
         head = wire.serialize_response_head(sent)
-    # Framed by a length (given, or added above) or bodiless: the connection may go on
-    # unless the request asked to close it.
-    keeps = "connection" not in request_keys or not request.headers.has_token("Connection", "close")
+    # Framed by a length (given, or added above) or bodiless, to a request that did not ask
+    # to close (that one took as_sent above): the connection goes on.
     cache = _date_cache  # read once: the second and the Date that go together
     if not tracked and date is cache[1]:  # the next answer like this one, this second,
         # reuses its head (the Date is http_date()'s of that second)
         data = head + raw_body if wire.response_has_body(status, "GET") else head
         _last_made = Made(response, sent, cache[0], head, data)
     if wire.response_has_body(status, request.method):
-        return sent, head + raw_body, keeps
-    return sent, head, keeps
+        return sent, head + raw_body, True
+    return sent, head, True
 
 
 def wire_parts(sent: Response, request: Request) -> tuple[bytes, bytes]:

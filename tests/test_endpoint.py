@@ -178,6 +178,30 @@ def test_head_keeps_the_connection_usable(deproxy: Deproxy, endpoint: EndpointFa
     assert get.received_response is not None and get.received_response.body == "body"
 
 
+@pytest.mark.parametrize(
+    "handler",
+    [handlers.simple, Response(200, body="canned"), lambda request: Response(200, body="own")],
+    ids=["stock", "canned", "custom"],
+)
+def test_an_answer_to_connection_close_says_it_closes(
+    endpoint: EndpointFactory, handler: object
+) -> None:
+    """RFC 9112 9.6: the answer to a request with the close option says it closes. The
+    same answer without it comes first, as under load, where the endpoint reuses a head."""
+    server = endpoint(handler=handler)
+    answer = send_raw(
+        server.port,
+        b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    first, second = answer.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert b"\r\nConnection:" not in b"\r\n" + first.split(b"\r\n\r\n")[0]
+    assert b"\r\nConnection: close\r\n" in b"\r\n" + second
+    _, second_handling = server.handlings
+    assert second_handling.response is not None
+    assert second_handling.response.headers["Connection"] == "close"
+    assert server.connections[0].closed_by == "endpoint"
+
+
 def test_expect_100_continue(endpoint: EndpointFactory) -> None:
     server = endpoint(handler=handlers.echo)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
