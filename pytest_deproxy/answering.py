@@ -15,12 +15,12 @@ from collections import deque
 from collections.abc import Callable
 
 from . import responding, wire
+from .accepted import Connection
 from .errors import DeproxyError, HandlerError
 from .faults import Fault, Takeover
 from .handlers import Handler, HandlerContext, ServingEndpoint, call_handler
 from .models import Request, Response
 from .record import Handling
-from .serving import Connection
 
 
 class Answering:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from . import net, responding, wire
+from .accepted import Connection
 from .answering import Answering, as_sent
 from .errors import DeproxyError
 from .expecting import CONTINUE, AwaitedBody
@@ -38,14 +39,13 @@ from .models import Request, Response
 from .record import Handling
 from .refusals import cut_short, refuse
 from .request_reader import Arrival, CutShort, RequestRefused, with_body
-from .serving import Connection
 
 # What to do with a CONNECT: intercept it with TLS (the context to use), or answer it.
 TunnelPolicy = Callable[[Request], "ssl.SSLContext | Response"]
 
 
 class Http1Responder:
-    """An endpoint's HTTP/1 answers (a ``serving.Responder``). ``h2``: how it answers
+    """An endpoint's HTTP/1 answers (an ``accepted.Responder``). ``h2``: how it answers
     HTTP/2, when it does; ``tunnels``: what it does with a CONNECT, when it intercepts them
     (the MITM)."""
 

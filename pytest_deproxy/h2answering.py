@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import responding
+from .accepted import Connection
 from .answering import Answering
 from .errors import DeproxyError
 from .faults import Fault, Takeover
@@ -23,7 +24,6 @@ from .handlers import Handler, HandlerContext, never_blocks
 from .models import Request, Response
 from .record import Handling
 from .request_reader import Arrival
-from .serving import Connection
 
 
 class H2Answering:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import responding, wire
+from .accepted import Connection
 from .errors import DeproxyError, NetworkError, ProtocolError
 from .faults import Close, Fault, Hang, Reset, Send
 from .h2frames import (
@@ -43,7 +44,6 @@ from .h2wire import H2Wire, StreamGone
 from .handlers import H2Fault, Handler, HandlerContext
 from .models import Headers, Request, Response
 from .record import Handling
-from .serving import Connection
 
 STREAM_JOIN_TIMEOUT = 2.0  # at the end of a connection, how long its stream threads may take
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 
 from . import responding
+from .accepted import Connection
 from .answering import Answering
 from .errors import DeproxyError, DeproxyTimeout
 from .models import Request
 from .record import Handling
 from .request_reader import CutShort, RequestRefused
-from .serving import Connection
 
 LINGER_SECONDS = 5.0  # after a refusal, how long what the client still sends is read and dropped
 

@@ -44,96 +44,25 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
-from . import net, proxyproto
-from .connections import ConnectionRecord, TLSInfo
+from . import net
+from .accepted import (
+    TLS_HANDSHAKE_TIMEOUT,
+    Connection,
+    Hangup,
+    Responder,
+    note_tls,
+    start_tls,
+    take_proxy_header,
+)
+from .connections import ConnectionRecord
 from .errors import ConnectionReset, DeproxyError, DeproxyTimeout, NetworkError
-from .request_reader import Arrival, RequestReader
+from .request_reader import Arrival
 
 JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
-TLS_HANDSHAKE_TIMEOUT = 10.0  # and for a PROXY protocol header: a stalled start holds a thread
 # The bytes kept of each direction of a connection: enough for any exchange a test looks at,
 # while a huge body, or one refused and drained, costs no more.
 TRANSCRIPT_LIMIT = 4 * 1024 * 1024
-
-
-class Connection:
-    """One accepted connection: its stream and reader (replaced when it turns to TLS), and
-    its record."""
-
-    def __init__(
-        self,
-        stream: net.Stream,
-        record: ConnectionRecord,
-        max_body_size: int | None,
-        stopping: threading.Event | None = None,
-    ) -> None:
-        self.id = record.id
-        self.record = record
-        self.tunnel: str | None = None  # the CONNECT authority, once a tunnel was opened
-        self.timed_out = False  # set by the watchdog when a request stalled
-        self.max_body_size = max_body_size
-        # The server's: set when it shuts down.
-        self.stopping = stopping if stopping is not None else threading.Event()
-        self.start_tls_hook: Callable[[Connection, ssl.SSLContext], None] | None = None
-        # A TLS connection whose handshake the poll thread runs: when it must be done by.
-        self.handshake_deadline: float | None = None
-        # What the responder began on the poll thread for the request it then handed to a
-        # thread (``first``), for that thread to finish; serving never looks inside.
-        self.carried_over: object | None = None
-        # While a handler runs on the connection's thread, the poll thread watches for the
-        # client leaving ("client": a FIN, "reset": a RST): a proxy cancelling the request.
-        self.hung_up: str | None = None
-        self.hangup_poller: net.Poller | None = None
-        stream.on_read, stream.on_write = record.incoming.add, record.outgoing.add
-        self.use(stream)
-
-    def use(self, stream: net.Stream) -> None:
-        self.stream = stream
-        self.reader = RequestReader(stream, max_body_size=self.max_body_size)
-
-    def start_tls(self, context: ssl.SSLContext) -> None:
-        """Turn the connection to TLS (a server-side handshake), and note what it settled."""
-        assert self.start_tls_hook is not None
-        self.start_tls_hook(self, context)
-
-    def watch_hangup(self) -> None:
-        """From now until :meth:`unwatch_hangup`, note (``hung_up``, and on the record, when)
-        the client closing or resetting the connection, while nobody reads it."""
-        if self.hangup_poller is not None and self.hung_up is None:
-            self.hangup_poller.watch_hangup(self.stream, _Hangup(self))
-
-    def unwatch_hangup(self) -> None:
-        if self.hangup_poller is not None:
-            self.hangup_poller.forget(self.stream)
-
-
-class _Hangup:
-    """The poll thread's key for a connection watched only for the client leaving."""
-
-    __slots__ = ("connection",)
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-
-class Responder(Protocol):
-    """What a server asks of whoever answers on it (an endpoint's ``Http1Responder``)."""
-
-    def answer_polled(
-        self, connection: Connection, arrival: Arrival, body: bytes
-    ) -> tuple[bytes, bool] | None:
-        """Answer a whole, ordinary request on the poll thread, if that can never wait: the
-        bytes to send and whether to keep the connection; ``None``: it needs a thread."""
-
-    def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
-        """Serve the connection on its own thread (``first``: a request the poll thread read)
-        until it should close; note on ``connection.record`` who ended it."""
-
-    def report(self, error: BaseException) -> None:
-        """An error that must fail the test: an exception of this package's own, raised in a
-        server thread, or a thread that would not stop."""
 
 
 class Server:
@@ -311,7 +240,7 @@ class Server:
                 for connection in poller.ready(interval):
                     if connection is None:
                         self._accept(poller)
-                    elif type(connection) is _Hangup:
+                    elif type(connection) is Hangup:
                         self._hung_up(poller, connection.connection)
                     else:
                         assert isinstance(connection, Connection)
@@ -462,7 +391,7 @@ class Server:
             self._stop_polling(poller, connection)
             self._serve_in_thread(connection, handshake=True)
             return False
-        self._note_tls(connection)
+        note_tls(connection)
         tls = connection.record.tls
         if tls is not None and tls.alpn not in (None, "http/1.1"):  # h2: a thread serves it
             self._stop_polling(poller, connection)
@@ -531,7 +460,7 @@ class Server:
                 connection.stream.timeout = TLS_HANDSHAKE_TIMEOUT
                 connection.stream.handshake()
                 connection.stream.timeout = None
-                self._note_tls(connection)
+                note_tls(connection)
             elif self._tls_context is not None and self.proxy_protocol:
                 self._start_tls(connection, self._tls_context)
             if unsent:
@@ -553,71 +482,11 @@ class Server:
                 self._open.pop(connection.id, None)
 
     def _start_tls(self, connection: Connection, context: ssl.SSLContext) -> None:
-        """Turn the connection to TLS. The TLS stream is the connection's before the handshake
-        starts, so that shutdown (which sets ``_stopping``, then shuts down each connection's
-        stream) wakes a stalled handshake too; wrapping the socket leaves the old stream
-        nothing to shut down."""
-        stream = connection.stream
-        stream.timeout = TLS_HANDSHAKE_TIMEOUT  # a stalled handshake must not hold a thread
-        stream = stream.start_tls(context, server_side=True, handshake=False)
-        connection.use(stream)
-        if self._stopping.is_set():  # shutdown may have looked before use(): it missed this one
-            stream.shutdown()
-        stream.handshake()
-        stream.timeout = None
-        self._note_tls(connection)
-
-    @staticmethod
-    def _note_tls(connection: Connection) -> None:
-        facts = connection.stream.tls_facts()
-        if facts is not None:
-            connection.record.tls = TLSInfo(**facts)
+        start_tls(connection, context, self._stopping)
 
     def _take_proxy_header(self, connection: Connection) -> bool:
-        """Read the PROXY protocol header a connection begins with, byte by byte so as not
-        to read into what follows it (a TLS handshake reads from the socket itself); whether
-        the connection goes on."""
-        stream = connection.stream
-        stream.timeout = TLS_HANDSHAKE_TIMEOUT
-        received = b""
-        while True:
-            if not proxyproto.could_begin(received + stream.peek(1)):
-                if self.proxy_protocol == "optional":
-                    connection.reader.pending = received  # a plain request, already begun
-                    stream.timeout = None
-                    return True
-                return self._refuse_connection(connection, received + stream.peek(64))
-            wanted = 1  # a v1 header is a line: read to its end a byte at a time
-            signature = proxyproto.V2_SIGNATURE
-            if received.startswith(signature) and len(received) >= len(signature) + 4:
-                wanted = max(1, proxyproto.v2_size(received) - len(received))
-            data = stream.read(wanted)
-            if not data:
-                connection.record.closed("client")
-                return False
-            received += data
-            try:
-                found = proxyproto.read(received)
-            except proxyproto.ProxyHeaderError as exc:
-                return self._refuse_connection(connection, received, exc)
-            if found is not None:
-                connection.record.proxy_protocol = found[0]
-                stream.timeout = None
-                return True
-
-    def _refuse_connection(
-        self, connection: Connection, began: bytes, error: Exception | None = None
-    ) -> bool:
-        reason = str(error) if error else f"it began {began[:32]!r}"
-        self.record_error(
-            DeproxyError(
-                f"connection {connection.id} from {connection.record.peer} was closed: it "
-                f"did not begin with a PROXY protocol header ({reason}); the endpoint was "
-                "made with proxy_protocol=True"
-            )
-        )
-        connection.record.closed("endpoint")
-        return False
+        optional = self.proxy_protocol == "optional"
+        return take_proxy_header(connection, optional=optional, refuse=self.record_error)
 
     def _stop_stalled(self, poller: net.Poller, now: float) -> None:
         """Stop requests that made no progress for ``request_timeout`` s (slowloris), and
