@@ -267,9 +267,4 @@ if __name__ == "__main__":
 
     import run
 
-    arguments = sys.argv[1:]
-    if not any(argument in run.ROWS for argument in arguments):
-        arguments += [
-            name for name, (bench, _) in run.ROWS.items() if bench.__module__ == "rows_load"
-        ]
-    sys.exit(run.main(arguments))
+    sys.exit(run.main_for_module("rows_load", sys.argv[1:]))

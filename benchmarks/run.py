@@ -193,6 +193,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return options
 
 
+def main_for_module(module: str, argv: list[str]) -> int:
+    """:func:`main` for one rows module run as a script: its own rows, unless rows are named."""
+    if not any(argument in ROWS for argument in argv):
+        argv = argv + [name for name, (bench, _) in ROWS.items() if bench.__module__ == module]
+    return main(argv)
+
+
 def main(argv: list[str]) -> int:
     options = parse(argv)
     if options.list:
