@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .faults import Fault, Takeover
 from .handlers import HandlerContext
 from .models import Headers, Request, Response
 from .record import Handling
@@ -74,10 +75,9 @@ class AwaitedBody:
         arrival: Arrival,
         handling: Handling,
         context: HandlerContext,
-        send_interim: Callable[[Response], None],
     ) -> None:
         self._reader, self._arrival, self._handling = reader, arrival, handling
-        self._context, self._send_interim = context, send_interim
+        self._context = context
         self.read_whole: Request | None = None  # the request with its body, once read
         self.failure: RequestRefused | CutShort | None = None
         context._before_wait = self.read
@@ -95,7 +95,7 @@ class AwaitedBody:
         if self.failure is not None:
             return self.failure.partial
         if self._context.send_continue:
-            self._send_interim(CONTINUE)
+            self._context.send_interim(CONTINUE)
         try:
             body = self._reader.read_body(self._arrival)
         except (RequestRefused, CutShort) as failure:
@@ -105,7 +105,7 @@ class AwaitedBody:
         self._handling.request, self._handling.framed_body = self.read_whole, body.framed
         return self.read_whole
 
-    def settle(self, result: object) -> object:
+    def settle(self, result: Response | Fault | Takeover) -> Response | Fault | Takeover:
         """After the handler returned ``result``: read the body it did not refuse, and
         return what to answer with (``Connection: close`` added when it refused it)."""
         if self.read_whole is None and self.failure is None and self._context.send_continue:

@@ -201,9 +201,7 @@ class Http1Responder:
         """Answer a request that awaits ``100 Continue`` through a handler that may refuse
         its body (see :mod:`~pytest_deproxy.expecting`); whether the connection goes on."""
         context = self._context(connection, handling)
-        send_interim = context._send_interim
-        assert send_interim is not None
-        body = AwaitedBody(connection.reader, arrival, handling, context, send_interim)
+        body = AwaitedBody(connection.reader, arrival, handling, context)
         result = body.settle(self._run_watched(connection, body.request, context, handler))
         if body.failure is not None:  # the body was too large or cut short: answered so
             if isinstance(body.failure, RequestRefused):
@@ -212,7 +210,7 @@ class Http1Responder:
                 self._answering, connection, body.failure, self._request_timeout, handling
             )
         keep_open = not (arrival.must_close or body.refused)
-        return self._answer(connection, handling, keep_open=keep_open, ran=(context, result))  # type: ignore[arg-type]
+        return self._answer(connection, handling, keep_open=keep_open, ran=(context, result))
 
     def _run_watched(
         self, connection: Connection, request: Request, context: HandlerContext, handler: Handler
