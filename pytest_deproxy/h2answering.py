@@ -79,6 +79,7 @@ class H2Answering:
         handling: Handling,
         handler: Handler,
         send_interim: Callable[[Response], None],
+        client_gone: Callable[[], bool],
     ) -> tuple[Response | Fault, HandlerContext]:
         context = HandlerContext(
             self._answering.endpoint,
@@ -86,6 +87,7 @@ class H2Answering:
             tunnel=connection.tunnel,
             _stopping=connection.stopping,
             _send_interim=send_interim,
+            _client_gone=client_gone,
         )
         result = self._answering.run_handler(handling.request, context, handler)
         if isinstance(result, Takeover):  # an upgrade takes a whole HTTP/1 connection over

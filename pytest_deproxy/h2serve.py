@@ -68,7 +68,10 @@ class StreamResponder(Protocol):
         handling: Handling,
         handler: Handler,
         send_interim: Callable[[Response], None],
-    ) -> tuple[Response | Fault, HandlerContext]: ...
+        client_gone: Callable[[], bool],
+    ) -> tuple[Response | Fault, HandlerContext]:
+        """Run a handler that may wait; ``client_gone`` says whether the client has reset the
+        stream or left the connection (``context.client_gone``)."""
 
     def settle(self, handling: Handling) -> None: ...
 
@@ -255,7 +258,13 @@ class H2Session:
         handling = stream.handling
         try:
             result, context = self.responder.run_stream_handler(
-                self.connection, handling, handler, lambda interim: self._interim(stream, interim)
+                self.connection,
+                handling,
+                handler,
+                lambda interim: self._interim(stream, interim),
+                lambda: (
+                    stream.reset_code is not None or self.connection.record.closed_at is not None
+                ),
             )
             if isinstance(result, Fault):
                 self._fault(stream, result, context)

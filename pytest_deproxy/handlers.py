@@ -52,7 +52,8 @@ class HandlerContext:
     ``client_gone`` tells a handler running on a thread of its own (one that may block)
     whether the client, the proxy under test, has closed or reset the connection since its
     request arrived: a proxy cancelling a request it gave up on. The connection's record has
-    when (``closed_at``, ``closed_by``); after a reset the answer is not sent.
+    when (``closed_at``, ``closed_by``); after a reset the answer is not sent. On HTTP/2 it is
+    the handler's stream that counts: reset (``RST_STREAM``), or its connection closed.
 
     ``send_continue`` (default ``True``) answers a request that asks ``Expect: 100-continue``
     with ``100 Continue`` before its body is read. A handler that sets it to ``False`` before
@@ -94,7 +95,8 @@ class HandlerContext:
 
     @property
     def client_gone(self) -> bool:
-        """Whether the client closed or reset the connection while this handler ran."""
+        """Whether the client closed or reset the connection (on HTTP/2: reset this handler's
+        stream or closed the connection) while this handler ran."""
         return self._client_gone is not None and self._client_gone()
 
     def sleep(self, seconds: float | None) -> bool:
