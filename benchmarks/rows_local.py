@@ -146,13 +146,13 @@ def bench_make_request() -> Iterator[Row]:
                     "persistent connection",
                     lambda: deproxy.make_request(endpoint.url, connection=connection),
                     client.get,
-                    scaled(2000, 200),
+                    scaled(6000, 200),
                 ),
                 (
                     "a fresh connection per request",
                     lambda: deproxy.make_request(endpoint.url),
                     fresh_floor,
-                    scaled(500, 50),
+                    scaled(1500, 50),
                 ),
             ]
             for label, subject, baseline, count in cases:
