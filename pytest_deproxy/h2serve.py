@@ -306,6 +306,13 @@ class H2Session:
         data = sent.raw_body if has_body else b""
         trailers = [(n.lower(), v) for n, v in sent.trailers.items()]
         fields = response_fields(sent.code, sent.headers.items())
+        if (
+            data
+            and not waiting
+            and not trailers
+            and self.wire.send_answer_now(stream_id, fields, data)
+        ):
+            return
         self.wire.send_headers(stream_id, fields, end_stream=not data and not trailers)
         if data and not waiting:
             data = data[self.wire.send_data_now(stream_id, data, end_stream=not trailers) :]
