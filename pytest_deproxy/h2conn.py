@@ -1,6 +1,6 @@
-"""h2's connection state, with fast paths for whole header blocks: with
-:mod:`~pytest_deproxy.h2wire` and :mod:`~pytest_deproxy.h2frames`, the modules that import
-``h2``.
+"""h2's connection state, with fast paths for whole header blocks and the common exchange:
+with :mod:`~pytest_deproxy.h2wire` and :mod:`~pytest_deproxy.h2frames`, the modules that
+import ``h2``.
 
 A header block in one frame (HEADERS with END_HEADERS, no padding, no priority) is read and
 written here rather than through h2's frame objects, on h2's own HPACK contexts and through
@@ -10,9 +10,17 @@ h2). Our HPACK encoder keeps its table still where it can: the tracking header, 
 message, goes as a literal without indexing, and a field already in the table is encoded once
 per table state.
 
+The common exchange, a server's new stream whose request is whole in that one block and
+whose answer goes whole (HEADERS, and DATA when the windows take all of it at once), is kept
+as an exchange rather than as h2's stream: no stream object, no stream state machine. h2
+reaches its streams only through ``streams``; the moment it does, every exchange becomes the
+stream h2 would hold for it, in the same state, and an exchange answered is let go where h2
+lets a closed stream go.
+
 Rule kept here: nothing leaves h2's state machines out of step. The fast path drives h2's own
-connection and stream machines, HPACK contexts and checks, and falls back to h2 for anything
-else; without the h2 internals it needs (h2 4.x), every frame goes through h2.
+connection and stream machines, HPACK contexts and checks, or keeps exactly what h2 would
+have made of them (an exchange), and falls back to h2 for anything else; without the h2
+internals it needs (h2 4.x), every frame goes through h2.
 """
 
 from __future__ import annotations
