@@ -218,15 +218,14 @@ class H2Connection(h2.connection.H2Connection):
                     raise h2.exceptions.TooManyStreamsError(
                         f"Max inbound streams is {max_open}, {value} open"
                     )
-            headers = decode_table_neutral(self, block) or h2.connection._decode_headers(
-                self.decoder, block
-            )
+            kept = self._decoded_before(block)
+            headers, takeable = kept if kept is not None else self._decode(block)
             if (
-                new
+                takeable
+                and new
                 and end_stream
                 and self._plain_in
                 and self.state_machine.state is _SERVER_OPEN
-                and not any(name in _UNTAKEN for name, _ in headers)
             ):
                 return self._exchange(stream_id, list(headers))
             events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
@@ -247,6 +246,49 @@ class H2Connection(h2.connection.H2Connection):
             raise
         self._prepare_for_sending(frames)
         return events + stream_events
+
+    # A client sends the same header block again and again (every field indexed): what a
+    # block that leaves the decoder's table as it was decodes to is kept with the table's
+    # state (its newest entry, held, so compared by identity, its length and the decoder's
+    # limits): while they stay so, the same block decodes the same way.
+    _DECODED_KEPT = 64
+    _decoded_state: tuple[object, int, int, int, int] | None = None
+    _decoded: dict[bytes, tuple[list[tuple[bytes, bytes]], bool]]
+
+    def _decoder_state(self) -> tuple[object, int, int, int, int]:
+        decoder = self.decoder
+        table = decoder.header_table
+        entries = table.dynamic_entries
+        return (
+            entries[0] if entries else None,
+            len(entries),
+            table.maxsize,
+            decoder.max_allowed_table_size,
+            decoder.max_header_list_size,
+        )
+
+    def _decoded_before(self, block: bytes) -> tuple[list[tuple[bytes, bytes]], bool] | None:
+        """What ``block`` decoded to before, if the decoder is as it was then."""
+        kept = self._decoded_state
+        if kept is None:
+            return None
+        state = self._decoder_state()
+        if state[0] is not kept[0] or state[1:] != kept[1:]:
+            self._decoded_state = None
+            return None
+        return self._decoded.get(block)
+
+    def _decode(self, block: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """A header block decoded (h2's refusals raised), and whether a request in it may be
+        an exchange: none of the fields h2 does more with (a length, a status)."""
+        neutral = decode_table_neutral(self, block)
+        headers = neutral or h2.connection._decode_headers(self.decoder, block)
+        takeable = not any(name in _UNTAKEN for name, _ in headers)
+        if neutral is not None:
+            if self._decoded_state is None or len(self._decoded) >= self._DECODED_KEPT:
+                self._decoded, self._decoded_state = {}, self._decoder_state()
+            self._decoded[block] = (neutral, takeable)
+        return list(headers), takeable
 
     def _exchange(
         self, stream_id: int, headers: list[tuple[bytes, bytes]]

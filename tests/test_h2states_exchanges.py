@@ -316,6 +316,17 @@ def _case(name: str) -> tuple[list[tuple[Any, ...]], int | None]:
             ],
             None,
         ),
+        "the same block after the table moved": lambda: (
+            [
+                start(),
+                first(),
+                ("in", _headers(3, same := req())),  # every field indexed, one in the table
+                ("in", _headers(5, req(("x-a", "1")))),  # the table moves: 62 is x-a now
+                ("in", _headers(7, same)),
+                ("in", _headers(9, same)),
+            ],
+            None,
+        ),
         "GOAWAY from us, then requests": lambda: (
             [start(), first(), batch(), ("in", _headers(9, req()))],
             None,
@@ -341,6 +352,7 @@ CASES = [
     "too many streams",
     "requests h2 checks further",
     "a request with a body",
+    "the same block after the table moved",
     "GOAWAY from us, then requests",
 ]
 
