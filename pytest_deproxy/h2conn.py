@@ -1,6 +1,6 @@
-"""h2's connection state, with fast paths for whole header blocks: with
-:mod:`~pytest_deproxy.h2wire` and :mod:`~pytest_deproxy.h2frames`, the modules that import
-``h2``.
+"""h2's connection state, with fast paths for whole header blocks and the common exchange:
+with :mod:`~pytest_deproxy.h2wire` and :mod:`~pytest_deproxy.h2frames`, the modules that
+import ``h2``.
 
 A header block in one frame (HEADERS with END_HEADERS, no padding, no priority) is read and
 written here rather than through h2's frame objects, on h2's own HPACK contexts and through
@@ -10,9 +10,17 @@ h2). Our HPACK encoder keeps its table still where it can: the tracking header, 
 message, goes as a literal without indexing, and a field already in the table is encoded once
 per table state.
 
+The common exchange, a server's new stream whose request is whole in that one block and
+whose answer goes whole (HEADERS, and DATA when the windows take all of it at once), is kept
+as an exchange rather than as h2's stream: no stream object, no stream state machine. h2
+reaches its streams only through ``streams``; the moment it does, every exchange becomes the
+stream h2 would hold for it, in the same state, and an exchange answered is let go where h2
+lets a closed stream go.
+
 Rule kept here: nothing leaves h2's state machines out of step. The fast path drives h2's own
-connection and stream machines, HPACK contexts and checks, and falls back to h2 for anything
-else; without the h2 internals it needs (h2 4.x), every frame goes through h2.
+connection and stream machines, HPACK contexts and checks, or keeps exactly what h2 would
+have made of them (an exchange), and falls back to h2 for anything else; without the h2
+internals it needs (h2 4.x), every frame goes through h2.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.stream
-from h2.connection import AllowedStreamIDs, ConnectionInputs
+from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState
+from h2.stream import H2Stream, StreamClosedBy, StreamInputs
 from hyperframe import frame as hf
 
 from .h2frames import decode_table_neutral, literal_without_indexing
@@ -35,6 +44,26 @@ _FAST = all(
     hasattr(h2.connection.H2Connection, name)
     for name in ("_get_or_create_stream", "_prepare_for_sending", "_terminate_connection")
 ) and hasattr(h2.connection, "_decode_headers")
+_SERVER_OPEN = ConnectionState.SERVER_OPEN
+_UNTAKEN = (b"content-length", b":status")  # fields that make h2 do more with a request
+
+
+class _Exchange:
+    """A stream h2 does not hold yet: a request whole in one header block (HEADERS with
+    END_STREAM), and, once answered whole, the answer. What h2 would hold for it is made
+    from this when h2 is to see the stream (:meth:`H2Connection._hand_over`)."""
+
+    __slots__ = ("answered", "data", "headers", "inbound", "outbound", "stream_id")
+
+    def __init__(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], inbound: int, outbound: int
+    ) -> None:
+        self.stream_id = stream_id
+        self.headers = headers
+        self.inbound = inbound  # the windows h2 would have given the stream
+        self.outbound = outbound
+        self.answered = False  # HEADERS sent with END_STREAM, or HEADERS and one DATA with it
+        self.data: int | None = None  # the length of that DATA frame
 
 
 class H2Connection(h2.connection.H2Connection):
@@ -43,10 +72,78 @@ class H2Connection(h2.connection.H2Connection):
     what follows: the answer nginx sends just after its GOAWAY at ``keepalive_requests``."""
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
+        self._exchanges: dict[int, _Exchange] = {}
+        self._held: dict[int, H2Stream] = {}
         super().__init__(config)
         self._client = bool(config.client_side)  # read once: h2's config options are properties
         self._peer_ids = AllowedStreamIDs(not self._client)
         self._own_ids = AllowedStreamIDs(self._client)
+        self._plain_in = not (  # requests' headers as decoded: h2's own checks are off
+            config.validate_inbound_headers
+            or config.normalize_inbound_headers
+            or config.header_encoding
+        )
+
+    # -- exchanges: streams h2 has not seen yet ----------------------------------------------
+    # The common exchange, a request whole in one header block answered whole (HEADERS, and
+    # DATA if the windows take it at once), is kept as an _Exchange rather than as h2's
+    # stream and its state machine. h2 reaches its streams only through ``streams``: the
+    # moment it does, every exchange is handed over, made into the stream h2 would hold
+    # (the same state, windows and closing), so h2 carries on as if it had held them all
+    # along. An exchange answered whole is let go where h2 would have let its stream go: at
+    # the next stream the peer opens, into ``_closed_streams``, in the same order.
+
+    @property
+    def streams(self) -> dict[int, H2Stream]:
+        if self._exchanges:
+            self._hand_over()
+        return self._held
+
+    @streams.setter
+    def streams(self, value: dict[int, H2Stream]) -> None:
+        self._held = value
+
+    def _hand_over(self) -> None:
+        """Make every exchange into the stream h2 would hold for it (oldest first)."""
+        exchanges, self._exchanges = self._exchanges, {}
+        held, config = self._held, self.config
+        for stream_id, exchange in exchanges.items():
+            stream = H2Stream(
+                stream_id,
+                config=config,
+                inbound_window_size=exchange.inbound,
+                outbound_window_size=exchange.outbound,
+            )
+            stream.max_outbound_frame_size = self.max_outbound_frame_size
+            stream.receive_headers(exchange.headers, True, config.header_encoding)
+            if exchange.answered:
+                machine = stream.state_machine
+                machine.process_input(StreamInputs.SEND_HEADERS)
+                stream.request_method = None
+                if exchange.data is not None:
+                    machine.process_input(StreamInputs.SEND_DATA)
+                    machine.process_input(StreamInputs.SEND_END_STREAM)
+                    stream.outbound_flow_control_window -= exchange.data
+                else:
+                    machine.process_input(StreamInputs.SEND_END_STREAM)
+            held[stream_id] = stream
+
+    def _open_inbound(self) -> int:
+        """h2's ``open_inbound_streams`` with the exchanges counted, and let go as h2 lets
+        closed streams go (the held ones first: they are the older)."""
+        count, closed = 0, []
+        for stream_id, stream in self._held.items():
+            if stream.open and stream_id % 2 == 1:
+                count += 1
+            elif stream.closed:
+                closed.append(stream_id)
+        for stream_id in closed:
+            self._closed_streams[stream_id] = self._held.pop(stream_id).closed_by
+        done = [e.stream_id for e in self._exchanges.values() if e.answered]
+        for stream_id in done:
+            del self._exchanges[stream_id]
+            self._closed_streams[stream_id] = StreamClosedBy.SEND_END_STREAM
+        return count + len(self._exchanges)
 
     def _receive_goaway_frame(
         self, frame: hf.GoAwayFrame
@@ -96,11 +193,11 @@ class H2Connection(h2.connection.H2Connection):
         return events
 
     def _takes_headers(self, stream_id: int) -> bool:
-        """A header block on an open stream, or one the peer may open now."""
-        stream = self.streams.get(stream_id)
+        """A header block on an open stream h2 holds, or on one the peer may open now."""
+        stream = self._held.get(stream_id)
         if stream is not None:
             return not stream.closed
-        if self._client:
+        if self._client or stream_id in self._exchanges:
             return False
         return stream_id % 2 == 1 and stream_id > self.highest_inbound_stream_id
 
@@ -110,18 +207,27 @@ class H2Connection(h2.connection.H2Connection):
         """h2's ``_receive_headers_frame`` for a frame ``_takes_headers`` took, with what its
         ``_receive_frame`` does when a stream turns out closed, and its ``receive_data`` when
         the frame breaks the protocol: GOAWAY prepared, the error raised. (A stream id too
-        low, h2's other case there, is not taken.)"""
+        low, h2's other case there, is not taken.) A request whole in this block, on a new
+        stream, is kept as an exchange (h2's checks made, its events given)."""
         try:
-            if stream_id not in self.streams:
+            new = stream_id not in self._held
+            if new:
                 max_open = self.local_settings.max_concurrent_streams
-                value = self.open_inbound_streams
+                value = self._open_inbound()
                 if value + 1 > max_open:
                     raise h2.exceptions.TooManyStreamsError(
                         f"Max inbound streams is {max_open}, {value} open"
                     )
-            headers = decode_table_neutral(self, block) or h2.connection._decode_headers(
-                self.decoder, block
-            )
+            kept = self._decoded_before(block)
+            headers, takeable = kept if kept is not None else self._decode(block)
+            if (
+                takeable
+                and new
+                and end_stream
+                and self._plain_in
+                and self.state_machine.state is _SERVER_OPEN
+            ):
+                return self._exchange(stream_id, list(headers))
             events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
             stream = self._get_or_create_stream(stream_id, self._peer_ids)
             frames, stream_events = stream.receive_headers(
@@ -140,6 +246,67 @@ class H2Connection(h2.connection.H2Connection):
             raise
         self._prepare_for_sending(frames)
         return events + stream_events
+
+    # A client sends the same header block again and again (every field indexed): what a
+    # block that leaves the decoder's table as it was decodes to is kept with the table's
+    # state (its newest entry, held, so compared by identity, its length and the decoder's
+    # limits): while they stay so, the same block decodes the same way.
+    _DECODED_KEPT = 64
+    _decoded_state: tuple[object, int, int, int, int] | None = None
+    _decoded: dict[bytes, tuple[list[tuple[bytes, bytes]], bool]]
+
+    def _decoder_state(self) -> tuple[object, int, int, int, int]:
+        decoder = self.decoder
+        table = decoder.header_table
+        entries = table.dynamic_entries
+        return (
+            entries[0] if entries else None,
+            len(entries),
+            table.maxsize,
+            decoder.max_allowed_table_size,
+            decoder.max_header_list_size,
+        )
+
+    def _decoded_before(self, block: bytes) -> tuple[list[tuple[bytes, bytes]], bool] | None:
+        """What ``block`` decoded to before, if the decoder is as it was then."""
+        kept = self._decoded_state
+        if kept is None:
+            return None
+        state = self._decoder_state()
+        if state[0] is not kept[0] or state[1:] != kept[1:]:
+            self._decoded_state = None
+            return None
+        return self._decoded.get(block)
+
+    def _decode(self, block: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """A header block decoded (h2's refusals raised), and whether a request in it may be
+        an exchange: none of the fields h2 does more with (a length, a status)."""
+        neutral = decode_table_neutral(self, block)
+        headers = neutral or h2.connection._decode_headers(self.decoder, block)
+        takeable = not any(name in _UNTAKEN for name, _ in headers)
+        if neutral is not None:
+            if self._decoded_state is None or len(self._decoded) >= self._DECODED_KEPT:
+                self._decoded, self._decoded_state = {}, self._decoder_state()
+            self._decoded[block] = (neutral, takeable)
+        return list(headers), takeable
+
+    def _exchange(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]]
+    ) -> list[h2.events.Event]:
+        """What h2 does with a new stream's whole request (its state machines move, from a
+        connection already open, with no frame to send), kept as an exchange."""
+        self.highest_inbound_stream_id = stream_id
+        self._exchanges[stream_id] = _Exchange(
+            stream_id,
+            headers,
+            self.local_settings.initial_window_size,
+            self.remote_settings.initial_window_size,
+        )
+        ended = h2.events.StreamEnded(stream_id=stream_id)
+        request = h2.events.RequestReceived(
+            stream_id=stream_id, headers=headers, stream_ended=ended
+        )
+        return [request, ended]
 
     # What a field encoded to while it left the HPACK encoder's table as it was (the field
     # found in it) is kept with the table's state: while the table stays so, the same field
@@ -210,6 +377,13 @@ class H2Connection(h2.connection.H2Connection):
                 method = value.encode()
             elif name == ":authority" and authority is None:
                 authority = value.encode()
+        exchange = self._exchanges.get(stream_id)
+        if exchange is not None:
+            if end_stream and self._answers(exchange, method):
+                self._write_block(stream_id, self._encode(fields), end_stream)
+                exchange.answered = True
+                return True
+            self._hand_over()
         if stream_id not in self.streams:
             max_open = self.remote_settings.max_concurrent_streams
             count = self.open_outbound_streams
@@ -229,16 +403,51 @@ class H2Connection(h2.connection.H2Connection):
         if client and stream._authority is None:
             stream._authority = authority
         stream.request_method = method
+        self._write_block(stream_id, block, end_stream)
+        return True
+
+    def _answers(self, exchange: _Exchange, method: bytes | None) -> bool:
+        """Whether an answer to ``exchange`` may be sent as such: once, on a connection h2
+        holds open, with no ``:method`` among its fields (h2 would keep it on the stream)."""
+        return not exchange.answered and method is None and self.state_machine.state is _SERVER_OPEN
+
+    def send_answer_fast(self, stream_id: int, fields: list[tuple[str, str]], data: bytes) -> bool:
+        """A whole answer to an exchange: HEADERS, then ``data`` in one DATA frame with
+        END_STREAM, when the windows and the frame size take it at once (h2's ``send_headers``
+        then ``send_data``); ``False`` (nothing done) for anything else."""
+        exchange = self._exchanges.get(stream_id)
+        if (
+            exchange is None
+            or not data
+            or len(data)
+            > min(
+                self.outbound_flow_control_window, exchange.outbound, self.max_outbound_frame_size
+            )
+            or (fields[:1] and fields[0][0] == ":status" and fields[0][1][:1] == "1")
+            or any(name == ":method" for name, _ in fields)
+            or not self._answers(exchange, None)
+        ):
+            return False
+        self._write_block(stream_id, self._encode(fields), False)
+        size = len(data)
+        self._data_to_send += (
+            size.to_bytes(3, "big") + b"\x00\x01" + stream_id.to_bytes(4, "big") + data
+        )
+        self.outbound_flow_control_window -= size
+        exchange.answered, exchange.data = True, size
+        return True
+
+    def _write_block(self, stream_id: int, block: bytes, end_stream: bool) -> None:
+        """A header block as one HEADERS frame, or HEADERS and CONTINUATION frames."""
         size, sid = self.max_outbound_frame_size, stream_id.to_bytes(4, "big")
         first = _END_STREAM if end_stream else 0
         if len(block) <= size:  # the common case: one HEADERS frame
             head = bytes((0x1, first | _END_HEADERS))
             self._data_to_send += len(block).to_bytes(3, "big") + head + sid + block
-            return True
+            return
         pieces = [block[at : at + size] for at in range(0, len(block), size)]
         last = len(pieces) - 1
         for number, piece in enumerate(pieces):  # HEADERS, then CONTINUATION frames
             flags = (_END_HEADERS if number == last else 0) | (first if number == 0 else 0)
             head = bytes((0x1 if number == 0 else 0x9, flags))
             self._data_to_send += len(piece).to_bytes(3, "big") + head + sid + piece
-        return True

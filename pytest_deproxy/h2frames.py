@@ -363,7 +363,7 @@ def _length(data: bytes) -> bytes:
 def fields_text(fields: list[tuple[str, str]]) -> bytes:
     """A header block as the record keeps it (``Handling.raw_head``): one ``name: value``
     line per field, in wire order, as HPACK decoded it."""
-    return "".join(f"{name}: {value}\r\n" for name, value in fields).encode("utf-8", "replace")
+    return "".join([f"{name}: {value}\r\n" for name, value in fields]).encode("utf-8", "replace")
 
 
 def request_of(fields: list[tuple[str, str]], body: bytes = b"") -> Request:

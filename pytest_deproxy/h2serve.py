@@ -209,10 +209,10 @@ class H2Session:
             if response is None:
                 self._start(stream, self._answer, handler)
                 return
-            sent = self._as_sent(response, handling.request, defaults=True)
+            sent, fields = self._as_sent(response, handling.request, defaults=True)
             handling.finish(sent)
             self.responder.settle(handling)
-            self._send(stream, sent, handling.request, waiting=False)
+            self._send(stream, sent, handling.request, waiting=False, fields=fields)
         except StreamGone:
             pass  # the client reset the stream meanwhile: the record says what it sent
         except Exception as exc:  # a bug of ours: make it fail the test
@@ -278,10 +278,10 @@ class H2Session:
                 handling.finish(None, f"{gone} before the answer was sent")
                 self.responder.settle(handling)
                 return
-            sent = self._as_sent(result, handling.request, context.send_default_headers)
+            sent, fields = self._as_sent(result, handling.request, context.send_default_headers)
             handling.finish(sent)
             self.responder.settle(handling)
-            self._send(stream, sent, handling.request)
+            self._send(stream, sent, handling.request, fields=fields)
         except StreamGone:
             pass  # the client reset the stream or went away: the record says what it sent
         except NetworkError:
@@ -296,25 +296,52 @@ class H2Session:
         )
 
     @staticmethod
-    def _as_sent(response: Response, request: Request, defaults: bool) -> Response:
+    def _as_sent(
+        response: Response, request: Request, defaults: bool
+    ) -> tuple[Response, list[tuple[str, str]]]:
+        """The response as sent (what HTTP/2 can carry is what is recorded), and its fields
+        (``response_fields`` of it), made in the same pass."""
         sent = responding.as_sent(response, request, defaults=defaults)
         items = sent.headers.items()
-        kept = [(n, v) for n, v in items if n.lower() not in CONNECTION_SPECIFIC and n[:1] != ":"]
-        if len(kept) != len(items):  # what HTTP/2 can carry is what is recorded
-            sent.headers = Headers.from_wire(kept)
+        fields = [(":status", sent.code)]
+        carried = True
+        for name, value in items:
+            lower = name.lower()
+            if lower in CONNECTION_SPECIFIC or lower[:1] == ":":
+                carried = False
+            else:
+                fields.append((lower, value))
+        if not carried:
+            sent.headers = Headers.from_wire(
+                [(n, v) for n, v in items if n.lower() not in CONNECTION_SPECIFIC and n[:1] != ":"]
+            )
         sent.http_version = "2"
-        return sent
+        return sent, fields
 
     def _send(
-        self, stream: _Stream, sent: Response, request: Request, waiting: bool = True
+        self,
+        stream: _Stream,
+        sent: Response,
+        request: Request,
+        waiting: bool = True,
+        fields: list[tuple[str, str]] | None = None,
     ) -> None:
-        """Send ``sent`` on ``stream``. Not ``waiting`` (on the connection's thread): what the
-        peer's flow-control window does not take now goes on from a thread of the stream's own."""
+        """Send ``sent`` on ``stream`` (as ``fields``, when they are made already). Not
+        ``waiting`` (on the connection's thread): what the peer's flow-control window does
+        not take now goes on from a thread of the stream's own."""
         stream_id = stream.stream_id
         has_body = wire.response_has_body(int(sent.code), request.method)
         data = sent.raw_body if has_body else b""
-        trailers = [(n.lower(), v) for n, v in sent.trailers.items()]
-        fields = response_fields(sent.code, sent.headers.items())
+        trailers = [(n.lower(), v) for n, v in sent.trailers.items()] if sent.has_trailers else []
+        if fields is None:
+            fields = response_fields(sent.code, sent.headers.items())
+        if (
+            data
+            and not waiting
+            and not trailers
+            and self.wire.send_answer_now(stream_id, fields, data)
+        ):
+            return
         self.wire.send_headers(stream_id, fields, end_stream=not data and not trailers)
         if data and not waiting:
             data = data[self.wire.send_data_now(stream_id, data, end_stream=not trailers) :]
@@ -346,7 +373,7 @@ class H2Session:
         handling, sid = stream.handling, stream.stream_id
         sent = None
         if fault.response is not None:
-            sent = self._as_sent(fault.response, handling.request, context.send_default_headers)
+            sent = self._as_sent(fault.response, handling.request, context.send_default_headers)[0]
         handling.finish(sent, fault.description)
         self.responder.settle(handling)
         if isinstance(fault, H2Fault):

@@ -283,6 +283,16 @@ class H2Wire:
                 raise StreamGone(str(exc)) from exc
             self._flush()
 
+    def send_answer_now(self, stream_id: int, fields: list[tuple[str, str]], data: bytes) -> bool:
+        """A whole answer, HEADERS then ``data`` with END_STREAM, if the peer's windows take
+        all of it now on a stream whose request came whole (the common exchange); whether it
+        went (else nothing did)."""
+        with self._lock:
+            if not self._conn.send_answer_fast(stream_id, fields, data):
+                return False
+            self._flush()
+        return True
+
     def send_data(
         self,
         stream_id: int,
