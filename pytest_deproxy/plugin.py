@@ -5,6 +5,7 @@ Rule kept here: this is the only module that imports pytest.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Generator, Iterator
@@ -181,12 +182,15 @@ def deproxy_ca() -> Iterator[CertificateAuthority]:
 
 
 @pytest.fixture
-def deproxy(request: pytest.FixtureRequest, deproxy_ca: CertificateAuthority) -> Iterator[Deproxy]:
+def deproxy(request: pytest.FixtureRequest) -> Iterator[Deproxy]:
     """A :class:`Deproxy` for one test, shut down after it.
 
-    An exception raised by a handler in an endpoint thread fails the test.
+    An exception raised by a handler in an endpoint thread fails the test. Its CA is the
+    session's ``deproxy_ca`` (or the fixture that overrides it), set up when the test first
+    needs a CA, not before: a test with no TLS never asks for it.
     """
-    instance = Deproxy(ca=deproxy_ca)
+    instance = Deproxy()
+    instance._ca_source = functools.partial(request.getfixturevalue, "deproxy_ca")
     try:
         yield instance
     finally:
