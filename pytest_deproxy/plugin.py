@@ -25,6 +25,7 @@ from .report import to_har
 from .tls import CertificateAuthority
 
 _errors_told = pytest.StashKey[int]()
+_har_all = pytest.StashKey[bool]()  # --deproxy-har DIR --deproxy-har-all: every test's HAR
 SCENARIO_MARKER = "deproxy_scenario"
 
 
@@ -68,6 +69,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_har_all] = bool(
+        config.getoption("--deproxy-har") and config.getoption("--deproxy-har-all")
+    )
     config.addinivalue_line(
         "markers", f"{SCENARIO_MARKER}(name): the scenario the mitm fixture replays for this test"
     )
@@ -140,7 +144,9 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
-    if report.when != "call":
+    # Every test's three reports pass here: a passed one, unless every test's HAR is asked
+    # for, needs nothing (the options are read once, at configure).
+    if report.when != "call" or not (report.failed or item.config.stash.get(_har_all, True)):
         return report
     config = item.config
     deproxy = _deproxy_of(item)
