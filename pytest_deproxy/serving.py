@@ -2,7 +2,9 @@
 connection threads, and the record of every connection accepted.
 
 Rules kept here: every thread is named, owned by its server, started by ``start()`` (never by
-a constructor) and joined by ``shutdown()``, which is idempotent. A failure on one connection
+a constructor) and joined by ``shutdown()``, which is idempotent. ``start()`` does not wait for
+the poll thread to run (a connection waits in the listen queue until it does): ``shutdown()``
+waits for it to have begun, then joins it. A failure on one connection
 is recorded on ``errors`` and never stops the server. What to answer is not decided here: a
 :class:`Responder` (the Endpoint) answers, and this module knows no handler.
 
