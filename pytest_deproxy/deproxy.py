@@ -99,6 +99,11 @@ class Deproxy:
         self.default_handler = default_handler
         self.timeout = timeout
         self._ca = ca
+        # Where the CA comes from when it is first needed, if not given (None: a new one). The
+        # deproxy fixture asks pytest for the session's deproxy_ca only then: most tests use
+        # no TLS, and a session fixture requested by a test's fixture costs pytest work (and a
+        # finalizer it keeps to the session's end) on every test.
+        self._ca_source: Callable[[], CertificateAuthority] | None = None
         self._lock = threading.Lock()
         self._endpoints: list[Endpoint] = []
         self._registry: ChainRegistry[_Routing] = ChainRegistry(keep_chains)
@@ -114,10 +119,12 @@ class Deproxy:
 
     @property
     def ca(self) -> CertificateAuthority:
-        """The CA behind every TLS endpoint of this Deproxy (made on first use if not given)."""
+        """The CA behind every TLS endpoint of this Deproxy (made on first use if not given,
+        or taken from the source the ``deproxy`` fixture gives it)."""
         with self._lock:
             if self._ca is None:
-                self._ca = CertificateAuthority()
+                source = self._ca_source
+                self._ca = CertificateAuthority() if source is None else source()
             return self._ca
 
     @property

@@ -5,6 +5,7 @@ Rule kept here: this is the only module that imports pytest.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Generator, Iterator
@@ -24,6 +25,7 @@ from .report import to_har
 from .tls import CertificateAuthority
 
 _errors_told = pytest.StashKey[int]()
+_har_all = pytest.StashKey[bool]()  # --deproxy-har DIR --deproxy-har-all: every test's HAR
 SCENARIO_MARKER = "deproxy_scenario"
 
 
@@ -67,6 +69,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_har_all] = bool(
+        config.getoption("--deproxy-har") and config.getoption("--deproxy-har-all")
+    )
     config.addinivalue_line(
         "markers", f"{SCENARIO_MARKER}(name): the scenario the mitm fixture replays for this test"
     )
@@ -139,7 +144,9 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
-    if report.when != "call":
+    # Every test's three reports pass here: a passed one, unless every test's HAR is asked
+    # for, needs nothing (the options are read once, at configure).
+    if report.when != "call" or not (report.failed or item.config.stash.get(_har_all, True)):
         return report
     config = item.config
     deproxy = _deproxy_of(item)
@@ -181,12 +188,15 @@ def deproxy_ca() -> Iterator[CertificateAuthority]:
 
 
 @pytest.fixture
-def deproxy(request: pytest.FixtureRequest, deproxy_ca: CertificateAuthority) -> Iterator[Deproxy]:
+def deproxy(request: pytest.FixtureRequest) -> Iterator[Deproxy]:
     """A :class:`Deproxy` for one test, shut down after it.
 
-    An exception raised by a handler in an endpoint thread fails the test.
+    An exception raised by a handler in an endpoint thread fails the test. Its CA is the
+    session's ``deproxy_ca`` (or the fixture that overrides it), set up when the test first
+    needs a CA, not before: a test with no TLS never asks for it.
     """
-    instance = Deproxy(ca=deproxy_ca)
+    instance = Deproxy()
+    instance._ca_source = functools.partial(request.getfixturevalue, "deproxy_ca")
     try:
         yield instance
     finally:
