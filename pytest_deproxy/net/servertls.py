@@ -1,0 +1,253 @@
+"""The server side of a TLS connection, run over memory buffers on the plain socket.
+
+:class:`ServerTLS` is what a server-side :class:`~pytest_deproxy.net.Stream` holds in place
+of an ``ssl.SSLSocket``, with the part of its surface a stream uses (``recv``, ``send``,
+``sendall``, ``pending``, ``do_handshake``, timeouts, the handshake's facts). TLS runs in an
+``ssl.SSLObject`` over two ``ssl.MemoryBIO`` and this class moves the bytes between them and
+the socket, so that it reads and writes the socket as little as a connection needs: an
+``SSLSocket`` reads each TLS record in two system calls (its header, then its body) and
+writes each record as it is made, where this reads whatever has arrived in one call and
+writes what TLS made in one (the session ticket goes out with the first answer, the
+server's first flight in one write). A connection made for one request (a handshake each)
+costs the server about a third fewer system calls, and wrapping the socket skips the
+``SSLSocket`` checks that cost four more.
+
+Rules kept here, those of ``SSLSocket``: a ``timeout`` of 0 never waits (``SSLWantReadError``
+or ``SSLWantWriteError`` say what would be waited for), another bounds each wait
+(``TimeoutError``), ``None`` waits for ever; ``recv`` returns ``b""`` at the end of the
+stream, ``close_notify`` or not; a ``send`` that could not send all of a TLS record it made
+holds the rest, and sends it before anything else (the caller gives the same bytes again,
+as OpenSSL asks of a write that must be retried); nothing TLS made is held while the
+connection waits to read. What is decrypted is kept here until read, and ``pending`` counts
+it: a poller never sees it, since it has left the socket.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any
+
+RECORD = 16384  # the most plaintext a TLS record carries
+_READ = 65536  # ciphertext taken from the socket at once
+
+
+class ServerTLS:
+    """A server-side TLS connection on ``sock`` (see the module's docstring)."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self.raw = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._plain = b""  # decrypted, not read yet
+        self._ended = False  # the peer's end of the stream was decrypted (or the socket's)
+        self._held = b""  # ciphertext made, which the socket did not take yet
+        # Plaintext bytes of a send() whose record was held: sent as far as TLS goes, and
+        # given again by the caller, who was told they were not (skipped then).
+        self._credit = 0
+
+    # -- the socket's own ---------------------------------------------------------------------
+
+    @property
+    def family(self) -> int:
+        return self.raw.family
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def gettimeout(self) -> float | None:
+        return self.raw.gettimeout()
+
+    def settimeout(self, seconds: float | None) -> None:
+        self.raw.settimeout(seconds)
+
+    def getsockname(self) -> Any:
+        return self.raw.getsockname()
+
+    def getpeername(self) -> Any:
+        return self.raw.getpeername()
+
+    def getsockopt(self, level: int, option: int) -> int:
+        return self.raw.getsockopt(level, option)
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self.raw.setsockopt(level, option, value)
+
+    def close(self) -> None:
+        self.raw.close()
+
+    # -- TLS ------------------------------------------------------------------------------------
+
+    def do_handshake(self) -> None:
+        """Run the handshake as far as the socket's timeout lets it (see the module)."""
+        while True:
+            try:
+                self.tls.do_handshake()
+                return  # the session ticket waits for the first answer, or a wait to read
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._receive()
+
+    def recv(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` decrypted; ``b""`` at the end of the stream."""
+        if not self._plain:
+            if self._ended:
+                return b""
+            self._decrypt()
+            if not self._plain:
+                return b""
+        data = self._plain
+        if len(data) <= max_bytes:
+            self._plain = b""
+            return data
+        self._plain = data[max_bytes:]
+        return data[:max_bytes]
+
+    def pending(self) -> int:
+        """Decrypted bytes not read yet."""
+        return len(self._plain)
+
+    def send(self, data: bytes | memoryview) -> int:
+        """Send what the socket takes now of ``data``, in whole TLS records: how many bytes
+        of it went (a record partly sent is held, and its bytes not counted: see the module)."""
+        view = memoryview(data)
+        if self._held and not self._send_held():
+            raise ssl.SSLWantWriteError("the socket takes no more yet")
+        done, self._credit = min(self._credit, len(view)), 0
+        while done < len(view):
+            piece = view[done : done + RECORD]
+            self.tls.write(piece)
+            out = self._outgoing.read()
+            try:
+                sent = self.raw.send(out)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(out):
+                self._held, self._credit = out[sent:], len(piece)
+                break
+            done += len(piece)
+        if not done:
+            raise ssl.SSLWantWriteError("the socket takes no more yet")
+        return done
+
+    def sendall(self, data: bytes | memoryview) -> None:
+        """Send all of ``data``, waiting as the socket's timeout lets it."""
+        view = memoryview(data)
+        if self._credit:
+            view, self._credit = view[min(self._credit, len(view)) :], 0
+        if len(view):
+            self.tls.write(view)
+        self._flush()
+
+    def close_notify(self) -> None:
+        """Send ``close_notify`` (and anything TLS made that is still here) without waiting,
+        and without waiting for the peer's."""
+        try:
+            self.tls.unwrap()
+        except ssl.SSLError:
+            pass  # it wants the peer's: ours is made all the same
+        out = self._held + self._outgoing.read()
+        self._held = b""
+        if out:
+            timeout = self.raw.gettimeout()
+            if timeout != 0:
+                self.raw.settimeout(0)
+            try:
+                self.raw.send(out)
+            except OSError:
+                pass
+
+    # The facts of the handshake (SSLObject's).
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        return self.tls.cipher()
+
+    def selected_alpn_protocol(self) -> str | None:
+        return self.tls.selected_alpn_protocol()
+
+    def version(self) -> str | None:
+        return self.tls.version()
+
+    def getpeercert(self) -> Any:
+        return self.tls.getpeercert()
+
+    @property
+    def session_reused(self) -> bool:
+        return self.tls.session_reused
+
+    @property
+    def server_name(self) -> str | None:
+        return getattr(self.tls, "deproxy_server_name", None)
+
+    # -- moving the bytes -----------------------------------------------------------------------
+
+    def _decrypt(self) -> None:
+        """Decrypt what has arrived into ``_plain``, reading the socket (once it must, as its
+        timeout lets it) until something is decrypted or the stream ended."""
+        parts: list[bytes] = []
+        tls, incoming = self.tls, self._incoming
+        while True:
+            # The socket is read first when nothing waits here: an SSLWantReadError costs
+            # more than this check, and a read on a keep-alive connection would raise two.
+            if not incoming.pending and not incoming.eof and not tls.pending():
+                if parts:
+                    break
+                self._wait_to_read()
+            try:
+                chunk = tls.read(_READ)
+            except ssl.SSLWantReadError:
+                if parts:
+                    break  # what is left is part of a record: the socket will say when
+                self._wait_to_read()
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                chunk = b""
+            if not chunk:
+                self._ended = True
+                break
+            parts.append(chunk)
+        self._plain = parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _wait_to_read(self) -> None:
+        if self.raw.gettimeout() != 0:
+            self._flush()  # nothing TLS made (a ticket) is held while this waits
+        self._receive()
+
+    def _receive(self) -> None:
+        """Give TLS what the socket has (waiting as its timeout lets it); its end, at its end."""
+        try:
+            data = self.raw.recv(_READ)
+        except BlockingIOError:
+            raise ssl.SSLWantReadError("nothing has arrived yet") from None
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+
+    def _flush(self) -> None:
+        """Send what TLS made (held bytes first): all of it, or, with a timeout of 0, what the
+        socket takes, holding the rest (``SSLWantWriteError`` then)."""
+        out = self._outgoing.read()
+        if self._held:
+            out, self._held = self._held + out, b""
+        if not out:
+            return
+        if self.raw.gettimeout() != 0:
+            self.raw.sendall(out)
+            return
+        try:
+            sent = self.raw.send(out)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(out):
+            self._held = out[sent:]
+            raise ssl.SSLWantWriteError("the socket takes no more yet")
+
+    def _send_held(self) -> bool:
+        try:
+            sent = self.raw.send(self._held)
+        except BlockingIOError:
+            return False
+        self._held = self._held[sent:]
+        return not self._held
