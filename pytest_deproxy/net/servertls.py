@@ -40,6 +40,9 @@ class ServerTLS:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self.tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        # The C object under the SSLObject (as Stream.close uses an SSLSocket's): calls on the
+        # hot paths skip a Python frame each (SSLObject's methods only pass them on).
+        self._ssl: Any = getattr(self.tls, "_sslobj", self.tls)
         self._plain = b""  # decrypted, not read yet
         self._ended = False  # the peer's end of the stream was decrypted (or the socket's)
         self._held = b""  # ciphertext made, which the socket did not take yet
@@ -83,7 +86,7 @@ class ServerTLS:
         """Run the handshake as far as the socket's timeout lets it (see the module)."""
         while True:
             try:
-                self.tls.do_handshake()
+                self._ssl.do_handshake()
                 return  # the session ticket waits for the first answer, or a wait to read
             except ssl.SSLWantReadError:
                 self._flush()
@@ -91,18 +94,16 @@ class ServerTLS:
 
     def recv(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` decrypted; ``b""`` at the end of the stream."""
-        if not self._plain:
-            if self._ended:
-                return b""
-            self._decrypt()
-            if not self._plain:
-                return b""
         data = self._plain
-        if len(data) <= max_bytes:
+        if data:
             self._plain = b""
-            return data
-        self._plain = data[max_bytes:]
-        return data[:max_bytes]
+        elif self._ended:
+            return b""
+        else:
+            data = self._decrypt()
+        if len(data) > max_bytes:
+            data, self._plain = data[:max_bytes], data[max_bytes:]
+        return data
 
     def pending(self) -> int:
         """Decrypted bytes not read yet."""
@@ -111,13 +112,24 @@ class ServerTLS:
     def send(self, data: bytes | memoryview) -> int:
         """Send what the socket takes now of ``data``, in whole TLS records: how many bytes
         of it went (a record partly sent is held, and its bytes not counted: see the module)."""
-        view = memoryview(data)
         if self._held and not self._send_held():
             raise ssl.SSLWantWriteError("the socket takes no more yet")
+        if not self._credit and len(data) <= RECORD:  # the usual answer: one record
+            self._ssl.write(data)
+            out = self._outgoing.read()
+            try:
+                sent = self.raw.send(out)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(out):
+                self._held, self._credit = out[sent:], len(data)
+                raise ssl.SSLWantWriteError("the socket takes no more yet")
+            return len(data)
+        view = memoryview(data)
         done, self._credit = min(self._credit, len(view)), 0
         while done < len(view):
             piece = view[done : done + RECORD]
-            self.tls.write(piece)
+            self._ssl.write(piece)
             out = self._outgoing.read()
             try:
                 sent = self.raw.send(out)
@@ -137,7 +149,7 @@ class ServerTLS:
         if self._credit:
             view, self._credit = view[min(self._credit, len(view)) :], 0
         if len(view):
-            self.tls.write(view)
+            self._ssl.write(view)
         self._flush()
 
     def close_notify(self) -> None:
@@ -182,18 +194,16 @@ class ServerTLS:
 
     # -- moving the bytes -----------------------------------------------------------------------
 
-    def _decrypt(self) -> None:
-        """Decrypt what has arrived into ``_plain``, reading the socket (once it must, as its
-        timeout lets it) until something is decrypted or the stream ended."""
+    def _decrypt(self) -> bytes:
+        """Decrypt what has arrived, reading the socket (once it must, as its timeout lets
+        it) until something is decrypted or the stream ended (``b""``)."""
+        tls, incoming = self._ssl, self._incoming
+        # The socket is read first when nothing waits here: an SSLWantReadError costs more
+        # than this check, and a keep-alive request would raise one.
+        if not incoming.pending and not incoming.eof and not tls.pending():
+            self._wait_to_read()
         parts: list[bytes] = []
-        tls, incoming = self.tls, self._incoming
         while True:
-            # The socket is read first when nothing waits here: an SSLWantReadError costs
-            # more than this check, and a read on a keep-alive connection would raise two.
-            if not incoming.pending and not incoming.eof and not tls.pending():
-                if parts:
-                    break
-                self._wait_to_read()
             try:
                 chunk = tls.read(_READ)
             except ssl.SSLWantReadError:
@@ -207,7 +217,9 @@ class ServerTLS:
                 self._ended = True
                 break
             parts.append(chunk)
-        self._plain = parts[0] if len(parts) == 1 else b"".join(parts)
+            if not incoming.pending:  # a read takes a whole record: nothing is left in TLS
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _wait_to_read(self) -> None:
         if self.raw.gettimeout() != 0:

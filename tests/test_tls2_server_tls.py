@@ -1,0 +1,171 @@
+"""A TLS endpoint's server side over memory buffers (net/servertls.py): what it sends, and
+when, seen from a client that reads the TCP bytes itself; answers too big for the socket,
+pipelined requests and a client gone, with the record byte-exact all the same."""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pytest_deproxy import Deproxy, Endpoint, Request, Response, handlers
+
+from .conftest import eventually
+
+EndpointFactory = Callable[..., Endpoint]
+REQUEST = b"GET /%d HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+class RawTLSClient:
+    """A TLS client over memory buffers: every byte it sends or receives on the TCP
+    connection is its own to time and to count."""
+
+    def __init__(self, deproxy: Deproxy, endpoint: Endpoint, receive_buffer: int = 0) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cadata=deproxy.ca.cert_pem.decode())
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname="127.0.0.1")
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer:  # before connecting: the window is agreed then
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", endpoint.port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handshake(self, *, then_send: bytes = b"") -> None:
+        """Run the handshake; its last flight goes out with ``then_send`` (encrypted), in
+        one write."""
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.outgoing.read())
+                self.receive()
+        if then_send:
+            self.tls.write(then_send)
+        self.sock.sendall(self.outgoing.read())
+
+    def receive(self) -> bytes:
+        data = self.sock.recv(65536)
+        if data:
+            self.incoming.write(data)
+        else:
+            self.incoming.write_eof()
+        return data
+
+    def plaintext(self) -> bytes:
+        """What the received bytes decrypt to (tickets are taken in silently)."""
+        out = b""
+        while True:
+            try:
+                chunk = self.tls.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                return out
+            if not chunk:
+                return out
+            out += chunk
+
+    def readable_within(self, seconds: float) -> bool:
+        return bool(select.select([self.sock], [], [], seconds)[0])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_the_session_ticket_waits_for_the_first_answer_and_goes_with_it(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    server = endpoint(tls=True)
+    client = RawTLSClient(deproxy, server)
+    try:
+        client.handshake()
+        # An SSLSocket wrote the ticket as the handshake ended: a write of its own.
+        assert not client.readable_within(0.3), "the server wrote before it had a request"
+        client.tls.write(REQUEST % 1)
+        client.sock.sendall(client.outgoing.read())
+        first = client.receive()  # one write: the ticket and the whole answer
+        answer = client.plaintext()
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\n")
+        assert len(first) > len(answer)  # ticket and answer, both in the first read
+        assert client.tls.session is not None and client.tls.session.has_ticket
+    finally:
+        client.close()
+    eventually(lambda: server.connections)
+    record = server.connections[0]
+    assert record.tls is not None and record.tls.version == "TLSv1.3"
+    assert record.received == REQUEST % 1
+
+
+def test_requests_sent_with_the_last_handshake_flight_are_all_answered(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    server = endpoint(tls=True)
+    client = RawTLSClient(deproxy, server)
+    requests = b"".join(REQUEST % n for n in range(3))
+    try:
+        client.handshake(then_send=requests)
+        answers = b""
+        while answers.count(b"HTTP/1.1 200 ") < 3:
+            assert client.receive(), f"closed after {answers!r}"
+            answers += client.plaintext()
+    finally:
+        client.close()
+    eventually(lambda: server.connections and server.connections[0].closed_by is not None)
+    record = server.connections[0]
+    assert record.received == requests
+    assert record.sent == answers
+    assert [h.request.path for h in record.handlings] == ["/0", "/1", "/2"]
+
+
+def big_answer(request: Request) -> Response:
+    return Response(200, body=BIG)
+
+
+BIG = bytes(range(256)) * 4096 * 6  # 6 MiB: more than a loopback socket takes unread
+
+
+@pytest.mark.parametrize(
+    "handler", [handlers.non_blocking(big_answer), big_answer], ids=["poll-thread", "own-thread"]
+)
+def test_an_answer_bigger_than_the_socket_takes_arrives_whole_and_recorded(
+    deproxy: Deproxy, endpoint: EndpointFactory, handler: Callable[[Request], Response]
+) -> None:
+    """On the poll thread the socket takes part of a TLS record; the rest is held and goes
+    first when the connection's thread writes what the poll thread could not."""
+    server = endpoint(handler=handler, tls=True)
+    client = RawTLSClient(deproxy, server, receive_buffer=32768)
+    try:
+        client.handshake(then_send=REQUEST % 1)
+        time.sleep(0.2)  # not reading: the server fills the socket
+        received = b""
+        while len(received) < len(BIG) or not received.endswith(BIG):
+            assert client.receive(), f"closed after {len(received)} bytes"
+            received += client.plaintext()
+    finally:
+        client.close()
+    head, _, got = received.partition(b"\r\n\r\n")
+    assert got == BIG and b"content-length: %d" % len(BIG) in head.lower()
+    record = server.connections[0]  # its transcript keeps the first 4 MiB, and counts the rest
+    eventually(lambda: len(record.sent) + record.outgoing.dropped == len(received))
+    assert record.sent == received[: len(record.sent)] and record.outgoing.dropped > 0
+
+
+def test_a_client_gone_before_its_handshake_ends_is_an_error_on_the_record(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    server = endpoint(tls=True)
+    client = RawTLSClient(deproxy, server)
+    try:
+        client.tls.do_handshake()
+    except ssl.SSLWantReadError:
+        client.sock.sendall(client.outgoing.read())  # the ClientHello, then nothing
+    client.receive()  # the server's flight
+    client.close()
+    eventually(lambda: server.connections and server.connections[0].closed_by is not None)
+    record = server.connections[0]
+    assert record.tls is None and record.handlings == []
