@@ -4,11 +4,15 @@ pipelined requests and a client gone, with the record byte-exact all the same.""
 
 from __future__ import annotations
 
+import os
 import select
+import shutil
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +173,53 @@ def test_a_client_gone_before_its_handshake_ends_is_an_error_on_the_record(
     eventually(lambda: server.connections and server.connections[0].closed_by is not None)
     record = server.connections[0]
     assert record.tls is None and record.handlings == []
+
+
+def resume_once(deproxy: Deproxy, server: Endpoint) -> list[bool]:
+    """Two connections, the second offering the session of the first; ``resumed`` of each."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=deproxy.ca.cert_pem.decode())
+    session = None
+    for n in range(2):
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            while sock.recv(65536):  # to the end: the session (its ticket) is read by then
+                pass
+            session = sock.session
+    eventually(lambda: len(server.connections) == 2)
+    return [record.tls.resumed if record.tls else False for record in server.connections]
+
+
+def test_a_session_is_resumed_from_the_servers_own_cache(
+    deproxy: Deproxy, endpoint: EndpointFactory
+) -> None:
+    server = endpoint(tls=True)
+    assert resume_once(deproxy, server) == [False, True]
+    context = deproxy.ca.server_context("localhost", "127.0.0.1")  # the endpoint's, cached
+    stats = context.session_stats()
+    assert stats["hits"] == 1 and stats["number"] >= 1  # a ticket was never decrypted
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_resumes_its_session_on_its_next_connection(
+    deproxy: Deproxy, endpoint: EndpointFactory, tmp_path: Path
+) -> None:
+    server = endpoint(tls=True)
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(deproxy.ca.cert_pem)
+    url = f"https://127.0.0.1:{server.port}/"
+    done = subprocess.run(
+        ["curl", "-s", "--cacert", str(ca_file), "-H", "Connection: close"]
+        + [arg for _ in range(3) for arg in (url, "-o", os.devnull)],
+        capture_output=True,
+        timeout=30,
+        env={k: v for k, v in os.environ.items() if "CA_BUNDLE" not in k and "SSL_CERT" not in k},
+    )
+    assert done.returncode == 0, done.stderr
+    eventually(lambda: len(server.connections) == 3)
+    assert [record.tls.resumed for record in server.connections if record.tls] == [
+        False,
+        True,
+        True,
+    ]
