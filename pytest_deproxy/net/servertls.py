@@ -38,7 +38,9 @@ class ServerTLS:
     """A server-side TLS connection on ``sock`` (see the module's docstring)."""
 
     # The name the client asked for (SNI): set by the context's sni_callback, which is
-    # given this object (the TLS connection's owner).
+    # given this object (the TLS connection's owner), not an SSLSocket: a callback that
+    # switches ``.context`` would not work here. Server contexts are this package's own
+    # (tls=True), whose callback only notes the name (net.streams._remember_server_name).
     deproxy_server_name: str | None = None
 
     def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
