@@ -1,5 +1,6 @@
 """Sockets, timeouts and TLS wrapping: :mod:`.streams` (a connection) and :mod:`.listening`
-(the server side), re-exported here.
+(the server side), re-exported here; :mod:`.servertls` runs a server side's TLS over memory
+buffers on the plain socket (a connection's handshake in fewer system calls).
 
 Rule kept here: this package is the only one that calls the ``socket`` and ``ssl`` APIs, and every
 ``OSError``, ``TimeoutError`` and ``ssl.SSLError`` leaves it translated into a

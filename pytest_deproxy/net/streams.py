@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import ConnectionReset, DeproxyTimeout, NetworkError
+from .servertls import ServerTLS
 
 READ_SIZE = 65536
 _IGNORE_UNEXPECTED_EOF = getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)  # OpenSSL 3 and later
@@ -59,14 +60,21 @@ class Stream:
     _shown_ahead = 0  # bytes write_ready() showed but the socket did not take: write() skips them
     _handshaken = False  # a TLS handshake finished: close() sends close_notify
 
-    def __init__(self, sock: socket.socket, peer: str, timeout: float | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket | ServerTLS, peer: str, timeout: float | None = None
+    ) -> None:
         self._sock = sock
         self.peer = peer
         self._closed = False
-        self._tls = isinstance(sock, ssl.SSLSocket)
-        sock.settimeout(timeout)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._tls = isinstance(sock, (ssl.SSLSocket, ServerTLS))
+        if sock.gettimeout() != timeout:
+            sock.settimeout(timeout)
+        if not isinstance(sock, ServerTLS):  # whose socket has it already
+            try:  # not asking sock.family first: it makes an enum each time (~2 us)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    raise  # not a Unix socket's refusal
 
     @property
     def timeout(self) -> float | None:
@@ -110,8 +118,10 @@ class Stream:
 
     def peek(self, max_bytes: int) -> bytes:
         """What has arrived, without taking it (a plain socket only: before any TLS)."""
+        sock = self._sock
+        assert not self._tls and isinstance(sock, socket.socket)
         try:
-            return self._sock.recv(max_bytes, socket.MSG_PEEK)
+            return sock.recv(max_bytes, socket.MSG_PEEK)
         except OSError as exc:
             raise translate(exc, f"reading from {self.peer}") from exc
 
@@ -179,23 +189,29 @@ class Stream:
         """Wrap this connection in TLS and run the handshake; the new stream replaces this one.
 
         ``handshake=False`` leaves the handshake to :meth:`handshake`, so that the caller can
-        make the new stream the one to wake before anything waits on it: this stream is
-        empty once wrapped, and shutting it down wakes nothing.
+        make the new stream the one to wake before anything waits on it: the socket is
+        the new stream's once wrapped (this one's close does nothing then).
+
+        A server side runs TLS over memory buffers (:class:`~.servertls.ServerTLS`, fewer
+        system calls); a client side is an ``ssl.SSLSocket``.
         """
-        timeout = self._sock.gettimeout()
-        if server_side and not context.options & _IGNORE_UNEXPECTED_EOF:
-            # An EOF without close_notify (a client gone, or the reading side shut down by a
-            # watchdog) is then an end of file, after which a 408 can still be written.
-            context.options |= _IGNORE_UNEXPECTED_EOF
-        if server_side and context.sni_callback is None:
-            context.sni_callback = _remember_server_name
-        with translate_errors(f"in the TLS handshake with {self.peer}"):
-            wrapped = context.wrap_socket(
-                self._sock,
-                server_side=server_side,
-                server_hostname=None if server_side else server_hostname,
-                do_handshake_on_connect=False,
-            )
+        plain = self._sock
+        assert not self._tls and isinstance(plain, socket.socket), "this stream is TLS already"
+        timeout = plain.gettimeout()
+        wrapped: ssl.SSLSocket | ServerTLS
+        if server_side:
+            if not getattr(context, "_deproxy_server_side", False):
+                _serve_with(context)
+            try:  # (no translate_errors here: its context manager costs ~1.5 us a connection)
+                wrapped = ServerTLS(plain, context)
+            except OSError as exc:
+                raise translate(exc, f"in the TLS handshake with {self.peer}") from exc
+            self._closed = True  # the socket is the new stream's now (close it there)
+        else:
+            with translate_errors(f"in the TLS handshake with {self.peer}"):
+                wrapped = context.wrap_socket(
+                    plain, server_hostname=server_hostname, do_handshake_on_connect=False
+                )
         stream = Stream(wrapped, self.peer, timeout)
         stream.on_read, stream.on_write = self.on_read, self.on_write
         if handshake:
@@ -208,9 +224,10 @@ class Stream:
 
     def handshake(self) -> None:
         """Run the TLS handshake of a stream :meth:`start_tls` made with ``handshake=False``."""
-        assert isinstance(self._sock, ssl.SSLSocket)
+        sock: Any = self._sock
+        assert self._tls
         with translate_errors(f"in the TLS handshake with {self.peer}"):
-            self._sock.do_handshake()
+            sock.do_handshake()
         self._handshaken = True
 
     def handshake_ready(self) -> str:
@@ -218,9 +235,10 @@ class Stream:
         :meth:`start_tls` made with ``handshake=False``) as far as it can without waiting:
         ``"done"``, or what it waits for, ``"read"`` (more from the peer) or ``"write"``
         (room to send). A failed handshake raises, as :meth:`handshake` does."""
-        assert isinstance(self._sock, ssl.SSLSocket)
+        sock: Any = self._sock
+        assert self._tls
         try:
-            self._sock.do_handshake()
+            sock.do_handshake()
         except ssl.SSLWantReadError:
             return "read"
         except ssl.SSLWantWriteError:
@@ -233,8 +251,10 @@ class Stream:
     def tls_facts(self) -> dict[str, Any] | None:
         """What a finished server-side TLS handshake settled (``None`` on a plain stream):
         ``sni``, ``alpn``, ``version``, ``cipher``, ``client_certificate``."""
-        sock = self._sock
-        if not isinstance(sock, ssl.SSLSocket):
+        sock: Any = self._sock
+        if type(sock) is ServerTLS:
+            return sock.facts()
+        if not self._tls:
             return None
         cipher = sock.cipher()
         return {
@@ -259,7 +279,8 @@ class Stream:
         try:
             # At the socket, not SSLSocket.shutdown(): that one also drops the TLS state, so a
             # later write would go out in plaintext into the TLS connection.
-            socket.socket.shutdown(self._sock, how)
+            sock = self._sock
+            socket.socket.shutdown(sock.raw if isinstance(sock, ServerTLS) else sock, how)
         except OSError:
             pass
 
@@ -267,14 +288,16 @@ class Stream:
         if self._closed:
             return
         self._closed = True
-        sock = self._sock
-        if self._handshaken:
+        sock: Any = self._sock
+        if self._handshaken and type(sock) is ServerTLS:
+            sock.close_notify()  # not waiting, as below
+        elif self._handshaken:
             # close_notify, but no TLS unwrap(): that waits for the peer's close_notify, which
             # a test peer may never send. Non-blocking, the shutdown sends ours and returns.
             try:
                 if sock.gettimeout() != 0:  # a polled stream is non-blocking already
                     sock.settimeout(0)
-                sock._sslobj.shutdown()  # type: ignore[attr-defined]
+                sock._sslobj.shutdown()
             except (OSError, AttributeError, ValueError):
                 pass  # wants the peer's (the usual case), or the connection is gone
         try:
@@ -306,7 +329,7 @@ class SharedStream:
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.peer = stream.peer
-        self._tls = isinstance(stream._sock, ssl.SSLSocket)
+        self._tls = stream._tls
         self._timeout = stream.timeout
         self._lock = threading.Lock()
         if self._tls:
@@ -376,6 +399,18 @@ class SharedStream:
 
     def fileno(self) -> int:
         return self.stream.fileno()
+
+
+def _serve_with(context: ssl.SSLContext) -> None:
+    """Make ``context`` fit for a server side, once (the checks cost ~8 us a connection:
+    ``options`` makes a flag enum each time it is read)."""
+    if not context.options & _IGNORE_UNEXPECTED_EOF:
+        # An EOF without close_notify (a client gone, or the reading side shut down by a
+        # watchdog) is then an end of file, after which a 408 can still be written.
+        context.options |= _IGNORE_UNEXPECTED_EOF
+    if context.sni_callback is None:
+        context.sni_callback = _remember_server_name
+    context._deproxy_server_side = True  # type: ignore[attr-defined]
 
 
 def _remember_server_name(
