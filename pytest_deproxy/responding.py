@@ -77,9 +77,7 @@ def as_sent(
 
 def _asks_close(request: Request) -> bool:
     """Whether ``request`` carries the ``close`` connection option."""
-    return "connection" in request.headers._keys and request.headers.has_token(
-        "Connection", "close"
-    )
+    return request._has_header("connection") and request.headers.has_token("Connection", "close")
 
 
 def _carries_trailers(sent: Response, request: Request) -> bool:
@@ -178,8 +176,10 @@ def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bo
         or (response._trailers is not None and response.has_trailers)
     ):
         return None
-    request_keys = request.headers._keys
-    if _TRACKING_KEY in request_keys or _asks_close(request):  # (the answer says it closes)
+    # (A request with unread headers has neither: see models.UNREAD_LACKS.)
+    if request._unread_head is None and (
+        _TRACKING_KEY in request.headers._keys or _asks_close(request)  # (that answer closes)
+    ):
         return None
     method = request.method
     if method == "GET":
@@ -220,11 +220,10 @@ def respond(
     if again is not None:  # the same answer as the last one: its head is made already
         made, data, keeps = again
         return made.sent(), data, keeps
-    request_keys = request.headers._keys
     code = response.code
     raw_body = response.raw_body
     date = http_date()
-    tracked = _TRACKING_KEY in request_keys and _TRACKING_KEY not in keys
+    tracked = request._has_header(_TRACKING_KEY) and _TRACKING_KEY not in keys
     items = list(source._items)
     sent_keys = list(keys)
     if "server" not in keys:
