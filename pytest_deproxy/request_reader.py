@@ -117,13 +117,12 @@ class RequestReader:
         head = heads.glance_request_head(pending, self.max_header_bytes)
         if head is None:
             return None
-        if type(head) is tuple:  # a Glance: bodiless, its headers read when wanted
+        if not isinstance(head, heads.Head):  # a Glance: bodiless, headers read when wanted
             method, target, version, size = head
             raw_head = pending[:size]
             self.pending = pending[size:]
             request = Request.unread(method, target, raw_head, version)
             return Arrival(request, raw_head, 0, False, False, time.time()), b""
-        assert type(head) is heads.Head
         (method, target, version), items, keys, length, size = head
         end = size + length
         if length:
