@@ -4,9 +4,10 @@ Rule kept here: pure. Nothing here records, writes or waits; the endpoint record
 response exactly as these functions give it, and then writes the bytes they make of it.
 :func:`respond` is the endpoint's hot path: the three answers of :func:`as_sent`,
 :func:`wire_parts` and ``wire.response_keeps_alive`` in one pass; ``tests`` hold it to them.
-It remembers the last answer it made (the objects it came from, and the head it made, shared
-only as immutable tuples and bytes), so that the same answer again in the same second costs
-a new Response and Headers, not a new head.
+It remembers the last answer it made (the parts it came from, and the head it made, shared
+only as immutable tuples and bytes), so that the same answer again in the same second, from
+the same Response or from an equal one a handler made again, costs a new Response and
+Headers, not a new head.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def _date_item() -> tuple[str, str]:
 
 
 class Made:
-    """An answer :func:`respond` made for a request with no tracking id: what it was made
-    from (compared by identity, so a Response changed since gives a new one) and what it
+    """An answer :func:`respond` made for a request with no tracking id: the parts it was
+    made from (compared by value, so a Response changed since gives a new one) and what it
     made. Never changed once made (slots, read by the poll thread on every request): the
     head is shared by the same answer again in the same second, and :meth:`sent` makes the
     Response as sent from it whenever it is asked for."""
@@ -120,7 +121,6 @@ class Made:
         "keys",
         "message",
         "raw_body",
-        "response",
         "second",
         "source",
     )
@@ -133,7 +133,7 @@ class Made:
         head: bytes,
         data: bytes,
     ) -> None:
-        self.response, self.source = response, response.headers._items
+        self.source = response.headers._items
         self.code, self.message = response.code, response.message
         self.body, self.raw_body = response.body, response.raw_body
         self.second = second  # the Date's second: the head is made again the next one
@@ -157,19 +157,28 @@ _last_made: Made | None = None
 
 
 def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bool] | None:
-    """:func:`respond`'s answer, if it is the last one it made (the same ``response``,
-    unchanged, in the same second, to a request with no tracking id): what was made, the
+    """:func:`respond`'s answer, if it is the last one it made (from a response with the
+    same parts, in the same second, to a request with no tracking id): what was made, the
     bytes and whether the connection goes on; ``None``: call :func:`respond`. The Response
     as sent is ``made.sent()``, for whoever asks for it (the record makes it when read)."""
     made = _last_made
+    if made is None:
+        return None
+    # The same parts (the same objects, as a canned answer's are, or equal ones, as those of
+    # a handler that makes ``Response(200)`` each time): the same head.
+    items, code, message, body, raw_body = (
+        response.headers._items,
+        response.code,
+        response.message,
+        response.body,
+        response.raw_body,
+    )
     if (
-        made is None
-        or made.response is not response
-        or made.source is not response.headers._items
-        or made.code is not response.code
-        or made.message is not response.message
-        or made.body is not response.body
-        or made.raw_body is not response.raw_body
+        (made.source is not items and made.source != items)
+        or (made.code is not code and made.code != code)
+        or (made.message is not message and made.message != message)
+        or (made.body is not body and (type(made.body) is not type(body) or made.body != body))
+        or (made.raw_body is not raw_body and made.raw_body != raw_body)
         or made.second != int(_time())  # the Date it was made with is still the date
         or request.http_version != "1.1"
         or response.http_version != "1.1"
