@@ -2,7 +2,9 @@
 
 Rule kept here: these types are pure data. They coerce ``str``/``bytes`` once, at
 construction, and never touch a socket. Header values are ``str``; bytes from the wire are
-decoded as ISO-8859-1 so that every byte survives the round trip.
+decoded as ISO-8859-1 so that every byte survives the round trip. A request read off the wire
+by an endpoint's fast path may keep its headers unread (:meth:`Request.unread`): they are made
+from the head's bytes when first read, the same as if they had been made at once.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import functools
 import gzip
 import http
 import re
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 TRACKING_HEADER = "Deproxy-Request-ID"
 
@@ -74,6 +78,21 @@ class Headers:
         headers = object.__new__(cls)
         headers._items = tuple(pairs)
         headers._keys = tuple(name.lower() for name, _ in pairs) if keys is None else tuple(keys)
+        return headers
+
+    @classmethod
+    def from_head(cls, raw_head: bytes) -> Headers:
+        """The header fields of a message head as it arrived (start line first, blank line
+        last), read as ``heads`` reads them: a name up to the first colon, and its value
+        with surrounding spaces and tabs removed."""
+        items: list[tuple[str, str]] = []
+        keys: list[str] = []
+        for line in raw_head.decode("iso-8859-1").split("\r\n")[1:-2]:
+            name, _, value = line.partition(":")
+            items.append((name, value.strip(" \t")))
+            keys.append(name.lower())
+        headers = object.__new__(cls)
+        headers._items, headers._keys = tuple(items), tuple(keys)
         return headers
 
     def _append(self, name: str, value: str) -> None:
@@ -280,6 +299,14 @@ class _Trailers:
         return bool(self._trailers)
 
 
+# The header names a request left unread (Request.unread) never carries: ``heads`` reads a
+# head naming any of them at once. So whoever asks whether one came need not read them.
+UNREAD_LACKS = frozenset(
+    {"content-length", "transfer-encoding", "expect", "connection", TRACKING_HEADER.lower()}
+)
+_READING = threading.Lock()  # makes an unread request's headers once, whichever thread asks
+
+
 class Request(_Trailers):
     """An HTTP request, as sent or as received.
 
@@ -291,7 +318,7 @@ class Request(_Trailers):
 
     method: str
     path: str
-    headers: Headers = field(default_factory=Headers)
+    headers: Headers  # no class attribute: an unread request's is made on first read
     body: str | bytes = ""
     http_version: str = "1.1"
     raw_body: bytes = field(init=False, repr=False)
@@ -348,6 +375,43 @@ class Request(_Trailers):
         request.body = decode_body(raw_body, headers) if raw_body else ""
         request._trailers = None
         return request
+
+    # The head whose header fields are still to be read into ``headers`` (None: read).
+    _unread_head: bytes | None = None
+
+    @classmethod
+    def unread(cls, method: str, path: str, raw_head: bytes, http_version: str) -> Request:
+        """A bodiless request as read off the wire whose ``headers`` are made from
+        ``raw_head`` (its head's bytes) when first read: an endpoint under load answers many
+        requests whose headers nobody reads. Only for a head that names Host once and none
+        of ``UNREAD_LACKS`` (``heads.glance_request_head`` says which)."""
+        request = object.__new__(cls)
+        request.method, request.path, request.http_version = method, path, http_version
+        request.raw_body, request.body = b"", ""
+        request._trailers = None
+        request._unread_head = raw_head
+        return request
+
+    if not TYPE_CHECKING:  # (hidden from mypy: every other attribute stays checked)
+
+        def __getattr__(self, name: str) -> Headers:
+            # Only a missing attribute comes here: ``headers`` of an unread request, once.
+            if name != "headers":
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            with _READING:
+                try:
+                    return object.__getattribute__(self, "headers")
+                except AttributeError:  # not read yet
+                    self.headers = Headers.from_head(self._unread_head)
+                    self._unread_head = None
+                    return self.headers
+
+    def _has_header(self, key: str) -> bool:
+        """Whether a header called ``key`` (lowercase) came with the request, answered for
+        the names in ``UNREAD_LACKS`` without reading an unread request's headers."""
+        if self._unread_head is not None and key in UNREAD_LACKS:
+            return False
+        return key in self.headers._keys
 
 
 @functools.lru_cache(maxsize=128)

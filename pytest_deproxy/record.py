@@ -430,7 +430,7 @@ class ChainRegistry(Generic[Routing]):
     def record(self, handling: Handling) -> None:
         """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
         orphan of every chain in flight."""
-        if not self._in_flight and _TRACKING_KEY not in handling.request.headers._keys:
+        if not self._in_flight and not handling.request._has_header(_TRACKING_KEY):
             # An orphan with no call in flight belongs to no chain. Under outside load (wrk)
             # this is every request; taking the lock for it made the threads queue.
             return

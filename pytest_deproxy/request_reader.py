@@ -2,7 +2,9 @@
 the bytes exactly as they came.
 
 Rules kept here: no socket of its own (it reads a :class:`~pytest_deproxy.wire.ByteStream`).
-An ordinary head is read by :mod:`~pytest_deproxy.heads` (the fast path); anything else by
+An ordinary head is read by :mod:`~pytest_deproxy.heads` (the fast path; on the poll thread
+the commonest heads are only glanced at, their headers read when someone reads them: see
+``models.Request.unread``); anything else by
 :mod:`~pytest_deproxy.framing`, which takes whatever can be framed and refuses only what cannot.
 The head is handed over before the body is read, so that the endpoint can put the request on
 the record as it arrives. Every refusal, and every request cut short, comes with the bytes
@@ -112,9 +114,15 @@ class RequestReader:
         ``None``, with nothing taken. Never reads the stream. (The arrival's request has its
         body already: this is the path every request of a load test takes.)"""
         pending = self.pending
-        head = heads.read_request_head(pending, self.max_header_bytes)
+        head = heads.glance_request_head(pending, self.max_header_bytes)
         if head is None:
             return None
+        if not isinstance(head, heads.Head):  # a Glance: bodiless, headers read when wanted
+            method, target, version, size = head
+            raw_head = pending[:size]
+            self.pending = pending[size:]
+            request = Request.unread(method, target, raw_head, version)
+            return Arrival(request, raw_head, 0, False, False, time.time()), b""
         (method, target, version), items, keys, length, size = head
         end = size + length
         if length:

@@ -4,9 +4,10 @@ Rule kept here: pure. Nothing here records, writes or waits; the endpoint record
 response exactly as these functions give it, and then writes the bytes they make of it.
 :func:`respond` is the endpoint's hot path: the three answers of :func:`as_sent`,
 :func:`wire_parts` and ``wire.response_keeps_alive`` in one pass; ``tests`` hold it to them.
-It remembers the last answer it made (the objects it came from, and the head it made, shared
-only as immutable tuples and bytes), so that the same answer again in the same second costs
-a new Response and Headers, not a new head.
+It remembers the last answer it made (the parts it came from, and the head it made, shared
+only as immutable tuples and bytes), so that the same answer again in the same second, from
+the same Response or from an equal one a handler made again, costs a new Response and
+Headers, not a new head.
 """
 
 from __future__ import annotations
@@ -77,9 +78,7 @@ def as_sent(
 
 def _asks_close(request: Request) -> bool:
     """Whether ``request`` carries the ``close`` connection option."""
-    return "connection" in request.headers._keys and request.headers.has_token(
-        "Connection", "close"
-    )
+    return request._has_header("connection") and request.headers.has_token("Connection", "close")
 
 
 def _carries_trailers(sent: Response, request: Request) -> bool:
@@ -107,8 +106,8 @@ def _date_item() -> tuple[str, str]:
 
 
 class Made:
-    """An answer :func:`respond` made for a request with no tracking id: what it was made
-    from (compared by identity, so a Response changed since gives a new one) and what it
+    """An answer :func:`respond` made for a request with no tracking id: the parts it was
+    made from (compared by value, so a Response changed since gives a new one) and what it
     made. Never changed once made (slots, read by the poll thread on every request): the
     head is shared by the same answer again in the same second, and :meth:`sent` makes the
     Response as sent from it whenever it is asked for."""
@@ -122,7 +121,6 @@ class Made:
         "keys",
         "message",
         "raw_body",
-        "response",
         "second",
         "source",
     )
@@ -135,7 +133,7 @@ class Made:
         head: bytes,
         data: bytes,
     ) -> None:
-        self.response, self.source = response, response.headers._items
+        self.source = response.headers._items
         self.code, self.message = response.code, response.message
         self.body, self.raw_body = response.body, response.raw_body
         self.second = second  # the Date's second: the head is made again the next one
@@ -159,27 +157,38 @@ _last_made: Made | None = None
 
 
 def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bool] | None:
-    """:func:`respond`'s answer, if it is the last one it made (the same ``response``,
-    unchanged, in the same second, to a request with no tracking id): what was made, the
+    """:func:`respond`'s answer, if it is the last one it made (from a response with the
+    same parts, in the same second, to a request with no tracking id): what was made, the
     bytes and whether the connection goes on; ``None``: call :func:`respond`. The Response
     as sent is ``made.sent()``, for whoever asks for it (the record makes it when read)."""
     made = _last_made
+    if made is None:
+        return None
+    # The same parts (the same objects, as a canned answer's are, or equal ones, as those of
+    # a handler that makes ``Response(200)`` each time): the same head.
+    items, code, message, body, raw_body = (
+        response.headers._items,
+        response.code,
+        response.message,
+        response.body,
+        response.raw_body,
+    )
     if (
-        made is None
-        or made.response is not response
-        or made.source is not response.headers._items
-        or made.code is not response.code
-        or made.message is not response.message
-        or made.body is not response.body
-        or made.raw_body is not response.raw_body
+        (made.source is not items and made.source != items)
+        or (made.code is not code and made.code != code)
+        or (made.message is not message and made.message != message)
+        or (made.body is not body and (type(made.body) is not type(body) or made.body != body))
+        or (made.raw_body is not raw_body and made.raw_body != raw_body)
         or made.second != int(_time())  # the Date it was made with is still the date
         or request.http_version != "1.1"
         or response.http_version != "1.1"
         or (response._trailers is not None and response.has_trailers)
     ):
         return None
-    request_keys = request.headers._keys
-    if _TRACKING_KEY in request_keys or _asks_close(request):  # (the answer says it closes)
+    # (A request with unread headers has neither: see models.UNREAD_LACKS.)
+    if request._unread_head is None and (
+        _TRACKING_KEY in request.headers._keys or _asks_close(request)  # (that answer closes)
+    ):
         return None
     method = request.method
     if method == "GET":
@@ -220,11 +229,10 @@ def respond(
     if again is not None:  # the same answer as the last one: its head is made already
         made, data, keeps = again
         return made.sent(), data, keeps
-    request_keys = request.headers._keys
     code = response.code
     raw_body = response.raw_body
     date = http_date()
-    tracked = _TRACKING_KEY in request_keys and _TRACKING_KEY not in keys
+    tracked = request._has_header(_TRACKING_KEY) and _TRACKING_KEY not in keys
     items = list(source._items)
     sent_keys = list(keys)
     if "server" not in keys:
