@@ -6,7 +6,8 @@ reader (``pytest_deproxy.heads``) and a canned reply, nothing else.
 
 Rule kept here: it does the least an HTTP/1.1 endpoint must and nothing more - it accepts
 every waiting connection on each wake-up (listen queue 4,096), reads each request head with
-``heads.read_request_head``, skips a ``Content-Length`` body, and answers each request with
+``heads.glance_request_head`` (as the endpoint's poll thread does: the grammar checked whole,
+the fields left unsplit when only ``Host`` matters), skips a ``Content-Length`` body, and answers each request with
 the same bytes the endpoint's stock handler sends (status line, ``Server``, ``Date``,
 ``Content-Length: 0``), pipelined requests included. No recording, no handler, no thread per
 connection. A request the head reader declines closes the connection: this is a baseline for
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 
 from pytest_deproxy import __version__
-from pytest_deproxy.heads import read_request_head
+from pytest_deproxy.heads import Head, glance_request_head
 
 MAX_HEAD = 64 * 1024
 REPLY = (
@@ -40,12 +41,13 @@ def _answer(buffer: bytearray) -> bytes | None:
     ``None`` when a request is one the head reader declines."""
     replies = b""
     while buffer:
-        head = read_request_head(bytes(buffer), MAX_HEAD)
+        head = glance_request_head(bytes(buffer), MAX_HEAD)
         if head is None:
             if b"\r\n\r\n" in buffer or len(buffer) > MAX_HEAD:
                 return None  # a complete head it declines: not ordinary traffic
             break  # the rest of the head is still to come
-        end = head.size + head.content_length
+        # A glance (a plain tuple ending with the head's size) is a head with no body.
+        end = head.size + head.content_length if isinstance(head, Head) else head[-1]
         if len(buffer) < end:
             break  # the body is still to come
         del buffer[:end]
