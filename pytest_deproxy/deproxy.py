@@ -1,6 +1,6 @@
 """Deproxy: the object on both sides of the proxy under test.
 
-Rule kept here: a call's chain is in its registry (:class:`~pytest_deproxy.record.ChainRegistry`)
+Rule kept here: a call's chain is in its registry (:class:`~pytest_deproxy.registry.ChainRegistry`)
 exactly while its ``make_request`` runs; endpoints file what reaches them there, and ask this
 object which handler answers.
 """
@@ -24,7 +24,8 @@ from .handlers import Handler
 from .mitm import MitmEndpoint
 from .models import TRACKING_HEADER, Body, HeaderItems, Request
 from .proxyproto import ProxyHeader
-from .record import DEFAULT_KEEP, ChainRegistry, Handling, MessageChain
+from .record import DEFAULT_KEEP, Handling, MessageChain
+from .registry import ChainRegistry
 from .tls import CertificateAuthority
 from .websocket import WebSocketSession, handshake_request, parse_url
 

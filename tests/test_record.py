@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from pytest_deproxy import TRACKING_HEADER, Handling, MessageChain, Request, Response
-from pytest_deproxy.record import ChainRegistry
+from pytest_deproxy.registry import ChainRegistry
 
 
 @dataclass(frozen=True)
