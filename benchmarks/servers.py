@@ -76,7 +76,7 @@ def start(kind: str, scenarios: Path) -> tuple[int, Callable[[], None], str]:
         import floor_selector
 
         (_, port), stop = floor_selector.start_floor_selector()
-        return port, stop, "selector loop, heads.read_request_head, canned reply"
+        return port, stop, "selector loop, heads.glance_request_head, canned reply"
     if kind == "httpserver":
         from pytest_httpserver import HTTPServer
 
