@@ -23,14 +23,8 @@ from pytest_deproxy import Deproxy, Request, Response, handlers
 from pytest_deproxy.h2conn import H2Connection
 from pytest_deproxy.h2frames import PREFACE, frame
 
-CONFIG: dict[str, Any] = {
-    "header_encoding": None,
-    "validate_outbound_headers": False,
-    "normalize_outbound_headers": False,
-    "validate_inbound_headers": False,
-    "normalize_inbound_headers": False,
-}
-REQUEST = [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")]
+from .test_h2speed_fast_path import CONFIG, REQUEST
+
 OK = [(":status", "200"), ("server", "deproxy"), ("content-length", "2")]
 EMPTY = [(":status", "204"), ("server", "deproxy")]
 

@@ -126,33 +126,33 @@ class ServerTLS:
         if self._held and not self._send_held():
             raise ssl.SSLWantWriteError("the socket takes no more yet")
         if not self._credit and len(data) <= RECORD:  # the usual answer: one record
-            self._ssl.write(data)
-            out = self._outgoing.read()
-            try:
-                sent = self.raw.send(out)
-            except BlockingIOError:
-                sent = 0
-            if sent < len(out):
-                self._held, self._credit = out[sent:], len(data)
+            if not self._send_record(data):
                 raise ssl.SSLWantWriteError("the socket takes no more yet")
             return len(data)
         view = memoryview(data)
         done, self._credit = min(self._credit, len(view)), 0
         while done < len(view):
             piece = view[done : done + RECORD]
-            self._ssl.write(piece)
-            out = self._outgoing.read()
-            try:
-                sent = self.raw.send(out)
-            except BlockingIOError:
-                sent = 0
-            if sent < len(out):
-                self._held, self._credit = out[sent:], len(piece)
+            if not self._send_record(piece):
                 break
             done += len(piece)
         if not done:
             raise ssl.SSLWantWriteError("the socket takes no more yet")
         return done
+
+    def _send_record(self, piece: bytes | memoryview) -> bool:
+        """Encrypt ``piece`` (one record at most) and send it; whether all of it went. What
+        the socket did not take is held, and ``piece`` is owed as credit (see the module)."""
+        self._ssl.write(piece)
+        out = self._outgoing.read()
+        try:
+            sent = self.raw.send(out)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(out):
+            self._held, self._credit = out[sent:], len(piece)
+            return False
+        return True
 
     def sendall(self, data: bytes | memoryview) -> None:
         """Send all of ``data``, waiting as the socket's timeout lets it."""
