@@ -140,7 +140,8 @@ def _values(frame: hf.Frame) -> dict[str, int]:
 @dataclass(frozen=True)
 class HeadersIn:
     """A header block: ``kind`` is ``"request"``, ``"response"``, ``"interim"`` or
-    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came."""
+    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came;
+    ``end_stream``: the block ended its stream (no body follows)."""
 
     stream_id: int
     kind: str

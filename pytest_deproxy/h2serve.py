@@ -187,7 +187,9 @@ class H2Session:
         handling = self.responder.arrive_stream(
             self.connection, request, fields_text(event.fields), time.time(), event.stream_id
         )
-        self._streams[event.stream_id] = _Stream(event.stream_id, event.fields, handling)
+        stream = self._streams[event.stream_id] = _Stream(event.stream_id, event.fields, handling)
+        if not event.end_stream and _expects_continue(request):
+            self._interim(stream, CONTINUE)  # RFC 9110 10.1.1: the client waits for it
 
     def _ended(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
@@ -447,3 +449,12 @@ class H2Session:
                     None, f"the connection closed before stream {stream.stream_id} ended"
                 )
                 self.responder.settle(handling)
+
+
+CONTINUE = Response(100)
+
+
+def _expects_continue(request: Request) -> bool:
+    """Whether the client waits for ``100 Continue`` before it sends the body it announced."""
+    expect = request.headers.get("expect")
+    return expect is not None and expect.strip().lower() == "100-continue"

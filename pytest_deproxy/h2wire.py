@@ -225,7 +225,8 @@ class H2Wire:
             kind = _HEADER_EVENTS.get(type(event))
             if kind is not None:
                 fields = self._fields(event.headers)  # type: ignore[attr-defined]
-                out.append(HeadersIn(event.stream_id, kind, fields, kind == "trailers"))  # type: ignore[attr-defined]
+                ended = kind == "trailers" or getattr(event, "stream_ended", None) is not None
+                out.append(HeadersIn(event.stream_id, kind, fields, ended))  # type: ignore[attr-defined]
             elif type(event) is h2.events.StreamEnded:
                 out.append(Ended(event.stream_id))
             elif isinstance(event, h2.events.DataReceived):
