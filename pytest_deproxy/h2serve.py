@@ -264,16 +264,13 @@ class H2Session:
                 handling,
                 handler,
                 lambda interim: self._interim(stream, interim),
-                lambda: (
-                    stream.reset_code is not None or self.connection.record.closed_at is not None
-                ),
+                lambda: self._client_gone(stream),
             )
             if isinstance(result, Fault):
                 self._fault(stream, result, context)
                 return
-            record = self.connection.record  # reset or closed while the handler ran:
-            if stream.reset_code is not None or record.closed_at is not None:  # nothing goes out
-                gone = f"the connection was closed ({record.closed_by})"
+            if self._client_gone(stream):  # reset or closed while the handler ran: nothing goes out
+                gone = f"the connection was closed ({self.connection.record.closed_by})"
                 if stream.reset_code is not None:
                     code = error_name(stream.reset_code)
                     gone = f"the client reset stream {stream.stream_id} ({code})"
@@ -290,6 +287,10 @@ class H2Session:
             pass
         except Exception as exc:  # a bug of ours: make it fail the test
             self.responder.report(exc)
+
+    def _client_gone(self, stream: _Stream) -> bool:
+        """Whether the client reset ``stream`` or closed the connection."""
+        return stream.reset_code is not None or self.connection.record.closed_at is not None
 
     def _interim(self, stream: _Stream, interim: Response) -> None:
         stream.handling.interim_responses.append(interim)

@@ -185,10 +185,7 @@ def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bo
         or (response._trailers is not None and response.has_trailers)
     ):
         return None
-    # (A request with unread headers has neither: see models.UNREAD_LACKS.)
-    if request._unread_head is None and (
-        _TRACKING_KEY in request.headers._keys or _asks_close(request)  # (that answer closes)
-    ):
+    if request._has_header(_TRACKING_KEY) or _asks_close(request):  # (that answer closes)
         return None
     method = request.method
     if method == "GET":
