@@ -321,22 +321,23 @@ class Server:
         )
         self._records.append(record)
         own_thread = bool(self.proxy_protocol)
-        stream = net.Stream(sock, peer, timeout=None if own_thread else 0)
+        # Without a PROXY header to read first, the poll thread runs a TLS handshake, never
+        # waiting: the connection's stream is TLS from the start.
+        tls = None if own_thread else self._tls_context
+        try:
+            stream = net.accepted_stream(sock, peer, None if own_thread else 0, tls)
+        except NetworkError as exc:  # the TLS context refused
+            record.closed("endpoint")
+            sock.close()
+            self.record_error(exc)
+            return
         connection = Connection(stream, record, self.max_body_size, self._stopping)
         connection.start_tls_hook = self._start_tls
         connection.hangup_poller = poller
         if own_thread:  # a header may wait, read a byte at a time: a thread from the start
             self._serve_in_thread(connection)
             return
-        if self._tls_context is not None:  # the poll thread runs the handshake, never waiting
-            try:
-                tls = stream.start_tls(self._tls_context, server_side=True, handshake=False)
-            except NetworkError as exc:
-                record.closed("endpoint")
-                stream.close()
-                self.record_error(exc)
-                return
-            connection.use(tls)
+        if tls is not None:
             connection.handshake_deadline = time.monotonic() + TLS_HANDSHAKE_TIMEOUT
         with self._lock:
             self._open[connection.id] = (None, connection)
@@ -452,7 +453,7 @@ class Server:
     def _stop_polling(
         self, poller: net.Poller, connection: Connection, *, closed_by: str | None = None
     ) -> None:
-        poller.forget(connection.stream)
+        poller.forget(connection.stream, closing=closed_by is not None)
         if closed_by is not None:
             connection.record.closed(closed_by)
             connection.stream.close()

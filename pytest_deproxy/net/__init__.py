@@ -22,7 +22,7 @@ A stream with ``timeout=0`` never waits (``read_ready``, ``write_ready``, ``hand
 so that one thread serves many connections, TLS ones included.
 """
 
-from .listening import LISTEN_BACKLOG, Poller, accept_all, listen
+from .listening import LISTEN_BACKLOG, Poller, accept_all, accepted_stream, listen
 from .streams import (
     READ_SIZE,
     SharedStream,
@@ -40,6 +40,7 @@ __all__ = [
     "SharedStream",
     "Stream",
     "accept_all",
+    "accepted_stream",
     "connect",
     "format_address",
     "listen",

@@ -103,6 +103,43 @@ class ServerTLS:
             # Otherwise the ticket goes with the first answer.
             self._flush()
 
+    def handshake_step(self) -> str:
+        """Run the handshake as far as it goes without waiting (a socket with a timeout of
+        0): ``"done"``, or what it waits for, ``"read"`` or ``"write"``. It says so rather
+        than raising, and reads the socket only when TLS has nothing left to work on: once
+        a flight is sent the client's answer cannot be there yet (a poller says when it is),
+        and each ``SSLWantReadError`` OpenSSL raises costs more than the read it stands for."""
+        incoming, tls = self._incoming, self._ssl
+        try:
+            if self._held:
+                self._flush()
+            while True:
+                if not incoming.pending and not incoming.eof:
+                    try:
+                        data = self.raw.recv(_READ)
+                    except BlockingIOError:
+                        return "read"
+                    if data:
+                        incoming.write(data)
+                    else:
+                        incoming.write_eof()
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    if self._outgoing.pending:  # a flight for the client: it answers next
+                        self._flush()
+                        return "read"
+                    if incoming.eof:
+                        raise ssl.SSLEOFError(
+                            "the peer closed the connection in the handshake"
+                        ) from None
+            if not incoming.pending:  # see do_handshake(): the ticket goes now
+                self._flush()
+        except ssl.SSLWantWriteError:
+            return "write"
+        return "done"
+
     def recv(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` decrypted; ``b""`` at the end of the stream."""
         data = self._plain
