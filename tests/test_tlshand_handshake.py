@@ -8,14 +8,17 @@ from __future__ import annotations
 import socket
 import ssl
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from pytest_deproxy import net
+from pytest_deproxy import Deproxy, Endpoint, net
 from pytest_deproxy.errors import NetworkError
 from pytest_deproxy.net.servertls import ServerTLS
 from pytest_deproxy.tls import CertificateAuthority
+
+from .conftest import eventually
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
@@ -223,3 +226,104 @@ def test_a_stream_forgotten_as_it_closes_is_left_to_its_close_to_take_out_of_epo
     finally:
         right.close()
         poller.close()
+
+
+class CountingListener(socket.socket):
+    """A listener that counts how often its ``family`` is read (an enum made each time)."""
+
+    family_reads = 0
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        self.family_reads += 1
+        return super().family
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_a_burst_is_accepted_without_making_enums_for_each_connection(host: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        listener = CountingListener(family, socket.SOCK_STREAM)
+        listener.bind((host, 0))
+    except OSError:
+        pytest.skip(f"no {host} here")
+    listener.listen(16)
+    listener.setblocking(False)
+    clients = [socket.create_connection(listener.getsockname()[:2], timeout=10) for _ in range(3)]
+    try:
+        accepted: list[tuple[socket.socket, str]] = []
+        for _ in range(100):  # the three are in the queue once connected: at most a wake-up
+            wait_readable(listener)
+            accepted += net.accept_all(listener)
+            if len(accepted) == 3:
+                break
+        assert len(accepted) == 3
+        assert listener.family_reads == 0
+        for sock, peer in accepted:
+            assert sock.family == family and sock.type == socket.SOCK_STREAM
+            assert sock.getpeername()[1] == int(peer.rsplit(":", 1)[1])
+            sock.close()
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
+
+
+def test_the_last_answer_takes_close_notify_with_it_in_one_write(
+    ca: CertificateAuthority,
+) -> None:
+    pair = Pair(ca)
+    try:
+        pair.client_step()
+        wait_readable(pair.counted.sock)
+        assert pair.server.handshake_ready() == "read"
+        pair.client_receive()
+        pair.client_step(then=REQUEST)
+        wait_readable(pair.counted.sock)
+        assert pair.server.handshake_ready() == "done"
+        assert pair.server.read_ready() == REQUEST
+        sends = pair.counted.sends  # the flight (the ticket waits for the answer)
+        answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        assert pair.server.write_ready(answer, last=True) == len(answer)
+        pair.server.close()
+        assert pair.counted.sends == sends + 1  # the answer and close_notify: one write
+        received = b""
+        while chunk := pair.client_sock.recv(65536):
+            received += chunk
+        pair.incoming.write(received)
+        assert pair.tls.read(65536) == answer
+        # b"" (not SSLWantReadError: no end of file was given to the client's TLS): the
+        # close_notify after the answer
+        assert pair.tls.read(65536) == b""
+    finally:
+        pair.close()
+
+
+def test_a_client_that_says_hello_after_it_was_accepted_is_served(
+    deproxy: Deproxy, endpoint: Callable[..., Endpoint]
+) -> None:
+    """The handshake begins as the connection is accepted; a hello not there yet is waited
+    for through the poller."""
+    server = endpoint(tls=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=deproxy.ca.cert_pem.decode())
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    eventually(lambda: server.connections)  # accepted, and nothing sent yet
+    with context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(b"GET /late HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        cipher = sock.cipher()
+    assert received.startswith(b"HTTP/1.1 200 ")
+    eventually(lambda: server.connections[0].closed_by is not None)
+    record = server.connections[0]
+    assert record.tls is not None
+    assert (record.tls.version, record.tls.sni, record.tls.alpn, record.tls.resumed) == (
+        "TLSv1.3",
+        "localhost",
+        None,
+        False,
+    )
+    assert cipher is not None and record.tls.cipher == cipher[0]
+    assert record.closed_by == "endpoint"

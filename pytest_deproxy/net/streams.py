@@ -167,13 +167,19 @@ class Stream:
             self.on_read(data)
         return data
 
-    def write_ready(self, data: bytes) -> int:
+    def write_ready(self, data: bytes, *, last: bool = False) -> int:
         """Write as much of ``data`` as the connection takes now; return how many bytes.
-        The rest is to be given to :meth:`write` next (it is shown to ``on_write`` already)."""
+        The rest is to be given to :meth:`write` next (it is shown to ``on_write`` already).
+        ``last``: the stream is closed next, nothing written after ``data``; a server-side
+        TLS stream then sends its ``close_notify`` with ``data`` (one write, not two)."""
         if self.on_write is not None and data:
             self.on_write(data)
         try:
-            sent = self._sock.send(data)
+            sock = self._sock
+            if last and type(sock) is ServerTLS and self._handshaken:
+                sent = sock.send(data, last=True)
+            else:
+                sent = sock.send(data)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             sent = 0
         except OSError as exc:
