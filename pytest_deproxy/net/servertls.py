@@ -118,8 +118,9 @@ class ServerTLS:
         try:
             if self._held:
                 self._flush()
+            read = not incoming.pending and not incoming.eof  # TLS has what was read before
             while True:
-                if not incoming.pending and not incoming.eof:
+                if read:
                     try:
                         data = self.raw.recv(_READ)
                     except BlockingIOError:
@@ -139,6 +140,7 @@ class ServerTLS:
                         raise ssl.SSLEOFError(
                             "the peer closed the connection in the handshake"
                         ) from None
+                    read = True  # TLS took all there was: the rest is still to arrive
             if not incoming.pending:  # see do_handshake(): the ticket goes now
                 self._flush()
         except ssl.SSLWantWriteError:
