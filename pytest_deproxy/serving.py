@@ -17,7 +17,8 @@ written together, each handling finished first; and the answers to every connect
 one wake-up are written after all of them are answered, so that a client woken by the first
 is still awake for the others (a wake-up of the load generator's thread per write cost the
 endpoint more kernel time than its own reads and writes). A TLS handshake runs on the poll
-thread too, never waiting (a non-blocking socket, resumed when the client sends more), and
+thread too, never waiting (a non-blocking socket, resumed when the client sends more; begun
+as the connection is accepted, since the client's hello is mostly there by then), and
 is closed after ``TLS_HANDSHAKE_TIMEOUT`` s without an end; TLS connections are then served
 as plain ones. Under load, one thread answering many connections is several times as fast
 as a thread each, which hand the GIL to one another on every request.
@@ -321,26 +322,43 @@ class Server:
         )
         self._records.append(record)
         own_thread = bool(self.proxy_protocol)
-        stream = net.Stream(sock, peer, timeout=None if own_thread else 0)
+        # Without a PROXY header to read first, the poll thread runs a TLS handshake, never
+        # waiting: the connection's stream is TLS from the start.
+        tls = None if own_thread else self._tls_context
+        try:
+            stream = net.accepted_stream(sock, peer, None if own_thread else 0, tls)
+        except NetworkError as exc:  # the TLS context refused
+            record.closed("endpoint")
+            sock.close()
+            self.record_error(exc)
+            return
         connection = Connection(stream, record, self.max_body_size, self._stopping)
         connection.start_tls_hook = self._start_tls
         connection.hangup_poller = poller
         if own_thread:  # a header may wait, read a byte at a time: a thread from the start
             self._serve_in_thread(connection)
             return
-        if self._tls_context is not None:  # the poll thread runs the handshake, never waiting
-            try:
-                tls = stream.start_tls(self._tls_context, server_side=True, handshake=False)
-            except NetworkError as exc:
-                record.closed("endpoint")
-                stream.close()
-                self.record_error(exc)
-                return
-            connection.use(tls)
+        if tls is not None:
             connection.handshake_deadline = time.monotonic() + TLS_HANDSHAKE_TIMEOUT
         with self._lock:
             self._open[connection.id] = (None, connection)
         poller.watch(connection.stream, connection)
+        if tls is not None:
+            self._begin_handshake(poller, connection)
+
+    def _begin_handshake(self, poller: net.Poller, connection: Connection) -> None:
+        """Take the TLS handshake as far as it goes as the connection is accepted: a client
+        sends its hello as soon as it is connected, so it is there by now, mostly (under
+        load, 4 times in 5), and the poller need not wake for it. The handshake cannot end
+        here (the client waits for the server's flight first): what follows comes through
+        the poller."""
+        try:
+            self._handshake(poller, connection)
+        except NetworkError as exc:
+            self._network_failed(poller, connection, exc)
+        except Exception as exc:  # a bug of ours: make it fail the test, not stop the endpoint
+            self._stop_polling(poller, connection, closed_by="endpoint")
+            self._responder.report(exc)
 
     def _serve_ready(
         self,
@@ -401,7 +419,7 @@ class Server:
         slow to take its answer gets a thread that waits for it."""
         for connection, out, keep_alive in answered:
             try:
-                sent = connection.stream.write_ready(out)
+                sent = connection.stream.write_ready(out, last=not keep_alive)
                 if sent < len(out):  # the client is slow to read: a thread waits for it
                     self._stop_polling(poller, connection)
                     self._serve_in_thread(connection, unsent=out[sent:], keep_alive=keep_alive)
@@ -452,7 +470,7 @@ class Server:
     def _stop_polling(
         self, poller: net.Poller, connection: Connection, *, closed_by: str | None = None
     ) -> None:
-        poller.forget(connection.stream)
+        poller.forget(connection.stream, closing=closed_by is not None)
         if closed_by is not None:
             connection.record.closed(closed_by)
             connection.stream.close()

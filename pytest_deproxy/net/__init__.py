@@ -19,10 +19,12 @@ for resumption (OpenSSL drops a session whose connection ended without one). :me
 sends none: a reset is abrupt.
 
 A stream with ``timeout=0`` never waits (``read_ready``, ``write_ready``, ``handshake_ready``),
-so that one thread serves many connections, TLS ones included.
+so that one thread serves many connections, TLS ones included. Every stream on TCP has
+``TCP_NODELAY``: an accepted one from its listener (:func:`accepted_stream`, on Linux; no
+system call a connection), a connected one set by the stream.
 """
 
-from .listening import LISTEN_BACKLOG, Poller, accept_all, listen
+from .listening import LISTEN_BACKLOG, Poller, accept_all, accepted_stream, listen
 from .streams import (
     READ_SIZE,
     SharedStream,
@@ -40,6 +42,7 @@ __all__ = [
     "SharedStream",
     "Stream",
     "accept_all",
+    "accepted_stream",
     "connect",
     "format_address",
     "listen",

@@ -61,15 +61,22 @@ class Stream:
     _handshaken = False  # a TLS handshake finished: close() sends close_notify
 
     def __init__(
-        self, sock: socket.socket | ServerTLS, peer: str, timeout: float | None = None
+        self,
+        sock: socket.socket | ServerTLS,
+        peer: str,
+        timeout: float | None = None,
+        *,
+        nodelay: bool = True,
     ) -> None:
+        """``nodelay=False``: the socket has ``TCP_NODELAY`` already (one accepted from a
+        listener that passes it on: see :func:`~.listening.accepted_stream`)."""
         self._sock = sock
         self.peer = peer
         self._closed = False
         self._tls = isinstance(sock, (ssl.SSLSocket, ServerTLS))
         if sock.gettimeout() != timeout:
             sock.settimeout(timeout)
-        if not isinstance(sock, ServerTLS):  # whose socket has it already
+        if nodelay and not isinstance(sock, ServerTLS):  # whose socket has it already
             try:  # not asking sock.family first: it makes an enum each time (~2 us)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
@@ -160,13 +167,19 @@ class Stream:
             self.on_read(data)
         return data
 
-    def write_ready(self, data: bytes) -> int:
+    def write_ready(self, data: bytes, *, last: bool = False) -> int:
         """Write as much of ``data`` as the connection takes now; return how many bytes.
-        The rest is to be given to :meth:`write` next (it is shown to ``on_write`` already)."""
+        The rest is to be given to :meth:`write` next (it is shown to ``on_write`` already).
+        ``last``: the stream is closed next, nothing written after ``data``; a server-side
+        TLS stream then sends its ``close_notify`` with ``data`` (one write, not two)."""
         if self.on_write is not None and data:
             self.on_write(data)
         try:
-            sent = self._sock.send(data)
+            sock = self._sock
+            if last and type(sock) is ServerTLS and self._handshaken:
+                sent = sock.send(data, last=True)
+            else:
+                sent = sock.send(data)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             sent = 0
         except OSError as exc:
@@ -177,6 +190,24 @@ class Stream:
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    @classmethod
+    def serving_tls(
+        cls, sock: socket.socket, peer: str, context: ssl.SSLContext, timeout: float | None
+    ) -> Stream:
+        """A server-side TLS stream on a plain, connected ``sock`` that has ``TCP_NODELAY``
+        (an accepted one), its handshake not begun (:meth:`handshake_ready` or
+        :meth:`handshake` runs it): what :meth:`start_tls` makes of a server side, without a
+        plain stream first."""
+        if sock.gettimeout() != timeout:
+            sock.settimeout(timeout)
+        if not getattr(context, "_deproxy_server_side", False):
+            _serve_with(context)
+        try:  # (no translate_errors here: its context manager costs ~1.5 us a connection)
+            wrapped = ServerTLS(sock, context)
+        except OSError as exc:
+            raise translate(exc, f"in the TLS handshake with {peer}") from exc
+        return cls(wrapped, peer, timeout)
 
     def start_tls(
         self,
@@ -198,21 +229,15 @@ class Stream:
         plain = self._sock
         assert not self._tls and isinstance(plain, socket.socket), "this stream is TLS already"
         timeout = plain.gettimeout()
-        wrapped: ssl.SSLSocket | ServerTLS
         if server_side:
-            if not getattr(context, "_deproxy_server_side", False):
-                _serve_with(context)
-            try:  # (no translate_errors here: its context manager costs ~1.5 us a connection)
-                wrapped = ServerTLS(plain, context)
-            except OSError as exc:
-                raise translate(exc, f"in the TLS handshake with {self.peer}") from exc
+            stream = Stream.serving_tls(plain, self.peer, context, timeout)
             self._closed = True  # the socket is the new stream's now (close it there)
         else:
             with translate_errors(f"in the TLS handshake with {self.peer}"):
                 wrapped = context.wrap_socket(
                     plain, server_hostname=server_hostname, do_handshake_on_connect=False
                 )
-        stream = Stream(wrapped, self.peer, timeout)
+            stream = Stream(wrapped, self.peer, timeout)
         stream.on_read, stream.on_write = self.on_read, self.on_write
         if handshake:
             try:
@@ -238,6 +263,11 @@ class Stream:
         sock: Any = self._sock
         assert self._tls
         try:
+            if type(sock) is ServerTLS:
+                state = sock.handshake_step()
+                if state == "done":
+                    self._handshaken = True
+                return state
             sock.do_handshake()
         except ssl.SSLWantReadError:
             return "read"
