@@ -25,6 +25,8 @@ internals it needs (h2 4.x), every frame goes through h2.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import h2.config
 import h2.connection
 import h2.events
@@ -335,10 +337,19 @@ class H2Connection(h2.connection.H2Connection):
             and state[2] == kept[2]
         )
 
-    def _encode(self, fields: list[tuple[str, str]]) -> bytes:
+    # A whole block is kept too, for fields given as a tuple (immutable, so the same object
+    # is the same fields): the same answer again is encoded once per table state.
+    _block_of: Sequence[tuple[str, str]] | None = None
+    _block = b""
+
+    def _encode(self, fields: Sequence[tuple[str, str]]) -> bytes:
         if not self._same_table(self._table_state()):
             self._encoded, self._encoded_state = {}, self._table_state()
+            self._block_of = None
+        elif fields is self._block_of:
+            return self._block
         parts = []
+        moved = False
         for field in fields:
             part = self._encoded.get(field)
             if part is None:
@@ -350,19 +361,33 @@ class H2Connection(h2.connection.H2Connection):
                 part = self.encoder.encode([(name.encode(), value.encode())])
                 if not self._same_table(self._table_state()):  # it moved: begin again
                     self._encoded, self._encoded_state = {}, self._table_state()
+                    moved = True
                 elif len(self._encoded) < self._ENCODED_KEPT:
                     self._encoded[field] = part
             parts.append(part)
-        return b"".join(parts)
+        block = b"".join(parts)
+        if type(fields) is tuple and not moved:  # the same fields encode so while it stays
+            self._block_of, self._block = fields, block
+        return block
+
+    # The last fields (a tuple) that answered an exchange: the same again is known to be a
+    # final answer with no :method, so the checks below were made of it already.
+    _answer_fields: Sequence[tuple[str, str]] | None = None
 
     def send_headers_fast(
-        self, stream_id: int, fields: list[tuple[str, str]], end_stream: bool
+        self, stream_id: int, fields: Sequence[tuple[str, str]], end_stream: bool
     ) -> bool:
         """``send_headers``, written here as one HEADERS frame (and CONTINUATION frames when
         the block is larger than a frame); ``False`` (nothing done) for an interim response,
         which h2 sends."""
         if not _FAST:
             return False
+        if fields is self._answer_fields and end_stream:
+            exchange = self._exchanges.get(stream_id)
+            if exchange is not None and self._answers(exchange, None):
+                self._write_block(stream_id, self._encode(fields), end_stream)
+                exchange.answered = True
+                return True
         client = self._client
         method = authority = None
         leading = True  # what h2 looks up: :status among the leading pseudo-headers, the
@@ -382,6 +407,8 @@ class H2Connection(h2.connection.H2Connection):
             if end_stream and self._answers(exchange, method):
                 self._write_block(stream_id, self._encode(fields), end_stream)
                 exchange.answered = True
+                if type(fields) is tuple:
+                    self._answer_fields = fields
                 return True
             self._hand_over()
         if stream_id not in self.streams:
@@ -411,7 +438,9 @@ class H2Connection(h2.connection.H2Connection):
         holds open, with no ``:method`` among its fields (h2 would keep it on the stream)."""
         return not exchange.answered and method is None and self.state_machine.state is _SERVER_OPEN
 
-    def send_answer_fast(self, stream_id: int, fields: list[tuple[str, str]], data: bytes) -> bool:
+    def send_answer_fast(
+        self, stream_id: int, fields: Sequence[tuple[str, str]], data: bytes
+    ) -> bool:
         """A whole answer to an exchange: HEADERS, then ``data`` in one DATA frame with
         END_STREAM, when the windows and the frame size take it at once (h2's ``send_headers``
         then ``send_data``); ``False`` (nothing done) for anything else."""

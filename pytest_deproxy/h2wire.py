@@ -20,7 +20,7 @@ import contextlib
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import h2.config
@@ -273,7 +273,7 @@ class H2Wire:
             return int(self._conn.get_next_available_stream_id())
 
     def send_headers(
-        self, stream_id: int, fields: list[tuple[str, str]], *, end_stream: bool = False
+        self, stream_id: int, fields: Sequence[tuple[str, str]], *, end_stream: bool = False
     ) -> None:
         """Fields as given (encoded UTF-8): one HEADERS frame, CONTINUATION ones if need be."""
         with self._lock:
@@ -284,7 +284,9 @@ class H2Wire:
                 raise StreamGone(str(exc)) from exc
             self._flush()
 
-    def send_answer_now(self, stream_id: int, fields: list[tuple[str, str]], data: bytes) -> bool:
+    def send_answer_now(
+        self, stream_id: int, fields: Sequence[tuple[str, str]], data: bytes
+    ) -> bool:
         """A whole answer, HEADERS then ``data`` with END_STREAM, if the peer's windows take
         all of it now on a stream whose request came whole (the common exchange); whether it
         went (else nothing did)."""
@@ -362,7 +364,7 @@ class H2Wire:
             self._flush()
         return sent
 
-    def send_trailers(self, stream_id: int, fields: list[tuple[str, str]]) -> None:
+    def send_trailers(self, stream_id: int, fields: Sequence[tuple[str, str]]) -> None:
         self.send_headers(stream_id, fields, end_stream=True)
 
     def reset(self, stream_id: int, code: int = CANCEL) -> None:
