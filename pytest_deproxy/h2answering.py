@@ -20,7 +20,7 @@ from .errors import DeproxyError
 from .faults import Fault, Takeover
 from .h2frames import PREFACE
 from .h2serve import H2Session
-from .handlers import Handler, HandlerContext, never_blocks
+from .handlers import Handler, HandlerContext, canned_answer, never_blocks
 from .models import Request, Response
 from .record import Handling
 from .request_reader import Arrival
@@ -33,6 +33,8 @@ class H2Answering:
         self._answering = answering
         self.name = answering.name
         self.h2c = http2 == "h2c"  # also over cleartext, not only by ALPN over TLS
+        # The last handler that gave a canned answer (handlers.canned_answer), and that answer.
+        self._canned: tuple[Handler | None, Response] = (None, Response(200))
 
     def serve_h2(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> bool:
         """Serve the connection as HTTP/2 if it is one (ALPN h2, the prior-knowledge
@@ -65,8 +67,15 @@ class H2Answering:
         fast path: a canned Response or a stock handler that only computes)."""
         request = handling.request
         handler = self._answering.handler_for(request)
+        last = self._canned  # one tuple: connection threads read it as another replaces it
+        if handler is last[0]:  # the handler of a canned answer, as last time
+            return last[1], handler
         if not never_blocks(handler):
             return None, handler
+        canned = canned_answer(handler)
+        if canned is not None:  # a Response, or ``simple``: what it is never changes (the
+            self._canned = (handler, canned)  # session sends a copy of it)
+            return canned, handler
         try:  # The stock handlers that never block take no context: none is made for them.
             return (handler if isinstance(handler, Response) else handler(request)), handler  # type: ignore[operator]
         except Exception as exc:

@@ -134,13 +134,14 @@ class H2Connection(h2.connection.H2Connection):
         """h2's ``open_inbound_streams`` with the exchanges counted, and let go as h2 lets
         closed streams go (the held ones first: they are the older)."""
         count, closed = 0, []
-        for stream_id, stream in self._held.items():
-            if stream.open and stream_id % 2 == 1:
-                count += 1
-            elif stream.closed:
-                closed.append(stream_id)
-        for stream_id in closed:
-            self._closed_streams[stream_id] = self._held.pop(stream_id).closed_by
+        if self._held:
+            for stream_id, stream in self._held.items():
+                if stream.open and stream_id % 2 == 1:
+                    count += 1
+                elif stream.closed:
+                    closed.append(stream_id)
+            for stream_id in closed:
+                self._closed_streams[stream_id] = self._held.pop(stream_id).closed_by
         done = [e.stream_id for e in self._exchanges.values() if e.answered]
         for stream_id in done:
             del self._exchanges[stream_id]
@@ -171,6 +172,7 @@ class H2Connection(h2.connection.H2Connection):
         events: list[h2.events.Event] = []
         start = offset = 0
         end, limit = len(data), self.max_inbound_frame_size
+        self._settings_read = None  # what h2 did before may have changed them
         while offset + 9 <= end:
             length = int.from_bytes(data[offset : offset + 3], "big")
             after = offset + 9 + length
@@ -182,6 +184,7 @@ class H2Connection(h2.connection.H2Connection):
                 if flags & _END_HEADERS and not flags & ~(_END_STREAM | _END_HEADERS):
                     if start < offset:  # the frames before it, in order, by h2
                         events += self.receive_data(data[start:offset])
+                        self._settings_read = None
                         start = offset
                         if buffer._data or buffer._headers_buffer:
                             break  # mid header block: h2 sees the rest
@@ -192,7 +195,25 @@ class H2Connection(h2.connection.H2Connection):
             offset = after
         if start < end:
             events += self.receive_data(data[start:])
+        self._settings_read = None
         return events
+
+    # The settings a new stream reads (the most streams we take, the initial windows both
+    # ways), read once per batch of whole header blocks: they change only as h2 takes a
+    # frame (SETTINGS, its ACK), or as ours are updated, neither of which happens between
+    # the blocks that receive_fast takes itself.
+    _settings_read: tuple[int, int, int] | None = None
+
+    def _settings(self) -> tuple[int, int, int]:
+        read = self._settings_read
+        if read is None:
+            local = self.local_settings
+            read = self._settings_read = (
+                local.max_concurrent_streams,
+                local.initial_window_size,
+                self.remote_settings.initial_window_size,
+            )
+        return read
 
     def _takes_headers(self, stream_id: int) -> bool:
         """A header block on an open stream h2 holds, or on one the peer may open now."""
@@ -214,7 +235,7 @@ class H2Connection(h2.connection.H2Connection):
         try:
             new = stream_id not in self._held
             if new:
-                max_open = self.local_settings.max_concurrent_streams
+                max_open = self._settings()[0]
                 value = self._open_inbound()
                 if value + 1 > max_open:
                     raise h2.exceptions.TooManyStreamsError(
@@ -298,12 +319,8 @@ class H2Connection(h2.connection.H2Connection):
         """What h2 does with a new stream's whole request (its state machines move, from a
         connection already open, with no frame to send), kept as an exchange."""
         self.highest_inbound_stream_id = stream_id
-        self._exchanges[stream_id] = _Exchange(
-            stream_id,
-            headers,
-            self.local_settings.initial_window_size,
-            self.remote_settings.initial_window_size,
-        )
+        _, inbound, outbound = self._settings()
+        self._exchanges[stream_id] = _Exchange(stream_id, headers, inbound, outbound)
         ended = h2.events.StreamEnded(stream_id=stream_id)
         request = h2.events.RequestReceived(
             stream_id=stream_id, headers=headers, stream_ended=ended
@@ -318,6 +335,22 @@ class H2Connection(h2.connection.H2Connection):
     _encoded_state: tuple[object, int, int] | None = None
     _encoded: dict[tuple[str, str], bytes]
 
+    def _table_kept(self) -> bool:
+        """Whether the encoder's table is as ``_encoded_state`` says (asked without making
+        the state): what is kept encodes the same way."""
+        kept = self._encoded_state
+        if kept is None:
+            return False
+        table = self.encoder.header_table
+        if table.resized:
+            return False
+        entries = table.dynamic_entries
+        return (
+            (entries[0] if entries else None) is kept[0]
+            and len(entries) == kept[1]
+            and table.maxsize == kept[2]
+        )
+
     def _table_state(self) -> tuple[object, int, int] | None:
         """The encoder's table as it is now (its newest entry, held, so compared by identity,
         its length and size limit); ``None`` while a size change waits to be sent."""
@@ -327,23 +360,13 @@ class H2Connection(h2.connection.H2Connection):
         entries = table.dynamic_entries
         return (entries[0] if entries else None, len(entries), table.maxsize)
 
-    def _same_table(self, state: tuple[object, int, int] | None) -> bool:
-        kept = self._encoded_state
-        return (
-            state is not None
-            and kept is not None
-            and state[0] is kept[0]
-            and state[1] == kept[1]
-            and state[2] == kept[2]
-        )
-
     # A whole block is kept too, for fields given as a tuple (immutable, so the same object
     # is the same fields): the same answer again is encoded once per table state.
     _block_of: Sequence[tuple[str, str]] | None = None
     _block = b""
 
     def _encode(self, fields: Sequence[tuple[str, str]]) -> bytes:
-        if not self._same_table(self._table_state()):
+        if not self._table_kept():
             self._encoded, self._encoded_state = {}, self._table_state()
             self._block_of = None
         elif fields is self._block_of:
@@ -359,7 +382,7 @@ class H2Connection(h2.connection.H2Connection):
                     parts.append(part)
                     continue
                 part = self.encoder.encode([(name.encode(), value.encode())])
-                if not self._same_table(self._table_state()):  # it moved: begin again
+                if not self._table_kept():  # it moved: begin again
                     self._encoded, self._encoded_state = {}, self._table_state()
                     moved = True
                 elif len(self._encoded) < self._ENCODED_KEPT:
