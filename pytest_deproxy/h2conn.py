@@ -384,7 +384,7 @@ class H2Connection(h2.connection.H2Connection):
                 part = self.encoder.encode([(name.encode(), value.encode())])
                 if not self._table_kept():  # it moved: begin again
                     self._encoded, self._encoded_state = {}, self._table_state()
-                    moved = True
+                    self._block_of, moved = None, True
                 elif len(self._encoded) < self._ENCODED_KEPT:
                     self._encoded[field] = part
             parts.append(part)
