@@ -252,3 +252,26 @@ def test_ids_echoed_and_head_without_body_among_answers_made_once(
     assert recorded_ids == ids
     assert [h.request.method for h in handlings] == [f[0][1] for f in sent]
     assert [h.request_id for h in handlings] == ids
+
+
+def test_the_stock_answer_is_sent_without_calling_its_handler(
+    deproxy: Deproxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint's default handler (``handlers.simple``) always answers ``Response(200)``:
+    the h2c endpoint sends that canned answer, as the HTTP/1 poll path does, rather than
+    make a Response per stream by calling it; the record is the same."""
+    made: list[int] = []
+    init = Response.__init__
+
+    def counting(self: Response, *args: Any, **kwargs: Any) -> None:
+        made.append(1)
+        init(self, *args, **kwargs)
+
+    endpoint = deproxy.add_endpoint(http2="h2c")
+    monkeypatch.setattr(Response, "__init__", counting)
+    answers = _exchange(endpoint.address, [REQUEST] * 6)
+    monkeypatch.undo()
+    assert made == []
+    assert [dict(fields)[":status"] for fields, _ in answers.values()] == ["200"] * 6
+    recorded = [h.response for h in endpoint.handlings]
+    assert [(r.code, r.message, r.raw_body) for r in recorded if r] == [("200", "OK", b"")] * 6
