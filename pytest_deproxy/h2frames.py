@@ -142,8 +142,9 @@ def _values(frame: hf.Frame) -> dict[str, int]:
 @dataclass(slots=True)
 class HeadersIn:
     """A header block: ``kind`` is ``"request"``, ``"response"``, ``"interim"`` or
-    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came;
-    ``end_stream``: the block ended its stream (no body follows)."""
+    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came (a request's
+    are the same list for the same block again: never to be changed); ``end_stream``: the
+    block ended its stream (no body follows)."""
 
     stream_id: int
     kind: str

@@ -88,16 +88,20 @@ class _Head:
     tuples and str) and the text the record keeps of the block. A client sends the same block
     again and again (h2load, a proxy's health checks): each is made once per connection, and
     every request made of it is a new Request with its own Headers over the same tuples, equal
-    to what ``request_of`` makes. A block with the tracking header (new in every request) is
-    not kept."""
+    to what ``request_of`` makes. The wire gives the same fields (the same list) for the same
+    block again: a head is found by their identity, and holds them, so that no other list
+    can take their id while it is kept. A block with the tracking header (new in every
+    request) is not kept."""
 
-    __slots__ = ("items", "keys", "method", "path", "raw_head")
+    __slots__ = ("fields", "items", "keys", "method", "path", "raw_head", "tracked")
 
     def __init__(self, fields: list[tuple[str, str]]) -> None:
         request = request_of(fields)
+        self.fields = fields  # held: the block is known by the identity of its fields
         self.method, self.path = request.method, request.path
         self.items, self.keys = request.headers._items, request.headers._keys
         self.raw_head = fields_text(fields)
+        self.tracked = _TRACKING_KEY in self.keys
 
     def request(self) -> Request:
         return Request.from_head(self.method, self.path, self.items, self.keys, b"", "2")
@@ -158,7 +162,7 @@ class _Answer:
         return sent
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Stream:
     stream_id: int
     fields: list[tuple[str, str]]
@@ -167,6 +171,7 @@ class _Stream:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     thread: threading.Thread | None = None
     reset_code: int | None = None
+    plain: bool = False  # its request is HTTP/2's with no tracking id (an answer may be kept)
 
 
 class H2Session:
@@ -182,7 +187,7 @@ class H2Session:
         self._streams: dict[int, _Stream] = {}
         self._threads: list[threading.Thread] = []
         self._going_away = False
-        self._heads: dict[tuple[tuple[str, str], ...], _Head] = {}
+        self._heads: dict[int, _Head] = {}  # by the id of the fields they hold
         self._answer: _Answer | None = None  # the last answer made here (see _Answer)
 
     def serve(self, upgraded: Handling | None = None) -> None:
@@ -264,19 +269,19 @@ class H2Session:
         if stream is not None:
             return
         fields = event.fields
-        key = tuple(fields)
-        head = self._heads.get(key)
-        if head is None:
+        head = self._heads.get(id(fields))
+        if head is None or head.fields is not fields:
             head = _Head(fields)
-            if _TRACKING_KEY not in head.keys:
+            if not head.tracked:
                 if len(self._heads) >= _HEADS_KEPT:
                     self._heads.clear()
-                self._heads[key] = head
+                self._heads[id(fields)] = head
         request = head.request()
         handling = self.responder.arrive_stream(
             self.connection, request, head.raw_head, _time(), event.stream_id
         )
-        stream = self._streams[event.stream_id] = _Stream(event.stream_id, event.fields, handling)
+        stream = self._streams[event.stream_id] = _Stream(event.stream_id, fields, handling)
+        stream.plain = not head.tracked
         if not event.end_stream and _expects_continue(request):
             self._interim(stream, CONTINUE)  # RFC 9110 10.1.1: the client waits for it
 
@@ -315,8 +320,8 @@ class H2Session:
         per HPACK table state."""
         handling = stream.handling
         request = handling.request
-        if request.http_version == "2" and not request._has_header(_TRACKING_KEY):
-            # (a tracking id is echoed: an answer of its own; "1.1": the h2c upgrade's request)
+        if stream.plain:  # (a tracking id is echoed: an answer of its own; the request that
+            # asked for the h2c upgrade is HTTP/1.1's, answered on its own too)
             answer, second = self._answer, int(_time())
             if answer is None or not answer.answers(response, second):
                 sent, fields = self._as_sent(response, request, defaults=True)

@@ -94,6 +94,7 @@ def _text(value: bytes | str) -> str:
 
 
 _TEXTS_KEPT = 512
+_BLOCKS_KEPT = 64
 _HEADER_EVENTS: dict[type, str] = {
     h2.events.RequestReceived: "request",
     h2.events.ResponseReceived: "response",
@@ -143,6 +144,7 @@ class H2Wire:
         # waits for the socket outside the lock, then reads under it (see _read).
         self._tls = getattr(stream, "tls_facts", lambda: None)() is not None
         self._texts: dict[tuple[bytes | str, bytes | str], tuple[str, str]] = {}
+        self._blocks: dict[tuple[tuple[bytes | str, bytes | str], ...], list[tuple[str, str]]] = {}
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -224,7 +226,8 @@ class H2Wire:
         for event in events:
             kind = _HEADER_EVENTS.get(type(event))
             if kind is not None:
-                fields = self._fields(event.headers)  # type: ignore[attr-defined]
+                headers = event.headers  # type: ignore[attr-defined]
+                fields = self._block(headers) if kind == "request" else self._fields(headers)
                 ended = kind == "trailers" or getattr(event, "stream_ended", None) is not None
                 out.append(HeadersIn(event.stream_id, kind, fields, ended))  # type: ignore[attr-defined]
             elif type(event) is h2.events.StreamEnded:
@@ -247,6 +250,18 @@ class H2Wire:
                 code = error_name(int(event.error_code or 0))
                 self.peer_goaway = f"GOAWAY {code}, last_stream_id={event.last_stream_id}"
         return out
+
+    def _block(self, headers: list[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
+        """:meth:`_fields` of a request's header block; the same block again (a client sends
+        the same one again and again) gives the same list, which no one changes."""
+        key = tuple(headers)
+        fields = self._blocks.get(key)
+        if fields is None:
+            fields = self._fields(headers)
+            if len(self._blocks) >= _BLOCKS_KEPT:  # blocks seen once (ids) must not pile up
+                self._blocks.clear()
+            self._blocks[key] = fields
+        return fields
 
     def _fields(self, headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
         """Fields as text: h2 hands bytes over (header_encoding=None), decoded here (bytes that
