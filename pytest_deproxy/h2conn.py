@@ -295,8 +295,16 @@ class H2Connection(h2.connection.H2Connection):
         kept = self._decoded_state
         if kept is None:
             return None
-        state = self._decoder_state()
-        if state[0] is not kept[0] or state[1:] != kept[1:]:
+        decoder = self.decoder  # _decoder_state() == kept, asked without making the state
+        table = decoder.header_table
+        entries = table.dynamic_entries
+        if (
+            (entries[0] if entries else None) is not kept[0]
+            or len(entries) != kept[1]
+            or table.maxsize != kept[2]
+            or decoder.max_allowed_table_size != kept[3]
+            or decoder.max_header_list_size != kept[4]
+        ):
             self._decoded_state = None
             return None
         return self._decoded.get(block)

@@ -144,7 +144,8 @@ class HeadersIn:
     """A header block: ``kind`` is ``"request"``, ``"response"``, ``"interim"`` or
     ``"trailers"``; ``fields`` as received, pseudo-headers first as they came (a request's
     are the same list for the same block again: never to be changed); ``end_stream``: the
-    block ended its stream (no body follows)."""
+    block ended its stream (no body follows). A request's block that ended its stream is
+    followed by no :class:`Ended`: its ``end_stream`` says so."""
 
     stream_id: int
     kind: str

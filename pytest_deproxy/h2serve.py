@@ -266,8 +266,13 @@ class H2Session:
         if event.kind == "trailers" and stream is not None:
             stream.trailers.extend(event.fields)
             return
-        if stream is not None:
-            return
+        if stream is None:
+            stream = self._arrived(event)
+        if event.end_stream and event.kind == "request":  # no Ended follows it (h2wire)
+            self._ended(event.stream_id)
+
+    def _arrived(self, event: HeadersIn) -> _Stream:
+        """A new stream: its request joins the record."""
         fields = event.fields
         head = self._heads.get(id(fields))
         if head is None or head.fields is not fields:
@@ -284,6 +289,7 @@ class H2Session:
         stream.plain = not head.tracked
         if not event.end_stream and _expects_continue(request):
             self._interim(stream, CONTINUE)  # RFC 9110 10.1.1: the client waits for it
+        return stream
 
     def _ended(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
@@ -332,6 +338,9 @@ class H2Session:
             if answer is not None:
                 handling.finish_as(answer)
                 self.responder.settle(handling)
+                if not answer.raw_body:  # HEADERS alone, whatever the method
+                    self.wire.send_headers(stream.stream_id, answer.fields, end_stream=True)
+                    return
                 self._send_parts(
                     stream, answer.code, answer.raw_body, (), request.method, False, answer.fields
                 )

@@ -223,15 +223,20 @@ class H2Wire:
 
     def _translate(self, events: list[h2.events.Event]) -> list[Event]:
         out: list[Event] = []
+        said: h2.events.StreamEnded | None = None  # an end a request's HeadersIn says
         for event in events:
             kind = _HEADER_EVENTS.get(type(event))
             if kind is not None:
                 headers = event.headers  # type: ignore[attr-defined]
                 fields = self._block(headers) if kind == "request" else self._fields(headers)
-                ended = kind == "trailers" or getattr(event, "stream_ended", None) is not None
+                end = getattr(event, "stream_ended", None)
+                if kind == "request":
+                    said = end
+                ended = kind == "trailers" or end is not None
                 out.append(HeadersIn(event.stream_id, kind, fields, ended))  # type: ignore[attr-defined]
             elif type(event) is h2.events.StreamEnded:
-                out.append(Ended(event.stream_id))
+                if event is not said:
+                    out.append(Ended(event.stream_id))
             elif isinstance(event, h2.events.DataReceived):
                 if event.flow_controlled_length and not self.hold_window:
                     try:
