@@ -40,6 +40,7 @@ from .h2frames import decode_table_neutral, literal_without_indexing
 from .models import TRACKING_HEADER
 
 _END_STREAM, _END_HEADERS = 0x1, 0x4
+_ANSWER_HEAD = bytes((0x1, _END_STREAM | _END_HEADERS))  # HEADERS that end the stream
 _TRACKING = TRACKING_HEADER.lower()
 # The h2 internals the fast path drives (h2 4.x): without them, every frame goes through h2.
 _FAST = all(
@@ -75,6 +76,7 @@ class H2Connection(h2.connection.H2Connection):
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
         self._exchanges: dict[int, _Exchange] = {}
+        self._answered = 0  # how many of them are answered
         self._held: dict[int, H2Stream] = {}
         super().__init__(config)
         self._client = bool(config.client_side)  # read once: h2's config options are properties
@@ -108,6 +110,7 @@ class H2Connection(h2.connection.H2Connection):
     def _hand_over(self) -> None:
         """Make every exchange into the stream h2 would hold for it (oldest first)."""
         exchanges, self._exchanges = self._exchanges, {}
+        self._answered = 0
         held, config = self._held, self.config
         for stream_id, exchange in exchanges.items():
             stream = H2Stream(
@@ -142,10 +145,12 @@ class H2Connection(h2.connection.H2Connection):
                     closed.append(stream_id)
             for stream_id in closed:
                 self._closed_streams[stream_id] = self._held.pop(stream_id).closed_by
-        done = [e.stream_id for e in self._exchanges.values() if e.answered]
-        for stream_id in done:
-            del self._exchanges[stream_id]
-            self._closed_streams[stream_id] = StreamClosedBy.SEND_END_STREAM
+        if self._answered:  # (in a batch of new streams, the first lets the answered go)
+            done = [e.stream_id for e in self._exchanges.values() if e.answered]
+            for stream_id in done:
+                del self._exchanges[stream_id]
+                self._closed_streams[stream_id] = StreamClosedBy.SEND_END_STREAM
+            self._answered = 0
         return count + len(self._exchanges)
 
     def _receive_goaway_frame(
@@ -415,9 +420,19 @@ class H2Connection(h2.connection.H2Connection):
             return False
         if fields is self._answer_fields and end_stream:
             exchange = self._exchanges.get(stream_id)
-            if exchange is not None and self._answers(exchange, None):
-                self._write_block(stream_id, self._encode(fields), end_stream)
+            if (
+                exchange is not None
+                and not exchange.answered
+                and self.state_machine.state is _SERVER_OPEN
+            ):  # (_answers(exchange, None), and _write_block's common case, written out)
+                block = self._encode(fields)
+                if len(block) <= self.max_outbound_frame_size:
+                    head = len(block).to_bytes(3, "big") + _ANSWER_HEAD
+                    self._data_to_send += head + stream_id.to_bytes(4, "big") + block
+                else:
+                    self._write_block(stream_id, block, end_stream)
                 exchange.answered = True
+                self._answered += 1
                 return True
         client = self._client
         method = authority = None
@@ -438,6 +453,7 @@ class H2Connection(h2.connection.H2Connection):
             if end_stream and self._answers(exchange, method):
                 self._write_block(stream_id, self._encode(fields), end_stream)
                 exchange.answered = True
+                self._answered += 1
                 if type(fields) is tuple:
                     self._answer_fields = fields
                 return True
@@ -495,6 +511,7 @@ class H2Connection(h2.connection.H2Connection):
         )
         self.outbound_flow_control_window -= size
         exchange.answered, exchange.data = True, size
+        self._answered += 1
         return True
 
     def _write_block(self, stream_id: int, block: bytes, end_stream: bool) -> None:
