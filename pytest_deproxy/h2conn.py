@@ -240,7 +240,8 @@ class H2Connection(h2.connection.H2Connection):
         try:
             new = stream_id not in self._held
             if new:
-                max_open = self._settings()[0]
+                settings = self._settings()
+                max_open = settings[0]
                 value = self._open_inbound()
                 if value + 1 > max_open:
                     raise h2.exceptions.TooManyStreamsError(
@@ -255,7 +256,7 @@ class H2Connection(h2.connection.H2Connection):
                 and self._plain_in
                 and self.state_machine.state is _SERVER_OPEN
             ):
-                return self._exchange(stream_id, list(headers))
+                return self._exchange(stream_id, list(headers), settings)
             events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
             stream = self._get_or_create_stream(stream_id, self._peer_ids)
             frames, stream_events = stream.receive_headers(
@@ -327,12 +328,13 @@ class H2Connection(h2.connection.H2Connection):
         return list(headers), takeable
 
     def _exchange(
-        self, stream_id: int, headers: list[tuple[bytes, bytes]]
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], settings: tuple[int, int, int]
     ) -> list[h2.events.Event]:
         """What h2 does with a new stream's whole request (its state machines move, from a
-        connection already open, with no frame to send), kept as an exchange."""
+        connection already open, with no frame to send), kept as an exchange (``settings``:
+        those ``_settings`` read)."""
         self.highest_inbound_stream_id = stream_id
-        _, inbound, outbound = self._settings()
+        _, inbound, outbound = settings
         self._exchanges[stream_id] = _Exchange(stream_id, headers, inbound, outbound)
         ended = h2.events.StreamEnded(stream_id=stream_id)
         request = h2.events.RequestReceived(

@@ -103,9 +103,6 @@ class _Head:
         self.raw_head = fields_text(fields)
         self.tracked = _TRACKING_KEY in self.keys
 
-    def request(self) -> Request:
-        return Request.from_head(self.method, self.path, self.items, self.keys, b"", "2")
-
 
 class _Answer:
     """An answer made on the connection's thread for a request with no tracking id, kept to
@@ -281,7 +278,7 @@ class H2Session:
                 if len(self._heads) >= _HEADS_KEPT:
                     self._heads.clear()
                 self._heads[id(fields)] = head
-        request = head.request()
+        request = Request.from_head(head.method, head.path, head.items, head.keys, b"", "2")
         handling = self.responder.arrive_stream(
             self.connection, request, head.raw_head, _time(), event.stream_id
         )
