@@ -6,7 +6,9 @@ Rules kept here: a connection is served as HTTP/2 when TLS chose ``h2`` by ALPN,
 request asks ``Upgrade: h2c`` (a later request that asks is answered in HTTP/1.1). A stream
 is recorded and answered with the same parts as an HTTP/1 request
 (:mod:`~pytest_deproxy.answering`); a handler that would take the connection over is
-answered 501, since a stream is not a connection.
+answered 501, since a stream is not a connection. A canned answer (a Response, or
+``handlers.simple``) is given as such, without calling its handler, as on the HTTP/1 poll
+path; the session sends a copy of it, never it.
 """
 
 from __future__ import annotations

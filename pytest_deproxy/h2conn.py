@@ -8,7 +8,7 @@ its connection and stream state machines, with h2's checks: it makes the same ev
 and bytes as h2 would (every other frame, and any stream h2 would answer otherwise, goes to
 h2). Our HPACK encoder keeps its table still where it can: the tracking header, new in every
 message, goes as a literal without indexing, and a field already in the table is encoded once
-per table state.
+per table state (and the whole block of fields given as one tuple, the same answer again).
 
 The common exchange, a server's new stream whose request is whole in that one block and
 whose answer goes whole (HEADERS, and DATA when the windows take all of it at once), is kept

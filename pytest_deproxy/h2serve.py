@@ -11,6 +11,13 @@ peer's flow-control window does not take at once. Those threads are named, owned
 connection and joined before it is let go; a stream answered whole is let go too (its
 handling stays on the record). What the handler returned is turned into frames
 here (HTTP/2 faults included); which handler answers is the endpoint's business.
+
+What is made once per connection and shared only as immutable tuples and str: a header
+block's request parts and raw head (``_Head``: every request gets its own Request and
+Headers over them), and the last answer made on the connection's thread for a request with
+no tracking id (``_Answer``: the same answer again, compared by value, in the same second, is
+recorded with ``Handling.finish_as`` and sent as the same fields tuple). The record is what
+making them anew would give; ``tests/test_h2perf_answers.py`` holds the two to the same.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ first. The rest of the package sees :mod:`~pytest_deproxy.h2frames`' event types
 Every connection-level frame is read off the bytes as they cross, both ways, by a frame log
 per direction and handed to ``on_event``: the record is what crossed the wire, also when it
 was a raw frame h2 never saw. Headers are kept as received: names and values in wire order,
-pseudo-headers included, no normalising. A GOAWAY received ends the opening of streams, not
+pseudo-headers included, no normalising (a request's block seen again gives the same fields
+list, which no one changes). A GOAWAY received ends the opening of streams, not
 the streams up to its last_stream_id (RFC 9113 §6.8), which still complete.
 The connection itself, with its fast paths, is :class:`~pytest_deproxy.h2conn.H2Connection`.
 """
