@@ -6,7 +6,9 @@ Rules kept here: a connection is served as HTTP/2 when TLS chose ``h2`` by ALPN,
 request asks ``Upgrade: h2c`` (a later request that asks is answered in HTTP/1.1). A stream
 is recorded and answered with the same parts as an HTTP/1 request
 (:mod:`~pytest_deproxy.answering`); a handler that would take the connection over is
-answered 501, since a stream is not a connection.
+answered 501, since a stream is not a connection. A canned answer (a Response, or
+``handlers.simple``) is given as such, without calling its handler, as on the HTTP/1 poll
+path; the session sends a copy of it, never it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .errors import DeproxyError
 from .faults import Fault, Takeover
 from .h2frames import PREFACE
 from .h2serve import H2Session
-from .handlers import Handler, HandlerContext, never_blocks
+from .handlers import Handler, HandlerContext, canned_answer, never_blocks
 from .models import Request, Response
 from .record import Handling
 from .request_reader import Arrival
@@ -32,7 +34,13 @@ class H2Answering:
     def __init__(self, answering: Answering, http2: bool | str) -> None:
         self._answering = answering
         self.name = answering.name
+        # What a stream asks of the record is the endpoint's own answering, called straight
+        # (one call a stream fewer each, on the connection's thread).
+        self.arrive_stream: Callable[..., Handling] = answering.arrive
+        self.settle: Callable[[Handling], None] = answering.settled
         self.h2c = http2 == "h2c"  # also over cleartext, not only by ALPN over TLS
+        # The last handler that gave a canned answer (handlers.canned_answer), and that answer.
+        self._canned: tuple[Handler | None, Response] = (None, Response(200))
 
     def serve_h2(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> bool:
         """Serve the connection as HTTP/2 if it is one (ALPN h2, the prior-knowledge
@@ -53,20 +61,22 @@ class H2Answering:
         H2Session(connection, self).serve(upgraded=handling)
         return True
 
-    # -- what h2serve asks -----------------------------------------------------------------
-
-    def arrive_stream(
-        self, connection: Connection, request: Request, raw_head: bytes, at: float, stream_id: int
-    ) -> Handling:
-        return self._answering.arrive(connection, request, raw_head, at, stream_id)
+    # -- what h2serve asks (arrive_stream and settle are the answering's own) ---------------
 
     def answer_now(self, handling: Handling) -> tuple[Response | None, Handler]:
         """A stream's handler, and its answer when the handler never waits (as for the poll
         fast path: a canned Response or a stock handler that only computes)."""
         request = handling.request
         handler = self._answering.handler_for(request)
+        last = self._canned  # one tuple: connection threads read it as another replaces it
+        if handler is last[0]:  # the handler of a canned answer, as last time
+            return last[1], handler
         if not never_blocks(handler):
             return None, handler
+        canned = canned_answer(handler)
+        if canned is not None:  # a Response, or ``simple``: what it is never changes (the
+            self._canned = (handler, canned)  # session sends a copy of it)
+            return canned, handler
         try:  # The stock handlers that never block take no context: none is made for them.
             return (handler if isinstance(handler, Response) else handler(request)), handler  # type: ignore[operator]
         except Exception as exc:
@@ -95,9 +105,6 @@ class H2Answering:
                 501, "a handler that takes the connection over cannot answer an HTTP/2 stream"
             ), context
         return result, context
-
-    def settle(self, handling: Handling) -> None:
-        self._answering.settled(handling)
 
     def report(self, error: BaseException) -> None:
         self._answering.report_error(error)

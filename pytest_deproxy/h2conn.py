@@ -8,7 +8,7 @@ its connection and stream state machines, with h2's checks: it makes the same ev
 and bytes as h2 would (every other frame, and any stream h2 would answer otherwise, goes to
 h2). Our HPACK encoder keeps its table still where it can: the tracking header, new in every
 message, goes as a literal without indexing, and a field already in the table is encoded once
-per table state.
+per table state (and the whole block of fields given as one tuple, the same answer again).
 
 The common exchange, a server's new stream whose request is whole in that one block and
 whose answer goes whole (HEADERS, and DATA when the windows take all of it at once), is kept
@@ -25,6 +25,8 @@ internals it needs (h2 4.x), every frame goes through h2.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import h2.config
 import h2.connection
 import h2.events
@@ -38,6 +40,7 @@ from .h2frames import decode_table_neutral, literal_without_indexing
 from .models import TRACKING_HEADER
 
 _END_STREAM, _END_HEADERS = 0x1, 0x4
+_ANSWER_HEAD = bytes((0x1, _END_STREAM | _END_HEADERS))  # HEADERS that end the stream
 _TRACKING = TRACKING_HEADER.lower()
 # The h2 internals the fast path drives (h2 4.x): without them, every frame goes through h2.
 _FAST = all(
@@ -73,6 +76,7 @@ class H2Connection(h2.connection.H2Connection):
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
         self._exchanges: dict[int, _Exchange] = {}
+        self._answered = 0  # how many of them are answered
         self._held: dict[int, H2Stream] = {}
         super().__init__(config)
         self._client = bool(config.client_side)  # read once: h2's config options are properties
@@ -106,6 +110,7 @@ class H2Connection(h2.connection.H2Connection):
     def _hand_over(self) -> None:
         """Make every exchange into the stream h2 would hold for it (oldest first)."""
         exchanges, self._exchanges = self._exchanges, {}
+        self._answered = 0
         held, config = self._held, self.config
         for stream_id, exchange in exchanges.items():
             stream = H2Stream(
@@ -132,17 +137,20 @@ class H2Connection(h2.connection.H2Connection):
         """h2's ``open_inbound_streams`` with the exchanges counted, and let go as h2 lets
         closed streams go (the held ones first: they are the older)."""
         count, closed = 0, []
-        for stream_id, stream in self._held.items():
-            if stream.open and stream_id % 2 == 1:
-                count += 1
-            elif stream.closed:
-                closed.append(stream_id)
-        for stream_id in closed:
-            self._closed_streams[stream_id] = self._held.pop(stream_id).closed_by
-        done = [e.stream_id for e in self._exchanges.values() if e.answered]
-        for stream_id in done:
-            del self._exchanges[stream_id]
-            self._closed_streams[stream_id] = StreamClosedBy.SEND_END_STREAM
+        if self._held:
+            for stream_id, stream in self._held.items():
+                if stream.open and stream_id % 2 == 1:
+                    count += 1
+                elif stream.closed:
+                    closed.append(stream_id)
+            for stream_id in closed:
+                self._closed_streams[stream_id] = self._held.pop(stream_id).closed_by
+        if self._answered:  # (in a batch of new streams, the first lets the answered go)
+            done = [e.stream_id for e in self._exchanges.values() if e.answered]
+            for stream_id in done:
+                del self._exchanges[stream_id]
+                self._closed_streams[stream_id] = StreamClosedBy.SEND_END_STREAM
+            self._answered = 0
         return count + len(self._exchanges)
 
     def _receive_goaway_frame(
@@ -169,6 +177,7 @@ class H2Connection(h2.connection.H2Connection):
         events: list[h2.events.Event] = []
         start = offset = 0
         end, limit = len(data), self.max_inbound_frame_size
+        self._settings_read = None  # what h2 did before may have changed them
         while offset + 9 <= end:
             length = int.from_bytes(data[offset : offset + 3], "big")
             after = offset + 9 + length
@@ -180,6 +189,7 @@ class H2Connection(h2.connection.H2Connection):
                 if flags & _END_HEADERS and not flags & ~(_END_STREAM | _END_HEADERS):
                     if start < offset:  # the frames before it, in order, by h2
                         events += self.receive_data(data[start:offset])
+                        self._settings_read = None
                         start = offset
                         if buffer._data or buffer._headers_buffer:
                             break  # mid header block: h2 sees the rest
@@ -190,7 +200,25 @@ class H2Connection(h2.connection.H2Connection):
             offset = after
         if start < end:
             events += self.receive_data(data[start:])
+        self._settings_read = None
         return events
+
+    # The settings a new stream reads (the most streams we take, the initial windows both
+    # ways), read once per batch of whole header blocks: they change only as h2 takes a
+    # frame (SETTINGS, its ACK), or as ours are updated, neither of which happens between
+    # the blocks that receive_fast takes itself.
+    _settings_read: tuple[int, int, int] | None = None
+
+    def _settings(self) -> tuple[int, int, int]:
+        read = self._settings_read
+        if read is None:
+            local = self.local_settings
+            read = self._settings_read = (
+                local.max_concurrent_streams,
+                local.initial_window_size,
+                self.remote_settings.initial_window_size,
+            )
+        return read
 
     def _takes_headers(self, stream_id: int) -> bool:
         """A header block on an open stream h2 holds, or on one the peer may open now."""
@@ -212,7 +240,8 @@ class H2Connection(h2.connection.H2Connection):
         try:
             new = stream_id not in self._held
             if new:
-                max_open = self.local_settings.max_concurrent_streams
+                settings = self._settings()
+                max_open = settings[0]
                 value = self._open_inbound()
                 if value + 1 > max_open:
                     raise h2.exceptions.TooManyStreamsError(
@@ -227,7 +256,7 @@ class H2Connection(h2.connection.H2Connection):
                 and self._plain_in
                 and self.state_machine.state is _SERVER_OPEN
             ):
-                return self._exchange(stream_id, list(headers))
+                return self._exchange(stream_id, list(headers), settings)
             events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
             stream = self._get_or_create_stream(stream_id, self._peer_ids)
             frames, stream_events = stream.receive_headers(
@@ -272,8 +301,16 @@ class H2Connection(h2.connection.H2Connection):
         kept = self._decoded_state
         if kept is None:
             return None
-        state = self._decoder_state()
-        if state[0] is not kept[0] or state[1:] != kept[1:]:
+        decoder = self.decoder  # _decoder_state() == kept, asked without making the state
+        table = decoder.header_table
+        entries = table.dynamic_entries
+        if (
+            (entries[0] if entries else None) is not kept[0]
+            or len(entries) != kept[1]
+            or table.maxsize != kept[2]
+            or decoder.max_allowed_table_size != kept[3]
+            or decoder.max_header_list_size != kept[4]
+        ):
             self._decoded_state = None
             return None
         return self._decoded.get(block)
@@ -291,17 +328,14 @@ class H2Connection(h2.connection.H2Connection):
         return list(headers), takeable
 
     def _exchange(
-        self, stream_id: int, headers: list[tuple[bytes, bytes]]
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], settings: tuple[int, int, int]
     ) -> list[h2.events.Event]:
         """What h2 does with a new stream's whole request (its state machines move, from a
-        connection already open, with no frame to send), kept as an exchange."""
+        connection already open, with no frame to send), kept as an exchange (``settings``:
+        those ``_settings`` read)."""
         self.highest_inbound_stream_id = stream_id
-        self._exchanges[stream_id] = _Exchange(
-            stream_id,
-            headers,
-            self.local_settings.initial_window_size,
-            self.remote_settings.initial_window_size,
-        )
+        _, inbound, outbound = settings
+        self._exchanges[stream_id] = _Exchange(stream_id, headers, inbound, outbound)
         ended = h2.events.StreamEnded(stream_id=stream_id)
         request = h2.events.RequestReceived(
             stream_id=stream_id, headers=headers, stream_ended=ended
@@ -316,6 +350,22 @@ class H2Connection(h2.connection.H2Connection):
     _encoded_state: tuple[object, int, int] | None = None
     _encoded: dict[tuple[str, str], bytes]
 
+    def _table_kept(self) -> bool:
+        """Whether the encoder's table is as ``_encoded_state`` says (asked without making
+        the state): what is kept encodes the same way."""
+        kept = self._encoded_state
+        if kept is None:
+            return False
+        table = self.encoder.header_table
+        if table.resized:
+            return False
+        entries = table.dynamic_entries
+        return (
+            (entries[0] if entries else None) is kept[0]
+            and len(entries) == kept[1]
+            and table.maxsize == kept[2]
+        )
+
     def _table_state(self) -> tuple[object, int, int] | None:
         """The encoder's table as it is now (its newest entry, held, so compared by identity,
         its length and size limit); ``None`` while a size change waits to be sent."""
@@ -325,20 +375,19 @@ class H2Connection(h2.connection.H2Connection):
         entries = table.dynamic_entries
         return (entries[0] if entries else None, len(entries), table.maxsize)
 
-    def _same_table(self, state: tuple[object, int, int] | None) -> bool:
-        kept = self._encoded_state
-        return (
-            state is not None
-            and kept is not None
-            and state[0] is kept[0]
-            and state[1] == kept[1]
-            and state[2] == kept[2]
-        )
+    # A whole block is kept too, for fields given as a tuple (immutable, so the same object
+    # is the same fields): the same answer again is encoded once per table state.
+    _block_of: Sequence[tuple[str, str]] | None = None
+    _block = b""
 
-    def _encode(self, fields: list[tuple[str, str]]) -> bytes:
-        if not self._same_table(self._table_state()):
+    def _encode(self, fields: Sequence[tuple[str, str]]) -> bytes:
+        if not self._table_kept():
             self._encoded, self._encoded_state = {}, self._table_state()
+            self._block_of = None
+        elif fields is self._block_of:
+            return self._block
         parts = []
+        moved = False
         for field in fields:
             part = self._encoded.get(field)
             if part is None:
@@ -348,21 +397,45 @@ class H2Connection(h2.connection.H2Connection):
                     parts.append(part)
                     continue
                 part = self.encoder.encode([(name.encode(), value.encode())])
-                if not self._same_table(self._table_state()):  # it moved: begin again
+                if not self._table_kept():  # it moved: begin again
                     self._encoded, self._encoded_state = {}, self._table_state()
+                    self._block_of, moved = None, True
                 elif len(self._encoded) < self._ENCODED_KEPT:
                     self._encoded[field] = part
             parts.append(part)
-        return b"".join(parts)
+        block = b"".join(parts)
+        if type(fields) is tuple and not moved:  # the same fields encode so while it stays
+            self._block_of, self._block = fields, block
+        return block
+
+    # The last fields (a tuple) that answered an exchange: the same again is known to be a
+    # final answer with no :method, so the checks below were made of it already.
+    _answer_fields: Sequence[tuple[str, str]] | None = None
 
     def send_headers_fast(
-        self, stream_id: int, fields: list[tuple[str, str]], end_stream: bool
+        self, stream_id: int, fields: Sequence[tuple[str, str]], end_stream: bool
     ) -> bool:
         """``send_headers``, written here as one HEADERS frame (and CONTINUATION frames when
         the block is larger than a frame); ``False`` (nothing done) for an interim response,
         which h2 sends."""
         if not _FAST:
             return False
+        if fields is self._answer_fields and end_stream:
+            exchange = self._exchanges.get(stream_id)
+            if (
+                exchange is not None
+                and not exchange.answered
+                and self.state_machine.state is _SERVER_OPEN
+            ):  # (_answers(exchange, None), and _write_block's common case, written out)
+                block = self._encode(fields)
+                if len(block) <= self.max_outbound_frame_size:
+                    head = len(block).to_bytes(3, "big") + _ANSWER_HEAD
+                    self._data_to_send += head + stream_id.to_bytes(4, "big") + block
+                else:
+                    self._write_block(stream_id, block, end_stream)
+                exchange.answered = True
+                self._answered += 1
+                return True
         client = self._client
         method = authority = None
         leading = True  # what h2 looks up: :status among the leading pseudo-headers, the
@@ -382,6 +455,9 @@ class H2Connection(h2.connection.H2Connection):
             if end_stream and self._answers(exchange, method):
                 self._write_block(stream_id, self._encode(fields), end_stream)
                 exchange.answered = True
+                self._answered += 1
+                if type(fields) is tuple:
+                    self._answer_fields = fields
                 return True
             self._hand_over()
         if stream_id not in self.streams:
@@ -411,7 +487,9 @@ class H2Connection(h2.connection.H2Connection):
         holds open, with no ``:method`` among its fields (h2 would keep it on the stream)."""
         return not exchange.answered and method is None and self.state_machine.state is _SERVER_OPEN
 
-    def send_answer_fast(self, stream_id: int, fields: list[tuple[str, str]], data: bytes) -> bool:
+    def send_answer_fast(
+        self, stream_id: int, fields: Sequence[tuple[str, str]], data: bytes
+    ) -> bool:
         """A whole answer to an exchange: HEADERS, then ``data`` in one DATA frame with
         END_STREAM, when the windows and the frame size take it at once (h2's ``send_headers``
         then ``send_data``); ``False`` (nothing done) for anything else."""
@@ -435,6 +513,7 @@ class H2Connection(h2.connection.H2Connection):
         )
         self.outbound_flow_control_window -= size
         exchange.answered, exchange.data = True, size
+        self._answered += 1
         return True
 
     def _write_block(self, stream_id: int, block: bytes, end_stream: bool) -> None:

@@ -137,11 +137,15 @@ def _values(frame: hf.Frame) -> dict[str, int]:
 # -- events, as the rest of the package sees them ------------------------------------------
 
 
-@dataclass(frozen=True)
+# The events of every stream (HeadersIn, DataIn, Ended) are slotted, not frozen: a frozen
+# dataclass is made three times slower, and one is made per frame. Nothing changes them.
+@dataclass(slots=True)
 class HeadersIn:
     """A header block: ``kind`` is ``"request"``, ``"response"``, ``"interim"`` or
-    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came;
-    ``end_stream``: the block ended its stream (no body follows)."""
+    ``"trailers"``; ``fields`` as received, pseudo-headers first as they came (a request's
+    are the same list for the same block again: never to be changed); ``end_stream``: the
+    block ended its stream (no body follows). A request's block that ended its stream is
+    followed by no :class:`Ended`: its ``end_stream`` says so."""
 
     stream_id: int
     kind: str
@@ -149,13 +153,13 @@ class HeadersIn:
     end_stream: bool
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DataIn:
     stream_id: int
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Ended:
     stream_id: int
 

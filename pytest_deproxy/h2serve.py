@@ -11,6 +11,13 @@ peer's flow-control window does not take at once. Those threads are named, owned
 connection and joined before it is let go; a stream answered whole is let go too (its
 handling stays on the record). What the handler returned is turned into frames
 here (HTTP/2 faults included); which handler answers is the endpoint's business.
+
+What is made once per connection and shared only as immutable tuples and str: a header
+block's request parts and raw head (``_Head``: every request gets its own Request and
+Headers over them), and the last answer made on the connection's thread for a request with
+no tracking id (``_Answer``: the same answer again, compared by value, in the same second, is
+recorded with ``Handling.finish_as`` and sent as the same fields tuple). The record is what
+making them anew would give; ``tests/test_h2perf_answers.py`` holds the two to the same.
 """
 
 from __future__ import annotations
@@ -42,10 +49,13 @@ from .h2frames import (
 from .h2frames import Reset as StreamReset
 from .h2wire import H2Wire, StreamGone
 from .handlers import H2Fault, Handler, HandlerContext
-from .models import Headers, Request, Response
+from .models import TRACKING_HEADER, Headers, Request, Response
 from .record import Handling
 
 STREAM_JOIN_TIMEOUT = 2.0  # at the end of a connection, how long its stream threads may take
+_TRACKING_KEY = TRACKING_HEADER.lower()
+_HEADS_KEPT = 64  # header blocks kept per connection (see _Head)
+_time = time.time
 
 
 class StreamResponder(Protocol):
@@ -80,7 +90,83 @@ class StreamResponder(Protocol):
     def record_error(self, error: DeproxyError) -> None: ...
 
 
-@dataclass(eq=False)
+class _Head:
+    """What a request's header block makes: the request's parts (shared only as immutable
+    tuples and str) and the text the record keeps of the block. A client sends the same block
+    again and again (h2load, a proxy's health checks): each is made once per connection, and
+    every request made of it is a new Request with its own Headers over the same tuples, equal
+    to what ``request_of`` makes. The wire gives the same fields (the same list) for the same
+    block again: a head is found by their identity, and holds them, so that no other list
+    can take their id while it is kept. A block with the tracking header (new in every
+    request) is not kept."""
+
+    __slots__ = ("fields", "items", "keys", "method", "path", "raw_head", "tracked")
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        request = request_of(fields)
+        self.fields = fields  # held: the block is known by the identity of its fields
+        self.method, self.path = request.method, request.path
+        self.items, self.keys = request.headers._items, request.headers._keys
+        self.raw_head = fields_text(fields)
+        self.tracked = _TRACKING_KEY in self.keys
+
+
+class _Answer:
+    """An answer made on the connection's thread for a request with no tracking id, kept to
+    be sent again: the parts it was made from (compared by value, as ``responding``'s
+    ``respond_again`` does, so a Response changed since makes a new one), the Date's second it
+    was made in, and what was made: the response as sent (immutable tuples and str) and its
+    fields, a tuple, so that h2conn encodes them once per HPACK table state. A handling it
+    answers is finished with it (``Handling.finish_as``): its Response as sent is made from it
+    when first read."""
+
+    __slots__ = (
+        "body",
+        "code",
+        "fields",
+        "items",
+        "keys",
+        "message",
+        "raw_body",
+        "second",
+        "source",
+    )
+
+    def __init__(
+        self, response: Response, sent: Response, fields: list[tuple[str, str]], second: int
+    ) -> None:
+        self.source = response.headers._items
+        self.code, self.message = response.code, response.message
+        self.body, self.raw_body = response.body, response.raw_body
+        self.second = second
+        self.items, self.keys = sent.headers._items, sent.headers._keys
+        self.fields = tuple(fields)
+
+    def answers(self, response: Response, second: int) -> bool:
+        """Whether ``response`` is made of the same parts, in the same second."""
+        items, code, message = response.headers._items, response.code, response.message
+        body, raw_body = response.body, response.raw_body
+        return not (
+            (self.source is not items and self.source != items)
+            or (self.code is not code and self.code != code)
+            or (self.message is not message and self.message != message)
+            or (self.body is not body and (type(self.body) is not type(body) or self.body != body))
+            or (self.raw_body is not raw_body and self.raw_body != raw_body)
+            or self.second != second
+            or (response._trailers is not None and response.has_trailers)
+        )
+
+    def sent(self) -> Response:
+        """The response as sent: a new Response (and Headers) sharing the made tuples."""
+        sent = object.__new__(Response)
+        sent.code, sent.message, sent.http_version = self.code, self.message, "2"
+        sent.headers = Headers.from_wire(self.items, self.keys)
+        sent.body, sent.raw_body = self.body, self.raw_body
+        sent._trailers = None
+        return sent
+
+
+@dataclass(eq=False, slots=True)
 class _Stream:
     stream_id: int
     fields: list[tuple[str, str]]
@@ -89,6 +175,7 @@ class _Stream:
     trailers: list[tuple[str, str]] = field(default_factory=list)
     thread: threading.Thread | None = None
     reset_code: int | None = None
+    plain: bool = False  # its request is HTTP/2's with no tracking id (an answer may be kept)
 
 
 class H2Session:
@@ -104,6 +191,8 @@ class H2Session:
         self._streams: dict[int, _Stream] = {}
         self._threads: list[threading.Thread] = []
         self._going_away = False
+        self._heads: dict[int, _Head] = {}  # by the id of the fields they hold
+        self._answer: _Answer | None = None  # the last answer made here (see _Answer)
 
     def serve(self, upgraded: Handling | None = None) -> None:
         connection = self.connection
@@ -181,15 +270,30 @@ class H2Session:
         if event.kind == "trailers" and stream is not None:
             stream.trailers.extend(event.fields)
             return
-        if stream is not None:
-            return
-        request = request_of(event.fields)
+        if stream is None:
+            stream = self._arrived(event)
+        if event.end_stream and event.kind == "request":  # no Ended follows it (h2wire)
+            self._ended(event.stream_id)
+
+    def _arrived(self, event: HeadersIn) -> _Stream:
+        """A new stream: its request joins the record."""
+        fields = event.fields
+        head = self._heads.get(id(fields))
+        if head is None or head.fields is not fields:
+            head = _Head(fields)
+            if not head.tracked:
+                if len(self._heads) >= _HEADS_KEPT:
+                    self._heads.clear()
+                self._heads[id(fields)] = head
+        request = Request.from_head(head.method, head.path, head.items, head.keys, b"", "2")
         handling = self.responder.arrive_stream(
-            self.connection, request, fields_text(event.fields), time.time(), event.stream_id
+            self.connection, request, head.raw_head, _time(), event.stream_id
         )
-        stream = self._streams[event.stream_id] = _Stream(event.stream_id, event.fields, handling)
+        stream = self._streams[event.stream_id] = _Stream(event.stream_id, fields, handling)
+        stream.plain = not head.tracked
         if not event.end_stream and _expects_continue(request):
             self._interim(stream, CONTINUE)  # RFC 9110 10.1.1: the client waits for it
+        return stream
 
     def _ended(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
@@ -209,18 +313,46 @@ class H2Session:
         try:
             response, handler = self.responder.answer_now(handling)
             if response is None:
-                self._start(stream, self._answer, handler)
+                self._start(stream, self._run, handler)
                 return
-            sent, fields = self._as_sent(response, handling.request, defaults=True)
-            handling.finish(sent)
-            self.responder.settle(handling)
-            self._send(stream, sent, handling.request, waiting=False, fields=fields)
+            self._answer_here(stream, response)
         except StreamGone:
             pass  # the client reset the stream meanwhile: the record says what it sent
         except Exception as exc:  # a bug of ours: make it fail the test
             self.responder.report(exc)
         if stream.thread is None and handling.done:  # answered here, whole: nothing more
             del self._streams[stream.stream_id]  # comes of it (the record keeps the handling)
+
+    def _answer_here(self, stream: _Stream, response: Response) -> None:
+        """Finish and send the answer a handler made on the connection's thread. The same
+        answer again, to a request with no tracking id, is the one made before (``_Answer``):
+        no Response as sent nor fields are made for it, and its header block is encoded once
+        per HPACK table state."""
+        handling = stream.handling
+        request = handling.request
+        if stream.plain:  # (a tracking id is echoed: an answer of its own; the request that
+            # asked for the h2c upgrade is HTTP/1.1's, answered on its own too)
+            answer, second = self._answer, int(_time())
+            if answer is None or not answer.answers(response, second):
+                sent, fields = self._as_sent(response, request, defaults=True)
+                if sent.has_trailers:
+                    answer = None
+                else:
+                    answer = self._answer = _Answer(response, sent, fields, second)
+            if answer is not None:
+                handling.finish_as(answer)
+                self.responder.settle(handling)
+                if not answer.raw_body:  # HEADERS alone, whatever the method
+                    self.wire.send_headers(stream.stream_id, answer.fields, end_stream=True)
+                    return
+                self._send_parts(
+                    stream, answer.code, answer.raw_body, (), request.method, False, answer.fields
+                )
+                return
+        sent, fields = self._as_sent(response, request, defaults=True)
+        handling.finish(sent)
+        self.responder.settle(handling)
+        self._send(stream, sent, request, waiting=False, fields=fields)
 
     def _start(self, stream: _Stream, target: Callable[..., None], *args: object) -> None:
         stream.thread = threading.Thread(
@@ -255,7 +387,7 @@ class H2Session:
 
     # -- a stream's answer -----------------------------------------------------------------
 
-    def _answer(self, stream: _Stream, handler: Handler) -> None:
+    def _run(self, stream: _Stream, handler: Handler) -> None:
         """A stream's own thread: run a handler that may wait, and send what it returned."""
         handling = stream.handling
         try:
@@ -332,12 +464,26 @@ class H2Session:
         """Send ``sent`` on ``stream`` (as ``fields``, when they are made already). Not
         ``waiting`` (on the connection's thread): what the peer's flow-control window does
         not take now goes on from a thread of the stream's own."""
-        stream_id = stream.stream_id
-        has_body = wire.response_has_body(int(sent.code), request.method)
-        data = sent.raw_body if has_body else b""
         trailers = [(n.lower(), v) for n, v in sent.trailers.items()] if sent.has_trailers else []
         if fields is None:
             fields = response_fields(sent.code, sent.headers.items())
+        self._send_parts(
+            stream, sent.code, sent.raw_body, trailers, request.method, waiting, fields
+        )
+
+    def _send_parts(
+        self,
+        stream: _Stream,
+        code: str,
+        body: bytes,
+        trailers: Sequence[tuple[str, str]],
+        method: str,
+        waiting: bool,
+        fields: Sequence[tuple[str, str]],
+    ) -> None:
+        """:meth:`_send`, of a response's parts: its status, body, trailers and fields."""
+        stream_id = stream.stream_id
+        data = body if body and wire.response_has_body(int(code), method) else b""
         if (
             data
             and not waiting
@@ -353,7 +499,7 @@ class H2Session:
                 return
         self._send_rest(stream, data, trailers)
 
-    def _send_rest(self, stream: _Stream, data: bytes, trailers: list[tuple[str, str]]) -> None:
+    def _send_rest(self, stream: _Stream, data: bytes, trailers: Sequence[tuple[str, str]]) -> None:
         if data:
             self.wire.send_data(
                 stream.stream_id, data, end_stream=not trailers, stopping=self.connection.stopping
@@ -362,7 +508,7 @@ class H2Session:
             self.wire.send_trailers(stream.stream_id, trailers)
 
     def _finish_sending(
-        self, stream: _Stream, data: bytes, trailers: list[tuple[str, str]]
+        self, stream: _Stream, data: bytes, trailers: Sequence[tuple[str, str]]
     ) -> None:
         """A stream's own thread: the rest of an answer, as the window opens."""
         try:

@@ -9,7 +9,8 @@ first. The rest of the package sees :mod:`~pytest_deproxy.h2frames`' event types
 Every connection-level frame is read off the bytes as they cross, both ways, by a frame log
 per direction and handed to ``on_event``: the record is what crossed the wire, also when it
 was a raw frame h2 never saw. Headers are kept as received: names and values in wire order,
-pseudo-headers included, no normalising. A GOAWAY received ends the opening of streams, not
+pseudo-headers included, no normalising (a request's block seen again gives the same fields
+list, which no one changes). A GOAWAY received ends the opening of streams, not
 the streams up to its last_stream_id (RFC 9113 §6.8), which still complete.
 The connection itself, with its fast paths, is :class:`~pytest_deproxy.h2conn.H2Connection`.
 """
@@ -20,7 +21,7 @@ import contextlib
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import h2.config
@@ -94,6 +95,7 @@ def _text(value: bytes | str) -> str:
 
 
 _TEXTS_KEPT = 512
+_BLOCKS_KEPT = 64
 _HEADER_EVENTS: dict[type, str] = {
     h2.events.RequestReceived: "request",
     h2.events.ResponseReceived: "response",
@@ -143,6 +145,7 @@ class H2Wire:
         # waits for the socket outside the lock, then reads under it (see _read).
         self._tls = getattr(stream, "tls_facts", lambda: None)() is not None
         self._texts: dict[tuple[bytes | str, bytes | str], tuple[str, str]] = {}
+        self._blocks: dict[tuple[tuple[bytes | str, bytes | str], ...], list[tuple[str, str]]] = {}
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -221,14 +224,20 @@ class H2Wire:
 
     def _translate(self, events: list[h2.events.Event]) -> list[Event]:
         out: list[Event] = []
+        said: h2.events.StreamEnded | None = None  # an end a request's HeadersIn says
         for event in events:
             kind = _HEADER_EVENTS.get(type(event))
             if kind is not None:
-                fields = self._fields(event.headers)  # type: ignore[attr-defined]
-                ended = kind == "trailers" or getattr(event, "stream_ended", None) is not None
+                headers = event.headers  # type: ignore[attr-defined]
+                fields = self._block(headers) if kind == "request" else self._fields(headers)
+                end = getattr(event, "stream_ended", None)
+                if kind == "request":
+                    said = end
+                ended = kind == "trailers" or end is not None
                 out.append(HeadersIn(event.stream_id, kind, fields, ended))  # type: ignore[attr-defined]
             elif type(event) is h2.events.StreamEnded:
-                out.append(Ended(event.stream_id))
+                if event is not said:
+                    out.append(Ended(event.stream_id))
             elif isinstance(event, h2.events.DataReceived):
                 if event.flow_controlled_length and not self.hold_window:
                     try:
@@ -247,6 +256,18 @@ class H2Wire:
                 code = error_name(int(event.error_code or 0))
                 self.peer_goaway = f"GOAWAY {code}, last_stream_id={event.last_stream_id}"
         return out
+
+    def _block(self, headers: list[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
+        """:meth:`_fields` of a request's header block; the same block again (a client sends
+        the same one again and again) gives the same list, which no one changes."""
+        key = tuple(headers)
+        fields = self._blocks.get(key)
+        if fields is None:
+            fields = self._fields(headers)
+            if len(self._blocks) >= _BLOCKS_KEPT:  # blocks seen once (ids) must not pile up
+                self._blocks.clear()
+            self._blocks[key] = fields
+        return fields
 
     def _fields(self, headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
         """Fields as text: h2 hands bytes over (header_encoding=None), decoded here (bytes that
@@ -273,7 +294,7 @@ class H2Wire:
             return int(self._conn.get_next_available_stream_id())
 
     def send_headers(
-        self, stream_id: int, fields: list[tuple[str, str]], *, end_stream: bool = False
+        self, stream_id: int, fields: Sequence[tuple[str, str]], *, end_stream: bool = False
     ) -> None:
         """Fields as given (encoded UTF-8): one HEADERS frame, CONTINUATION ones if need be."""
         with self._lock:
@@ -284,7 +305,9 @@ class H2Wire:
                 raise StreamGone(str(exc)) from exc
             self._flush()
 
-    def send_answer_now(self, stream_id: int, fields: list[tuple[str, str]], data: bytes) -> bool:
+    def send_answer_now(
+        self, stream_id: int, fields: Sequence[tuple[str, str]], data: bytes
+    ) -> bool:
         """A whole answer, HEADERS then ``data`` with END_STREAM, if the peer's windows take
         all of it now on a stream whose request came whole (the common exchange); whether it
         went (else nothing did)."""
@@ -362,7 +385,7 @@ class H2Wire:
             self._flush()
         return sent
 
-    def send_trailers(self, stream_id: int, fields: list[tuple[str, str]]) -> None:
+    def send_trailers(self, stream_id: int, fields: Sequence[tuple[str, str]]) -> None:
         self.send_headers(stream_id, fields, end_stream=True)
 
     def reset(self, stream_id: int, code: int = CANCEL) -> None:

@@ -27,6 +27,7 @@ from .test_h2speed_fast_path import CONFIG, REQUEST
 
 OK = [(":status", "200"), ("server", "deproxy"), ("content-length", "2")]
 EMPTY = [(":status", "204"), ("server", "deproxy")]
+OK_TUPLE, EMPTY_TUPLE = tuple(OK), tuple(EMPTY)
 
 
 def _server(closed_kept: int | None = None) -> H2Connection:
@@ -118,6 +119,9 @@ def _step(conn: H2Connection, step: tuple[Any, ...], fast: bool) -> list[object]
             outcome = ["reset"]
         elif kind == "window":
             outcome = [conn.local_flow_control_window(step[1])]
+        elif kind == "settings":  # ours, in force once the client acknowledges them
+            conn.update_settings(step[1])
+            outcome = ["settings"]
         else:
             raise AssertionError(kind)
     except h2.exceptions.H2Error as exc:
@@ -325,6 +329,54 @@ def _case(name: str) -> tuple[list[tuple[Any, ...]], int | None]:
             [start(), first(), batch(), ("in", _headers(9, req()))],
             None,
         ),
+        # The settings a new stream reads, read once per batch of whole blocks, are read
+        # again after any frame h2 takes between them: the client's SETTINGS (the windows),
+        # its ACK of ours (the most streams we take).
+        "settings between header blocks in one read": lambda: (
+            [
+                start(),
+                first(),
+                ("answer", 1, OK, b"ok"),
+                ("settings", {0x3: 2}),
+                (
+                    "in",
+                    _headers(3, req()) + _settings(initial_window_size=4) + _headers(5, req()),
+                ),
+                ("answer", 3, OK, b"ok"),
+                ("answer", 5, OK, b"too long"),
+                (
+                    "in",
+                    _headers(7, req())
+                    + frame(0x4, 0x1, 0, b"")
+                    + _headers(9, req())
+                    + _headers(11, req()),
+                ),
+                ("window", 5),
+            ],
+            None,
+        ),
+        # An answer's fields as one tuple: its block is kept while the encoder's table
+        # stays as it was, and made again once the table moved.
+        "the same answer again, a tuple, while the table moves": lambda: (
+            [
+                start(),
+                first(),
+                ("answer", 1, EMPTY_TUPLE, b""),
+                batch(),
+                ("answer", 3, EMPTY_TUPLE, b""),
+                ("answer", 5, (*OK_TUPLE[:2], ("x-date", "1"), OK_TUPLE[2]), b"ok"),
+                ("answer", 7, EMPTY_TUPLE, b""),
+                ("in", _headers(9, req()) + _headers(11, req()) + _headers(13, req())),
+                ("answer", 9, OK_TUPLE, b"ok"),
+                ("answer", 11, OK_TUPLE, b"ok"),
+                ("headers", 13, [(":status", "103"), ("link", "</c>")], False),
+                ("answer", 13, EMPTY_TUPLE, b""),
+                ("in", _headers(15, req()) + _headers(17, req())),
+                ("answer", 15, EMPTY_TUPLE, b""),
+                ("answer", 17, EMPTY_TUPLE, b""),
+            ],
+            None,
+        ),
     }
     return cases[name]()
 
@@ -348,6 +400,8 @@ CASES = [
     "a request with a body",
     "the same block after the table moved",
     "GOAWAY from us, then requests",
+    "settings between header blocks in one read",
+    "the same answer again, a tuple, while the table moves",
 ]
 
 
