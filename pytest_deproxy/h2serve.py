@@ -12,12 +12,11 @@ connection and joined before it is let go; a stream answered whole is let go too
 handling stays on the record). What the handler returned is turned into frames
 here (HTTP/2 faults included); which handler answers is the endpoint's business.
 
-What is made once per connection and shared only as immutable tuples and str: a header
-block's request parts and raw head (``_Head``: every request gets its own Request and
-Headers over them), and the last answer made on the connection's thread for a request with
-no tracking id (``_Answer``: the same answer again, compared by value, in the same second, is
-recorded with ``Handling.finish_as`` and sent as the same fields tuple). The record is what
-making them anew would give; ``tests/test_h2perf_answers.py`` holds the two to the same.
+A connection keeps what it makes once (:mod:`~pytest_deproxy.h2kept`): a header block's
+request parts and raw head (found again by the identity of the fields the wire gives), and
+the last answer made on the connection's thread for a request with no tracking id (the same
+answer again, compared by value, in the same second, is recorded with
+``Handling.finish_as`` and sent as the same fields tuple).
 """
 
 from __future__ import annotations
@@ -28,12 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import responding, wire
+from . import wire
 from .accepted import Connection
 from .errors import DeproxyError, NetworkError, ProtocolError
 from .faults import Close, Fault, Hang, Reset, Send
 from .h2frames import (
-    CONNECTION_SPECIFIC,
     NO_ERROR,
     DataIn,
     Ended,
@@ -42,19 +40,18 @@ from .h2frames import (
     HeadersIn,
     Violation,
     error_name,
-    fields_text,
     request_of,
     response_fields,
 )
 from .h2frames import Reset as StreamReset
+from .h2kept import KeptAnswer, KeptHead, sent_and_fields
 from .h2wire import H2Wire, StreamGone
 from .handlers import H2Fault, Handler, HandlerContext
-from .models import TRACKING_HEADER, Headers, Request, Response
+from .models import Headers, Request, Response
 from .record import Handling
 
 STREAM_JOIN_TIMEOUT = 2.0  # at the end of a connection, how long its stream threads may take
-_TRACKING_KEY = TRACKING_HEADER.lower()
-_HEADS_KEPT = 64  # header blocks kept per connection (see _Head)
+_HEADS_KEPT = 64  # header blocks kept per connection (see KeptHead)
 _time = time.time
 
 
@@ -90,82 +87,6 @@ class StreamResponder(Protocol):
     def record_error(self, error: DeproxyError) -> None: ...
 
 
-class _Head:
-    """What a request's header block makes: the request's parts (shared only as immutable
-    tuples and str) and the text the record keeps of the block. A client sends the same block
-    again and again (h2load, a proxy's health checks): each is made once per connection, and
-    every request made of it is a new Request with its own Headers over the same tuples, equal
-    to what ``request_of`` makes. The wire gives the same fields (the same list) for the same
-    block again: a head is found by their identity, and holds them, so that no other list
-    can take their id while it is kept. A block with the tracking header (new in every
-    request) is not kept."""
-
-    __slots__ = ("fields", "items", "keys", "method", "path", "raw_head", "tracked")
-
-    def __init__(self, fields: list[tuple[str, str]]) -> None:
-        request = request_of(fields)
-        self.fields = fields  # held: the block is known by the identity of its fields
-        self.method, self.path = request.method, request.path
-        self.items, self.keys = request.headers._items, request.headers._keys
-        self.raw_head = fields_text(fields)
-        self.tracked = _TRACKING_KEY in self.keys
-
-
-class _Answer:
-    """An answer made on the connection's thread for a request with no tracking id, kept to
-    be sent again: the parts it was made from (compared by value, as ``responding``'s
-    ``respond_again`` does, so a Response changed since makes a new one), the Date's second it
-    was made in, and what was made: the response as sent (immutable tuples and str) and its
-    fields, a tuple, so that h2conn encodes them once per HPACK table state. A handling it
-    answers is finished with it (``Handling.finish_as``): its Response as sent is made from it
-    when first read."""
-
-    __slots__ = (
-        "body",
-        "code",
-        "fields",
-        "items",
-        "keys",
-        "message",
-        "raw_body",
-        "second",
-        "source",
-    )
-
-    def __init__(
-        self, response: Response, sent: Response, fields: list[tuple[str, str]], second: int
-    ) -> None:
-        self.source = response.headers._items
-        self.code, self.message = response.code, response.message
-        self.body, self.raw_body = response.body, response.raw_body
-        self.second = second
-        self.items, self.keys = sent.headers._items, sent.headers._keys
-        self.fields = tuple(fields)
-
-    def answers(self, response: Response, second: int) -> bool:
-        """Whether ``response`` is made of the same parts, in the same second."""
-        items, code, message = response.headers._items, response.code, response.message
-        body, raw_body = response.body, response.raw_body
-        return not (
-            (self.source is not items and self.source != items)
-            or (self.code is not code and self.code != code)
-            or (self.message is not message and self.message != message)
-            or (self.body is not body and (type(self.body) is not type(body) or self.body != body))
-            or (self.raw_body is not raw_body and self.raw_body != raw_body)
-            or self.second != second
-            or (response._trailers is not None and response.has_trailers)
-        )
-
-    def sent(self) -> Response:
-        """The response as sent: a new Response (and Headers) sharing the made tuples."""
-        sent = object.__new__(Response)
-        sent.code, sent.message, sent.http_version = self.code, self.message, "2"
-        sent.headers = Headers.from_wire(self.items, self.keys)
-        sent.body, sent.raw_body = self.body, self.raw_body
-        sent._trailers = None
-        return sent
-
-
 @dataclass(eq=False, slots=True)
 class _Stream:
     stream_id: int
@@ -191,8 +112,8 @@ class H2Session:
         self._streams: dict[int, _Stream] = {}
         self._threads: list[threading.Thread] = []
         self._going_away = False
-        self._heads: dict[int, _Head] = {}  # by the id of the fields they hold
-        self._answer: _Answer | None = None  # the last answer made here (see _Answer)
+        self._heads: dict[int, KeptHead] = {}  # by the id of the fields they hold
+        self._answer: KeptAnswer | None = None  # the last answer made here (see KeptAnswer)
 
     def serve(self, upgraded: Handling | None = None) -> None:
         connection = self.connection
@@ -280,7 +201,7 @@ class H2Session:
         fields = event.fields
         head = self._heads.get(id(fields))
         if head is None or head.fields is not fields:
-            head = _Head(fields)
+            head = KeptHead(fields)
             if not head.tracked:
                 if len(self._heads) >= _HEADS_KEPT:
                     self._heads.clear()
@@ -325,7 +246,7 @@ class H2Session:
 
     def _answer_here(self, stream: _Stream, response: Response) -> None:
         """Finish and send the answer a handler made on the connection's thread. The same
-        answer again, to a request with no tracking id, is the one made before (``_Answer``):
+        answer again, to a request with no tracking id, is the one made before (``KeptAnswer``):
         no Response as sent nor fields are made for it, and its header block is encoded once
         per HPACK table state."""
         handling = stream.handling
@@ -334,11 +255,11 @@ class H2Session:
             # asked for the h2c upgrade is HTTP/1.1's, answered on its own too)
             answer, second = self._answer, int(_time())
             if answer is None or not answer.answers(response, second):
-                sent, fields = self._as_sent(response, request, defaults=True)
+                sent, fields = sent_and_fields(response, request, defaults=True)
                 if sent.has_trailers:
                     answer = None
                 else:
-                    answer = self._answer = _Answer(response, sent, fields, second)
+                    answer = self._answer = KeptAnswer(response, sent, fields, second)
             if answer is not None:
                 handling.finish_as(answer)
                 self.responder.settle(handling)
@@ -349,7 +270,7 @@ class H2Session:
                     stream, answer.code, answer.raw_body, (), request.method, False, answer.fields
                 )
                 return
-        sent, fields = self._as_sent(response, request, defaults=True)
+        sent, fields = sent_and_fields(response, request, defaults=True)
         handling.finish(sent)
         self.responder.settle(handling)
         self._send(stream, sent, request, waiting=False, fields=fields)
@@ -409,7 +330,7 @@ class H2Session:
                 handling.finish(None, f"{gone} before the answer was sent")
                 self.responder.settle(handling)
                 return
-            sent, fields = self._as_sent(result, handling.request, context.send_default_headers)
+            sent, fields = sent_and_fields(result, handling.request, context.send_default_headers)
             handling.finish(sent)
             self.responder.settle(handling)
             self._send(stream, sent, handling.request, fields=fields)
@@ -429,29 +350,6 @@ class H2Session:
         self.wire.send_headers(
             stream.stream_id, response_fields(interim.code, interim.headers.items())
         )
-
-    @staticmethod
-    def _as_sent(
-        response: Response, request: Request, defaults: bool
-    ) -> tuple[Response, list[tuple[str, str]]]:
-        """The response as sent (what HTTP/2 can carry is what is recorded), and its fields
-        (``response_fields`` of it), made in the same pass."""
-        sent = responding.as_sent(response, request, defaults=defaults)
-        items = sent.headers.items()
-        fields = [(":status", sent.code)]
-        carried = True
-        for name, value in items:
-            lower = name.lower()
-            if lower in CONNECTION_SPECIFIC or lower[:1] == ":":
-                carried = False
-            else:
-                fields.append((lower, value))
-        if not carried:
-            sent.headers = Headers.from_wire(
-                [(n, v) for n, v in items if n.lower() not in CONNECTION_SPECIFIC and n[:1] != ":"]
-            )
-        sent.http_version = "2"
-        return sent, fields
 
     def _send(
         self,
@@ -522,7 +420,8 @@ class H2Session:
         handling, sid = stream.handling, stream.stream_id
         sent = None
         if fault.response is not None:
-            sent = self._as_sent(fault.response, handling.request, context.send_default_headers)[0]
+            defaults = context.send_default_headers
+            sent, _ = sent_and_fields(fault.response, handling.request, defaults)
         handling.finish(sent, fault.description)
         self.responder.settle(handling)
         if isinstance(fault, H2Fault):

@@ -1,4 +1,4 @@
-"""The h2c endpoint's answers made once (h2serve): a header block seen before on the connection
+"""The h2c endpoint's answers made once (h2serve, h2kept): a header block seen before on the connection
 makes its request from the parts kept, and the same answer again in the same second, to a
 request with no tracking id, is the one made before. The record must be what it was when
 every request and answer was made anew: the same Request and Response values, a Response of
@@ -15,7 +15,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from pytest_deproxy import Deproxy, Request, Response, handlers, responding
+from pytest_deproxy import Deproxy, Request, Response, h2kept, handlers, responding
 from pytest_deproxy import h2serve as h2serve_module
 from pytest_deproxy.h2frames import fields_text, request_of
 from pytest_deproxy.models import TRACKING_HEADER
@@ -132,7 +132,7 @@ def test_a_header_block_again_makes_its_request_from_what_was_kept(
 ) -> None:
     """The same header block on every stream: request_of once per connection, and every
     handling's request, raw head, stream id and connection as request_of would make them."""
-    parsed = _counting(monkeypatch, h2serve_module, "request_of")
+    parsed = _counting(monkeypatch, h2kept, "request_of")
     endpoint = deproxy.add_endpoint(http2="h2c")
     _exchange(endpoint.address, [REQUEST] * 6)
     assert parsed == [1]
