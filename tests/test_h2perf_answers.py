@@ -1,8 +1,9 @@
-"""The h2c endpoint's answers made once (h2serve, h2kept): a header block seen before on the connection
-makes its request from the parts kept, and the same answer again in the same second, to a
-request with no tracking id, is the one made before. The record must be what it was when
-every request and answer was made anew: the same Request and Response values, a Response of
-its own for every handling, made again when the answer or the Date changes, ids echoed."""
+"""The h2c endpoint's answers made once (h2serve, h2kept): a header block seen before on the
+connection makes its request from the parts kept, and the same answer again in the same
+second, to a request with no tracking id, is the one made before. The record must be what it
+was when every request and answer was made anew: the same Request and Response values, a
+Response of its own for every handling, made again when the answer or the Date changes, ids
+echoed."""
 
 from __future__ import annotations
 
