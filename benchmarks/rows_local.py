@@ -222,11 +222,16 @@ def write_suite(directory: Path, template: str, count: int, head: str = "") -> P
     return directory
 
 
-def run_suite(directory: Path, count: int) -> tuple[float, float]:
-    """(seconds by the clock, CPU seconds of the pytest process) of a whole run."""
+def run_suite(directory: Path, count: int, *options: str) -> tuple[float, float, int]:
+    """(seconds by the clock, CPU seconds, voluntary context switches) of the pytest process's
+    whole run; ``options`` go on its command line."""
     started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        [
+            sys.executable,
+            *("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"),
+            *options,
+        ],
         cwd=directory,
         capture_output=True,
         text=True,
@@ -235,7 +240,7 @@ def run_suite(directory: Path, count: int) -> tuple[float, float]:
     if done.returncode != 0 or f"{count} passed" not in done.stdout:
         raise RuntimeError(f"the generated suite in {directory} failed:\n{done.stdout[-2000:]}")
     cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-    return took, cpu
+    return took, cpu, after.ru_nvcsw - children.ru_nvcsw
 
 
 def bench_fixtures() -> Iterator[Row]:
@@ -244,15 +249,40 @@ def bench_fixtures() -> Iterator[Row]:
         ours = write_suite(Path(work) / "deproxy", DEPROXY_TEST, count)
         bare = write_suite(Path(work) / "bare", BARE_TEST, count, BARE_HEAD)
         figures = ClockAndCpu()
+        switches: dict[str, list[float]] = {}
+
+        def measure(label: str, suite: Path) -> float:
+            took, cpu, voluntary = run_suite(suite, count)
+            switches.setdefault(label, []).append(voluntary)
+            return figures.add(label, took, cpu)
+
         alternate(
             {
-                "deproxy": lambda: figures.add("deproxy", *run_suite(ours, count)),
-                "bare": lambda: figures.add("bare", *run_suite(bare, count)),
+                "deproxy": lambda: measure("deproxy", ours),
+                "bare": lambda: measure("bare", bare),
             },
             SETTINGS.rounds,
         )
+        # Both suites load the plugin, and with it all of pytest_deproxy: what that import
+        # costs a run is in neither's difference, so it is measured apart, on a suite of one
+        # bare test run with the plugin and without it (-p no:deproxy), in short runs whose
+        # difference the noise of a whole 500-test run would hide.
+        one = write_suite(Path(work) / "one", BARE_TEST, 1, BARE_HEAD)
+        loads = ClockAndCpu()
+        alternate(
+            {
+                "loaded": lambda: loads.add("loaded", *run_suite(one, 1)[:2]),
+                "unloaded": lambda: loads.add(
+                    "unloaded", *run_suite(one, 1, "-p", "no:deproxy")[:2]
+                ),
+            },
+            SETTINGS.rounds * 3,
+        )
     times = figures.judged()
     over = _per_test_over(times, count)
+    loading = Spread(
+        [a - b for a, b in zip(loads.cpu["loaded"], loads.cpu["unloaded"], strict=True)]
+    )
     other, other_name = (figures.clock, "by the clock") if SETTINGS.cpu else (figures.cpu, "CPU")
     seconds = " CPU-s" if SETTINGS.cpu else " s"
     yield Row(
@@ -268,6 +298,10 @@ def bench_fixtures() -> Iterator[Row]:
             "target on the milliseconds per test over bare (ratio: whole runs)",
             figures.other_note("deproxy", "bare", times=True),
             f"over bare {other_name}: {_per_test_over(other, count).show(' ms/test', 3, 1000)}",
+            "voluntary context switches of the run over bare: "
+            f"{_per_test_over(switches, count).show(' a test', 1)}",
+            "loading the plugin, in both suites and so not in the figure (a one-test run with "
+            f"it and with -p no:deproxy): {loading.show(' CPU-s a run', 2)}",
         ],
     )
 
