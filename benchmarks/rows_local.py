@@ -213,6 +213,91 @@ def endpoint():
 
 """
 
+# The floor: the same suite as DEPROXY_TEST, its two fixtures overridden by a conftest with the
+# least that the same design costs: a server with a poll thread of its own per endpoint
+# (epoll, accept, answer at the end of a head, close at EOF), started per test and joined at
+# its end, and a client that connects, sends, reads and closes. What the row shows over this
+# is what pytest_deproxy adds to what any such design costs in a test.
+FLOOR_CONFTEST = r"""import select, socket, threading
+from types import SimpleNamespace
+import pytest
+
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+class Floor:
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
+        self.url = "http://127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.thread = threading.Thread(target=self.serve, daemon=True, name="floor-poll")
+        self.thread.start()
+
+    def serve(self):
+        ep = select.epoll()
+        ep.register(self.listener.fileno(), select.EPOLLIN)
+        ep.register(self.wake_r.fileno(), select.EPOLLIN)
+        conns = {}
+        try:
+            while True:
+                for fd, _ in ep.poll():
+                    if fd == self.wake_r.fileno():
+                        return
+                    if fd == self.listener.fileno():
+                        c, _ = self.listener.accept()
+                        conns[c.fileno()] = c
+                        ep.register(c.fileno(), select.EPOLLIN)
+                        continue
+                    c = conns[fd]
+                    data = c.recv(65536)
+                    if not data:
+                        ep.unregister(fd); c.close(); del conns[fd]
+                    elif b"\r\n\r\n" in data:
+                        c.sendall(ANSWER)
+        finally:
+            for c in conns.values():
+                c.close()
+            ep.close()
+
+    def close(self):
+        self.wake_w.send(b"x")
+        self.thread.join()
+        self.listener.close(); self.wake_r.close(); self.wake_w.close()
+
+
+def make_request(url):
+    port = int(url.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = s.recv(65536)
+        while data and b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+    finally:
+        s.close()
+    code = data.split(b" ", 2)[1].decode()
+    return SimpleNamespace(received_response=SimpleNamespace(code=code))
+
+
+@pytest.fixture
+def deproxy():
+    floors = []
+    yield SimpleNamespace(make_request=make_request, floors=floors)
+    for f in floors:
+        f.close()
+
+
+@pytest.fixture
+def endpoint(deproxy):
+    def make():
+        f = Floor()
+        deproxy.floors.append(f)
+        return f
+    return make
+"""
+
 
 def write_suite(directory: Path, template: str, count: int, head: str = "") -> Path:
     directory.mkdir()
@@ -222,11 +307,16 @@ def write_suite(directory: Path, template: str, count: int, head: str = "") -> P
     return directory
 
 
-def run_suite(directory: Path, count: int) -> tuple[float, float]:
-    """(seconds by the clock, CPU seconds of the pytest process) of a whole run."""
+def run_suite(directory: Path, count: int, *options: str) -> tuple[float, float, int]:
+    """(seconds by the clock, CPU seconds, voluntary context switches) of the pytest process's
+    whole run; ``options`` go on its command line."""
     started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        [
+            sys.executable,
+            *("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"),
+            *options,
+        ],
         cwd=directory,
         capture_output=True,
         text=True,
@@ -235,7 +325,7 @@ def run_suite(directory: Path, count: int) -> tuple[float, float]:
     if done.returncode != 0 or f"{count} passed" not in done.stdout:
         raise RuntimeError(f"the generated suite in {directory} failed:\n{done.stdout[-2000:]}")
     cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-    return took, cpu
+    return took, cpu, after.ru_nvcsw - children.ru_nvcsw
 
 
 def bench_fixtures() -> Iterator[Row]:
@@ -243,16 +333,44 @@ def bench_fixtures() -> Iterator[Row]:
     with tempfile.TemporaryDirectory(prefix="deproxy-suites-") as work:
         ours = write_suite(Path(work) / "deproxy", DEPROXY_TEST, count)
         bare = write_suite(Path(work) / "bare", BARE_TEST, count, BARE_HEAD)
+        floor = write_suite(Path(work) / "floor", DEPROXY_TEST, count)
+        (floor / "conftest.py").write_text(FLOOR_CONFTEST)
         figures = ClockAndCpu()
+        switches: dict[str, list[float]] = {}
+
+        def measure(label: str, suite: Path) -> float:
+            took, cpu, voluntary = run_suite(suite, count)
+            switches.setdefault(label, []).append(voluntary)
+            return figures.add(label, took, cpu)
+
         alternate(
             {
-                "deproxy": lambda: figures.add("deproxy", *run_suite(ours, count)),
-                "bare": lambda: figures.add("bare", *run_suite(bare, count)),
+                "deproxy": lambda: measure("deproxy", ours),
+                "bare": lambda: measure("bare", bare),
+                "floor": lambda: measure("floor", floor),
             },
             SETTINGS.rounds,
         )
+        # Both suites load the plugin, and with it all of pytest_deproxy: what that import
+        # costs a run is in neither's difference, so it is measured apart, on a suite of one
+        # bare test run with the plugin and without it (-p no:deproxy), in short runs whose
+        # difference the noise of a whole 500-test run would hide.
+        one = write_suite(Path(work) / "one", BARE_TEST, 1, BARE_HEAD)
+        loads = ClockAndCpu()
+        alternate(
+            {
+                "loaded": lambda: loads.add("loaded", *run_suite(one, 1)[:2]),
+                "unloaded": lambda: loads.add(
+                    "unloaded", *run_suite(one, 1, "-p", "no:deproxy")[:2]
+                ),
+            },
+            SETTINGS.rounds * 3,
+        )
     times = figures.judged()
     over = _per_test_over(times, count)
+    loading = Spread(
+        [a - b for a, b in zip(loads.cpu["loaded"], loads.cpu["unloaded"], strict=True)]
+    )
     other, other_name = (figures.clock, "by the clock") if SETTINGS.cpu else (figures.cpu, "CPU")
     seconds = " CPU-s" if SETTINGS.cpu else " s"
     yield Row(
@@ -268,12 +386,20 @@ def bench_fixtures() -> Iterator[Row]:
             "target on the milliseconds per test over bare (ratio: whole runs)",
             figures.other_note("deproxy", "bare", times=True),
             f"over bare {other_name}: {_per_test_over(other, count).show(' ms/test', 3, 1000)}",
+            "a thread-per-endpoint floor (FLOOR_CONFTEST: the same two fixtures over a bare "
+            f"epoll server and socket client) over bare: {_per_test_over(times, count, 'floor').show(' ms/test', 3, 1000)}, "
+            f"CPU {_per_test_over(figures.cpu, count, 'floor').show(' ms/test', 3, 1000)}",
+            "voluntary context switches of the run over bare: "
+            f"{_per_test_over(switches, count).show(' a test', 1)} (the floor: "
+            f"{_per_test_over(switches, count, 'floor').show(' a test', 1)})",
+            "loading the plugin, in both suites and so not in the figure (a one-test run with "
+            f"it and with -p no:deproxy): {loading.show(' CPU-s a run', 2)}",
         ],
     )
 
 
-def _per_test_over(times: dict[str, list[float]], count: int) -> Spread:
-    pairs = zip(times["deproxy"], times["bare"], strict=True)
+def _per_test_over(times: dict[str, list[float]], count: int, subject: str = "deproxy") -> Spread:
+    pairs = zip(times[subject], times["bare"], strict=True)
     return Spread([(ours - bare) / count for ours, bare in pairs])
 
 
