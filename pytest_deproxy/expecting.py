@@ -17,52 +17,14 @@ large, cut short) is answered as any such request, whatever the handler returned
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from .awaiting import RequestAwaitingBody
 from .faults import Fault, Takeover
 from .handlers import HandlerContext
-from .models import Headers, Request, Response
+from .models import Request, Response
 from .record import Handling
 from .request_reader import Arrival, CutShort, RequestReader, RequestRefused, with_body
 
 CONTINUE = Response(100)
-
-
-class RequestAwaitingBody(Request):
-    """A request whose head has arrived and whose body is read when first asked for."""
-
-    def __init__(self, head: Request, read: Callable[[], Request]) -> None:
-        self.method, self.path, self.http_version = head.method, head.path, head.http_version
-        self.headers = head.headers
-        self._read = read
-
-    @property
-    def body(self) -> str | bytes:
-        return self._read().body
-
-    @body.setter
-    def body(self, value: str | bytes) -> None:
-        raise AttributeError("a received request's body cannot be changed")
-
-    @property
-    def raw_body(self) -> bytes:
-        return self._read().raw_body
-
-    @raw_body.setter
-    def raw_body(self, value: bytes) -> None:
-        raise AttributeError("a received request's body cannot be changed")
-
-    @property
-    def trailers(self) -> Headers:
-        return self._read().trailers
-
-    @trailers.setter
-    def trailers(self, trailers: Headers) -> None:
-        raise AttributeError("a received request's trailers cannot be changed")
-
-    @property
-    def has_trailers(self) -> bool:
-        return self._read().has_trailers
 
 
 class AwaitedBody:

@@ -8,7 +8,8 @@ is recorded and answered with the same parts as an HTTP/1 request
 (:mod:`~pytest_deproxy.answering`); a handler that would take the connection over is
 answered 501, since a stream is not a connection. A canned answer (a Response, or
 ``handlers.simple``) is given as such, without calling its handler, as on the HTTP/1 poll
-path; the session sends a copy of it, never it.
+path; the session sends a copy of it, never it. A handler that never blocks but takes a
+context runs on the stream's thread, with one; a fault it returns is carried out there too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .errors import DeproxyError
 from .faults import Fault, Takeover
 from .h2frames import PREFACE
 from .h2serve import H2Session
-from .handlers import Handler, HandlerContext, canned_answer, never_blocks
+from .handlers import Handler, HandlerContext, canned_answer, never_blocks, takes_context
 from .models import Request, Response
 from .record import Handling
 from .request_reader import Arrival
@@ -71,17 +72,28 @@ class H2Answering:
         last = self._canned  # one tuple: connection threads read it as another replaces it
         if handler is last[0]:  # the handler of a canned answer, as last time
             return last[1], handler
-        if not never_blocks(handler):
-            return None, handler
+        if not never_blocks(handler) or (callable(handler) and takes_context(handler)):
+            return None, handler  # (one that takes a context gets it on the stream's thread)
         canned = canned_answer(handler)
         if canned is not None:  # a Response, or ``simple``: what it is never changes (the
             self._canned = (handler, canned)  # session sends a copy of it)
             return canned, handler
         try:  # The stock handlers that never block take no context: none is made for them.
-            return (handler if isinstance(handler, Response) else handler(request)), handler  # type: ignore[operator]
+            result = handler if isinstance(handler, Response) else handler(request)  # type: ignore[operator]
         except Exception as exc:
             self._answering.handler_error(exc)
             return self._answering.error_answer(exc), handler
+        if isinstance(result, Response):
+            return result, handler
+        return None, _returning(result, handler)
+
+    def awaits_body(self, handling: Handling) -> Handler | None:
+        """The handler of a request that asks ``Expect: 100-continue``, when it may refuse
+        the body (a function that takes a context, as on HTTP/1.1): it runs as the request's
+        HEADERS arrive. ``None``: ``100 Continue`` goes out at once, and the handler runs
+        when the request is whole."""
+        handler = self._answering.handler_for(handling.request)
+        return handler if callable(handler) and takes_context(handler) else None
 
     def run_stream_handler(
         self,
@@ -90,7 +102,11 @@ class H2Answering:
         handler: Handler,
         send_interim: Callable[[Response], None],
         client_gone: Callable[[], bool],
+        awaited: tuple[Request, Callable[[HandlerContext], None]] | None = None,
     ) -> tuple[Response | Fault, HandlerContext]:
+        """Run a stream's handler with a context of its own; with ``awaited``, on the
+        request given (whose body is read when first asked for), after the function given
+        has seen the context."""
         context = HandlerContext(
             self._answering.endpoint,
             connection.id,
@@ -99,7 +115,11 @@ class H2Answering:
             _send_interim=send_interim,
             _client_gone=client_gone,
         )
-        result = self._answering.run_handler(handling.request, context, handler)
+        request = handling.request
+        if awaited is not None:
+            request, prepare = awaited
+            prepare(context)
+        result = self._answering.run_handler(request, context, handler)
         if isinstance(result, Takeover):  # an upgrade takes a whole HTTP/1 connection over
             return responding.error_response(
                 501, "a handler that takes the connection over cannot answer an HTTP/2 stream"
@@ -111,6 +131,18 @@ class H2Answering:
 
     def record_error(self, error: DeproxyError) -> None:
         self._answering.record_error(error)
+
+
+def _returning(result: object, handler: Handler) -> Handler:
+    """A handler that gives ``result``, which ``handler`` (one that never blocks) returned
+    already: a fault, carried out on the stream's thread as any handler's, or nonsense,
+    reported there (in ``handler``'s name) as any handler's, without calling it twice."""
+
+    def returned(request: Request, context: HandlerContext) -> object:
+        return result
+
+    returned.__name__ = getattr(handler, "__name__", repr(handler))
+    return returned
 
 
 def _begins_h2(connection: Connection) -> bool:

@@ -7,7 +7,10 @@ thread reads and dispatches frames. A stream whose request is whole is answered 
 its handler never waits (the endpoint says which, as on the HTTP/1 poll thread), and what a
 batch of frames asks for leaves in one write; a handler that may wait runs on a thread of
 the stream's own, so it holds up no other stream, as does the rest of an answer that the
-peer's flow-control window does not take at once. Those threads are named, owned by the
+peer's flow-control window does not take at once. A request that asks
+``Expect: 100-continue`` of a handler that may refuse its body (one that takes a context)
+has it run as the HEADERS arrive, on the stream's thread (``_AwaitedBody``); any other gets
+its ``100`` then. Those threads are named, owned by the
 connection and joined before it is let go; a stream answered whole is let go too (its
 handling stays on the record). What the handler returned is turned into frames
 here (HTTP/2 faults included); which handler answers is the endpoint's business.
@@ -29,6 +32,7 @@ from typing import Protocol
 
 from . import wire
 from .accepted import Connection
+from .awaiting import RequestAwaitingBody
 from .errors import DeproxyError, NetworkError, ProtocolError
 from .faults import Close, Fault, Hang, Reset, Send
 from .h2frames import (
@@ -69,6 +73,10 @@ class StreamResponder(Protocol):
         """The handler for the request, and its answer when the handler never waits (the
         answer is then made already); ``None`` when it is to run on a thread of its own."""
 
+    def awaits_body(self, handling: Handling) -> Handler | None:
+        """For a request that asks ``Expect: 100-continue``: its handler when it may refuse
+        the body (it runs as the HEADERS arrive); ``None``: ``100 Continue`` goes out now."""
+
     def run_stream_handler(
         self,
         connection: Connection,
@@ -76,9 +84,11 @@ class StreamResponder(Protocol):
         handler: Handler,
         send_interim: Callable[[Response], None],
         client_gone: Callable[[], bool],
+        awaited: tuple[Request, Callable[[HandlerContext], None]] | None = None,
     ) -> tuple[Response | Fault, HandlerContext]:
         """Run a handler that may wait; ``client_gone`` says whether the client has reset the
-        stream or left the connection (``context.client_gone``)."""
+        stream or left the connection (``context.client_gone``); ``awaited``: the request to
+        give it instead of the handling's, and what sees its context before it runs."""
 
     def settle(self, handling: Handling) -> None: ...
 
@@ -97,6 +107,52 @@ class _Stream:
     thread: threading.Thread | None = None
     reset_code: int | None = None
     plain: bool = False  # its request is HTTP/2's with no tracking id (an answer may be kept)
+    # Set when no more of the request comes (ended, reset, connection gone), for a handler
+    # that runs before it is whole (see _AwaitedBody).
+    whole: threading.Event | None = None
+
+
+class _AwaitedBody:
+    """The body of a stream whose request asks ``Expect: 100-continue``, for a handler that
+    runs as its HEADERS arrive and may refuse it (``context.send_continue = False``), as on
+    HTTP/1.1 (:mod:`~pytest_deproxy.expecting`): read when the handler first asks for it, when
+    it waits, or when it returns, after ``100 Continue`` unless it refused. A refused body is
+    not on the record, and once the answer is sent the stream is reset with ``NO_ERROR``, so
+    that the client stops sending it (RFC 9113 8.1); a body the client sent whole anyway is
+    on the record as it came."""
+
+    def __init__(self, session: H2Session, stream: _Stream) -> None:
+        self._session, self._stream = session, stream
+        self._context: HandlerContext | None = None
+        self.read_whole: Request | None = None
+        head = stream.handling.request
+        self.given = (RequestAwaitingBody(head, self.read), self._prepare)
+
+    def _prepare(self, context: HandlerContext) -> None:
+        self._context = context
+        context._before_wait = self.read
+
+    def read(self) -> Request:
+        """The request with its body, read (waited for) now if it was not yet."""
+        if self.read_whole is None:
+            stream = self._stream
+            assert self._context is not None and stream.whole is not None
+            if self._context.send_continue:
+                try:
+                    self._session._interim(stream, CONTINUE)
+                except NetworkError:
+                    pass  # reset or gone: what came is the request, as far as it came
+            stream.whole.wait()
+            self.read_whole = stream.handling.request = self._session._so_far(stream)
+        return self.read_whole
+
+    def settle(self) -> bool:
+        """After the handler returned: read the body it did not refuse; whether it refused
+        a body that is still to come."""
+        assert self._context is not None and self._stream.whole is not None
+        if self.read_whole is None and (self._context.send_continue or self._stream.whole.is_set()):
+            self.read()
+        return self.read_whole is None
 
 
 class H2Session:
@@ -213,19 +269,34 @@ class H2Session:
         stream = self._streams[event.stream_id] = _Stream(event.stream_id, fields, handling)
         stream.plain = not head.tracked
         if not event.end_stream and _expects_continue(request):
-            self._interim(stream, CONTINUE)  # RFC 9110 10.1.1: the client waits for it
+            handler = self.responder.awaits_body(handling)
+            if handler is None:
+                self._interim(stream, CONTINUE)  # RFC 9110 10.1.1: the client waits for it
+            else:
+                stream.whole = threading.Event()
+                self._start(stream, self._run, handler, _AwaitedBody(self, stream))
         return stream
 
     def _ended(self, stream_id: int) -> None:
         stream = self._streams.get(stream_id)
-        if stream is None or stream.thread is not None or stream.handling.done:
+        if stream is None:
+            return
+        if stream.whole is not None:  # its handler runs already, and waits for it
+            stream.whole.set()
+            return
+        if stream.thread is not None or stream.handling.done:
             return
         if stream.body or stream.trailers:  # else the request made at arrival is the whole one
-            request = request_of(stream.fields, b"".join(stream.body))
-            if stream.trailers:
-                request.trailers = Headers.from_wire(stream.trailers)
-            stream.handling.request = request
+            stream.handling.request = self._so_far(stream)
         self._begin(stream)
+
+    @staticmethod
+    def _so_far(stream: _Stream) -> Request:
+        """The stream's request as far as it came: its header block, body and trailers."""
+        request = request_of(stream.fields, b"".join(stream.body))
+        if stream.trailers:
+            request.trailers = Headers.from_wire(stream.trailers)
+        return request
 
     def _begin(self, stream: _Stream) -> None:
         """Answer a stream whose request is whole: here, on the connection's thread, when its
@@ -295,9 +366,11 @@ class H2Session:
         if stream is None:
             return
         stream.reset_code = code
+        if stream.whole is not None:  # no more comes: a handler waiting for it goes on
+            stream.whole.set()
         handling = stream.handling
         if not handling.done and stream.thread is None:  # reset before the request ended
-            handling.request = request_of(stream.fields, b"".join(stream.body))
+            handling.request = self._so_far(stream)
             handling.finish(
                 None, f"the client reset stream {stream_id} ({error_name(code)}) mid-request"
             )
@@ -308,8 +381,9 @@ class H2Session:
 
     # -- a stream's answer -----------------------------------------------------------------
 
-    def _run(self, stream: _Stream, handler: Handler) -> None:
-        """A stream's own thread: run a handler that may wait, and send what it returned."""
+    def _run(self, stream: _Stream, handler: Handler, awaited: _AwaitedBody | None = None) -> None:
+        """A stream's own thread: run a handler that may wait, and send what it returned;
+        with ``awaited``, as the request's HEADERS arrived, before its body."""
         handling = stream.handling
         try:
             result, context = self.responder.run_stream_handler(
@@ -318,7 +392,9 @@ class H2Session:
                 handler,
                 lambda interim: self._interim(stream, interim),
                 lambda: self._client_gone(stream),
+                None if awaited is None else awaited.given,
             )
+            refused = awaited is not None and awaited.settle()
             if isinstance(result, Fault):
                 self._fault(stream, result, context)
                 return
@@ -334,6 +410,8 @@ class H2Session:
             handling.finish(sent)
             self.responder.settle(handling)
             self._send(stream, sent, handling.request, fields=fields)
+            if refused:  # the answer is whole: the client need not send the body it holds
+                self.wire.reset(stream.stream_id, NO_ERROR)
         except StreamGone:
             pass  # the client reset the stream or went away: the record says what it sent
         except NetworkError:
@@ -482,6 +560,9 @@ class H2Session:
         deadline = time.monotonic() + STREAM_JOIN_TIMEOUT
         if self.connection.stopping.is_set():
             self.connection.stream.shutdown()
+        for stream in self._streams.values():
+            if stream.whole is not None:  # no more of its request comes
+                stream.whole.set()
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():  # a handler waiting on the peer: wake it by closing
@@ -490,7 +571,7 @@ class H2Session:
         for stream in self._streams.values():
             handling = stream.handling
             if not handling.done:
-                handling.request = request_of(stream.fields, b"".join(stream.body))
+                handling.request = self._so_far(stream)
                 handling.finish(
                     None, f"the connection closed before stream {stream.stream_id} ended"
                 )

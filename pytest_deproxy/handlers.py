@@ -58,7 +58,9 @@ class HandlerContext:
     ``send_continue`` (default ``True``) answers a request that asks ``Expect: 100-continue``
     with ``100 Continue`` before its body is read. A handler that sets it to ``False`` before
     it reads ``request.body``, waits or returns refuses the body: it is never read, the
-    answer goes out without it, and the connection closes after the answer (HTTP/1.1)::
+    answer goes out without it, and the connection closes after the answer (HTTP/1.1; on
+    HTTP/2 the stream is reset with ``NO_ERROR`` after the answer, and the connection goes
+    on)::
 
         def no_uploads(request, context):
             context.send_continue = False
