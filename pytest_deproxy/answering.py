@@ -10,7 +10,6 @@ its caller writes a byte of the answer.
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Callable
 
@@ -52,7 +51,6 @@ class Answering:
         self._record = record
         # The last `keep_handlings` handlings are kept (None keeps every one).
         self.handlings: deque[Handling] = deque(maxlen=keep_handlings)
-        self._arrival_numbers = itertools.count(1)
 
     def arrive(
         self,
@@ -71,14 +69,14 @@ class Answering:
             at,
             raw_head,
             record.facts,  # not the record: it refers to its handlings
-            next(self._arrival_numbers),
             stream_id,
         )
         # No lock: deque appends are thread-safe, and a lock taken here on every request makes
         # the connection threads queue behind whichever one the GIL switched away from.
         kept = self.handlings
         kept.append(handling)
-        record.add_handling(handling, kept[0] if kept else None)  # keep_handlings=0 keeps none
+        if record._kept is not kept:  # its first request: its handlings are read from ours
+            record.kept_in(kept)
         self._record(handling)
         return handling
 

@@ -1,0 +1,171 @@
+"""The record an endpoint's poll thread keeps for each request, made cheaper, is the record it
+kept before: a request's headers and a handling's response made when first read are the ones
+that crossed the wire, also read after the caps dropped them or after the connection closed;
+a connection's handlings are read from its endpoint's (no second copy to trim on every
+request) and are exactly those of its requests the endpoint keeps, idle connections
+included. And the classes read on every request answer their attributes the interpreter's
+fast way (no ``__getattr__``). Through sockets; counts, no timings."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+
+import pytest
+
+from pytest_deproxy import Deproxy, Response, handlers
+from pytest_deproxy.connections import ConnectionRecord
+from pytest_deproxy.models import Headers, Request
+from pytest_deproxy.record import Handling
+
+GET = b"GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Seq: %d\r\nx-seq: again\r\n\r\n"
+
+
+def _send(port: int, data: bytes, answers: int, sock: socket.socket | None = None) -> bytes:
+    """Send ``data`` (on ``sock``, or a new connection closed after) and read ``answers``
+    bodiless answers."""
+    own = sock is None
+    if sock is None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        sock.sendall(data)
+        got = b""
+        while got.count(b"\r\n\r\n") < answers:
+            chunk = sock.recv(65536)
+            assert chunk, got
+            got += chunk
+        return got
+    finally:
+        if own:
+            sock.close()
+
+
+@pytest.mark.parametrize("cls", [Request, Handling, ConnectionRecord, Response, Headers])
+def test_the_classes_read_on_every_request_have_no_getattr_hook(cls: type) -> None:
+    # A class with __getattr__ has every attribute of every instance looked up the slow way:
+    # the interpreter does not specialize attribute reads on it.
+    assert not hasattr(cls, "__getattr__"), cls
+
+
+def test_unread_headers_and_a_response_made_later_are_what_crossed_the_wire() -> None:
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
+        answers = _send(endpoint.port, b"".join(GET % (n, n) for n in range(3)), 3)
+        handlings = endpoint.handlings
+        assert [h.request.path for h in handlings] == ["/0", "/1", "/2"]
+        for number, handling in enumerate(handlings):
+            assert handling.raw == GET % (number, number)
+            assert handling.request.headers.items() == [
+                ("Host", "127.0.0.1"),
+                ("X-Seq", str(number)),
+                ("x-seq", "again"),
+            ]
+            assert handling.request.headers.get_all("X-SEQ") == [str(number), "again"]
+            response = handling.response
+            assert response is not None and handling.response is response  # made once
+            assert response.code == "200" and response.headers["Content-Length"] == "0"
+        # The bytes of each answer are its response as recorded, head for head.
+        heads = answers.split(b"\r\n\r\n")[:3]
+        for head, handling in zip(heads, handlings, strict=True):
+            lines = head.decode("iso-8859-1").split("\r\n")
+            assert lines[0] == "HTTP/1.1 200 OK"
+            assert [tuple(line.split(": ", 1)) for line in lines[1:]] == list(
+                handling.response.headers.items()  # type: ignore[union-attr]
+            )
+
+
+def test_a_handling_first_read_after_the_caps_dropped_it_and_its_connection_closed() -> None:
+    with Deproxy(keep_chains=1) as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=handlers.simple, keep_handlings=2)
+        _send(endpoint.port, GET % (1, 1), 1)
+        held = endpoint.handlings[0]  # held before anything of it was read
+        record = endpoint.connections[0]
+        for number in range(2, 6):  # each on a new connection: the caps drop the first
+            _send(endpoint.port, GET % (number, number), 1)
+        assert [h.request.path for h in endpoint.handlings] == ["/4", "/5"]
+        assert record not in endpoint.connections and record.closed_by is not None
+        assert record.handlings == []  # the endpoint keeps none of its requests now
+        assert held.request.headers.items() == [
+            ("Host", "127.0.0.1"),
+            ("X-Seq", "1"),
+            ("x-seq", "again"),
+        ]
+        assert held.response is not None and held.response.code == "200"
+        assert held.done and held.responded_at is not None
+        assert held.received_at <= held.responded_at
+        assert held.raw == GET % (1, 1)
+        assert "from 127.0.0.1:" in held.facts.summary  # type: ignore[union-attr]
+
+
+def test_a_response_made_on_first_read_is_made_once_whichever_threads_ask() -> None:
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
+        _send(endpoint.port, b"".join(GET % (n, n) for n in range(50)), 50)
+        handlings = endpoint.handlings
+        seen: list[list[Response | None]] = []
+        start = threading.Barrier(4)
+
+        def read() -> None:
+            start.wait(5)
+            seen.append([h.response for h in handlings])
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert len(seen) == 4
+        for found in seen:
+            assert [id(r) for r in found] == [id(h.response) for h in handlings]
+
+
+def test_a_handling_made_by_the_constructor_still_takes_and_shows_its_response() -> None:
+    response = Response(204)
+    handling = Handling("ep", Request("GET", "/"), "conn-1", response=response)  # type: ignore[arg-type]
+    assert handling.response is response
+    handling.finish(None, "reset")
+    assert handling.response is None and handling.action == "reset"
+    assert dataclasses.replace(handling, response=response).response is response
+    assert "response=None" in repr(handling)
+
+
+def test_an_idle_connection_holds_only_what_its_endpoint_keeps() -> None:
+    # A keep-alive connection that goes quiet while others carry on: its record held its
+    # handlings after the endpoint's cap had dropped them, until its next request.
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=handlers.simple, keep_handlings=4)
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as quiet:
+            _send(endpoint.port, GET % (0, 0) + GET % (1, 1), 2, sock=quiet)
+            busy = socket.create_connection(("127.0.0.1", endpoint.port), timeout=5)
+            with busy:
+                for number in range(2, 5):
+                    _send(endpoint.port, GET % (number, number), 1, sock=busy)
+                first, second = endpoint.connections
+                assert [h.request.path for h in first.handlings] == ["/1"]
+                assert [h.request.path for h in second.handlings] == ["/2", "/3", "/4"]
+                kept = endpoint.handlings
+                assert first.handlings[0] is kept[0]
+                assert [id(h) for h in second.handlings] == [id(h) for h in kept[1:]]
+                for number in (5, 6):
+                    _send(endpoint.port, GET % (number, number), 1, sock=busy)
+                assert first.handlings == []
+                assert [h.request.path for h in second.handlings] == ["/3", "/4", "/5", "/6"]
+                _send(endpoint.port, GET % (7, 7), 1, sock=quiet)
+                assert [h.request.path for h in first.handlings] == ["/7"]
+                assert [h.request.path for h in second.handlings] == ["/4", "/5", "/6"]
+
+
+def test_a_connection_keeps_every_handling_when_its_endpoint_keeps_all() -> None:
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=handlers.simple, keep_handlings=None)
+        _send(endpoint.port, b"".join(GET % (n, n) for n in range(30)), 30)
+        _send(endpoint.port, GET % (99, 99), 1)
+        first, second = endpoint.connections
+        assert [h.request.path for h in first.handlings] == [f"/{n}" for n in range(30)]
+        assert [h.request.path for h in second.handlings] == ["/99"]
+        assert all(h.connection == first.id for h in first.handlings)
+
+
+def test_a_bare_connection_record_has_no_handlings() -> None:
+    assert ConnectionRecord("conn-1", "127.0.0.1:1").handlings == []
