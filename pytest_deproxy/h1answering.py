@@ -77,7 +77,7 @@ class Http1Responder:
         self, connection: Connection, arrival: Arrival, body: bytes
     ) -> tuple[bytes, bool] | None:
         request = arrival.request  # read whole: its body is in
-        if request.method == "CONNECT" and self._tunnels is not None:
+        if self._tunnels is not None and request.method == "CONNECT":
             return None
         if self._h2c and asks_h2c(request):
             return None

@@ -104,7 +104,10 @@ class ChainRegistry(Generic[Routing]):
     def record(self, handling: Handling) -> None:
         """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
         orphan of every chain in flight."""
-        if not self._in_flight and not handling.request._has_header(_TRACKING_KEY):
+        if not self._in_flight and (
+            handling.request._unread_head is not None  # known to carry no tracking id
+            or not handling.request._has_header(_TRACKING_KEY)
+        ):
             # An orphan with no call in flight belongs to no chain. Under outside load (wrk)
             # this is every request; taking the lock for it made the threads queue.
             return

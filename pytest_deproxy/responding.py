@@ -185,8 +185,11 @@ def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bo
         or (response._trailers is not None and response.has_trailers)
     ):
         return None
-    if request._has_header(_TRACKING_KEY) or _asks_close(request):  # (that answer closes)
-        return None
+    # (An unread request is known to carry neither: no call to ask it.)
+    if request._unread_head is None and (
+        request._has_header(_TRACKING_KEY) or _asks_close(request)
+    ):
+        return None  # tracked, or asks to close: that answer differs
     method = request.method
     if method == "GET":
         return made, made.data, True
