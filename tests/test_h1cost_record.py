@@ -169,3 +169,67 @@ def test_a_connection_keeps_every_handling_when_its_endpoint_keeps_all() -> None
 
 def test_a_bare_connection_record_has_no_handlings() -> None:
     assert ConnectionRecord("conn-1", "127.0.0.1:1").handlings == []
+
+
+# -- attribution on the poll thread's path, at arrival -------------------------------------
+
+
+def test_untracked_requests_answered_on_the_poll_thread_are_orphans_of_every_call_in_flight() -> (
+    None
+):
+    with Deproxy() as deproxy:
+        backend = deproxy.add_endpoint(name="backend", default_handler=handlers.simple)
+        both_in_flight = threading.Barrier(2)
+
+        def front_handler(request: Request) -> Response:
+            both_in_flight.wait(5)  # both calls are in flight now
+            if request.path == "/a":
+                _send(backend.port, b"".join(GET % (n, n) for n in range(3)), 3)
+            both_in_flight.wait(5)  # and stay so until the backend answered
+            return Response(200)
+
+        front = deproxy.add_endpoint(name="front", default_handler=front_handler)
+        chains = {}
+
+        def call(path: str) -> None:
+            chains[path] = deproxy.make_request(front.url + path)
+
+        threads = [threading.Thread(target=call, args=(path,)) for path in ("/a", "/b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        kept = backend.handlings
+        assert [h.request.path for h in kept] == ["/0", "/1", "/2"]
+        for chain in chains.values():
+            assert chain.received_response is not None
+            assert [id(h) for h in chain.orphaned_handlings] == [id(h) for h in kept]
+            assert [h.response.code for h in chain.orphaned_handlings] == ["200"] * 3  # type: ignore[union-attr]
+
+
+def test_a_tracking_id_that_arrives_late_still_files_the_request_in_its_chain() -> None:
+    # The head comes in two pieces, the tracking id in the second: the request is filed
+    # when its head has arrived whole, in the chain whose id it carries, not as an orphan.
+    with Deproxy() as deproxy:
+        backend = deproxy.add_endpoint(name="backend", default_handler=handlers.simple)
+
+        def front_handler(request: Request) -> Response:
+            request_id = request.headers["Deproxy-Request-ID"]
+            with socket.create_connection(("127.0.0.1", backend.port), timeout=5) as sock:
+                sock.sendall(b"GET /late HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                threading.Event().wait(0.05)  # the first piece is read alone
+                rest = f"Deproxy-Request-ID: {request_id}\r\n\r\n".encode()
+                _send(backend.port, rest, 1, sock=sock)
+                # and an untracked one after it, on the same connection: an orphan
+                _send(backend.port, GET % (1, 1), 1, sock=sock)
+            return Response(200)
+
+        front = deproxy.add_endpoint(name="front", default_handler=front_handler)
+        chain = deproxy.make_request(front.url + "/call")
+        late, untracked = backend.handlings
+        assert [h.endpoint for h in chain.handlings] == [front, backend]
+        assert chain.handlings[1] is late and late.request.path == "/late"
+        assert late.response is not None
+        assert late.response.headers["Deproxy-Request-ID"] == chain.request_id
+        assert chain.orphaned_handlings == [untracked]
+        assert untracked.request.headers.get("Deproxy-Request-ID") is None
