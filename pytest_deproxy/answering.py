@@ -68,7 +68,7 @@ class Answering:
             connection.id,
             at,
             raw_head,
-            record.facts,  # not the record: it refers to its handlings
+            record.facts,  # not the record: it refers to the endpoint's handlings
             stream_id,
         )
         # No lock: deque appends are thread-safe, and a lock taken here on every request makes

@@ -4,9 +4,11 @@ on HTTP/2, its connection-level frames both ways (``events``).
 
 Rules kept here: pure bookkeeping, no socket. The bytes are the ones that crossed the wire,
 after TLS is taken off and before anything reads them as HTTP; a connection's record is
-written by the one thread that serves it, and read by the test as a snapshot. A handling
-refers to its connection's :class:`Facts`, never to the record, which refers to its handlings:
-so a record dropped from the endpoint's cap is freed at once, not by the garbage collector.
+written by the one thread that serves it, and read by the test as a snapshot. Its handlings
+are not kept twice: they are read from its endpoint's (those of them it still keeps). A
+handling refers to its connection's :class:`Facts`, never to the record, which refers to its
+endpoint's handlings: so a record dropped from the endpoint's cap is freed at once, not by the
+garbage collector.
 """
 
 from __future__ import annotations
@@ -171,7 +173,8 @@ class ConnectionRecord:
     ``"client"``, ``"endpoint"``, ``"reset"`` or ``"shutdown"`` (``None`` while open);
     ``received`` and ``sent`` are every byte in and out, TLS removed (up to
     ``transcript_limit`` bytes each way; ``incoming.dropped``/``outgoing.dropped`` count the
-    rest)."""
+    rest). ``handlings`` are those of its requests its endpoint still keeps
+    (``keep_handlings``, the endpoint's cap, is what they are bounded by)."""
 
     id: str
     peer: str

@@ -368,11 +368,13 @@ class Server:
             # them as it would have one by one.
             answers: list[bytes] = []
             keep_alive = True
+            read_buffered, answer_polled = reader.read_buffered, self._responder.answer_polled
             while reader.pending:
-                whole = reader.read_buffered()
+                whole = read_buffered()
                 answer = None
                 if whole is not None:
-                    answer = self._responder.answer_polled(connection, *whole)
+                    arrival, body = whole
+                    answer = answer_polled(connection, arrival, body)
                 if answer is None:
                     self._stop_polling(poller, connection)
                     unsent = b"".join(answers)
