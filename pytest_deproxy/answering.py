@@ -20,6 +20,7 @@ from .faults import Fault, Takeover
 from .handlers import Handler, HandlerContext, ServingEndpoint, call_handler
 from .models import Request, Response
 from .record import Handling
+from .responding import Made
 
 
 class Answering:
@@ -79,6 +80,25 @@ class Answering:
             record.kept_in(kept)
         self._record(handling)
         return handling
+
+    def arrive_answered(
+        self, connection: Connection, request: Request, raw_head: bytes, at: float, made: Made
+    ) -> None:
+        """:meth:`arrive` and :meth:`respond` at once, for a request answered as it arrives
+        with an answer made before (``responding.respond_again``; no handler runs): its
+        handling joins the record finished, the Response as sent made from ``made`` when
+        first read."""
+        record = connection.record
+        handling = Handling.arrived(
+            self.endpoint, request, connection.id, at, raw_head, record.facts, None
+        )
+        handling.finish_as(made)
+        kept = self.handlings
+        kept.append(handling)
+        if record._kept is not kept:
+            record.kept_in(kept)
+        self._record(handling)
+        self.settled(handling)
 
     def run_handler(
         self, request: Request, context: HandlerContext | None, handler: Handler
