@@ -89,10 +89,9 @@ class Answering:
         handling joins the record finished, the Response as sent made from ``made`` when
         first read."""
         record = connection.record
-        handling = Handling.arrived(
-            self.endpoint, request, connection.id, at, raw_head, record.facts, None
+        handling = Handling.answered(
+            self.endpoint, request, connection.id, at, raw_head, record.facts, made
         )
-        handling.finish_as(made)
         kept = self.handlings
         kept.append(handling)
         if record._kept is not kept:

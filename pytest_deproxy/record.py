@@ -188,6 +188,29 @@ class Handling:
         handling._interim_responses = handling._frames = handling._sent_as = None
         return handling
 
+    @classmethod
+    def answered(
+        cls,
+        endpoint: Place,
+        request: Request,
+        connection: str,
+        received_at: float,
+        raw_head: bytes,
+        facts: ConnectionFacts | None,
+        made: SentLater,
+    ) -> Handling:
+        """The handling of a request answered as it arrived with an answer made before:
+        :meth:`arrived` then :meth:`finish_as` ``made``, in one call."""
+        handling = object.__new__(cls)  # the response slot left empty: made when first read
+        handling.endpoint, handling.request, handling.connection = endpoint, request, connection
+        handling.action = handling.stream_id = None
+        handling.received_at, handling.raw_head, handling.facts = received_at, raw_head, facts
+        handling.framed_body = handling._interim_responses = handling._frames = None
+        handling._sent_as = made
+        handling.responded_at = time.time()
+        handling.done = True
+        return handling
+
     @property
     def interim_responses(self) -> list[Response]:
         """The 1xx responses sent before the final one, in order."""

@@ -17,7 +17,7 @@ import pytest
 from pytest_deproxy import Deproxy, Response, handlers
 from pytest_deproxy.connections import ConnectionRecord
 from pytest_deproxy.models import Headers, Request
-from pytest_deproxy.record import Handling
+from pytest_deproxy.record import Handling, SentLater
 
 GET = b"GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Seq: %d\r\nx-seq: again\r\n\r\n"
 
@@ -233,3 +233,34 @@ def test_a_tracking_id_that_arrives_late_still_files_the_request_in_its_chain() 
         assert late.response.headers["Deproxy-Request-ID"] == chain.request_id
         assert chain.orphaned_handlings == [untracked]
         assert untracked.request.headers.get("Deproxy-Request-ID") is None
+
+
+def test_a_handling_answered_on_arrival_is_one_arrived_then_finished_as_made() -> None:
+    request = Request("GET", "/x")
+    made = responding_made()
+    answered = Handling.answered("ep", request, "conn-1", 12.5, b"raw", None, made)  # type: ignore[arg-type]
+    finished = Handling.arrived("ep", request, "conn-1", 12.5, b"raw", None)  # type: ignore[arg-type]
+    finished.finish_as(made)
+    assert answered.done and answered.responded_at is not None
+    assert answered.received_at <= answered.responded_at
+    for field in dataclasses.fields(Handling):
+        if field.name not in ("responded_at", "response"):  # (each made anew: compared below)
+            assert getattr(answered, field.name) == getattr(finished, field.name), field.name
+    assert answered.response is not None and finished.response is not None
+    assert answered.response is answered.response  # made once, then kept
+    assert answered.response.headers.items() == finished.response.headers.items()
+    assert answered.interim_responses == [] and answered.frames == []
+
+
+def responding_made() -> SentLater:
+    """An answer made by ``respond`` that ``respond_again`` gives again."""
+    from pytest_deproxy import responding
+
+    canned = Response(200, headers={"X-A": "1"})
+    request = Request("GET", "/")
+    for _ in range(3):  # made, then made again (also across a second's change)
+        responding.respond(canned, request)
+        again = responding.respond_again(canned, request)
+        if again is not None:
+            return again[0]
+    raise AssertionError("respond_again never gave the answer made before")
