@@ -5,7 +5,10 @@ Rules kept here: a request joins the record (its endpoint's handlings, its conne
 record, the owner's chains) when its head has arrived, before its handler runs. A handler
 that raises, or returns what is not an answer, is reported to the owner, so the test fails,
 and answered 500. :meth:`Answering.respond` finishes a handling, and tells the owner, before
-its caller writes a byte of the answer.
+its caller writes a byte of the answer; :meth:`Answering.arrive_answered` does both at once
+for a request answered as it arrives with an answer made before (no handler runs), so the
+poll thread's commonest request costs the record one call. A connection's record reads its
+handlings from the endpoint's: a request is kept once, not once more per connection.
 """
 
 from __future__ import annotations

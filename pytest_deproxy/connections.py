@@ -184,6 +184,8 @@ class ConnectionRecord:
     tls: TLSInfo | None = None
     proxy_protocol: ProxyHeader | None = None
     transcript_limit: int | None = field(default=None, repr=False)
+    # The endpoint's cap on handlings, which bounds this record's too (they are read from
+    # the endpoint's): said here for whoever reads the record, not used to keep a copy.
     keep_handlings: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
