@@ -5,12 +5,14 @@ Rules kept here: a request joins the record (its endpoint's handlings, its conne
 record, the owner's chains) when its head has arrived, before its handler runs. A handler
 that raises, or returns what is not an answer, is reported to the owner, so the test fails,
 and answered 500. :meth:`Answering.respond` finishes a handling, and tells the owner, before
-its caller writes a byte of the answer.
+its caller writes a byte of the answer; :meth:`Answering.arrive_answered` does both at once
+for a request answered as it arrives with an answer made before (no handler runs), so the
+poll thread's commonest request costs the record one call. A connection's record reads its
+handlings from the endpoint's: a request is kept once, not once more per connection.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Callable
 
@@ -21,6 +23,7 @@ from .faults import Fault, Takeover
 from .handlers import Handler, HandlerContext, ServingEndpoint, call_handler
 from .models import Request, Response
 from .record import Handling
+from .responding import Made
 
 
 class Answering:
@@ -52,7 +55,6 @@ class Answering:
         self._record = record
         # The last `keep_handlings` handlings are kept (None keeps every one).
         self.handlings: deque[Handling] = deque(maxlen=keep_handlings)
-        self._arrival_numbers = itertools.count(1)
 
     def arrive(
         self,
@@ -70,17 +72,35 @@ class Answering:
             connection.id,
             at,
             raw_head,
-            record.facts,  # not the record: it refers to its handlings
-            next(self._arrival_numbers),
+            record.facts,  # not the record: it refers to the endpoint's handlings
             stream_id,
         )
         # No lock: deque appends are thread-safe, and a lock taken here on every request makes
         # the connection threads queue behind whichever one the GIL switched away from.
         kept = self.handlings
         kept.append(handling)
-        record.add_handling(handling, kept[0] if kept else None)  # keep_handlings=0 keeps none
+        if record._kept is not kept:  # its first request: its handlings are read from ours
+            record.kept_in(kept)
         self._record(handling)
         return handling
+
+    def arrive_answered(
+        self, connection: Connection, request: Request, raw_head: bytes, at: float, made: Made
+    ) -> None:
+        """:meth:`arrive` and :meth:`respond` at once, for a request answered as it arrives
+        with an answer made before (``responding.respond_again``; no handler runs): its
+        handling joins the record finished, the Response as sent made from ``made`` when
+        first read."""
+        record = connection.record
+        handling = Handling.answered(
+            self.endpoint, request, connection.id, at, raw_head, record.facts, made
+        )
+        kept = self.handlings
+        kept.append(handling)
+        if record._kept is not kept:
+            record.kept_in(kept)
+        self._record(handling)
+        self.settled(handling)
 
     def run_handler(
         self, request: Request, context: HandlerContext | None, handler: Handler

@@ -4,15 +4,16 @@ on HTTP/2, its connection-level frames both ways (``events``).
 
 Rules kept here: pure bookkeeping, no socket. The bytes are the ones that crossed the wire,
 after TLS is taken off and before anything reads them as HTTP; a connection's record is
-written by the one thread that serves it, and read by the test as a snapshot. A handling
-refers to its connection's :class:`Facts`, never to the record, which refers to its handlings:
-so a record dropped from the endpoint's cap is freed at once, not by the garbage collector.
+written by the one thread that serves it, and read by the test as a snapshot. Its handlings
+are not kept twice: they are read from its endpoint's (those of them it still keeps). A
+handling refers to its connection's :class:`Facts`, never to the record, which refers to its
+endpoint's handlings: so a record dropped from the endpoint's cap is freed at once, not by the
+garbage collector.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -172,7 +173,8 @@ class ConnectionRecord:
     ``"client"``, ``"endpoint"``, ``"reset"`` or ``"shutdown"`` (``None`` while open);
     ``received`` and ``sent`` are every byte in and out, TLS removed (up to
     ``transcript_limit`` bytes each way; ``incoming.dropped``/``outgoing.dropped`` count the
-    rest)."""
+    rest). ``handlings`` are those of its requests its endpoint still keeps
+    (``keep_handlings``, the endpoint's cap, is what they are bounded by)."""
 
     id: str
     peer: str
@@ -182,13 +184,14 @@ class ConnectionRecord:
     tls: TLSInfo | None = None
     proxy_protocol: ProxyHeader | None = None
     transcript_limit: int | None = field(default=None, repr=False)
+    # The endpoint's cap on handlings, which bounds this record's too (they are read from
+    # the endpoint's): said here for whoever reads the record, not used to keep a copy.
     keep_handlings: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.incoming = Transcript(self.transcript_limit)
         self.outgoing = Transcript(self.transcript_limit)
-        self._handlings: deque[Handling] = deque(maxlen=self.keep_handlings)
-        self._forgetting = threading.Lock()
+        self._kept: deque[Handling] | None = None  # the endpoint's handlings (kept_in)
         self._events: list[FrameEvent] = []
         self.events_dropped = 0  # frames past EVENT_LIMIT, counted, not kept
         self._facts: Facts | None = None
@@ -218,20 +221,20 @@ class ConnectionRecord:
 
     @property
     def handlings(self) -> list[Handling]:
-        """The requests that came on this connection, in order."""
-        return list(self._handlings.copy())
+        """The requests that came on this connection, in order: those of them its endpoint
+        still keeps (``keep_handlings``), so that many connections hold no more of the record
+        than the endpoint does. Read from the endpoint's handlings (one pass over them), not
+        kept twice: a request costs the record one append, not two and a trim."""
+        kept = self._kept
+        if kept is None:  # no request came (or none from an endpoint: a bare record)
+            return []
+        me = self.id
+        return [handling for handling in kept.copy() if handling.connection == me]
 
-    def add_handling(self, handling: Handling, oldest_kept: Handling | None = None) -> None:
-        """Add ``handling``, and forget this connection's handlings that arrived before
-        ``oldest_kept``, the oldest its endpoint still keeps: so that many connections hold
-        no more of the record than the endpoint's cap (``keep_handlings``)."""
-        kept = self._handlings
-        kept.append(handling)
-        if not kept or oldest_kept is None or kept[0].arrival_number >= oldest_kept.arrival_number:
-            return
-        with self._forgetting:  # HTTP/2 streams of one connection may arrive at once
-            while kept and kept[0].arrival_number < oldest_kept.arrival_number:
-                kept.popleft()
+    def kept_in(self, handlings: deque[Handling]) -> None:
+        """Say where this connection's handlings are kept: its endpoint's handlings, in
+        order of arrival (called as its first request arrives)."""
+        self._kept = handlings
 
     @property
     def received(self) -> bytes:

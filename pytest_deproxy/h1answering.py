@@ -39,6 +39,7 @@ from .models import Request, Response
 from .record import Handling
 from .refusals import cut_short, refuse
 from .request_reader import Arrival, CutShort, RequestRefused, with_body
+from .responding import respond_again
 
 # What to do with a CONNECT: intercept it with TLS (the context to use), or answer it.
 TunnelPolicy = Callable[[Request], "ssl.SSLContext | Response"]
@@ -66,6 +67,7 @@ class Http1Responder:
         self._endpoint = answering.endpoint
         self._handler_for = answering.handler_for
         self._arrive = answering.arrive
+        self._arrive_answered = answering.arrive_answered
         self._run_handler = answering.run_handler
         self._settled = answering.settled
         # The last handler the fast path found to give a canned answer, and that answer: the
@@ -77,7 +79,7 @@ class Http1Responder:
         self, connection: Connection, arrival: Arrival, body: bytes
     ) -> tuple[bytes, bool] | None:
         request = arrival.request  # read whole: its body is in
-        if request.method == "CONNECT" and self._tunnels is not None:
+        if self._tunnels is not None and request.method == "CONNECT":
             return None
         if self._h2c and asks_h2c(request):
             return None
@@ -90,13 +92,13 @@ class Http1Responder:
                 self._canned_handler, self._canned = handler, canned
         else:
             return None
+        if canned is not None and (again := respond_again(canned, request)):
+            made, data, keep_alive = again  # the last answer again: recorded as made, on
+            # arrival (no handler runs), before a byte of it is written
+            self._arrive_answered(connection, request, arrival.raw_head, arrival.at, made)
+            return data, keep_alive
         handling = self._arrive(connection, request, arrival.raw_head, arrival.at)
         interim = b""
-        if canned is not None and (again := responding.respond_again(canned, request)):
-            made, data, keep_alive = again  # the last answer again: recorded as made
-            handling.finish_as(made)
-            self._settled(handling)
-            return data, keep_alive
         if canned is not None:  # respond() copies it: the canned Response is never changed
             sent, data, keep_alive = responding.respond(canned, request)
         elif is_stock(handler):  # these take no context: none is made for them

@@ -64,6 +64,27 @@ UNREAD_LACKS = frozenset(
 _READING = threading.Lock()  # makes an unread request's headers once, whichever thread asks
 
 
+class _HeadersOnFirstRead:
+    """The ``headers`` of an unread request (:meth:`Request.unread`), made from its head when
+    first read and kept in the instance, which is looked at first from then on (a descriptor
+    with no ``__set__``). A descriptor, not ``__getattr__``: a class with ``__getattr__`` has
+    every attribute of every instance looked up the slow way (the interpreter does not
+    specialize them), and a request's are read many times on the endpoint's hot path."""
+
+    def __get__(self, request: Request | None, owner: type | None = None) -> Headers:
+        if request is None:
+            raise AttributeError("headers is an attribute of a Request, not of the class")
+        with _READING:
+            made = request.__dict__.get("headers")
+            if made is None:  # not read yet: no other thread made them meanwhile
+                head = request._unread_head
+                if head is None:
+                    raise AttributeError(f"{type(request).__name__!r} object has no headers")
+                made = request.__dict__["headers"] = Headers.from_head(head)
+                request._unread_head = None
+            return made
+
+
 class Request(_Trailers):
     """An HTTP request, as sent or as received.
 
@@ -75,7 +96,7 @@ class Request(_Trailers):
 
     method: str
     path: str
-    headers: Headers  # no class attribute: an unread request's is made on first read
+    headers: Headers  # an unread request's is made on first read (_HeadersOnFirstRead)
     body: str | bytes = ""
     http_version: str = "1.1"
     raw_body: bytes = field(init=False, repr=False)
@@ -149,19 +170,9 @@ class Request(_Trailers):
         request._unread_head = raw_head
         return request
 
-    if not TYPE_CHECKING:  # (hidden from mypy: every other attribute stays checked)
-
-        def __getattr__(self, name: str) -> Headers:
-            # Only a missing attribute comes here: ``headers`` of an unread request, once.
-            if name != "headers":
-                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-            with _READING:
-                try:
-                    return object.__getattribute__(self, "headers")
-                except AttributeError:  # not read yet
-                    self.headers = Headers.from_head(self._unread_head)
-                    self._unread_head = None
-                    return self.headers
+    if not TYPE_CHECKING:  # (hidden from mypy: ``headers`` stays an attribute to it)
+        # Found only where the instance has no ``headers`` of its own: an unread request's.
+        headers = _HeadersOnFirstRead()
 
     def _has_header(self, key: str) -> bool:
         """Whether a header called ``key`` (lowercase) came with the request, answered for

@@ -154,9 +154,6 @@ class Handling:
     # (chunked): kept apart so that an ordinary body is not held twice.
     framed_body: bytes | None = field(default=None, repr=False)
     facts: ConnectionFacts | None = field(default=None, repr=False)
-    # Its place in its endpoint's arrivals: which of a connection's handlings the endpoint's
-    # cap has dropped (see ConnectionRecord.add_handling).
-    arrival_number: int = field(default=0, repr=False)
     # Lists most handlings never need, made on first use (see the module's docstring).
     _interim_responses: list[Response] | None = field(default=None, init=False, repr=False)
     _frames: list[Frame] | None = field(default=None, init=False, repr=False)
@@ -174,7 +171,6 @@ class Handling:
         received_at: float,
         raw_head: bytes,
         facts: ConnectionFacts | None,
-        arrival_number: int,
         stream_id: int | None = None,
     ) -> Handling:
         """The handling of a request whose head just arrived: what the constructor makes
@@ -182,13 +178,37 @@ class Handling:
         every request; ``tests/test_hotpath_record.py`` holds the two to the same)."""
         handling = object.__new__(cls)
         handling.endpoint, handling.request, handling.connection = endpoint, request, connection
-        handling.response = handling.action = handling.responded_at = None
+        _set_response(handling, None)  # the slot itself, not the descriptor's Python __set__
+        handling.action = handling.responded_at = None
         handling.done = False
         handling.received_at, handling.stream_id = received_at, stream_id
         handling.raw_head = raw_head
         handling.framed_body = None
-        handling.facts, handling.arrival_number = facts, arrival_number
+        handling.facts = facts
         handling._interim_responses = handling._frames = handling._sent_as = None
+        return handling
+
+    @classmethod
+    def answered(
+        cls,
+        endpoint: Place,
+        request: Request,
+        connection: str,
+        received_at: float,
+        raw_head: bytes,
+        facts: ConnectionFacts | None,
+        made: SentLater,
+    ) -> Handling:
+        """The handling of a request answered as it arrived with an answer made before:
+        :meth:`arrived` then :meth:`finish_as` ``made``, in one call."""
+        handling = object.__new__(cls)  # the response slot left empty: made when first read
+        handling.endpoint, handling.request, handling.connection = endpoint, request, connection
+        handling.action = handling.stream_id = None
+        handling.received_at, handling.raw_head, handling.facts = received_at, raw_head, facts
+        handling.framed_body = handling._interim_responses = handling._frames = None
+        handling._sent_as = made
+        handling.responded_at = time.time()
+        handling.done = True
         return handling
 
     @property
@@ -217,7 +237,8 @@ class Handling:
     def finish(self, response: Response | None, action: str | None = None) -> None:
         """Record what was done about the request (before the response is written, so that
         a client that has its answer finds the record complete)."""
-        self.response, self.action = response, action
+        _set_response(self, response)
+        self.action = action
         if response is not None:
             self.responded_at = time.time()
         self.done = True
@@ -226,21 +247,46 @@ class Handling:
         """:meth:`finish` with an ordinary answer whose Response as sent ``made`` makes
         when ``response`` is first read."""
         self._sent_as = made
-        del self.response  # an empty slot: reading it asks __getattr__, once
+        _RESPONSE_SLOT.__delete__(self)  # an empty slot: the first read makes it, once
         self.responded_at = time.time()
         self.done = True
 
-    def __getattr__(self, name: str) -> Any:
-        # Only an empty slot comes here: ``response`` after finish_as(), until first read.
-        if name != "response":
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        with _MAKING:  # made once, whichever thread reads it first
-            try:
-                return object.__getattribute__(self, "response")
-            except AttributeError:  # not made yet
-                made = self._sent_as
-                self.response = None if made is None else made.sent()
-                return self.response
+
+class _ResponseOnFirstRead:
+    """``Handling.response``: the slot's value, or, where ``finish_as`` left the slot empty,
+    the Response as sent made when first read (by one thread only) and kept in the slot. A
+    descriptor over the slot rather than ``__getattr__``: a class with ``__getattr__`` has
+    every attribute of every instance looked up the slow way (the interpreter does not
+    specialize them)."""
+
+    def __init__(self, slot: Any) -> None:
+        self._get, self._set, self._delete = slot.__get__, slot.__set__, slot.__delete__
+
+    def __get__(self, handling: Handling | None, owner: type | None = None) -> Any:
+        if handling is None:
+            return self
+        try:
+            return self._get(handling)
+        except AttributeError:  # not made yet
+            with _MAKING:
+                try:
+                    return self._get(handling)
+                except AttributeError:
+                    made = handling._sent_as
+                    response = None if made is None else made.sent()
+                    self._set(handling, response)
+                    return response
+
+    def __set__(self, handling: Handling, response: Response | None) -> None:
+        self._set(handling, response)
+
+    def __delete__(self, handling: Handling) -> None:
+        self._delete(handling)
+
+
+_RESPONSE_SLOT = Handling.__dict__["response"]  # the slot's own descriptor, that stores
+_set_response = _RESPONSE_SLOT.__set__
+Handling.response = _ResponseOnFirstRead(_RESPONSE_SLOT)  # type: ignore[assignment,misc]
 
 
 class SentLater(Protocol):

@@ -96,19 +96,23 @@ class ChainRegistry(Generic[Routing]):
 
     def routing_for_request(self, request: Request) -> Routing | None:
         """What the call in flight that sent ``request`` asked of endpoints, if there is one
-        (with no call in flight, as under outside load, without reading its headers)."""
-        if not self._in_flight:
-            return None
+        (with no call in flight, as under outside load, or no tracking id, without reading
+        its headers)."""
+        if not self._in_flight or not request._has_header(_TRACKING_KEY):
+            return None  # (asked without reading an unread request's headers)
         return self.routing_for(request.headers.get(TRACKING_HEADER))
 
     def record(self, handling: Handling) -> None:
         """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
         orphan of every chain in flight."""
-        if not self._in_flight and not handling.request._has_header(_TRACKING_KEY):
+        request = handling.request
+        # (An unread request is known to carry no tracking id: its headers stay unread.)
+        tracked = request._unread_head is None and request._has_header(_TRACKING_KEY)
+        if not tracked and not self._in_flight:
             # An orphan with no call in flight belongs to no chain. Under outside load (wrk)
             # this is every request; taking the lock for it made the threads queue.
             return
-        request_id = handling.request_id
+        request_id = handling.request_id if tracked else None
         with self._lock:
             if request_id is not None:
                 call = self._in_flight.get(request_id)

@@ -87,6 +87,10 @@ class Body:
     trailers: list[tuple[str, str]] | None = None
 
 
+_new = object.__new__
+_time = time.time
+
+
 class RequestReader:
     """Reads successive requests from one connection, keeping bytes that arrive early
     (pipelined requests) for the next read. ``max_body_size`` (None: no limit) bounds a body."""
@@ -121,8 +125,12 @@ class RequestReader:
             method, target, version, size = head
             raw_head = pending[:size]
             self.pending = pending[size:]
-            request = Request.unread(method, target, raw_head, version)
-            return Arrival(request, raw_head, 0, False, False, time.time()), b""
+            # Made as Arrival(request, raw_head, at=...) makes it, with no call to match them.
+            arrival = _new(Arrival)
+            arrival.request = Request.unread(method, target, raw_head, version)
+            arrival.raw_head, arrival.content_length, arrival.at = raw_head, 0, _time()
+            arrival.chunked = arrival.must_close = False
+            return arrival, b""
         (method, target, version), items, keys, length, size = head
         end = size + length
         if length:

@@ -166,33 +166,46 @@ def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bo
         return None
     # The same parts (the same objects, as a canned answer's are, or equal ones, as those of
     # a handler that makes ``Response(200)`` each time): the same head.
-    items, code, message, body, raw_body = (
-        response.headers._items,
-        response.code,
-        response.message,
-        response.body,
-        response.raw_body,
-    )
+    if not (
+        response.headers._items is made.source
+        and response.code is made.code
+        and response.message is made.message
+        and response.body is made.body
+        and response.raw_body is made.raw_body
+    ) and not _same_parts(made, response):
+        return None
     if (
-        (made.source is not items and made.source != items)
-        or (made.code is not code and made.code != code)
-        or (made.message is not message and made.message != message)
-        or (made.body is not body and (type(made.body) is not type(body) or made.body != body))
-        or (made.raw_body is not raw_body and made.raw_body != raw_body)
-        or made.second != int(_time())  # the Date it was made with is still the date
+        made.second != int(_time())  # the Date it was made with is still the date
         or request.http_version != "1.1"
         or response.http_version != "1.1"
         or (response._trailers is not None and response.has_trailers)
     ):
         return None
-    if request._has_header(_TRACKING_KEY) or _asks_close(request):  # (that answer closes)
-        return None
+    # (An unread request is known to carry neither: no call to ask it.)
+    if request._unread_head is None and (
+        request._has_header(_TRACKING_KEY) or _asks_close(request)
+    ):
+        return None  # tracked, or asks to close: that answer differs
     method = request.method
     if method == "GET":
         return made, made.data, True
     if wire.response_has_body(int(made.code), method):
         return made, made.head + made.raw_body, True
     return made, made.head, True
+
+
+def _same_parts(made: Made, response: Response) -> bool:
+    """Whether ``response``'s parts equal those ``made`` was made from (not the same objects:
+    a handler that makes ``Response(200)`` each time)."""
+    body = response.body
+    return (
+        made.source == response.headers._items
+        and made.code == response.code
+        and made.message == response.message
+        and type(made.body) is type(body)
+        and made.body == body
+        and made.raw_body == response.raw_body
+    )
 
 
 _status_lines: dict[tuple[str, str], str] = {}  # "HTTP/1.1 200 OK\r\n", made once per status

@@ -383,28 +383,35 @@ class Server:
             reader.pending += data
             # The answers to pipelined requests go out together, in order, in one write: each
             # handling is finished before its answer is written, as ever, and a client reads
-            # them as it would have one by one.
-            answers: list[bytes] = []
+            # them as it would have one by one. (The first answer is kept as it is: a list is
+            # made only for a second, which most wake-ups never have.)
+            out: bytes | None = None
+            more: list[bytes] | None = None
             keep_alive = True
+            answer_polled = self._responder.answer_polled
             while reader.pending:
                 whole = reader.read_buffered()
-                answer = None
-                if whole is not None:
-                    answer = self._responder.answer_polled(connection, *whole)
+                answer = None if whole is None else answer_polled(connection, *whole)
                 if answer is None:
                     self._stop_polling(poller, connection)
-                    unsent = b"".join(answers)
+                    unsent = (out or b"") if more is None else b"".join(more)
                     if unsent:  # the answers before it first: the thread writes what is left
                         unsent = unsent[connection.stream.write_ready(unsent) :]
                     self._serve_in_thread(connection, first=whole, unsent=unsent)
                     return
-                data, keep_alive = answer
-                answers.append(data)
-                if not keep_alive:  # on the record before the client has the answer
+                if more is not None:
+                    more.append(answer[0])
+                elif out is not None:
+                    more = [out, answer[0]]
+                else:
+                    out = answer[0]
+                if not answer[1]:  # on the record before the client has the answer
+                    keep_alive = False
                     connection.record.closed("endpoint")
                     break
-            if answers:
-                out = answers[0] if len(answers) == 1 else b"".join(answers)
+            if more is not None:
+                out = b"".join(more)
+            if out is not None:
                 answered.append((connection, out, keep_alive))
         except NetworkError as exc:
             self._network_failed(poller, connection, exc)

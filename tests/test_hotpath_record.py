@@ -84,7 +84,7 @@ def test_a_long_runs_transcript_is_a_few_blocks_for_the_collector() -> None:
 
 def test_handling_arrived_is_what_the_constructor_makes() -> None:
     request = Request("GET", "/x")
-    made = Handling.arrived("ep", request, "conn-1", 12.5, b"raw", None, 7, 3)  # type: ignore[arg-type]
+    made = Handling.arrived("ep", request, "conn-1", 12.5, b"raw", None, 3)  # type: ignore[arg-type]
     built = Handling(
         "ep",  # type: ignore[arg-type]
         request,
@@ -92,7 +92,6 @@ def test_handling_arrived_is_what_the_constructor_makes() -> None:
         received_at=12.5,
         raw_head=b"raw",
         facts=None,
-        arrival_number=7,
         stream_id=3,
     )
     for field in dataclasses.fields(Handling):
