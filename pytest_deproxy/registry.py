@@ -54,6 +54,9 @@ class ChainRegistry(Generic[Routing]):
         self._changed = threading.Condition(self._lock)  # a handling arrived or was settled
         self._waiting = 0  # threads in wait_for: settling notifies only when there are some
         self._in_flight: dict[str, tuple[MessageChain, Routing]] = {}
+        # The same dict, for others to see at a glance (no call) whether any call is in
+        # flight: false under outside load, when no handler needs looking up. Read only.
+        self.in_flight_now = self._in_flight
         self._returned: deque[MessageChain] = deque(maxlen=keep_chains)
         self._returned_by_id: dict[str, MessageChain] = {}
         self._errors: list[BaseException] = []
@@ -104,7 +107,8 @@ class ChainRegistry(Generic[Routing]):
 
     def record(self, handling: Handling) -> None:
         """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
-        orphan of every chain in flight."""
+        orphan of every chain in flight; whoever waits is woken when it is filed, so a
+        handling filed done (answered as it arrived) needs no :meth:`settled` after."""
         request = handling.request
         # (An unread request is known to carry no tracking id: its headers stay unread.)
         tracked = request._unread_head is None and request._has_header(_TRACKING_KEY)
