@@ -96,7 +96,7 @@ class Http1Responder:
                 self._canned_handler, self._canned = handler, canned
         else:
             return None
-        if canned is not None and (again := respond_again(canned, request)):
+        if canned is not None and (again := respond_again(canned, request, at)):
             # The last answer again: recorded as made, on arrival (no handler runs), before a
             # byte of it is written. (Answering.arrive_answered, spelled out: the commonest
             # request under load costs the record no call of its own but the owner's.)

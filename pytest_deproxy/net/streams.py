@@ -172,19 +172,19 @@ class Stream:
         The rest is to be given to :meth:`write` next (it is shown to ``on_write`` already).
         ``last``: the stream is closed next, nothing written after ``data``; a server-side
         TLS stream then sends its ``close_notify`` with ``data`` (one write, not two)."""
-        if self.on_write is not None and data:
-            self.on_write(data)
+        on_write = self.on_write
+        if on_write is not None and data:
+            on_write(data)
         try:
-            sock = self._sock
-            if last and type(sock) is ServerTLS and self._handshaken:
-                sent = sock.send(data, last=True)
+            if last and type(self._sock) is ServerTLS and self._handshaken:
+                sent = self._sock.send(data, last=True)
             else:
-                sent = sock.send(data)
+                sent = self._sock.send(data)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             sent = 0
         except OSError as exc:
             raise translate(exc, f"writing to {self.peer}") from exc
-        if self.on_write is not None:
+        if on_write is not None and sent != len(data):  # (nearly always all of it is taken)
             self._shown_ahead += len(data) - sent
         return sent
 
