@@ -110,11 +110,13 @@ class ChainRegistry(Generic[Routing]):
         orphan of every chain in flight; whoever waits is woken when it is filed, so a
         handling filed done (answered as it arrived) needs no :meth:`settled` after."""
         request = handling.request
-        # (An unread request is known to carry no tracking id: its headers stay unread.)
+        # An orphan with no call in flight belongs to no chain. Under outside load (wrk) this
+        # is every request; taking the lock for it made the threads queue. (An unread request
+        # is known to carry no tracking id: its headers stay unread.)
+        if not self._in_flight and request._unread_head is not None:
+            return
         tracked = request._unread_head is None and request._has_header(_TRACKING_KEY)
         if not tracked and not self._in_flight:
-            # An orphan with no call in flight belongs to no chain. Under outside load (wrk)
-            # this is every request; taking the lock for it made the threads queue.
             return
         request_id = handling.request_id if tracked else None
         with self._lock:

@@ -122,7 +122,7 @@ class RequestReader:
         head = _glance(pending, self.max_header_bytes)
         if head is None:
             return None
-        if type(head) is tuple:  # a Glance: bodiless, its headers read when wanted
+        if not isinstance(head, heads.Head):  # a Glance: bodiless, its headers read when wanted
             method, target, version, size = head
             raw_head = pending[:size]
             self.pending = pending[size:]

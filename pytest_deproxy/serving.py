@@ -280,13 +280,12 @@ class Server:
                 # awake for the rest, where one write after each answer woke it for each.
                 answered: list[tuple[Connection, bytes, bool]] = []
                 for connection in poller.ready(interval):
-                    if connection is None:
+                    if type(connection) is Connection:  # the commonest, asked first
+                        self._serve_ready(poller, connection, answered)
+                    elif connection is None:
                         self._accept(poller)
                     elif type(connection) is Hangup:
                         self._hung_up(poller, connection.connection)
-                    else:
-                        assert isinstance(connection, Connection)
-                        self._serve_ready(poller, connection, answered)
                 if answered:
                     self._write_answers(poller, answered)
                 if interval is not None and (now := time.monotonic()) >= next_watch:
