@@ -21,6 +21,7 @@ from typing import Protocol
 from . import net, proxyproto
 from .connections import ConnectionRecord, TLSInfo
 from .errors import DeproxyError
+from .models import Request
 from .request_reader import Arrival, RequestReader
 
 # How long a TLS handshake, or a PROXY protocol header, may take: a stalled start holds a thread.
@@ -55,7 +56,7 @@ class Connection:
         # client leaving ("client": a FIN, "reset": a RST): a proxy cancelling the request.
         self.hung_up: str | None = None
         self.hangup_poller: net.Poller | None = None
-        stream.on_read, stream.on_write = record.incoming.add, record.outgoing.add
+        stream.incoming, stream.outgoing = record.incoming, record.outgoing
         self.use(stream)
 
     def use(self, stream: net.Stream) -> None:
@@ -91,10 +92,12 @@ class Responder(Protocol):
     """What a server asks of whoever answers on it (an endpoint's ``Http1Responder``)."""
 
     def answer_polled(
-        self, connection: Connection, arrival: Arrival, body: bytes
+        self, connection: Connection, request: Request, raw_head: bytes, at: float
     ) -> tuple[bytes, bool] | None:
-        """Answer a whole, ordinary request on the poll thread, if that can never wait: the
-        bytes to send and whether to keep the connection; ``None``: it needs a thread."""
+        """Answer a whole, ordinary request on the poll thread (as ``read_buffered`` read
+        it: the request with its body, its head's bytes, when it arrived), if that can never
+        wait: the bytes to send and whether to keep the connection; ``None``: it needs a
+        thread (which is handed it as an ``Arrival``)."""
 
     def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
         """Serve the connection on its own thread (``first``: a request the poll thread read)

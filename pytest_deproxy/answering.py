@@ -5,9 +5,10 @@ Rules kept here: a request joins the record (its endpoint's handlings, its conne
 record, the owner's chains) when its head has arrived, before its handler runs. A handler
 that raises, or returns what is not an answer, is reported to the owner, so the test fails,
 and answered 500. :meth:`Answering.respond` finishes a handling, and tells the owner, before
-its caller writes a byte of the answer; :meth:`Answering.arrive_answered` does both at once
-for a request answered as it arrives with an answer made before (no handler runs), so the
-poll thread's commonest request costs the record one call. A connection's record reads its
+its caller writes a byte of the answer. A request answered as it arrives with an answer made
+before (no handler runs: ``Http1Responder.answer_polled``) joins the record finished, in the
+owner's one ``record`` call, which wakes whoever waits for it: so the poll thread's commonest
+request costs the record one call. A connection's record reads its
 handlings from the endpoint's: a request is kept once, not once more per connection.
 """
 
@@ -23,7 +24,6 @@ from .faults import Fault, Takeover
 from .handlers import Handler, HandlerContext, ServingEndpoint, call_handler
 from .models import Request, Response
 from .record import Handling
-from .responding import Made
 
 
 class Answering:
@@ -52,7 +52,7 @@ class Answering:
         self.settled = settled
         self.report_error = report_error
         self.record_error = record_error
-        self._record = record
+        self.record = record
         # The last `keep_handlings` handlings are kept (None keeps every one).
         self.handlings: deque[Handling] = deque(maxlen=keep_handlings)
 
@@ -81,26 +81,8 @@ class Answering:
         kept.append(handling)
         if record._kept is not kept:  # its first request: its handlings are read from ours
             record.kept_in(kept)
-        self._record(handling)
+        self.record(handling)
         return handling
-
-    def arrive_answered(
-        self, connection: Connection, request: Request, raw_head: bytes, at: float, made: Made
-    ) -> None:
-        """:meth:`arrive` and :meth:`respond` at once, for a request answered as it arrives
-        with an answer made before (``responding.respond_again``; no handler runs): its
-        handling joins the record finished, the Response as sent made from ``made`` when
-        first read."""
-        record = connection.record
-        handling = Handling.answered(
-            self.endpoint, request, connection.id, at, raw_head, record.facts, made
-        )
-        kept = self.handlings
-        kept.append(handling)
-        if record._kept is not kept:
-            record.kept_in(kept)
-        self._record(handling)
-        self.settled(handling)
 
     def run_handler(
         self, request: Request, context: HandlerContext | None, handler: Handler

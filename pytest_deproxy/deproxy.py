@@ -547,8 +547,9 @@ class Deproxy:
     # -- what endpoints ask of their owner (HandlingRegistry) ------------------------------
 
     def handler_for(self, endpoint: Endpoint, request: Request) -> Handler:
-        call = self._registry.routing_for_request(request)
-        if call is not None:
+        # With no call in flight (outside load: every request), no call's handlers to look up.
+        registry = self._registry
+        if registry.in_flight_now and (call := registry.routing_for_request(request)) is not None:
             if call.handlers:
                 if endpoint in call.handlers:
                     return call.handlers[endpoint]

@@ -44,6 +44,8 @@ from .responding import respond_again
 # What to do with a CONNECT: intercept it with TLS (the context to use), or answer it.
 TunnelPolicy = Callable[[Request], "ssl.SSLContext | Response"]
 
+_answered = Handling.answered
+
 
 class Http1Responder:
     """An endpoint's HTTP/1 answers (an ``accepted.Responder``). ``h2``: how it answers
@@ -62,12 +64,17 @@ class Http1Responder:
         self._h2 = h2
         self._h2c = h2 is not None and h2.h2c
         self._tunnels = tunnels
+        # What the poll thread leaves to a thread before it looks for a handler (None: none).
+        self._unusual: Callable[[Request], bool] | None = None
+        if tunnels is not None or self._h2c:
+            self._unusual = self._is_unusual
         self._request_timeout = request_timeout
         # The parts the poll thread's fast path calls on every request, looked up once.
         self._endpoint = answering.endpoint
         self._handler_for = answering.handler_for
         self._arrive = answering.arrive
-        self._arrive_answered = answering.arrive_answered
+        self._record = answering.record
+        self._kept = answering.handlings
         self._run_handler = answering.run_handler
         self._settled = answering.settled
         # The last handler the fast path found to give a canned answer, and that answer: the
@@ -76,12 +83,9 @@ class Http1Responder:
         self._canned: Response | None = None
 
     def answer_polled(
-        self, connection: Connection, arrival: Arrival, body: bytes
+        self, connection: Connection, request: Request, raw_head: bytes, at: float
     ) -> tuple[bytes, bool] | None:
-        request = arrival.request  # read whole: its body is in
-        if self._tunnels is not None and request.method == "CONNECT":
-            return None
-        if self._h2c and asks_h2c(request):
+        if self._unusual is not None and self._unusual(request):  # a CONNECT, an h2c upgrade
             return None
         handler = self._handler_for(request)
         if handler is self._canned_handler:  # the handler of a canned answer, as last time
@@ -92,12 +96,28 @@ class Http1Responder:
                 self._canned_handler, self._canned = handler, canned
         else:
             return None
-        if canned is not None and (again := respond_again(canned, request)):
-            made, data, keep_alive = again  # the last answer again: recorded as made, on
-            # arrival (no handler runs), before a byte of it is written
-            self._arrive_answered(connection, request, arrival.raw_head, arrival.at, made)
-            return data, keep_alive
-        handling = self._arrive(connection, request, arrival.raw_head, arrival.at)
+        if canned is not None and (again := respond_again(canned, request, at)):
+            # The last answer again: recorded as made, on arrival (no handler runs), before a
+            # byte of it is written. (Answering.arrive_answered, spelled out: the commonest
+            # request under load costs the record no call of its own but the owner's.)
+            record = connection.record
+            facts = record._facts
+            if (  # (record.facts, spelled out: made once, again only if they changed)
+                facts is None
+                or facts.tls is not record.tls
+                or facts.proxy_protocol is not record.proxy_protocol
+            ):
+                facts = record.facts
+            handling = _answered(
+                self._endpoint, request, connection.id, at, raw_head, facts, again[0]
+            )
+            kept = self._kept
+            kept.append(handling)
+            if record._kept is not kept:  # its first request: its handlings are read from ours
+                record.kept_in(kept)
+            self._record(handling)  # (filed done: the owner wakes whoever waits for it)
+            return again[1], again[2]
+        handling = self._arrive(connection, request, raw_head, at)
         interim = b""
         if canned is not None:  # respond() copies it: the canned Response is never changed
             sent, data, keep_alive = responding.respond(canned, request)
@@ -128,6 +148,13 @@ class Http1Responder:
         handling.finish(sent)
         self._settled(handling)
         return (interim + data if interim else data), keep_alive
+
+    def _is_unusual(self, request: Request) -> bool:
+        """Whether a request the poll thread read goes to a thread before its handler is
+        chosen: a CONNECT to an endpoint that intercepts tunnels, or an upgrade to h2c."""
+        if self._tunnels is not None and request.method == "CONNECT":
+            return True
+        return self._h2c and asks_h2c(request)
 
     def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
         if self._h2 is not None and self._h2.serve_h2(connection, first):

@@ -54,6 +54,9 @@ class ChainRegistry(Generic[Routing]):
         self._changed = threading.Condition(self._lock)  # a handling arrived or was settled
         self._waiting = 0  # threads in wait_for: settling notifies only when there are some
         self._in_flight: dict[str, tuple[MessageChain, Routing]] = {}
+        # The same dict, for others to see at a glance (no call) whether any call is in
+        # flight: false under outside load, when no handler needs looking up. Read only.
+        self.in_flight_now = self._in_flight
         self._returned: deque[MessageChain] = deque(maxlen=keep_chains)
         self._returned_by_id: dict[str, MessageChain] = {}
         self._errors: list[BaseException] = []
@@ -104,13 +107,16 @@ class ChainRegistry(Generic[Routing]):
 
     def record(self, handling: Handling) -> None:
         """File ``handling`` as it arrives: in its own chain (in flight or returned), or as an
-        orphan of every chain in flight."""
+        orphan of every chain in flight; whoever waits is woken when it is filed, so a
+        handling filed done (answered as it arrived) needs no :meth:`settled` after."""
         request = handling.request
-        # (An unread request is known to carry no tracking id: its headers stay unread.)
+        # An orphan with no call in flight belongs to no chain. Under outside load (wrk) this
+        # is every request; taking the lock for it made the threads queue. (An unread request
+        # is known to carry no tracking id: its headers stay unread.)
+        if not self._in_flight and request._unread_head is not None:
+            return
         tracked = request._unread_head is None and request._has_header(_TRACKING_KEY)
         if not tracked and not self._in_flight:
-            # An orphan with no call in flight belongs to no chain. Under outside load (wrk)
-            # this is every request; taking the lock for it made the threads queue.
             return
         request_id = handling.request_id if tracked else None
         with self._lock:

@@ -87,8 +87,8 @@ class Body:
     trailers: list[tuple[str, str]] | None = None
 
 
-_new = object.__new__
 _time = time.time
+_glance = heads.glance_request_head
 
 
 class RequestReader:
@@ -113,24 +113,20 @@ class RequestReader:
 
     # -- the poll thread's path: a request already here, whole and ordinary -----------------
 
-    def read_buffered(self) -> tuple[Arrival, bytes] | None:
-        """The next request and its body if they are already here, whole and ordinary; else
-        ``None``, with nothing taken. Never reads the stream. (The arrival's request has its
-        body already: this is the path every request of a load test takes.)"""
+    def read_buffered(self) -> tuple[Request, bytes, float] | None:
+        """The next request (its body in), its head's bytes and when it arrived (a plain
+        tuple: :func:`polled_arrival` makes it an :class:`Arrival`), if they are already
+        here, whole and ordinary; else ``None``, with nothing taken. Never reads the
+        stream: this is the path every request of a load test takes."""
         pending = self.pending
-        head = heads.glance_request_head(pending, self.max_header_bytes)
+        head = _glance(pending, self.max_header_bytes)
         if head is None:
             return None
-        if not isinstance(head, heads.Head):  # a Glance: bodiless, headers read when wanted
+        if not isinstance(head, heads.Head):  # a Glance: bodiless, its headers read when wanted
             method, target, version, size = head
             raw_head = pending[:size]
             self.pending = pending[size:]
-            # Made as Arrival(request, raw_head, at=...) makes it, with no call to match them.
-            arrival = _new(Arrival)
-            arrival.request = Request.unread(method, target, raw_head, version)
-            arrival.raw_head, arrival.content_length, arrival.at = raw_head, 0, _time()
-            arrival.chunked = arrival.must_close = False
-            return arrival, b""
+            return Request.unread(method, target, raw_head, version), raw_head, _time()
         (method, target, version), items, keys, length, size = head
         end = size + length
         if length:
@@ -141,7 +137,7 @@ class RequestReader:
             body = b""
         request = Request.from_head(method, target, items, keys, body, version)
         self.pending = pending[end:]
-        return Arrival(request, pending[:size], length, False, False, time.time()), body
+        return request, pending[:size], _time()
 
     # -- a connection's own thread: head, then body ----------------------------------------
 
@@ -324,6 +320,12 @@ class RequestReader:
             f"the request body {body} is over the endpoint's max_body_size of "
             f"{self.max_body_size} bytes; add_endpoint(max_body_size=...) sets the limit"
         )
+
+
+def polled_arrival(request: Request, raw_head: bytes, at: float) -> Arrival:
+    """The :class:`Arrival` of a request :meth:`RequestReader.read_buffered` read (whole,
+    framed by a length or bodiless), for a connection's thread to carry on with."""
+    return Arrival(request, raw_head, len(request.raw_body), at=at)
 
 
 def with_body(arrival: Arrival, body: Body) -> Request:

@@ -123,6 +123,7 @@ class Made:
         "raw_body",
         "second",
         "source",
+        "until",
     )
 
     def __init__(
@@ -137,6 +138,7 @@ class Made:
         self.code, self.message = response.code, response.message
         self.body, self.raw_body = response.body, response.raw_body
         self.second = second  # the Date's second: the head is made again the next one
+        self.until = second + 1  # (the time that is the next one, as time.time() says)
         self.items, self.keys = sent.headers._items, sent.headers._keys
         self.head = head
         self.data = data  # the bytes to a GET (the head, and the body where one goes)
@@ -156,9 +158,12 @@ class Made:
 _last_made: Made | None = None
 
 
-def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bool] | None:
+def respond_again(
+    response: Response, request: Request, now: float | None = None
+) -> tuple[Made, bytes, bool] | None:
     """:func:`respond`'s answer, if it is the last one it made (from a response with the
-    same parts, in the same second, to a request with no tracking id): what was made, the
+    same parts, in the same second as ``now``, a ``time.time()`` such as the request's
+    arrival (default: now), to a request with no tracking id): what was made, the
     bytes and whether the connection goes on; ``None``: call :func:`respond`. The Response
     as sent is ``made.sent()``, for whoever asks for it (the record makes it when read)."""
     made = _last_made
@@ -174,8 +179,10 @@ def respond_again(response: Response, request: Request) -> tuple[Made, bytes, bo
         and response.raw_body is made.raw_body
     ) and not _same_parts(made, response):
         return None
+    if now is None:
+        now = _time()
     if (
-        made.second != int(_time())  # the Date it was made with is still the date
+        not made.second <= now < made.until  # the Date it was made with is still the date
         or request.http_version != "1.1"
         or response.http_version != "1.1"
         or (response._trailers is not None and response.has_trailers)

@@ -60,7 +60,7 @@ from .accepted import (
 )
 from .connections import ConnectionRecord
 from .errors import ConnectionReset, DeproxyError, DeproxyTimeout, NetworkError
-from .request_reader import Arrival
+from .request_reader import Arrival, polled_arrival
 
 JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
 # The bytes kept of each direction of a connection: enough for any exchange a test looks at,
@@ -280,13 +280,12 @@ class Server:
                 # awake for the rest, where one write after each answer woke it for each.
                 answered: list[tuple[Connection, bytes, bool]] = []
                 for connection in poller.ready(interval):
-                    if connection is None:
+                    if type(connection) is Connection:  # the commonest, asked first
+                        self._serve_ready(poller, connection, answered)
+                    elif connection is None:
                         self._accept(poller)
                     elif type(connection) is Hangup:
                         self._hung_up(poller, connection.connection)
-                    else:
-                        assert isinstance(connection, Connection)
-                        self._serve_ready(poller, connection, answered)
                 if answered:
                     self._write_answers(poller, answered)
                 if interval is not None and (now := time.monotonic()) >= next_watch:
@@ -389,15 +388,23 @@ class Server:
             more: list[bytes] | None = None
             keep_alive = True
             answer_polled = self._responder.answer_polled
+            read_buffered = reader.read_buffered
             while reader.pending:
-                whole = reader.read_buffered()
-                answer = None if whole is None else answer_polled(connection, *whole)
+                whole = read_buffered()
+                if whole is not None:
+                    request, raw_head, at = whole
+                    answer = answer_polled(connection, request, raw_head, at)
+                else:
+                    answer = None
                 if answer is None:
                     self._stop_polling(poller, connection)
                     unsent = (out or b"") if more is None else b"".join(more)
                     if unsent:  # the answers before it first: the thread writes what is left
                         unsent = unsent[connection.stream.write_ready(unsent) :]
-                    self._serve_in_thread(connection, first=whole, unsent=unsent)
+                    first = None
+                    if whole is not None:
+                        first = polled_arrival(request, raw_head, at), request.raw_body
+                    self._serve_in_thread(connection, first=first, unsent=unsent)
                     return
                 if more is not None:
                     more.append(answer[0])

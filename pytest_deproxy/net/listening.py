@@ -228,6 +228,9 @@ class Poller:
         else:
             assert self._selector is not None
             sources = [key.data for key, _ in self._selector.select(timeout)]
+        # Connections only, nearly always (asked in C, by identity first): the list as it is.
+        if _WAKE not in sources and _FORGOTTEN not in sources:
+            return sources
         found = []
         for source in sources:
             if source is _WAKE:
