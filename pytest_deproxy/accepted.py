@@ -56,7 +56,7 @@ class Connection:
         # client leaving ("client": a FIN, "reset": a RST): a proxy cancelling the request.
         self.hung_up: str | None = None
         self.hangup_poller: net.Poller | None = None
-        stream.incoming, stream.outgoing = record.incoming, record.outgoing
+        stream.on_read, stream.on_write = record.incoming.add, record.outgoing.add
         self.use(stream)
 
     def use(self, stream: net.Stream) -> None:

@@ -1,6 +1,5 @@
 """The record of traffic: what reached endpoints (Handling), what one call caused
-(MessageChain), the WebSocket frames that crossed an upgraded connection (Frame), the bytes
-of one direction of a connection (Transcript, which a connection's stream writes to), and the
+(MessageChain), the WebSocket frames that crossed an upgraded connection (Frame), and the
 caps on what is kept. The registry that ties handlings to calls is ``registry.py``, one layer
 up, and the chain's text diagram is drawn by ``diagram.py``, a reader one layer up too.
 
@@ -17,7 +16,6 @@ dropped from the caps and held by no test is freed at once, not at the next full
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -396,66 +394,6 @@ class MessageChain:
 
     def __str__(self) -> str:
         return self.diagram()
-
-
-class Transcript:
-    """The bytes of one direction of a connection, in order: the first ``limit`` of them
-    (``None``: all), and a count of those past it (``dropped``), so that a huge body or a
-    long keep-alive run costs bounded memory.
-
-    Kept in blocks of about ``BLOCK`` bytes: a ``bytearray`` the chunks are appended to, which
-    is frozen into ``bytes`` when full and a new one begun. So a chunk costs one append of its
-    bytes to a small buffer, never a move of the whole transcript (one ``bytearray`` grown to
-    megabytes is copied whole whenever the allocator cannot grow it in place), and the garbage
-    collector walks one short list (one reference a block, where a list of a long run's
-    chunks, 60,000 small ones in 4 MiB, was walked whole by every full collection). The blocks
-    are joined only when the transcript is read."""
-
-    BLOCK = 64 * 1024
-
-    def __init__(self, limit: int | None = None) -> None:
-        self.limit = limit
-        self.dropped = 0
-        self._frozen = 0  # bytes in the frozen blocks
-        self._tail = bytearray()
-        # The frozen blocks, then the tail: one list, changed by one slice assignment when a
-        # block is frozen, so that a reader on another thread sees every byte once, in order.
-        self._parts: list[bytes | bytearray] = [self._tail]
-        # Bytes that can be added before _grow() must look: to the end of the tail block, or
-        # to the limit, whichever comes first.
-        self._space: float = self.BLOCK if limit is None else min(limit, self.BLOCK)
-
-    def add(self, data: bytes) -> None:
-        # (Stream.read_ready and write_ready spell this fast lane out: keep them in step.)
-        size = len(data)
-        if size < self._space:  # nearly always: one C call under the GIL, seen whole or not
-            self._tail += data
-            self._space -= size
-            return
-        self._grow(data, size)
-
-    def _grow(self, data: bytes, size: int) -> None:
-        """Add ``data`` where it fills the tail block or reaches the limit."""
-        tail = self._tail
-        room = math.inf if self.limit is None else self.limit - self._frozen - len(tail)
-        kept = size if size <= room else max(0, int(room))
-        self.dropped += size - kept
-        if kept:
-            tail += data if kept == size else data[:kept]
-        room -= kept
-        if len(tail) >= self.BLOCK:  # frozen, and a new tail begun
-            self._frozen += len(tail)
-            self._tail = bytearray()
-            self._parts[-1:] = [bytes(tail), self._tail]
-        self._space = min(room, self.BLOCK - len(self._tail))
-
-    def __bytes__(self) -> bytes:
-        parts = self._parts[:]  # one C call: the blocks and tail as they are now
-        tail = bytes(parts.pop())  # a copy, so that nothing holds the tail while it grows
-        return b"".join([*parts, tail]) if parts else tail
-
-    def __len__(self) -> int:
-        return sum(map(len, self._parts[:]))
 
 
 def check_keep(keep: object, what: str) -> None:

@@ -11,12 +11,11 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ..errors import ConnectionReset, DeproxyTimeout, NetworkError
-from ..record import Transcript
 from .servertls import ServerTLS
 
 READ_SIZE = 65536
@@ -52,12 +51,12 @@ class Stream:
     ``timeout`` bounds each blocking read or write; ``None`` waits for ever.
     """
 
-    # Where every byte that crosses is kept: a connection record's transcripts (None: nowhere).
-    # They keep the bytes inside TLS, and follow the connection when it turns to TLS.
-    # Bytes written are kept *before* they go, so that a record is complete by the time the
-    # peer can read them (a failed write then keeps bytes that may not all have left).
-    incoming: Transcript | None = None
-    outgoing: Transcript | None = None
+    # Who wants to see every byte that crosses: a connection's record (None: nobody). They see
+    # the bytes inside TLS, and follow the connection when it turns to TLS.
+    # Bytes written are shown *before* they go, so that a record is complete by the time the
+    # peer can read them (a failed write then shows bytes that may not all have left).
+    on_read: Callable[[bytes], None] | None = None
+    on_write: Callable[[bytes], None] | None = None
     _shown_ahead = 0  # bytes write_ready() showed but the socket did not take: write() skips them
     _handshaken = False  # a TLS handshake finished: close() sends close_notify
 
@@ -112,8 +111,8 @@ class Stream:
             return b""
         except OSError as exc:
             raise translate(exc, f"reading from {self.peer}") from exc
-        if data and self.incoming is not None:
-            self.incoming.add(data)
+        if data and self.on_read is not None:
+            self.on_read(data)
         return data
 
     def reset_by_peer(self) -> bool:
@@ -134,11 +133,11 @@ class Stream:
             raise translate(exc, f"reading from {self.peer}") from exc
 
     def write(self, data: bytes) -> None:
-        if self.outgoing is not None:
+        if self.on_write is not None:
             skipped = min(self._shown_ahead, len(data))
             self._shown_ahead -= skipped
             if skipped < len(data):
-                self.outgoing.add(data[skipped:])
+                self.on_write(data[skipped:])
         try:
             self._sock.sendall(data)
         except OSError as exc:
@@ -164,27 +163,18 @@ class Stream:
             return b""
         except OSError as exc:
             raise translate(exc, f"reading from {self.peer}") from exc
-        kept = self.incoming  # (Transcript.add's fast lane, spelled out: no call a request)
-        if kept is not None and data:
-            if (size := len(data)) < kept._space:
-                kept._tail += data
-                kept._space -= size
-            else:
-                kept.add(data)
+        if data and self.on_read is not None:
+            self.on_read(data)
         return data
 
     def write_ready(self, data: bytes, *, last: bool = False) -> int:
         """Write as much of ``data`` as the connection takes now; return how many bytes.
-        The rest is to be given to :meth:`write` next (it is in ``outgoing`` already).
+        The rest is to be given to :meth:`write` next (it is shown to ``on_write`` already).
         ``last``: the stream is closed next, nothing written after ``data``; a server-side
         TLS stream then sends its ``close_notify`` with ``data`` (one write, not two)."""
-        kept = self.outgoing  # (Transcript.add's fast lane, spelled out: no call a request)
-        if kept is not None and data:
-            if (size := len(data)) < kept._space:
-                kept._tail += data
-                kept._space -= size
-            else:
-                kept.add(data)
+        on_write = self.on_write
+        if on_write is not None and data:
+            on_write(data)
         try:
             if last and type(self._sock) is ServerTLS and self._handshaken:
                 sent = self._sock.send(data, last=True)
@@ -194,7 +184,7 @@ class Stream:
             sent = 0
         except OSError as exc:
             raise translate(exc, f"writing to {self.peer}") from exc
-        if kept is not None and sent != len(data):  # (nearly always all of it is taken)
+        if on_write is not None and sent != len(data):  # (nearly always all of it is taken)
             self._shown_ahead += len(data) - sent
         return sent
 
@@ -248,7 +238,7 @@ class Stream:
                     plain, server_hostname=server_hostname, do_handshake_on_connect=False
                 )
             stream = Stream(wrapped, self.peer, timeout)
-        stream.incoming, stream.outgoing = self.incoming, self.outgoing
+        stream.on_read, stream.on_write = self.on_read, self.on_write
         if handshake:
             try:
                 stream.handshake()
