@@ -77,10 +77,7 @@ class Answering:
         )
         # No lock: deque appends are thread-safe, and a lock taken here on every request makes
         # the connection threads queue behind whichever one the GIL switched away from.
-        kept = self.handlings
-        kept.append(handling)
-        if record._kept is not kept:  # its first request: its handlings are read from ours
-            record.kept_in(kept)
+        self.handlings.append(handling)
         self.record(handling)
         return handling
 

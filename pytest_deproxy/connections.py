@@ -173,8 +173,8 @@ class ConnectionRecord:
     ``"client"``, ``"endpoint"``, ``"reset"`` or ``"shutdown"`` (``None`` while open);
     ``received`` and ``sent`` are every byte in and out, TLS removed (up to
     ``transcript_limit`` bytes each way; ``incoming.dropped``/``outgoing.dropped`` count the
-    rest). ``handlings`` are those of its requests its endpoint still keeps
-    (``keep_handlings``, the endpoint's cap, is what they are bounded by)."""
+    rest). ``handlings`` are those of its requests its endpoint still keeps (its
+    ``keep_handlings``): read from ``endpoint_handlings``, the endpoint's own, not kept twice."""
 
     id: str
     peer: str
@@ -184,14 +184,13 @@ class ConnectionRecord:
     tls: TLSInfo | None = None
     proxy_protocol: ProxyHeader | None = None
     transcript_limit: int | None = field(default=None, repr=False)
-    # The endpoint's cap on handlings, which bounds this record's too (they are read from
-    # the endpoint's): said here for whoever reads the record, not used to keep a copy.
-    keep_handlings: int | None = field(default=None, repr=False)
+    # Where its endpoint keeps every connection's handlings, in order of arrival (None: a
+    # record of no endpoint's).
+    endpoint_handlings: deque[Handling] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.incoming = Transcript(self.transcript_limit)
         self.outgoing = Transcript(self.transcript_limit)
-        self._kept: deque[Handling] | None = None  # the endpoint's handlings (kept_in)
         self._events: list[FrameEvent] = []
         self.events_dropped = 0  # frames past EVENT_LIMIT, counted, not kept
         self._facts: Facts | None = None
@@ -225,16 +224,11 @@ class ConnectionRecord:
         still keeps (``keep_handlings``), so that many connections hold no more of the record
         than the endpoint does. Read from the endpoint's handlings (one pass over them), not
         kept twice: a request costs the record one append, not two and a trim."""
-        kept = self._kept
-        if kept is None:  # no request came (or none from an endpoint: a bare record)
+        kept = self.endpoint_handlings
+        if kept is None:
             return []
         me = self.id
         return [handling for handling in kept.copy() if handling.connection == me]
-
-    def kept_in(self, handlings: deque[Handling]) -> None:
-        """Say where this connection's handlings are kept: its endpoint's handlings, in
-        order of arrival (called as its first request arrives)."""
-        self._kept = handlings
 
     @property
     def received(self) -> bytes:

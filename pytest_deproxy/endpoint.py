@@ -156,7 +156,7 @@ class Endpoint:
             new_connection_id=owner.new_connection_id,
             proxy_protocol=proxy_protocol,
             keep_connections=keep_handlings,
-            connection_handlings=keep_handlings,
+            connection_handlings=self._answering.handlings,
         )
         self.port = self._server.port
 

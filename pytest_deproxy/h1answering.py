@@ -98,23 +98,12 @@ class Http1Responder:
             return None
         if canned is not None and (again := respond_again(canned, request, at)):
             # The last answer again: recorded as made, on arrival (no handler runs), before a
-            # byte of it is written. (Answering.arrive_answered, spelled out: the commonest
-            # request under load costs the record no call of its own but the owner's.)
-            record = connection.record
-            facts = record._facts
-            if (  # (record.facts, spelled out: made once, again only if they changed)
-                facts is None
-                or facts.tls is not record.tls
-                or facts.proxy_protocol is not record.proxy_protocol
-            ):
-                facts = record.facts
+            # byte of it is written, with no call to the record but the owner's.
+            facts = connection.record.facts
             handling = _answered(
                 self._endpoint, request, connection.id, at, raw_head, facts, again[0]
             )
-            kept = self._kept
-            kept.append(handling)
-            if record._kept is not kept:  # its first request: its handlings are read from ours
-                record.kept_in(kept)
+            self._kept.append(handling)
             self._record(handling)  # (filed done: the owner wakes whoever waits for it)
             return again[1], again[2]
         handling = self._arrive(connection, request, raw_head, at)

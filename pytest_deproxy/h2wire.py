@@ -448,11 +448,6 @@ class H2Wire:
             self.closed = True
             self._window_opened.notify_all()
 
-    def stream_open(self, stream_id: int) -> bool:
-        with self._lock:
-            stream = self._conn.streams.get(stream_id)
-            return stream is not None and not stream.closed
-
 
 # -- client-side faults: frames h2 makes, sent in a shape h2 would not choose ------------------
 

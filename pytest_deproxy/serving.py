@@ -60,6 +60,7 @@ from .accepted import (
 )
 from .connections import ConnectionRecord
 from .errors import ConnectionReset, DeproxyError, DeproxyTimeout, NetworkError
+from .record import Handling
 from .request_reader import Arrival, polled_arrival
 
 JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
@@ -101,7 +102,8 @@ class Server:
     The port is taken when it is made (``port``); threads start with :meth:`start`.
     ``proxy_protocol`` (``True``, ``"optional"``, ``False``) reads a PROXY protocol header
     first on each connection; ``keep_connections`` caps the connection records kept,
-    ``connection_handlings`` the handlings each keeps (None: all), and each transcript keeps
+    ``connection_handlings`` is where the endpoint keeps every connection's handlings (each
+    record reads its own from there), and each transcript keeps
     ``TRANSCRIPT_LIMIT`` bytes each way.
     """
 
@@ -118,7 +120,7 @@ class Server:
         new_connection_id: Callable[[], str],
         proxy_protocol: bool | str = False,
         keep_connections: int | None = None,
-        connection_handlings: int | None = None,
+        connection_handlings: deque[Handling] | None = None,
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -317,7 +319,7 @@ class Server:
             self._new_connection_id(),
             peer,
             transcript_limit=TRANSCRIPT_LIMIT,
-            keep_handlings=self._connection_handlings,
+            endpoint_handlings=self._connection_handlings,
         )
         self._records.append(record)
         own_thread = bool(self.proxy_protocol)

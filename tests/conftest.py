@@ -249,3 +249,24 @@ def echo_in_many_sessions(
         client.join(join)
     assert not failures, failures[:3]
     return opened, time.perf_counter() - started
+
+
+def bodiless_answers(
+    port: int, data: bytes, answers: int, sock: socket.socket | None = None
+) -> bytes:
+    """Send ``data`` (on ``sock``, or on a new connection closed after) and read until
+    ``answers`` bodiless answers came; what came."""
+    own = sock is None
+    if sock is None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        sock.sendall(data)
+        got = b""
+        while got.count(b"\r\n\r\n") < answers:
+            chunk = sock.recv(65536)
+            assert chunk, got
+            got += chunk
+        return got
+    finally:
+        if own:
+            sock.close()

@@ -19,26 +19,9 @@ from pytest_deproxy.connections import ConnectionRecord
 from pytest_deproxy.models import Headers, Request
 from pytest_deproxy.record import Handling, SentLater
 
+from .conftest import bodiless_answers
+
 GET = b"GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Seq: %d\r\nx-seq: again\r\n\r\n"
-
-
-def _send(port: int, data: bytes, answers: int, sock: socket.socket | None = None) -> bytes:
-    """Send ``data`` (on ``sock``, or a new connection closed after) and read ``answers``
-    bodiless answers."""
-    own = sock is None
-    if sock is None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    try:
-        sock.sendall(data)
-        got = b""
-        while got.count(b"\r\n\r\n") < answers:
-            chunk = sock.recv(65536)
-            assert chunk, got
-            got += chunk
-        return got
-    finally:
-        if own:
-            sock.close()
 
 
 @pytest.mark.parametrize("cls", [Request, Handling, ConnectionRecord, Response, Headers])
@@ -51,7 +34,7 @@ def test_the_classes_read_on_every_request_have_no_getattr_hook(cls: type) -> No
 def test_unread_headers_and_a_response_made_later_are_what_crossed_the_wire() -> None:
     with Deproxy() as deproxy:
         endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
-        answers = _send(endpoint.port, b"".join(GET % (n, n) for n in range(3)), 3)
+        answers = bodiless_answers(endpoint.port, b"".join(GET % (n, n) for n in range(3)), 3)
         handlings = endpoint.handlings
         assert [h.request.path for h in handlings] == ["/0", "/1", "/2"]
         for number, handling in enumerate(handlings):
@@ -78,11 +61,11 @@ def test_unread_headers_and_a_response_made_later_are_what_crossed_the_wire() ->
 def test_a_handling_first_read_after_the_caps_dropped_it_and_its_connection_closed() -> None:
     with Deproxy(keep_chains=1) as deproxy:
         endpoint = deproxy.add_endpoint(default_handler=handlers.simple, keep_handlings=2)
-        _send(endpoint.port, GET % (1, 1), 1)
+        bodiless_answers(endpoint.port, GET % (1, 1), 1)
         held = endpoint.handlings[0]  # held before anything of it was read
         record = endpoint.connections[0]
         for number in range(2, 6):  # each on a new connection: the caps drop the first
-            _send(endpoint.port, GET % (number, number), 1)
+            bodiless_answers(endpoint.port, GET % (number, number), 1)
         assert [h.request.path for h in endpoint.handlings] == ["/4", "/5"]
         assert record not in endpoint.connections and record.closed_by is not None
         assert record.handlings == []  # the endpoint keeps none of its requests now
@@ -101,7 +84,7 @@ def test_a_handling_first_read_after_the_caps_dropped_it_and_its_connection_clos
 def test_a_response_made_on_first_read_is_made_once_whichever_threads_ask() -> None:
     with Deproxy() as deproxy:
         endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
-        _send(endpoint.port, b"".join(GET % (n, n) for n in range(50)), 50)
+        bodiless_answers(endpoint.port, b"".join(GET % (n, n) for n in range(50)), 50)
         handlings = endpoint.handlings
         seen: list[list[Response | None]] = []
         start = threading.Barrier(4)
@@ -136,11 +119,11 @@ def test_an_idle_connection_holds_only_what_its_endpoint_keeps() -> None:
     with Deproxy() as deproxy:
         endpoint = deproxy.add_endpoint(default_handler=handlers.simple, keep_handlings=4)
         with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as quiet:
-            _send(endpoint.port, GET % (0, 0) + GET % (1, 1), 2, sock=quiet)
+            bodiless_answers(endpoint.port, GET % (0, 0) + GET % (1, 1), 2, sock=quiet)
             busy = socket.create_connection(("127.0.0.1", endpoint.port), timeout=5)
             with busy:
                 for number in range(2, 5):
-                    _send(endpoint.port, GET % (number, number), 1, sock=busy)
+                    bodiless_answers(endpoint.port, GET % (number, number), 1, sock=busy)
                 first, second = endpoint.connections
                 assert [h.request.path for h in first.handlings] == ["/1"]
                 assert [h.request.path for h in second.handlings] == ["/2", "/3", "/4"]
@@ -148,10 +131,10 @@ def test_an_idle_connection_holds_only_what_its_endpoint_keeps() -> None:
                 assert first.handlings[0] is kept[0]
                 assert [id(h) for h in second.handlings] == [id(h) for h in kept[1:]]
                 for number in (5, 6):
-                    _send(endpoint.port, GET % (number, number), 1, sock=busy)
+                    bodiless_answers(endpoint.port, GET % (number, number), 1, sock=busy)
                 assert first.handlings == []
                 assert [h.request.path for h in second.handlings] == ["/3", "/4", "/5", "/6"]
-                _send(endpoint.port, GET % (7, 7), 1, sock=quiet)
+                bodiless_answers(endpoint.port, GET % (7, 7), 1, sock=quiet)
                 assert [h.request.path for h in first.handlings] == ["/7"]
                 assert [h.request.path for h in second.handlings] == ["/4", "/5", "/6"]
 
@@ -159,8 +142,8 @@ def test_an_idle_connection_holds_only_what_its_endpoint_keeps() -> None:
 def test_a_connection_keeps_every_handling_when_its_endpoint_keeps_all() -> None:
     with Deproxy() as deproxy:
         endpoint = deproxy.add_endpoint(default_handler=handlers.simple, keep_handlings=None)
-        _send(endpoint.port, b"".join(GET % (n, n) for n in range(30)), 30)
-        _send(endpoint.port, GET % (99, 99), 1)
+        bodiless_answers(endpoint.port, b"".join(GET % (n, n) for n in range(30)), 30)
+        bodiless_answers(endpoint.port, GET % (99, 99), 1)
         first, second = endpoint.connections
         assert [h.request.path for h in first.handlings] == [f"/{n}" for n in range(30)]
         assert [h.request.path for h in second.handlings] == ["/99"]
@@ -184,7 +167,7 @@ def test_untracked_requests_answered_on_the_poll_thread_are_orphans_of_every_cal
         def front_handler(request: Request) -> Response:
             both_in_flight.wait(5)  # both calls are in flight now
             if request.path == "/a":
-                _send(backend.port, b"".join(GET % (n, n) for n in range(3)), 3)
+                bodiless_answers(backend.port, b"".join(GET % (n, n) for n in range(3)), 3)
             both_in_flight.wait(5)  # and stay so until the backend answered
             return Response(200)
 
@@ -219,9 +202,9 @@ def test_a_tracking_id_that_arrives_late_still_files_the_request_in_its_chain() 
                 sock.sendall(b"GET /late HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                 threading.Event().wait(0.05)  # the first piece is read alone
                 rest = f"Deproxy-Request-ID: {request_id}\r\n\r\n".encode()
-                _send(backend.port, rest, 1, sock=sock)
+                bodiless_answers(backend.port, rest, 1, sock=sock)
                 # and an untracked one after it, on the same connection: an orphan
-                _send(backend.port, GET % (1, 1), 1, sock=sock)
+                bodiless_answers(backend.port, GET % (1, 1), 1, sock=sock)
             return Response(200)
 
         front = deproxy.add_endpoint(name="front", default_handler=front_handler)
@@ -273,7 +256,7 @@ def test_untracked_requests_arriving_while_a_call_is_in_flight_keep_their_header
         backend = deproxy.add_endpoint(name="backend", default_handler=handlers.simple)
 
         def front_handler(request: Request) -> Response:
-            _send(backend.port, b"".join(GET % (n, n) for n in range(3)), 3)
+            bodiless_answers(backend.port, b"".join(GET % (n, n) for n in range(3)), 3)
             return Response(200)
 
         front = deproxy.add_endpoint(name="front", default_handler=front_handler)

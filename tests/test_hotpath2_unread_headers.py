@@ -6,7 +6,6 @@ objects for such a request instead of a couple of dozen. Through sockets where i
 from __future__ import annotations
 
 import gc
-import socket
 import threading
 
 from hypothesis import given, settings
@@ -17,21 +16,10 @@ from pytest_deproxy.heads import GLANCE_LACKS, Head, glance_request_head, read_r
 from pytest_deproxy.models import UNREAD_LACKS, Headers, Request
 from pytest_deproxy.record import Handling
 
+from .conftest import bodiless_answers
 from .test_heads import heads, request_lines
 
 LIMIT = 64 * 1024
-
-
-def _exchange(port: int, data: bytes, answers: int) -> bytes:
-    """Send ``data`` on one connection and read until ``answers`` answers (bodiless) came."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(data)
-        got = b""
-        while got.count(b"\r\n\r\n") < answers:
-            chunk = sock.recv(65536)
-            assert chunk, got
-            got += chunk
-        return got
 
 
 # -- the glance reads what the whole reading reads -------------------------------------------
@@ -105,7 +93,7 @@ def test_headers_read_from_the_record_are_the_ones_that_arrived_in_order_as_spel
     )
     with Deproxy() as deproxy:
         endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
-        _exchange(endpoint.port, head * 3, 3)
+        bodiless_answers(endpoint.port, head * 3, 3)
         handlings = endpoint.handlings
     assert len(handlings) == 3
     for handling in handlings:
@@ -177,7 +165,7 @@ def test_a_request_answered_on_the_poll_thread_costs_the_record_a_few_objects() 
     with Deproxy() as deproxy:
         endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
         head = b"GET /%d HTTP/1.1\r\nHost: h\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
-        _exchange(endpoint.port, b"".join(head % n for n in range(20)), 20)
+        bodiless_answers(endpoint.port, b"".join(head % n for n in range(20)), 20)
         handlings = endpoint.handlings
     owned = _owned_objects(handlings[2:-2])  # (not the first answer of a second: it may differ)
     assert max(owned) <= 8, owned
