@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import client, crafting, handlers, serving, wire
 from .client import ClientConnection, Target, Verify
@@ -21,13 +21,15 @@ from .endpoint import DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT, Endpoint
 from .errors import DeproxyError, TunnelRefused
 from .h2client import H2ClientConnection
 from .handlers import Handler
-from .mitm import MitmEndpoint
 from .models import TRACKING_HEADER, Body, HeaderItems, Request
 from .proxyproto import ProxyHeader
 from .record import DEFAULT_KEEP, Handling, MessageChain
 from .registry import ChainRegistry
 from .tls import CertificateAuthority
 from .websocket import WebSocketSession, handshake_request, parse_url
+
+if TYPE_CHECKING:  # loaded by add_mitm_endpoint: its YAML parser is a cost only MITM users pay
+    from .mitm import MitmEndpoint
 
 HandlerMap = Mapping[Any, Handler]
 AnyEndpoint = TypeVar("AnyEndpoint", bound=Endpoint)
@@ -221,6 +223,8 @@ class Deproxy:
         verified against the system's CAs and the MITM's own; ``verify_upstream=False`` turns
         that off (INSPIRE-MITMProxy's ``--ssl-insecure``).
         """
+        from .mitm import MitmEndpoint
+
         self._check_running()
         _check_hostname(hostname, "add_mitm_endpoint")
         return self._register(

@@ -10,19 +10,21 @@ import json
 import re
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .deproxy import Deproxy
 from .endpoint import Endpoint
 from .handlers import Handler
-from .mitm import MitmEndpoint
 from .record import MessageChain
 from .redaction import DEFAULT as DEFAULT_REDACTION
 from .redaction import Redaction
 from .report import to_har
 from .tls import CertificateAuthority
+
+if TYPE_CHECKING:  # the mitm fixture loads it: its YAML parser is a cost only MITM users pay
+    from .mitm import MitmEndpoint
 
 _errors_told = pytest.StashKey[int]()
 _har_all = pytest.StashKey[bool]()  # --deproxy-har DIR --deproxy-har-all: every test's HAR
@@ -122,6 +124,15 @@ def _deproxy_of(item: pytest.Item) -> Deproxy | None:
     return deproxy if isinstance(deproxy, Deproxy) else None
 
 
+def _mitm_of(item: pytest.Item) -> MitmEndpoint | None:
+    mitm = getattr(item, "funcargs", {}).get("mitm")
+    if mitm is None:
+        return None
+    from .mitm import MitmEndpoint
+
+    return mitm if isinstance(mitm, MitmEndpoint) else None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     try:
@@ -154,13 +165,13 @@ def pytest_runtest_makereport(
     if report.failed and chains and not config.getoption("--deproxy-no-diagrams"):
         text = "\n\n".join(chain.diagram() for chain in chains)
         report.sections.append(("deproxy: message chains", text))
-    mitm = getattr(item, "funcargs", {}).get("mitm")
-    if report.failed and isinstance(mitm, MitmEndpoint) and mitm.misses:
+    mitm = _mitm_of(item)
+    if report.failed and mitm is not None and mitm.misses:
         text = "\n\n".join(miss.explanation for miss in mitm.misses)
         report.sections.append(("deproxy: requests no recorded interaction matched", text))
     har_directory = config.getoption("--deproxy-har")
     if har_directory and chains and (report.failed or config.getoption("--deproxy-har-all")):
-        redaction = mitm.redaction if isinstance(mitm, MitmEndpoint) else DEFAULT_REDACTION
+        redaction = mitm.redaction if mitm is not None else DEFAULT_REDACTION
         _write_har(Path(har_directory), item.nodeid, chains, report.outcome, redaction)
     return report
 

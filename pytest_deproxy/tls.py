@@ -5,6 +5,10 @@ memory unless the caller asks for a file, and any key file written is readable b
 alone. Leaf certificates are issued once per set of host names and cached, the most recently
 used few hundred of them: a MITM asked to CONNECT to ever new hosts stays the same size.
 A server context keeps the sessions it can resume in memory (OpenSSL's cache, bounded).
+
+trustme and cryptography are imported when a CA is first made or loaded, not with this
+module: together they are about half of what loading the plugin costs a pytest run (~0.1 s of
+CPU), and a suite that never asks for TLS never needs them.
 """
 
 from __future__ import annotations
@@ -20,12 +24,10 @@ import threading
 import weakref
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import trustme
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+if TYPE_CHECKING:
+    import trustme
 
 
 class CertificateAuthority:
@@ -43,7 +45,11 @@ class CertificateAuthority:
     MAX_SERVER_CONTEXTS = 256
 
     def __init__(self, ca: trustme.CA | None = None) -> None:
-        self._ca = ca if ca is not None else trustme.CA(organization_name="pytest-deproxy")
+        if ca is None:
+            import trustme
+
+            ca = trustme.CA(organization_name="pytest-deproxy")
+        self._ca = ca
         self._lock = threading.Lock()
         self._server_contexts: OrderedDict[tuple[str, ...], ssl.SSLContext] = OrderedDict()
         self._client_contexts: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = {}
@@ -55,6 +61,8 @@ class CertificateAuthority:
         cls, cert_path: str | os.PathLike[str], key_path: str | os.PathLike[str]
     ) -> CertificateAuthority:
         """Load an existing CA from its PEM certificate and key, e.g. one a container trusts."""
+        import trustme
+
         try:
             cert = Path(cert_path).read_bytes()
             key = Path(key_path).read_bytes()
@@ -130,6 +138,11 @@ class CertificateAuthority:
                 f"a certificate's common name has at most 64 characters; {name[:20]!r}... has "
                 f"{len(name)}"
             )
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
         ca_key = serialization.load_pem_private_key(self._ca.private_key_pem.bytes(), password=None)
         ca_cert = x509.load_pem_x509_certificate(self.cert_pem)
         key = ec.generate_private_key(ec.SECP256R1())
@@ -236,6 +249,11 @@ class CertificateAuthority:
             return context
 
     def _configure_plain_leaf(self, context: ssl.SSLContext, hostnames: tuple[str, ...]) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
         ca_key = serialization.load_pem_private_key(self._ca.private_key_pem.bytes(), password=None)
         ca_cert = x509.load_pem_x509_certificate(self.cert_pem)
         leaf_key = ec.generate_private_key(ec.SECP256R1())
