@@ -9,7 +9,6 @@ import select
 import socket
 import ssl
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,10 +19,6 @@ from ..errors import ConnectionReset, DeproxyTimeout, NetworkError
 from .servertls import ServerTLS
 
 READ_SIZE = 65536
-# Linux bounds a blocking connect() by SO_SNDTIMEO too (it fails with EINPROGRESS): a
-# connected stream's timeout can then be the kernel's, on a blocking socket (see Stream).
-_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
-_TIMEVAL = struct.Struct("@ll")
 _IGNORE_UNEXPECTED_EOF = getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)  # OpenSSL 3 and later
 
 
@@ -54,14 +49,6 @@ class Stream:
     """A connected socket (plain or TLS) with a timeout: what the framing layer reads and writes.
 
     ``timeout`` bounds each blocking read or write; ``None`` waits for ever.
-
-    A stream :func:`connect` made (a client's, on Linux) keeps a timeout as the kernel's
-    ``SO_RCVTIMEO``/``SO_SNDTIMEO`` on a blocking socket, not as Python's, which polls the
-    socket before every ``connect``, ``send`` and ``recv``: a request on a fresh connection
-    then makes three system calls fewer, each of which also gave the GIL to the thread
-    serving it. The bound is the same (a read, a write, a connect fails with
-    :class:`DeproxyTimeout` after ``timeout`` s); ``timeout=0`` and TLS turn it back into
-    Python's.
     """
 
     # Who wants to see every byte that crosses: a connection's record (None: nobody). They see
@@ -72,9 +59,6 @@ class Stream:
     on_write: Callable[[bytes], None] | None = None
     _shown_ahead = 0  # bytes write_ready() showed but the socket did not take: write() skips them
     _handshaken = False  # a TLS handshake finished: close() sends close_notify
-    # The socket is blocking and the timeout is the kernel's (SO_RCVTIMEO/SO_SNDTIMEO), this:
-    _kernel_timeout: float | None = None
-    _kernel = False
 
     def __init__(
         self,
@@ -83,19 +67,14 @@ class Stream:
         timeout: float | None = None,
         *,
         nodelay: bool = True,
-        kernel_timeout: bool = False,
     ) -> None:
         """``nodelay=False``: the socket has ``TCP_NODELAY`` already (one accepted from a
-        listener that passes it on: see :func:`~.listening.accepted_stream`).
-        ``kernel_timeout=True``: ``sock`` is a plain blocking socket whose ``SO_RCVTIMEO``
-        and ``SO_SNDTIMEO`` are ``timeout`` already (what :func:`connect` makes)."""
+        listener that passes it on: see :func:`~.listening.accepted_stream`)."""
         self._sock = sock
         self.peer = peer
         self._closed = False
         self._tls = isinstance(sock, (ssl.SSLSocket, ServerTLS))
-        if kernel_timeout:
-            self._kernel, self._kernel_timeout = True, timeout
-        elif sock.gettimeout() != timeout:
+        if sock.gettimeout() != timeout:
             sock.settimeout(timeout)
         if nodelay and not isinstance(sock, ServerTLS):  # whose socket has it already
             try:  # not asking sock.family first: it makes an enum each time (~2 us)
@@ -106,43 +85,12 @@ class Stream:
 
     @property
     def timeout(self) -> float | None:
-        if self._kernel:
-            return self._kernel_timeout
         return self._sock.gettimeout()
 
     @timeout.setter
     def timeout(self, seconds: float | None) -> None:
-        if not self._kernel:
-            if seconds != self._sock.gettimeout():
-                self._sock.settimeout(seconds)
-        elif seconds != self._kernel_timeout:
-            if seconds is not None and seconds <= 0:  # never waits: Python's non-blocking
-                self._python_timeout()
-                self._sock.settimeout(seconds)
-            else:
-                sock: Any = self._sock
-                with translate_errors(f"setting the timeout of the connection to {self.peer}"):
-                    set_kernel_timeouts(sock, seconds)
-                self._kernel_timeout = seconds
-
-    def _python_timeout(self) -> None:
-        """Turn a kernel timeout back into Python's (the socket's own timeout): for TLS, or
-        for a stream that never waits."""
-        if self._kernel:
-            sock: Any = self._sock
-            try:
-                set_kernel_timeouts(sock, None)
-            except OSError:
-                pass  # closed: Python's timeout is as good as any
-            self._kernel = False
-            sock.settimeout(self._kernel_timeout)
-
-    def _failed(self, exc: OSError, doing: str) -> NetworkError:
-        """``exc`` translated; on a kernel timeout, a blocking call that gave up
-        (``EAGAIN``) timed out."""
-        if self._kernel and isinstance(exc, BlockingIOError):
-            return DeproxyTimeout(f"timed out {doing}")
-        return translate(exc, doing)
+        if seconds != self._sock.gettimeout():
+            self._sock.settimeout(seconds)
 
     @property
     def closed(self) -> bool:
@@ -162,7 +110,7 @@ class Stream:
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return b""
         except OSError as exc:
-            raise self._failed(exc, f"reading from {self.peer}") from exc
+            raise translate(exc, f"reading from {self.peer}") from exc
         if data and self.on_read is not None:
             self.on_read(data)
         return data
@@ -182,7 +130,7 @@ class Stream:
         try:
             return sock.recv(max_bytes, socket.MSG_PEEK)
         except OSError as exc:
-            raise self._failed(exc, f"reading from {self.peer}") from exc
+            raise translate(exc, f"reading from {self.peer}") from exc
 
     def write(self, data: bytes) -> None:
         if self.on_write is not None:
@@ -191,34 +139,9 @@ class Stream:
             if skipped < len(data):
                 self.on_write(data[skipped:])
         try:
-            if self._kernel:
-                self._send_all(data)
-            else:
-                self._sock.sendall(data)
+            self._sock.sendall(data)
         except OSError as exc:
-            raise self._failed(exc, f"writing to {self.peer}") from exc
-
-    def _send_all(self, data: bytes) -> None:
-        """``sendall`` under a kernel timeout, bounding the whole write as Python's does (not
-        each ``send``: a peer that reads a little at a time must not stretch it)."""
-        sock: Any = self._sock
-        sent = sock.send(data)  # nearly always all of it, at once
-        if sent == len(data):
-            return
-        timeout = self._kernel_timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        view = memoryview(data)
-        try:
-            while sent < len(data):
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise BlockingIOError(errno.EAGAIN, "timed out")
-                    set_kernel_timeouts(sock, left, reading=False)
-                sent += sock.send(view[sent:])
-        finally:
-            if deadline is not None:
-                set_kernel_timeouts(sock, timeout, reading=False)
+            raise translate(exc, f"writing to {self.peer}") from exc
 
     # A stream with ``timeout=0`` never waits: a poller says when to read, and these say how
     # much could be done at once.
@@ -305,7 +228,6 @@ class Stream:
         """
         plain = self._sock
         assert not self._tls and isinstance(plain, socket.socket), "this stream is TLS already"
-        self._python_timeout()  # an SSLSocket keeps its timeout in Python
         timeout = plain.gettimeout()
         if server_side:
             stream = Stream.serving_tls(plain, self.peer, context, timeout)
@@ -547,47 +469,19 @@ def literal_address(hostname: str, port: int) -> tuple[int, Any]:
     return 0, None
 
 
-def set_kernel_timeouts(
-    sock: socket.socket, seconds: float | None, *, reading: bool = True
-) -> None:
-    """Bound each blocking send (and connect) of ``sock``, and its receives unless
-    ``reading=False``, by ``seconds`` in the kernel (``None``: no bound)."""
-    if seconds is None:
-        value = _TIMEVAL.pack(0, 0)  # (a zero timeval is no timeout)
-    else:
-        whole = int(seconds)
-        value = _TIMEVAL.pack(whole, max(1, int((seconds - whole) * 1_000_000)))
-    if reading:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-
-
 def connect(host: str, port: int, timeout: float | None) -> Stream:
-    """Open a TCP connection, failing within ``timeout`` seconds.
-
-    To an IP literal on Linux the stream keeps its timeout in the kernel (see
-    :class:`Stream`): the connect is a blocking one, bounded by ``SO_SNDTIMEO``."""
+    """Open a TCP connection, failing within ``timeout`` seconds."""
     address = format_address(host, port)
-    doing = f"connecting to {address}"
     family, sockaddr = literal_address(host, port)
-    kernel = False
-    with translate_errors(doing):
+    with translate_errors(f"connecting to {address}"):
         if not family:  # a name: the resolver, and each address it gives in turn
             sock = socket.create_connection((host, port), timeout=timeout)
         else:  # an IP literal (a test's endpoint): no lookup, no IDNA encoding of the host
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                if _KERNEL_TIMEOUTS and (timeout is None or timeout > 0):
-                    kernel = True
-                    if timeout is not None:
-                        set_kernel_timeouts(sock, timeout)
-                else:
-                    sock.settimeout(timeout)
+                sock.settimeout(timeout)
                 sock.connect(sockaddr)
-            except BlockingIOError as exc:  # (EINPROGRESS: SO_SNDTIMEO ran out)
-                sock.close()
-                raise DeproxyTimeout(f"timed out {doing}") from exc
             except BaseException:
                 sock.close()
                 raise
-    return Stream(sock, address, timeout, kernel_timeout=kernel)
+    return Stream(sock, address, timeout)
