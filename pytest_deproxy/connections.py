@@ -9,6 +9,12 @@ are not kept twice: they are read from its endpoint's (those of them it still ke
 handling refers to its connection's :class:`Facts`, never to the record, which refers to its
 endpoint's handlings: so a record dropped from the endpoint's cap is freed at once, not by the
 garbage collector.
+
+A record of an HTTP/1 connection holds as few objects as the garbage collector must walk:
+a transcript's list of blocks is made when its first 64 KiB block is frozen, and the list of
+HTTP/2 frames when the first frame comes (a handling's :class:`Facts` made before then is
+given the list then). Every fresh connection leaves a record, up to the endpoint's cap, and
+each object a full collection walks costs each request that follows.
 """
 
 from __future__ import annotations
@@ -100,7 +106,10 @@ class Transcript:
         self._tail = bytearray()
         # The frozen blocks, then the tail: one list, changed by one slice assignment when a
         # block is frozen, so that a reader on another thread sees every byte once, in order.
-        self._parts: list[bytes | bytearray] = [self._tail]
+        # None until the first block is frozen (most connections never fill one): the tail
+        # is then all there is. A reader takes the tail before this, the writer sets this
+        # before a new tail, so a reader that finds None here took the only tail.
+        self._parts: list[bytes | bytearray] | None = None
         # Bytes that can be added before _grow() must look: to the end of the tail block, or
         # to the limit, whichever comes first.
         self._space: float = self.BLOCK if limit is None else min(limit, self.BLOCK)
@@ -124,34 +133,43 @@ class Transcript:
         room -= kept
         if len(tail) >= self.BLOCK:  # frozen, and a new tail begun
             self._frozen += len(tail)
-            self._tail = bytearray()
-            self._parts[-1:] = [bytes(tail), self._tail]
+            fresh = bytearray()
+            if self._parts is None:
+                self._parts = [bytes(tail), fresh]
+            else:
+                self._parts[-1:] = [bytes(tail), fresh]
+            self._tail = fresh
         self._space = min(room, self.BLOCK - len(self._tail))
 
     def __bytes__(self) -> bytes:
-        parts = self._parts[:]  # one C call: the blocks and tail as they are now
-        tail = bytes(parts.pop())  # a copy, so that nothing holds the tail while it grows
-        return b"".join([*parts, tail]) if parts else tail
+        tail, blocks = self._tail, self._parts  # in this order (see __init__)
+        if blocks is None:
+            return bytes(tail)
+        parts = blocks[:]  # one C call: the blocks and tail as they are now
+        last = bytes(parts.pop())  # a copy, so that nothing holds the tail while it grows
+        return b"".join([*parts, last]) if parts else last
 
     def __len__(self) -> int:
-        return sum(map(len, self._parts[:]))
+        tail, blocks = self._tail, self._parts
+        return len(tail) if blocks is None else sum(map(len, blocks[:]))
 
 
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What a handling's connection was, as its diagram shows it: the client's ``peer``, and
     the ``tls`` and ``proxy_protocol`` facts settled before its first request, and (HTTP/2)
-    the connection's frames as they go on (the record's own list, shared, never copied)."""
+    the connection's frames as they go on (the record's own list, shared, never copied; an
+    empty tuple until the first frame: the record then gives its list to these facts)."""
 
     peer: str
     tls: TLSInfo | None = None
     proxy_protocol: ProxyHeader | None = None
-    frames: list[FrameEvent] = field(default_factory=list, repr=False, compare=False)
+    frames: list[FrameEvent] | tuple[()] = field(default=(), repr=False, compare=False)
 
     @property
     def events(self) -> list[FrameEvent]:
         """HTTP/2: the connection-level frames both ways, so far (empty on HTTP/1)."""
-        return self.frames[:]
+        return list(self.frames)
 
     @property
     def summary(self) -> str:
@@ -191,7 +209,7 @@ class ConnectionRecord:
     def __post_init__(self) -> None:
         self.incoming = Transcript(self.transcript_limit)
         self.outgoing = Transcript(self.transcript_limit)
-        self._events: list[FrameEvent] = []
+        self._events: list[FrameEvent] | None = None  # made by the first frame (HTTP/2)
         self.events_dropped = 0  # frames past EVENT_LIMIT, counted, not kept
         self._facts: Facts | None = None
 
@@ -204,19 +222,30 @@ class ConnectionRecord:
             or facts.tls is not self.tls
             or facts.proxy_protocol is not self.proxy_protocol
         ):
-            facts = self._facts = Facts(self.peer, self.tls, self.proxy_protocol, self._events)
+            events = self._events
+            frames = () if events is None else events
+            facts = self._facts = Facts(self.peer, self.tls, self.proxy_protocol, frames)
+            if events is None and self._events is not None:  # the first frame came meanwhile
+                _give_frames(facts, self._events)
         return facts
 
     @property
     def events(self) -> list[FrameEvent]:
         """HTTP/2: the connection-level frames both ways, in order (empty on HTTP/1)."""
-        return self._events[:]
+        events = self._events
+        return [] if events is None else events[:]
 
     def add_event(self, event: FrameEvent) -> None:
-        if len(self._events) >= EVENT_LIMIT:
+        events = self._events
+        if events is None:  # the first frame: the list, shared with the facts made so far
+            # (setdefault: one list even if two threads come first at once)
+            events = self._events = self.__dict__.setdefault("_shared_events", [])
+            if self._facts is not None:
+                _give_frames(self._facts, events)
+        if len(events) >= EVENT_LIMIT:
             self.events_dropped += 1
             return
-        self._events.append(event)  # list.append is atomic: stream threads may add too
+        events.append(event)  # list.append is atomic: stream threads may add too
 
     @property
     def handlings(self) -> list[Handling]:
@@ -251,6 +280,12 @@ class ConnectionRecord:
     def summary(self) -> str:
         """The facts a diagram shows beside a request."""
         return self.facts.summary
+
+
+def _give_frames(facts: Facts, events: list[FrameEvent]) -> None:
+    """Let ``facts``, made before its connection's first frame, share the frames' list
+    (the same facts object: the handlings that refer to it see the frames too)."""
+    object.__setattr__(facts, "frames", events)  # (frozen to everyone else)
 
 
 def _subject(certificate: dict[str, Any]) -> str:

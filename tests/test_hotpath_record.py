@@ -78,6 +78,7 @@ def test_a_long_runs_transcript_is_a_few_blocks_for_the_collector() -> None:
     transcript = Transcript(4 * 1024 * 1024)
     for _ in range(40_000):  # 4.4 MB of 110-byte chunks, past the limit
         transcript.add(b"x" * 110)
+    assert transcript._parts is not None
     assert len(transcript._parts) <= 4 * 1024 * 1024 // Transcript.BLOCK + 1
     assert transcript.dropped == 40_000 * 110 - 4 * 1024 * 1024
 
