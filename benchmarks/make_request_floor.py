@@ -3,13 +3,15 @@
 Both sides of each pair do the same small exchange: a GET answered by an empty 200. The
 floor is a bare h11 client against a bare h11 server; ours is ``Deproxy().make_request``
 against its own endpoint (default settings: the record kept as it is by default), once on a
-persistent connection and once on a fresh connection per call. Rounds alternate which goes
-first. :func:`measure` returns the figures; ``python benchmarks/make_request_floor.py
-[rounds] [count]`` prints them.
+persistent connection and once on a fresh connection per call, each case on a Deproxy of
+its own. Rounds alternate which goes first. :func:`measure` returns the figures;
+``python benchmarks/make_request_floor.py [rounds] [count]`` prints them.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import statistics
 import sys
 import time
@@ -47,16 +49,16 @@ def measure(rounds: int = 7, count: int = 2000, **deproxy_options: Any) -> dict[
         one.close()
 
     figures: dict[str, Any] = {"rounds": rounds, "count": count}
-    with Deproxy(**deproxy_options) as deproxy:
-        endpoint = deproxy.add_endpoint()
-        url = endpoint.url
-        connection = deproxy.connect(url)
-        cases = {
-            "persistent": (lambda: deproxy.make_request(url, connection=connection), client.get),
-            "fresh": (lambda: deproxy.make_request(url), fresh_floor),
-        }
-        for case, (ours, floor) in cases.items():
-            sizes = count if case == "persistent" else count // 4
+    # A Deproxy per case, made after the last one's record was collected (as run.py does):
+    # the fresh case must not walk the persistent case's kept record in its collections.
+    for case, persistent in (("persistent", True), ("fresh", False)):
+        gc.collect()
+        with Deproxy(**deproxy_options) as deproxy:
+            url = deproxy.add_endpoint().url
+            connection = deproxy.connect(url) if persistent else None
+            ours = functools.partial(deproxy.make_request, url, connection=connection)
+            floor = client.get if persistent else fresh_floor
+            sizes = count if persistent else count // 4
             ratios, cpu_ratios, our_rates, floor_rates = [], [], [], []
             for number in range(rounds):
                 if number % 2:
@@ -73,7 +75,8 @@ def measure(rounds: int = 7, count: int = 2000, **deproxy_options: Any) -> dict[
                 "rate": statistics.median(our_rates),
                 "floor_rate": statistics.median(floor_rates),
             }
-        connection.close()
+            if connection is not None:
+                connection.close()
     client.close()
     server.close()
     return figures
