@@ -91,18 +91,18 @@ class Answering:
                 result = handler(request)  # type: ignore[operator]
             else:
                 result = call_handler(handler, request, context)
-            if not isinstance(result, (Response, Fault, Takeover)):
-                raise TypeError(
-                    f"handler {getattr(handler, '__name__', handler)!r} returned "
-                    f"{type(result).__name__}; a handler must return a Response (or a fault)"
-                )
-            return result
+            return checked(handler, result)
         except Exception as exc:
-            self.handler_error(exc)
             if context is not None:
                 context.send_default_headers = True
                 context.chunked = False
-            return self.error_answer(exc)
+            return self.handler_failed(exc)
+
+    def handler_failed(self, exc: Exception) -> Response:
+        """Report what a handler raised (or the nonsense it returned, ``checked`` said so),
+        and answer with the 500 it comes to."""
+        self.handler_error(exc)
+        return self.error_answer(exc)
 
     def error_answer(self, exc: Exception) -> Response:
         """The 500 that answers a request whose handler raised ``exc``."""
@@ -140,6 +140,16 @@ class Answering:
         self, connection: Connection, handling: Handling
     ) -> Callable[[Response], None]:
         return lambda interim: self.send_interim(connection, handling, interim)
+
+
+def checked(handler: Handler, result: object) -> Response | Fault | Takeover:
+    """``result``, if it is an answer a handler may give; raises ``TypeError`` if not."""
+    if not isinstance(result, (Response, Fault, Takeover)):
+        raise TypeError(
+            f"handler {getattr(handler, '__name__', handler)!r} returned "
+            f"{type(result).__name__}; a handler must return a Response (or a fault)"
+        )
+    return result
 
 
 def as_sent(response: Response, request: Request, context: HandlerContext) -> Response:
