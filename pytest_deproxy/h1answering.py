@@ -77,6 +77,7 @@ class Http1Responder:
         self._handler_for = answering.handler_for
         self._arrive = answering.arrive
         self._record = answering.record
+        self._in_flight = answering.in_flight  # (empty: no call in flight; see Answering)
         self._kept = answering.handlings
         self._run_handler = answering.run_handler
         self._settled = answering.settled
@@ -108,7 +109,30 @@ class Http1Responder:
                 return self._answer_plain(connection, request, raw_head, at, handler)
         else:
             return None
-        if canned is not None and (again := respond_again(canned, request, at)):
+        again = None
+        if canned is not None:
+            # respond_again(canned, request, at), its commonest answer asked here first (the
+            # last answer made, from this canned Response unchanged, in its Date's second, to
+            # an untracked GET/1.1 whose headers are unread) with no call; anything else asks it.
+            made = responding._last_made
+            if (
+                made is not None
+                and canned.headers._items is made.source
+                and canned.code is made.code
+                and canned.message is made.message
+                and canned.body is made.body
+                and canned.raw_body is made.raw_body
+                and canned._trailers is None
+                and canned.http_version == "1.1"
+                and made.since <= at < made.until
+                and request._unread_head is not None  # (so: no tracking id, no close)
+                and request.method == "GET"
+                and request.http_version == "1.1"
+            ):
+                again = made.again_get
+            else:
+                again = respond_again(canned, request, at)
+        if again is not None:
             # The last answer again: recorded as made, on arrival (no handler runs), before a
             # byte of it is written, with no call to the record but the owner's.
             facts = connection.record.facts
@@ -116,7 +140,8 @@ class Http1Responder:
                 self._endpoint, request, connection.id, at, raw_head, facts, again[0]
             )
             self._kept.append(handling)
-            self._record(handling)  # (filed done: the owner wakes whoever waits for it)
+            if self._in_flight or request._unread_head is None:  # else in no chain: no call
+                self._record(handling)  # (filed done: the owner wakes whoever waits for it)
             return again[1], again[2]
         handling = self._arrive(connection, request, raw_head, at)
         interim = b""
@@ -153,7 +178,11 @@ class Http1Responder:
             self._endpoint, request, connection.id, at, raw_head, connection.record.facts, None
         )
         self._kept.append(handling)  # (as Answering.arrive files it)
-        self._record(handling)
+        # With no call in flight, a request with no tracking id is in no chain: nobody can
+        # wait for it there (no call to file it nowhere, none to say it is settled).
+        in_chains = bool(self._in_flight) or request._unread_head is None
+        if in_chains:
+            self._record(handling)
         try:
             result = handler(request)  # type: ignore[operator]
             if type(result) is not Response:  # (a Response is what the handler gave: no check)
@@ -167,11 +196,13 @@ class Http1Responder:
             return None
         if again := respond_again(result, request, at):
             handling.finish_as(again[0])
-            self._settled(handling)
+            if in_chains:
+                self._settled(handling)
             return again[1], again[2]
         sent, data, keep_alive = responding.respond(result, request)
         handling.finish(sent)
-        self._settled(handling)
+        if in_chains:
+            self._settled(handling)
         return data, keep_alive
 
     def _is_unusual(self, request: Request) -> bool:
