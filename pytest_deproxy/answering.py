@@ -7,15 +7,18 @@ that raises, or returns what is not an answer, is reported to the owner, so the 
 and answered 500. :meth:`Answering.respond` finishes a handling, and tells the owner, before
 its caller writes a byte of the answer. A request answered as it arrives with an answer made
 before (no handler runs: ``Http1Responder.answer_polled``) joins the record finished, in the
-owner's one ``record`` call, which wakes whoever waits for it: so the poll thread's commonest
-request costs the record one call. A connection's record reads its
-handlings from the endpoint's: a request is kept once, not once more per connection.
+owner's one ``record`` call, which wakes whoever waits for it; and a request no chain can
+claim (no tracking id, its headers unread, while no call is in flight: the owner's
+``in_flight_now`` says so at a glance) is kept by its endpoint with no call to the owner at
+all: so the poll thread's commonest request costs the record no call. A connection's
+record reads its handlings from the endpoint's: a request is kept once, not once more per
+connection.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from . import responding, wire
 from .accepted import Connection
@@ -24,6 +27,8 @@ from .faults import Fault, Takeover
 from .handlers import Handler, HandlerContext, ServingEndpoint, call_handler
 from .models import Request, Response
 from .record import Handling
+
+_ALWAYS_RECORD = (True,)  # never empty: every handling goes to ``record``
 
 
 class Answering:
@@ -53,6 +58,15 @@ class Answering:
         self.report_error = report_error
         self.record_error = record_error
         self.record = record
+        # The owner's calls in flight, where its ``record`` is a ``ChainRegistry``'s: with none
+        # in flight, a request known to carry no tracking id (its headers unread) is filed in
+        # no chain, and the poll thread's path, seeing so at a glance, makes no call to file
+        # it nowhere. Otherwise a collection that is never empty: ``record`` is always called.
+        owner = getattr(record, "__self__", None)
+        in_flight = getattr(owner, "in_flight_now", None)
+        self.in_flight: Collection[object] = (
+            in_flight if isinstance(in_flight, dict) else _ALWAYS_RECORD
+        )
         # The last `keep_handlings` handlings are kept (None keeps every one).
         self.handlings: deque[Handling] = deque(maxlen=keep_handlings)
 
@@ -78,7 +92,8 @@ class Answering:
         # No lock: deque appends are thread-safe, and a lock taken here on every request makes
         # the connection threads queue behind whichever one the GIL switched away from.
         self.handlings.append(handling)
-        self.record(handling)
+        if self.in_flight or request._unread_head is None:  # else in no chain: no call
+            self.record(handling)
         return handling
 
     def run_handler(
@@ -91,18 +106,18 @@ class Answering:
                 result = handler(request)  # type: ignore[operator]
             else:
                 result = call_handler(handler, request, context)
-            if not isinstance(result, (Response, Fault, Takeover)):
-                raise TypeError(
-                    f"handler {getattr(handler, '__name__', handler)!r} returned "
-                    f"{type(result).__name__}; a handler must return a Response (or a fault)"
-                )
-            return result
+            return checked(handler, result)
         except Exception as exc:
-            self.handler_error(exc)
             if context is not None:
                 context.send_default_headers = True
                 context.chunked = False
-            return self.error_answer(exc)
+            return self.handler_failed(exc)
+
+    def handler_failed(self, exc: Exception) -> Response:
+        """Report what a handler raised (or the nonsense it returned, ``checked`` said so),
+        and answer with the 500 it comes to."""
+        self.handler_error(exc)
+        return self.error_answer(exc)
 
     def error_answer(self, exc: Exception) -> Response:
         """The 500 that answers a request whose handler raised ``exc``."""
@@ -140,6 +155,16 @@ class Answering:
         self, connection: Connection, handling: Handling
     ) -> Callable[[Response], None]:
         return lambda interim: self.send_interim(connection, handling, interim)
+
+
+def checked(handler: Handler, result: object) -> Response | Fault | Takeover:
+    """``result``, if it is an answer a handler may give; raises ``TypeError`` if not."""
+    if not isinstance(result, (Response, Fault, Takeover)):
+        raise TypeError(
+            f"handler {getattr(handler, '__name__', handler)!r} returned "
+            f"{type(result).__name__}; a handler must return a Response (or a fault)"
+        )
+    return result
 
 
 def as_sent(response: Response, request: Request, context: HandlerContext) -> Response:

@@ -228,11 +228,6 @@ def takes_context(handler: object) -> bool:
     return not callable(handler) or _takes_context(handler)
 
 
-def is_stock(handler: object) -> bool:
-    """Whether ``handler`` is a stock handler that never blocks and takes no context."""
-    return id(handler) in _NEVER_BLOCKING
-
-
 _SIMPLE_ANSWER = Response(200)
 
 

@@ -5,7 +5,8 @@
 Rule kept here: these types are pure data. They coerce ``str``/``bytes`` once, at
 construction, and never touch a socket. A request read off the wire by an endpoint's fast
 path may keep its headers unread (:meth:`Request.unread`): they are made from the head's
-bytes when first read, the same as if they had been made at once.
+bytes when first read, the same as if they had been made at once. A Response made with an
+int status shares its ``code`` and ``message`` str with every other of that status.
 """
 
 from __future__ import annotations
@@ -182,6 +183,23 @@ class Request(_Trailers):
         return key in self.headers._keys
 
 
+# A status given as an int (``Response(200)``, as handlers mostly make them), its code and
+# reason phrase made once: every Response of a status shares the same two str objects, so
+# that an answer equal to one made before is seen to be the same by identity, not compared.
+_STATUSES: dict[int, tuple[str, str]] = {}
+
+
+def _status(code: int | str) -> tuple[str, str]:
+    """``code`` as a Response's ``code`` (three digits) and its standard reason phrase."""
+    text = str(code).strip()
+    if not (len(text) == 3 and text.isdigit()):
+        raise ValueError(f"a status code must be three digits, like 200; got {code!r}")
+    status = (text, reason_phrase(int(text)))
+    if type(code) is int:  # (three digits: at most 900 of them)
+        status = _STATUSES.setdefault(code, status)
+    return status
+
+
 @functools.lru_cache(maxsize=128)
 def reason_phrase(code: int) -> str:
     """The standard reason phrase for ``code``, or ``""`` for a code HTTP does not name."""
@@ -217,14 +235,16 @@ class Response(_Trailers):
         http_version: str = "1.1",
         trailers: HeaderItems = None,
     ) -> None:
-        text = str(code).strip()
-        if not (len(text) == 3 and text.isdigit()):
-            raise ValueError(f"a status code must be three digits, like 200; got {code!r}")
-        self.code = text
-        self.message = reason_phrase(int(text)) if message is None else message
+        status = _STATUSES.get(code) if type(code) is int else None
+        if status is None:
+            status = _status(code)
+        self.code = status[0]
+        self.message = status[1] if message is None else message
         self.headers = Headers(headers)
-        self.raw_body = encode_body(body, self.headers)
-        self.body = "" if body is None else body
+        if body is None:  # (the commonest: no call to encode nothing)
+            self.raw_body, self.body = b"", ""
+        else:
+            self.raw_body, self.body = encode_body(body, self.headers), body
         self.http_version = http_version
         self._trailers: Headers | None = None if trailers is None else Headers(trailers)
 

@@ -89,6 +89,7 @@ class Body:
 
 _time = time.time
 _glance = heads.glance_request_head
+_unread = Request.unread  # (bound once, not at every request)
 
 
 class RequestReader:
@@ -126,7 +127,7 @@ class RequestReader:
             method, target, version, size = head
             raw_head = pending[:size]
             self.pending = pending[size:]
-            return Request.unread(method, target, raw_head, version), raw_head, _time()
+            return _unread(method, target, raw_head, version), raw_head, _time()
         (method, target, version), items, keys, length, size = head
         end = size + length
         if length:

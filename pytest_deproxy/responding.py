@@ -113,6 +113,7 @@ class Made:
     Response as sent from it whenever it is asked for."""
 
     __slots__ = (
+        "again_get",
         "body",
         "code",
         "data",
@@ -122,6 +123,7 @@ class Made:
         "message",
         "raw_body",
         "second",
+        "since",
         "source",
         "until",
     )
@@ -138,10 +140,14 @@ class Made:
         self.code, self.message = response.code, response.message
         self.body, self.raw_body = response.body, response.raw_body
         self.second = second  # the Date's second: the head is made again the next one
-        self.until = second + 1  # (the time that is the next one, as time.time() says)
+        # The times in that second, as time.time() says them (floats: a float compared with
+        # a float, not with an int, takes the interpreter's quick way).
+        self.since, self.until = float(second), float(second + 1)
         self.items, self.keys = sent.headers._items, sent.headers._keys
         self.head = head
         self.data = data  # the bytes to a GET (the head, and the body where one goes)
+        # respond_again's answer to a GET, made once (an immutable tuple: sharing is safe).
+        self.again_get = (self, data, True)
 
     def sent(self) -> Response:
         """The response as sent: a new Response (and Headers) sharing the made tuples."""
@@ -182,7 +188,7 @@ def respond_again(
     if now is None:
         now = _time()
     if (
-        not made.second <= now < made.until  # the Date it was made with is still the date
+        not made.since <= now < made.until  # the Date it was made with is still the date
         or request.http_version != "1.1"
         or response.http_version != "1.1"
         or (response._trailers is not None and response.has_trailers)
@@ -195,7 +201,7 @@ def respond_again(
         return None  # tracked, or asks to close: that answer differs
     method = request.method
     if method == "GET":
-        return made, made.data, True
+        return made.again_get
     if wire.response_has_body(int(made.code), method):
         return made, made.head + made.raw_body, True
     return made, made.head, True
