@@ -28,15 +28,15 @@ from .handlers import Handler, HandlerContext, ServingEndpoint, call_handler
 from .models import Request, Response
 from .record import Handling
 
-_ALWAYS_RECORD = (True,)  # never empty: every handling goes to ``record``
-
 
 class Answering:
     """What an endpoint's protocols answer with: made by the endpoint, one per endpoint.
 
     ``handler_for`` picks a request's handler; ``record``, ``settled`` and ``report_error``
     are the owner's (a request arrived, its handling is finished, a handler failed);
-    ``record_error`` files a failure on the endpoint's connections.
+    ``record_error`` files a failure on the endpoint's connections. ``in_flight`` is the
+    owner's calls in flight, as they change (empty: none; no chain can claim a request with
+    no tracking id then, and ``record`` is not called for one known to carry none).
     """
 
     def __init__(
@@ -50,6 +50,7 @@ class Answering:
         settled: Callable[[Handling], None],
         report_error: Callable[[BaseException], None],
         record_error: Callable[[DeproxyError], None],
+        in_flight: Collection[object],
     ) -> None:
         self.endpoint = endpoint
         self.name = name
@@ -58,15 +59,7 @@ class Answering:
         self.report_error = report_error
         self.record_error = record_error
         self.record = record
-        # The owner's calls in flight, where its ``record`` is a ``ChainRegistry``'s: with none
-        # in flight, a request known to carry no tracking id (its headers unread) is filed in
-        # no chain, and the poll thread's path, seeing so at a glance, makes no call to file
-        # it nowhere. Otherwise a collection that is never empty: ``record`` is always called.
-        owner = getattr(record, "__self__", None)
-        in_flight = getattr(owner, "in_flight_now", None)
-        self.in_flight: Collection[object] = (
-            in_flight if isinstance(in_flight, dict) else _ALWAYS_RECORD
-        )
+        self.in_flight = in_flight
         # The last `keep_handlings` handlings are kept (None keeps every one).
         self.handlings: deque[Handling] = deque(maxlen=keep_handlings)
 

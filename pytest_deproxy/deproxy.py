@@ -11,7 +11,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -113,6 +113,9 @@ class Deproxy:
         # What endpoints call on every request: the registry's own, with no call in between.
         self.record: Callable[[Handling], None] = self._registry.record
         self.settled: Callable[[Handling], None] = self._registry.settled
+        # The registry's calls in flight (live): an endpoint asks it at a glance whether any
+        # chain could claim a request with no tracking id.
+        self.in_flight_now: Collection[object] = self._registry.in_flight_now
         self._shut_down = False
         # Numbered per Deproxy, not per process: names and ids do not depend on test order.
         self._endpoint_numbers = itertools.count(1)

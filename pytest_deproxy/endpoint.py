@@ -13,7 +13,7 @@ of that record. An endpoint is made of parts: the listener and its threads
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from . import net
@@ -54,6 +54,11 @@ class EndpointOwner(Protocol):
     def report_error(self, error: BaseException) -> None: ...
 
     def new_connection_id(self) -> str: ...
+
+    @property
+    def in_flight_now(self) -> Collection[object]:
+        """The calls in flight, as they change (empty: none)."""
+        ...
 
 
 def _check_options(
@@ -133,6 +138,7 @@ class Endpoint:
             settled=owner.settled,
             report_error=owner.report_error,
             record_error=self._record_error,
+            in_flight=owner.in_flight_now,
         )
         responder = Http1Responder(
             self._answering,
