@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,3 +271,13 @@ def bodiless_answers(
     finally:
         if own:
             sock.close()
+
+
+def counting(calls: list[str], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, appending ``name`` to ``calls`` each time it is called (to patch in)."""
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(name)
+        return function(*args, **kwargs)
+
+    return counted

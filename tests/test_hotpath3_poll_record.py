@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -18,15 +16,9 @@ from pytest_deproxy import Deproxy, Response, handlers, responding
 from pytest_deproxy.models import Request
 from pytest_deproxy.registry import ChainRegistry
 
+from .conftest import counting
+
 GET = b"GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-
-
-def _counting(calls: list[str], name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(name)
-        return method(*args, **kwargs)
-
-    return counted
 
 
 def test_a_canned_answer_made_again_costs_the_owner_one_call(
@@ -35,7 +27,7 @@ def test_a_canned_answer_made_again_costs_the_owner_one_call(
     calls: list[str] = []
     for name in ("record", "settled", "routing_for_request"):
         monkeypatch.setattr(
-            ChainRegistry, name, _counting(calls, name, getattr(ChainRegistry, name))
+            ChainRegistry, name, counting(calls, name, getattr(ChainRegistry, name))
         )
     with Deproxy() as deproxy:
         endpoint = deproxy.add_endpoint(default_handler=handlers.simple)

@@ -9,15 +9,13 @@ Through sockets; counts, no timings."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from pytest_deproxy import Deproxy, Response
 from pytest_deproxy.registry import ChainRegistry
 
-from .conftest import bodiless_answers
+from .conftest import bodiless_answers, counting
 
 
 def _answer(sock: socket.socket, request: bytes, ends: bytes) -> bytes:
@@ -28,14 +26,6 @@ def _answer(sock: socket.socket, request: bytes, ends: bytes) -> bytes:
         assert chunk, got
         got += chunk
     return got
-
-
-def _counting(calls: list[str], name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(name)
-        return method(*args, **kwargs)
-
-    return counted
 
 
 def test_a_canned_response_changed_between_requests_is_answered_as_it_is_now() -> None:
@@ -73,7 +63,7 @@ def test_untracked_requests_with_no_call_in_flight_are_kept_without_a_record_cal
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(ChainRegistry, "record", _counting(calls, "record", ChainRegistry.record))
+    monkeypatch.setattr(ChainRegistry, "record", counting(calls, "record", ChainRegistry.record))
     get = b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n"
     with Deproxy() as deproxy:
         endpoint = deproxy.add_endpoint(default_handler=Response(204))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,17 +20,9 @@ from pytest_deproxy.errors import HandlerError
 from pytest_deproxy.h1answering import Http1Responder
 from pytest_deproxy.models import Request
 
-from .conftest import bodiless_answers, deproxy_checking_its_own_errors
+from .conftest import bodiless_answers, counting, deproxy_checking_its_own_errors
 
 GET = b"GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Seq: %d\r\n\r\n"
-
-
-def _counting(calls: list[str], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(name)
-        return function(*args, **kwargs)
-
-    return counted
 
 
 def _heads(answers: bytes, count: int) -> list[list[str]]:
@@ -42,11 +33,11 @@ def test_a_plain_handler_giving_the_last_answer_again_is_recorded_without_a_new_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(responding, "respond", _counting(calls, "respond", responding.respond))
+    monkeypatch.setattr(responding, "respond", counting(calls, "respond", responding.respond))
     monkeypatch.setattr(
         Http1Responder,
         "_polled_context",
-        _counting(calls, "context", Http1Responder._polled_context),
+        counting(calls, "context", Http1Responder._polled_context),
     )
     seen: list[tuple[Request, bool, bool]] = []
     with Deproxy() as deproxy:
