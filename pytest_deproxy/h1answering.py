@@ -5,12 +5,10 @@ Rules kept here: a request joins the record when its head has arrived, before it
 runs; its handling is finished (the response as sent, or what was done instead) before a
 byte of the answer is written, so a client that has its answer finds the record complete
 (the connection's record too: closed, when the endpoint closes after that answer).
-:meth:`Http1Responder.answer_polled` is the poll thread's fast path: it answers there only
-what can never wait, and leaves the rest, a handler's fault or upgrade included, to the
-connection's own thread (:meth:`Http1Responder.serve`). A non-blocking handler of the
-request alone (a stock one, or a user's marked function) runs there with no context made,
-its handling filed before it runs; when its answer equals the last one made, the handling
-is finished as that answer (its Response as sent made when read), as a canned answer's is.
+``Http1Responder.answer_polled`` is the poll thread's fast path
+(:mod:`~pytest_deproxy.h1polled`): it answers there only what can never wait, and leaves the
+rest, a handler's fault or upgrade included, to the connection's own thread
+(:meth:`Http1Responder.serve`).
 
 A handler that returns a :class:`~pytest_deproxy.faults.Takeover` (a WebSocket, a tunnel)
 is answered with its 101, recorded first as any answer, and the connection is then its own,
@@ -21,33 +19,27 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from typing import NamedTuple
 
 from . import net, responding, wire
 from .accepted import Connection
-from .answering import Answering, as_sent, checked
+from .answering import Answering, as_sent
 from .errors import DeproxyError
 from .expecting import CONTINUE, AwaitedBody
 from .faults import Fault, Hang, Pause, Reset, Send, Step, Takeover, Upgraded
+from .h1polled import Carried, PolledAnswers
 from .h2answering import H2Answering, asks_h2c
 from .handlers import (
     Handler,
     HandlerContext,
-    canned_answer,
-    never_blocks,
     takes_context,
 )
 from .models import Request, Response
 from .record import Handling
 from .refusals import cut_short, refuse
 from .request_reader import Arrival, CutShort, RequestRefused, with_body
-from .responding import respond_again
 
 # What to do with a CONNECT: intercept it with TLS (the context to use), or answer it.
 TunnelPolicy = Callable[[Request], "ssl.SSLContext | Response"]
-
-_answered = Handling.answered
-_arrived = Handling.arrived
 
 
 class Http1Responder:
@@ -72,138 +64,14 @@ class Http1Responder:
         if tunnels is not None or self._h2c:
             self._unusual = self._is_unusual
         self._request_timeout = request_timeout
-        # The parts the poll thread's fast path calls on every request, looked up once.
         self._endpoint = answering.endpoint
-        self._handler_for = answering.handler_for
         self._arrive = answering.arrive
-        self._record = answering.record
-        self._in_flight = answering.in_flight  # (empty: no call in flight; see Answering)
-        self._kept = answering.handlings
         self._run_handler = answering.run_handler
         self._settled = answering.settled
-        # The last handler the fast path found to give a canned answer, and that answer: the
-        # same handler again (the stock one, under load) is not asked what it is again.
-        self._canned_handler: object = object()  # none yet
-        self._canned: Response | None = None
-        # The last handler the fast path found to be a non-blocking function of the request
-        # alone (no context): the same one again is not asked what it is again.
-        self._plain_handler: object = object()  # none yet
-        self._handler_failed = answering.handler_failed
-
-    def answer_polled(
-        self, connection: Connection, request: Request, raw_head: bytes, at: float
-    ) -> tuple[bytes, bool] | None:
-        if self._unusual is not None and self._unusual(request):  # a CONNECT, an h2c upgrade
-            return None
-        handler = self._handler_for(request)
-        if handler is self._canned_handler:  # the handler of a canned answer, as last time
-            canned: Response | None = self._canned
-        elif handler is self._plain_handler:  # a function of the request alone, as last time
-            return self._answer_plain(connection, request, raw_head, at, handler)
-        elif never_blocks(handler):
-            canned = canned_answer(handler)
-            if canned is not None:  # a Response, or ``simple``: what it is never changes
-                self._canned_handler, self._canned = handler, canned
-            elif not takes_context(handler):
-                self._plain_handler = handler
-                return self._answer_plain(connection, request, raw_head, at, handler)
-        else:
-            return None
-        again = None
-        if canned is not None:
-            # respond_again(canned, request, at), its commonest answer asked here first (the
-            # last answer made, from this canned Response unchanged, in its Date's second, to
-            # an untracked GET/1.1 whose headers are unread) with no call; anything else asks it.
-            made = responding._last_made
-            if (
-                made is not None
-                and canned.headers._items is made.source
-                and canned.code is made.code
-                and canned.message is made.message
-                and canned.body is made.body
-                and canned.raw_body is made.raw_body
-                and canned._trailers is None
-                and canned.http_version == "1.1"
-                and made.since <= at < made.until
-                and request._unread_head is not None  # (so: no tracking id, no close)
-                and request.method == "GET"
-                and request.http_version == "1.1"
-            ):
-                again = made.again_get
-            else:
-                again = respond_again(canned, request, at)
-        if again is not None:
-            # The last answer again: recorded as made, on arrival (no handler runs), before a
-            # byte of it is written, with no call to the record but the owner's.
-            facts = connection.record.facts
-            handling = _answered(
-                self._endpoint, request, connection.id, at, raw_head, facts, again[0]
-            )
-            self._kept.append(handling)
-            if self._in_flight or request._unread_head is None:  # else in no chain: no call
-                self._record(handling)  # (filed done: the owner wakes whoever waits for it)
-            return again[1], again[2]
-        handling = self._arrive(connection, request, raw_head, at)
-        interim = b""
-        if canned is not None:  # respond() copies it: the canned Response is never changed
-            sent, data, keep_alive = responding.respond(canned, request)
-        else:
-            heads: list[bytes] = []
-            context = self._polled_context(connection, handling, heads)
-            result = self._run_handler(request, context, handler)
-            if not isinstance(result, Response):  # a fault or an upgrade: a thread carries it out
-                connection.carried_over = _Carried(handling, context, result, heads)
-                return None
-            sent, data, keep_alive = responding.respond(
-                result, request, defaults=context.send_default_headers, chunked=context.chunked
-            )
-            interim = b"".join(heads)
-        handling.finish(sent)
-        self._settled(handling)
-        return (interim + data if interim else data), keep_alive
-
-    def _answer_plain(
-        self,
-        connection: Connection,
-        request: Request,
-        raw_head: bytes,
-        at: float,
-        handler: Handler,
-    ) -> tuple[bytes, bool] | None:
-        """:meth:`answer_polled` through a non-blocking handler of the request alone (a stock
-        one, or a user's marked function): recorded on arrival, then the handler runs, with
-        no context made; an answer equal to the last one made costs its record no Response
-        as sent (made when read, as a canned answer's) and no new head."""
-        handling = _arrived(
-            self._endpoint, request, connection.id, at, raw_head, connection.record.facts, None
-        )
-        self._kept.append(handling)  # (as Answering.arrive files it)
-        # With no call in flight, a request with no tracking id is in no chain: nobody can
-        # wait for it there (no call to file it nowhere, none to say it is settled).
-        in_chains = bool(self._in_flight) or request._unread_head is None
-        if in_chains:
-            self._record(handling)
-        try:
-            result = handler(request)  # type: ignore[operator]
-            if type(result) is not Response:  # (a Response is what the handler gave: no check)
-                result = checked(handler, result)
-        except Exception as exc:  # reported (the test fails) and answered 500
-            result = self._handler_failed(exc)
-        if not isinstance(result, Response):  # a fault or an upgrade: a thread carries it out
-            heads: list[bytes] = []
-            context = self._polled_context(connection, handling, heads)
-            connection.carried_over = _Carried(handling, context, result, heads)
-            return None
-        if again := respond_again(result, request, at):
-            handling.finish_as(again[0])
-            if in_chains:
-                self._settled(handling)
-            return again[1], again[2]
-        sent, data, keep_alive = responding.respond(result, request)
-        handling.finish(sent)
-        if in_chains:
-            self._settled(handling)
-        return data, keep_alive
+        self._handler_for = answering.handler_for
+        # The poll thread's answers (an attribute, not a method that calls them: it is
+        # called on every request).
+        self.answer_polled = PolledAnswers(answering, self._unusual).answer
 
     def _is_unusual(self, request: Request) -> bool:
         """Whether a request the poll thread read goes to a thread before its handler is
@@ -218,7 +86,7 @@ class Http1Responder:
         if first is not None:
             polled, _ = first
             carried, connection.carried_over = connection.carried_over, None
-            if isinstance(carried, _Carried):  # its handler ran on the poll thread
+            if isinstance(carried, Carried):  # its handler ran on the poll thread
                 if not self._finish_carried(connection, carried, keep_open=not polled.must_close):
                     return
             else:
@@ -243,9 +111,7 @@ class Http1Responder:
     def report(self, error: BaseException) -> None:
         self._answering.report_error(error)
 
-    def _finish_carried(
-        self, connection: Connection, carried: _Carried, *, keep_open: bool
-    ) -> bool:
+    def _finish_carried(self, connection: Connection, carried: Carried, *, keep_open: bool) -> bool:
         """Carry out, on the connection's thread, the fault or upgrade a non-blocking handler
         returned on the poll thread; whether the connection goes on."""
         handling, context = carried.handling, carried.context
@@ -422,34 +288,6 @@ class Http1Responder:
             _send_interim=self._answering.interim_sender(connection, handling),
             _client_gone=lambda: connection.hung_up is not None,
         )
-
-    def _polled_context(
-        self, connection: Connection, handling: Handling, heads: list[bytes]
-    ) -> HandlerContext:
-        """The context of a non-blocking handler on the poll thread: it may not wait, and
-        the interim responses it sends go out (in ``heads``) with its answer."""
-
-        def send_interim(interim: Response) -> None:
-            handling.interim_responses.append(interim)
-            heads.append(wire.serialize_response_head(interim))
-
-        return HandlerContext(
-            self._endpoint,
-            connection.id,
-            tunnel=connection.tunnel,
-            _stopping=connection.stopping,
-            _send_interim=send_interim,
-            _on_poll_thread=True,
-        )
-
-
-class _Carried(NamedTuple):
-    """A request whose non-blocking handler returned a fault or an upgrade on the poll thread."""
-
-    handling: Handling
-    context: HandlerContext
-    result: Fault | Takeover
-    interim_heads: list[bytes]
 
 
 def _carry_out(connection: Connection, context: HandlerContext, steps: list[Step]) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_deproxy import Deproxy, Response, handlers, responding
 from pytest_deproxy.errors import HandlerError
-from pytest_deproxy.h1answering import Http1Responder
+from pytest_deproxy.h1polled import PolledAnswers
 from pytest_deproxy.models import Request
 
 from .conftest import bodiless_answers, counting, deproxy_checking_its_own_errors
@@ -35,9 +35,9 @@ def test_a_plain_handler_giving_the_last_answer_again_is_recorded_without_a_new_
     calls: list[str] = []
     monkeypatch.setattr(responding, "respond", counting(calls, "respond", responding.respond))
     monkeypatch.setattr(
-        Http1Responder,
-        "_polled_context",
-        counting(calls, "context", Http1Responder._polled_context),
+        PolledAnswers,
+        "context",
+        counting(calls, "context", PolledAnswers.context),
     )
     seen: list[tuple[Request, bool, bool]] = []
     with Deproxy() as deproxy:
