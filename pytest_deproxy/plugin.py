@@ -79,6 +79,21 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
+    # pytester's in-process runs take the modules imported during them out of sys.modules
+    # when they end. A compiled module cannot be loaded again: the next import gives new
+    # Python classes to the old extension, which holds the first ones (cryptography then
+    # refuses its own curve: "curve must be an EllipticCurve instance"). So where pytester
+    # may run, the lazily loaded packages with compiled parts are loaded before it does.
+    if manager.get_name(plugin) == "pytester":
+        _load_compiled_dependencies()
+
+
+def _load_compiled_dependencies() -> None:
+    import trustme  # noqa: F401  (and cryptography, which trustme imports)
+    import yaml  # noqa: F401  (and its C parser, yaml._yaml, where installed)
+
+
 def _scenarios_path(config: pytest.Config) -> Path:
     option = config.getoption("--deproxy-scenarios-path")
     if option:
