@@ -225,3 +225,22 @@ def test_an_unknown_handler_is_still_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match=r"'pytest_deproxy\.handlers' has no attribute"):
         handlers.websockt  # noqa: B018
+
+
+def test_an_h2c_upgrade_request_to_an_http1_endpoint_is_answered_without_h2() -> None:
+    loaded = loaded_after(
+        """
+        from pytest_deproxy import Deproxy
+        asks = {
+            "Connection": "Upgrade, HTTP2-Settings",
+            "Upgrade": "h2c",
+            "HTTP2-Settings": "AAMAAABkAAQCAAAA",
+        }
+        with Deproxy() as deproxy:
+            endpoint = deproxy.add_endpoint()
+            chain = deproxy.make_request(endpoint.url, headers=asks)
+            assert chain.received_response.code == "200"
+            assert chain.handlings[0].request.http_version == "1.1"
+        """
+    )
+    assert not any(loaded[name] for name in H2)
