@@ -1,8 +1,10 @@
 """pytest-deproxy: test HTTP proxies from both sides, and replay recorded HTTP(S) services.
 
-Only public names live here; see ``shared/API.md`` for the contract they keep. The MITM's
-(``MitmEndpoint``, ``Miss``) load on first use: their YAML parser is a cost of every pytest
-run that loads the plugin, and only MITM users need it.
+Only public names live here; see ``shared/API.md`` for the contract they keep. Some load on
+first use (PEP 562 ``__getattr__``), as their libraries would be a cost of every pytest run
+that loads the plugin, which only their users need: the MITM's (``MitmEndpoint``, ``Miss``:
+the YAML parser), HTTP/2's (``H2StreamError``, ``H2StreamTimeout``: h2) and WebSocket's
+(``WebSocketSession``: wsproto). ``Frame``, a record of a WebSocket frame, needs no wsproto.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -21,18 +23,17 @@ from .errors import (
     ScenarioError,
     TunnelRefused,
 )
-from .h2client import H2StreamError, H2StreamTimeout
 from .handlers import HandlerContext
 from .models import TRACKING_HEADER, Headers, Request, Response
 from .proxyproto import ProxyHeader
-from .record import Handling, MessageChain
+from .record import Frame, Handling, MessageChain
 from .report import to_har
 from .tls import CertificateAuthority
-from .websocket import WebSocketSession
-from .ws import Frame
 
 if TYPE_CHECKING:
+    from .h2client import H2StreamError, H2StreamTimeout
     from .mitm import Miss, MitmEndpoint
+    from .websocket import WebSocketSession
 
 __all__ = [
     "TRACKING_HEADER",
@@ -71,4 +72,12 @@ def __getattr__(name: str) -> Any:
         from . import mitm
 
         return getattr(mitm, name)
+    if name in ("H2StreamError", "H2StreamTimeout"):
+        from . import h2client
+
+        return getattr(h2client, name)
+    if name == "WebSocketSession":
+        from . import websocket
+
+        return websocket.WebSocketSession
     raise AttributeError(f"module 'pytest_deproxy' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from . import net, proxyproto, wire
 from .crafting import CONTINUE_WAIT as CONTINUE_WAIT
@@ -29,10 +29,12 @@ from .crafting import check_proxy_protocol as check_proxy_protocol
 from .crafting import new_request_id as new_request_id
 from .crafting import parse_proxy as parse_proxy
 from .errors import DeproxyTimeout, NetworkError, ProtocolError, TunnelRefused
-from .h2client import H2ClientConnection
 from .models import Request, Response
 from .proxyproto import ProxyHeader
 from .record import MessageChain
+
+if TYPE_CHECKING:  # loaded by the first HTTP/2 connection: the h2 library is a cost of HTTP/2 only
+    from .h2client import H2ClientConnection
 from .tls import CertificateAuthority, unverified_client_context
 
 DEFAULT_TIMEOUT = 10.0
@@ -81,6 +83,8 @@ class ClientConnection:
     carries no more HTTP/1 requests: the connection belongs to the protocol switched to, and
     the bytes that followed the 101 wait in its reader (``pending``).
     """
+
+    http2: Literal[False] = False  # (an H2ClientConnection's is True: no isinstance, no import)
 
     def __init__(self, target: Target, stream: net.Stream) -> None:
         self.target = target
@@ -344,6 +348,8 @@ def open_connection(
             f"{target.origin} did not agree to HTTP/2 over ALPN (it chose {alpn_chosen!r}); "
             "make the request without http2=True, or enable h2 on the server"
         )
+    from .h2client import H2ClientConnection
+
     try:
         return H2ClientConnection(
             target, stream, scheme=target.scheme, authority=target.host_header
@@ -378,7 +384,7 @@ def exchange(
         proxy_protocol=sending.proxy_protocol,
         http2=http2,
     ) as connection:
-        if isinstance(connection, H2ClientConnection):
+        if connection.http2:
             return connection.send(
                 request, sending, timeout=timeout, chain=chain, reset_after=h2_reset_after
             )

@@ -19,17 +19,19 @@ from . import client, crafting, handlers, serving, wire
 from .client import ClientConnection, Target, Verify
 from .endpoint import DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT, Endpoint
 from .errors import DeproxyError, TunnelRefused
-from .h2client import H2ClientConnection
 from .handlers import Handler
 from .models import TRACKING_HEADER, Body, HeaderItems, Request
 from .proxyproto import ProxyHeader
 from .record import DEFAULT_KEEP, Handling, MessageChain
 from .registry import ChainRegistry
 from .tls import CertificateAuthority
-from .websocket import WebSocketSession, handshake_request, parse_url
 
-if TYPE_CHECKING:  # loaded by add_mitm_endpoint: its YAML parser is a cost only MITM users pay
+# Loaded when first used (add_mitm_endpoint, an HTTP/2 connection, websocket()): the YAML
+# parser, h2 and wsproto are costs only their users pay.
+if TYPE_CHECKING:
+    from .h2client import H2ClientConnection
     from .mitm import MitmEndpoint
+    from .websocket import WebSocketSession
 
 HandlerMap = Mapping[Any, Handler]
 AnyEndpoint = TypeVar("AnyEndpoint", bound=Endpoint)
@@ -381,7 +383,7 @@ class Deproxy:
         wait = self.timeout if timeout is None else timeout
         with self._registry.in_flight(chain, _routing(handlers, default_handler)):
             try:
-                if isinstance(connection, H2ClientConnection):
+                if connection is not None and connection.http2:
                     response = connection.send(
                         request, sending, timeout=wait, chain=chain, reset_after=h2_reset_after
                     )
@@ -536,6 +538,8 @@ class Deproxy:
                 session.send("hi")
                 assert session.receive() == "hi"
         """
+        from .websocket import WebSocketSession, handshake_request, parse_url  # loads wsproto
+
         if isinstance(subprotocols, str):
             raise TypeError("subprotocols is a list of names, e.g. ['chat'], not a str")
         offered = tuple(subprotocols)

@@ -10,29 +10,38 @@ answered 501, since a stream is not a connection. A canned answer (a Response, o
 ``handlers.simple``) is given as such, without calling its handler, as on the HTTP/1 poll
 path; the session sends a copy of it, never it. A handler that never blocks but takes a
 context runs on the stream's thread, with one; a fault it returns is carried out there too.
+
+The h2 library (through :mod:`~pytest_deproxy.h2serve`) loads when the first endpoint that
+speaks HTTP/2 is made, not with this module: an HTTP/1 endpoint, and :func:`asks_h2c` on the
+poll thread, never need it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import responding
 from .accepted import Connection
 from .answering import Answering
 from .errors import DeproxyError
 from .faults import Fault, Takeover
-from .h2frames import PREFACE
-from .h2serve import H2Session
 from .handlers import Handler, HandlerContext, canned_answer, never_blocks, takes_context
 from .models import Request, Response
 from .record import Handling
 from .request_reader import Arrival
+
+if TYPE_CHECKING:
+    from .h2serve import H2Session
 
 
 class H2Answering:
     """An endpoint's answers on HTTP/2 streams (an ``h2serve.StreamResponder``)."""
 
     def __init__(self, answering: Answering, http2: bool | str) -> None:
+        from . import h2serve  # the h2 library: loaded by the first endpoint that speaks HTTP/2
+
+        self._session: type[H2Session] = h2serve.H2Session
         self._answering = answering
         self.name = answering.name
         # What a stream asks of the record is the endpoint's own answering, called straight
@@ -50,7 +59,7 @@ class H2Answering:
         if (tls is not None and tls.alpn == "h2") or (
             self.h2c and first is None and _begins_h2(connection)
         ):
-            H2Session(connection, self).serve()
+            self._session(connection, self).serve()
             return True
         if not self.h2c or first is None:
             return False  # a later request asking Upgrade: h2c is answered in HTTP/1.1
@@ -59,7 +68,7 @@ class H2Answering:
         if not asks_h2c(request):
             return False
         handling = self._answering.arrive(connection, request, arrival.raw_head, arrival.at)
-        H2Session(connection, self).serve(upgraded=handling)
+        self._session(connection, self).serve(upgraded=handling)
         return True
 
     # -- what h2serve asks (arrive_stream and settle are the answering's own) ---------------
@@ -147,6 +156,8 @@ def _returning(result: object, handler: Handler) -> Handler:
 
 def _begins_h2(connection: Connection) -> bool:
     """Whether what the client sent so far is the HTTP/2 preface, or its start."""
+    from .h2frames import PREFACE  # loaded already: only an h2c endpoint asks
+
     reader = connection.reader
     while len(reader.pending) < len(PREFACE) and PREFACE.startswith(reader.pending):
         data = connection.stream.read()

@@ -23,6 +23,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 from . import net
 from .connections import FrameEvent
@@ -121,7 +122,7 @@ class H2ClientConnection:
     several threads at once, each request on its own stream. ``events`` are the
     connection-level frames both ways; ``stream_ids`` the streams opened, in order."""
 
-    http2 = True
+    http2: Literal[True] = True  # (a ClientConnection's is False: callers tell them apart by it)
 
     def __init__(self, target: object, stream: net.Stream, *, scheme: str, authority: str) -> None:
         self.target = target

@@ -6,7 +6,9 @@ responses; the only ones that touch the network are :func:`route`, which forward
 client module, the faults in :mod:`pytest_deproxy.faults`, which the endpoint carries out,
 and the upgrades (:func:`websocket`, :func:`upgrade`), which answer with a
 :class:`~pytest_deproxy.faults.Takeover` that the endpoint runs once it has recorded and
-written the 101 (see :mod:`pytest_deproxy.ws_endpoint`).
+written the 101 (see :mod:`pytest_deproxy.ws_endpoint`). Those upgrades (and
+``ServerSession``) load with wsproto when first asked for (PEP 562 ``__getattr__`` below):
+a suite that never upgrades never imports it.
 
 A handler that never waits says so with :func:`non_blocking` (a canned Response and the stock
 ``simple``, ``echo`` and ``not_found`` need not): an endpoint then answers it on its poll
@@ -22,14 +24,21 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-from . import client, faults, forwarding, h2faults, upgrade_handlers
+from . import client, faults, forwarding, h2faults
 from .errors import DeproxyError
 from .models import Request, Response
 from .record import Place
 from .tls import CertificateAuthority
-from .ws_endpoint import ServerSession as ServerSession
+
+if TYPE_CHECKING:  # found by __getattr__ on first use: they load wsproto
+    from .upgrade_handlers import upgrade as upgrade
+    from .upgrade_handlers import websocket as websocket
+    from .upgrade_handlers import websocket_close as websocket_close
+    from .upgrade_handlers import websocket_drop as websocket_drop
+    from .upgrade_handlers import websocket_fragments as websocket_fragments
+    from .ws_endpoint import ServerSession as ServerSession
 
 Handler = Callable[..., Any] | Response | faults.Fault
 
@@ -379,8 +388,18 @@ def route(
 
 Takeover = faults.Takeover
 Upgraded = faults.Upgraded
-websocket = upgrade_handlers.websocket
-websocket_close = upgrade_handlers.websocket_close
-websocket_drop = upgrade_handlers.websocket_drop
-websocket_fragments = upgrade_handlers.websocket_fragments
-upgrade = upgrade_handlers.upgrade
+# The upgrades and the session a WebSocket handler is given: their modules (and wsproto) load
+# the first time one of these is asked for.
+_UPGRADES = frozenset(
+    {"websocket", "websocket_close", "websocket_drop", "websocket_fragments", "upgrade"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _UPGRADES and name != "ServerSession":
+        raise AttributeError(f"module 'pytest_deproxy.handlers' has no attribute {name!r}")
+    from . import upgrade_handlers, ws_endpoint
+
+    found = getattr(ws_endpoint if name == "ServerSession" else upgrade_handlers, name)
+    globals()[name] = found  # the next look-up finds it at once
+    return found
