@@ -67,17 +67,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("Miss", "MitmEndpoint"):
-        from . import mitm
+# Hidden from type checkers, which see these names through the TYPE_CHECKING imports:
+# with a module __getattr__ in sight, mypy would take any misspelt name for one.
+if not TYPE_CHECKING:
 
-        return getattr(mitm, name)
-    if name in ("H2StreamError", "H2StreamTimeout"):
-        from . import h2client
+    def __getattr__(name: str) -> Any:
+        if name in ("Miss", "MitmEndpoint"):
+            from . import mitm
 
-        return getattr(h2client, name)
-    if name == "WebSocketSession":
-        from . import websocket
+            return getattr(mitm, name)
+        if name in ("H2StreamError", "H2StreamTimeout"):
+            from . import h2client
 
-        return websocket.WebSocketSession
-    raise AttributeError(f"module 'pytest_deproxy' has no attribute {name!r}")
+            return getattr(h2client, name)
+        if name == "WebSocketSession":
+            from . import websocket
+
+            return websocket.WebSocketSession
+        raise AttributeError(f"module 'pytest_deproxy' has no attribute {name!r}")

@@ -395,11 +395,15 @@ _UPGRADES = frozenset(
 )
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _UPGRADES and name != "ServerSession":
-        raise AttributeError(f"module 'pytest_deproxy.handlers' has no attribute {name!r}")
-    from . import upgrade_handlers, ws_endpoint
+# Hidden from type checkers, which see these names through the TYPE_CHECKING imports:
+# with a module __getattr__ in sight, mypy would take any misspelt name for one.
+if not TYPE_CHECKING:
 
-    found = getattr(ws_endpoint if name == "ServerSession" else upgrade_handlers, name)
-    globals()[name] = found  # the next look-up finds it at once
-    return found
+    def __getattr__(name: str) -> Any:
+        if name not in _UPGRADES and name != "ServerSession":
+            raise AttributeError(f"module 'pytest_deproxy.handlers' has no attribute {name!r}")
+        from . import upgrade_handlers, ws_endpoint
+
+        found = getattr(ws_endpoint if name == "ServerSession" else upgrade_handlers, name)
+        globals()[name] = found  # the next look-up finds it at once
+        return found

@@ -89,7 +89,7 @@ def test_an_unknown_name_is_still_an_attribute_error() -> None:
     import pytest_deproxy
 
     with pytest.raises(AttributeError, match="no attribute 'MitmEndpont'"):
-        pytest_deproxy.MitmEndpont  # noqa: B018
+        pytest_deproxy.MitmEndpont  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_the_mitm_fixture_loads_it_for_its_test(pytester: pytest.Pytester) -> None:
@@ -224,7 +224,7 @@ def test_an_unknown_handler_is_still_an_attribute_error() -> None:
     from pytest_deproxy import handlers
 
     with pytest.raises(AttributeError, match=r"'pytest_deproxy\.handlers' has no attribute"):
-        handlers.websockt  # noqa: B018
+        handlers.websockt  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_an_h2c_upgrade_request_to_an_http1_endpoint_is_answered_without_h2() -> None:
