@@ -13,9 +13,10 @@ generated input.
 
 :func:`glance_request_head` takes the same heads, and leaves the fields of the commonest kind
 unread (an endpoint under load answers many requests whose headers nobody reads): a head whose
-only notable header is one ``Host`` is checked whole against the grammar, and only its start
-line is read; its fields are read from its bytes if they are wanted
-(``models.Headers.from_head``, the same reading).
+only notable headers are one ``Host`` and at most one ``Connection: keep-alive`` (what
+python-requests and browsers send, and HTTP/1.1's default anyway) is checked whole against the
+grammar, and only its start line is read; its fields are read from its bytes if they are
+wanted (``models.Headers.from_head``, the same reading).
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ _DECLINED_HEADERS = frozenset({"transfer-encoding", "expect"})
 _MAX_LENGTH_DIGITS = 18
 # The names a head may not carry to be glanced at: those this reader judges, and those an
 # endpoint acts on as a request arrives (``models.UNREAD_LACKS``: a test holds the two equal).
-# One ``Host``, and nothing else of these, is a head whose fields can wait.
-GLANCE_LACKS = ("content-length", "transfer-encoding", "expect", "connection", "deproxy-request-id")
+# One ``Host``, nothing else of these, and at most one ``Connection`` whose whole value is
+# ``keep-alive`` (which changes nothing an endpoint does) is a head whose fields can wait.
+GLANCE_LACKS = ("content-length", "transfer-encoding", "expect", "deproxy-request-id")
 _NOTABLE = re.compile(
-    rb"\n(?:host|" + "|".join(GLANCE_LACKS).encode("ascii") + rb"):", re.IGNORECASE
+    rb"\n(?:host|connection|" + "|".join(GLANCE_LACKS).encode("ascii") + rb"):", re.IGNORECASE
 )
+_HOST_AND_CONNECTION = {b"\nhost:", b"\nconnection:"}
+_KEEP_ALIVE = re.compile(rb"\nconnection:[ \t]*keep-alive[ \t]*\r\n", re.IGNORECASE)
 
 
 class Head(NamedTuple):  # a tuple, not a dataclass: made once per message on the hot path
@@ -100,14 +104,18 @@ def read_request_head(data: bytes, max_size: int) -> Head | None:
 
 def glance_request_head(data: bytes, max_size: int) -> Glance | Head | None:
     """:func:`read_request_head`'s answer, the fields left unread (a :data:`Glance`, a plain
-    tuple) where the head names one ``Host`` and nothing else of ``GLANCE_LACKS``: accepted
-    and declined alike, and what it reads is the same."""
+    tuple) where the head names one ``Host``, nothing of ``GLANCE_LACKS``, and no
+    ``Connection`` but one of ``keep-alive``: accepted and declined alike, and what it reads is
+    the same."""
     match = _REQUEST_HEAD.match(data)
     if match is None or (size := match.end()) > max_size:
         return None
     # Every field line follows a LF: from the request line's, the names that matter.
-    notable = _NOTABLE.findall(data, match.start(4) - 1, size)
-    if len(notable) == 1 and notable[0].lower() == b"\nhost:":
+    fields_start = match.start(4) - 1
+    notable = _NOTABLE.findall(data, fields_start, size)
+    if (len(notable) == 1 and notable[0].lower() == b"\nhost:") or (
+        len(notable) == 2 and _host_and_keep_alive(notable, data, fields_start, size)
+    ):
         method, target, version = match.group(1, 2, 3)
         return (
             _METHODS.get(method) or method.decode("iso-8859-1"),
@@ -119,6 +127,14 @@ def glance_request_head(data: bytes, max_size: int) -> Glance | Head | None:
     if head is None or head.keys.count("host") != 1:
         return None
     return head
+
+
+def _host_and_keep_alive(notable: list[bytes], data: bytes, start: int, end: int) -> bool:
+    """Whether the two notable names are one ``Host`` and one ``Connection: keep-alive``."""
+    first, second = notable
+    return {first.lower(), second.lower()} == _HOST_AND_CONNECTION and bool(
+        _KEEP_ALIVE.search(data, start, end)
+    )
 
 
 def read_response_head(data: bytes, max_size: int, request_method: str) -> Head | None:

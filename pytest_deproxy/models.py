@@ -58,10 +58,9 @@ class _Trailers:
 
 
 # The header names a request left unread (Request.unread) never carries: ``heads`` reads a
-# head naming any of them at once. So whoever asks whether one came need not read them.
-UNREAD_LACKS = frozenset(
-    {"content-length", "transfer-encoding", "expect", "connection", TRACKING_HEADER.lower()}
-)
+# head naming any of them at once. So whoever asks whether one came need not read them. (Its
+# one ``Connection``, if any, is ``keep-alive``: it does not ask to close.)
+UNREAD_LACKS = frozenset({"content-length", "transfer-encoding", "expect", TRACKING_HEADER.lower()})
 _READING = threading.Lock()  # makes an unread request's headers once, whichever thread asks
 
 
@@ -162,8 +161,9 @@ class Request(_Trailers):
     def unread(cls, method: str, path: str, raw_head: bytes, http_version: str) -> Request:
         """A bodiless request as read off the wire whose ``headers`` are made from
         ``raw_head`` (its head's bytes) when first read: an endpoint under load answers many
-        requests whose headers nobody reads. Only for a head that names Host once and none
-        of ``UNREAD_LACKS`` (``heads.glance_request_head`` says which)."""
+        requests whose headers nobody reads. Only for a head that names Host once, none
+        of ``UNREAD_LACKS``, and no Connection but ``keep-alive``
+        (``heads.glance_request_head`` says which)."""
         request = object.__new__(cls)
         request.method, request.path, request.http_version = method, path, http_version
         request.raw_body, request.body = b"", ""

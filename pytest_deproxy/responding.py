@@ -77,8 +77,13 @@ def as_sent(
 
 
 def _asks_close(request: Request) -> bool:
-    """Whether ``request`` carries the ``close`` connection option."""
-    return request._has_header("connection") and request.headers.has_token("Connection", "close")
+    """Whether ``request`` carries the ``close`` connection option (an unread request never
+    does: its one Connection, if any, is ``keep-alive``; no reading its headers to know)."""
+    if request._unread_head is not None:
+        return False
+    return "connection" in request.headers._keys and request.headers.has_token(
+        "Connection", "close"
+    )
 
 
 def _carries_trailers(sent: Response, request: Request) -> bool:
@@ -194,7 +199,7 @@ def respond_again(
         or (response._trailers is not None and response.has_trailers)
     ):
         return None
-    # (An unread request is known to carry neither: no call to ask it.)
+    # (An unread request carries no tracking id and does not ask to close: no call to ask.)
     if request._unread_head is None and (
         request._has_header(_TRACKING_KEY) or _asks_close(request)
     ):

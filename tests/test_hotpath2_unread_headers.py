@@ -39,7 +39,15 @@ NAMES = st.sampled_from(
 def notable_heads(draw: st.DrawFn) -> bytes:
     """Heads that name the notable headers in any case, any number of times."""
     fields = draw(
-        st.lists(st.tuples(NAMES, st.sampled_from(["h", " 0 ", "\tclose", ""])), max_size=4)
+        st.lists(
+            st.tuples(
+                NAMES,
+                st.sampled_from(
+                    ["h", " 0 ", "\tclose", "", "keep-alive", " Keep-Alive\t", "keep-alive, x"]
+                ),
+            ),
+            max_size=4,
+        )
     )
     lines = [draw(st.sampled_from(["GET / HTTP/1.1", "PUT /x HTTP/1.0", "DELETE * HTTP/1.1"]))]
     lines += [f"{name}:{value}" for name, value in fields]
@@ -61,6 +69,10 @@ def _same_reading(data: bytes) -> None:
             0,
         )
         assert not set(whole.keys) & UNREAD_LACKS and whole.keys.count("host") == 1
+        # and a Connection, if any, one whose whole value is keep-alive: it asks no close
+        options = [value for (_, value), key in zip(whole.items, whole.keys, strict=True)
+                   if key == "connection"]  # fmt: skip
+        assert len(options) <= 1 and all(value.lower() == "keep-alive" for value in options)
         headers = Headers.from_head(data[:size])
         assert (headers.items(), list(headers._keys)) == (whole.items, whole.keys)
     else:
