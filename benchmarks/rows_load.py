@@ -83,14 +83,21 @@ def bench_endpoint() -> Iterator[Row]:
     if (missing := need_wrk("endpoint", what)) is not None:
         yield missing
         return
-    for connections in (10, 100):
+    # The third case: each request says "Connection: keep-alive", as python-requests' and
+    # browsers' do (wrk's say nothing); the floor reads the same heads.
+    said = ("Connection: keep-alive",)
+    for connections, headers in ((10, ()), (100, ()), (10, said)):
         notes: list[str] = []
+        options = {"headers": headers} if headers else {}
         rates = wrk_rates(
-            {"endpoint": ("endpoint", {}), "floor": ("floor-selector", {})}, connections, notes
+            {"endpoint": ("endpoint", options), "floor": ("floor-selector", options)},
+            connections,
+            notes,
         )
+        saying = ", each request saying Connection: keep-alive" if headers else ""
         yield Row(
             "endpoint",
-            f"{what}, {connections} keep-alive connections",
+            f"{what}, {connections} keep-alive connections{saying}",
             wrk_spread(rates["endpoint"]),
             "bare selector loop + heads reader " + wrk_spread(rates["floor"]),
             ratios(rates["endpoint"], rates["floor"]),

@@ -69,7 +69,7 @@ ROWS: dict[str, tuple[Callable[[], Iterator[Row]], str]] = {
     ),
     "endpoint": (
         rows_load.bench_endpoint,
-        "endpoint vs a bare selector loop, 10 and 100 connections",
+        "endpoint vs a bare selector loop, 10 and 100 connections, and requests saying keep-alive",
     ),
     "httpserver": (rows_load.bench_httpserver, "endpoint vs pytest-httpserver (>= 10x)"),
     "custom": (rows_load.bench_custom, "custom non-blocking handler vs the stock handler (>= 0.7)"),
