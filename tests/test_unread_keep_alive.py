@@ -5,16 +5,27 @@ to answer it, and the record still holds them as they arrived. Any other Connect
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from pytest_deproxy import Deproxy, handlers, heads
+from pytest_deproxy import Deproxy, Endpoint, handlers, heads
 from pytest_deproxy.heads import Head, glance_request_head
 from pytest_deproxy.models import Headers
 
 from .conftest import bodiless_answers, counting
 
 LIMIT = 64 * 1024
+
+
+@contextmanager
+def stock_endpoint_connection() -> Iterator[tuple[Endpoint, socket.socket]]:
+    """An endpoint with the stock handler, and a connection to it."""
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
+            yield endpoint, sock
 
 
 @pytest.mark.parametrize(
@@ -49,15 +60,13 @@ def test_keep_alive_requests_are_answered_without_reading_their_headers(
     monkeypatch.setattr(heads, "_read_fields", counting(reads, "read", heads._read_fields))
     monkeypatch.setattr(Headers, "from_head", counting(reads, "later", Headers.from_head))
     head = b"GET /k HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nUser-Agent: r\r\n\r\n"
-    with Deproxy() as deproxy:
-        endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
-        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
-            answers = bodiless_answers(endpoint.port, head * 5, 5, sock)
-            assert answers.count(b"HTTP/1.1 200 OK\r\n") == 5
-            assert b"Connection: close" not in answers
-            assert bodiless_answers(endpoint.port, head, 1, sock).startswith(b"HTTP/1.1 200")
+    with stock_endpoint_connection() as (endpoint, sock):
+        answers = bodiless_answers(endpoint.port, head * 5, 5, sock)
+        assert answers.count(b"HTTP/1.1 200 OK\r\n") == 5
+        assert b"Connection: close" not in answers
+        assert bodiless_answers(endpoint.port, head, 1, sock).startswith(b"HTTP/1.1 200")
         assert reads == []  # answered, recorded, and no header read
-        handlings = endpoint.handlings
+    handlings = endpoint.handlings
     assert len(handlings) == 6 and len({h.connection for h in handlings}) == 1
     assert handlings[0].request.headers.items() == [
         ("Host", "h"),
@@ -70,11 +79,9 @@ def test_keep_alive_requests_are_answered_without_reading_their_headers(
 def test_a_close_after_keep_alives_is_still_answered_with_a_close() -> None:
     keep = b"GET /k HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"
     close = b"GET /c HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
-    with Deproxy() as deproxy:
-        endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
-        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
-            answers = bodiless_answers(endpoint.port, keep * 2 + close, 3, sock)
-            assert sock.recv(1) == b""  # the endpoint closed after the third
+    with stock_endpoint_connection() as (endpoint, sock):
+        answers = bodiless_answers(endpoint.port, keep * 2 + close, 3, sock)
+        assert sock.recv(1) == b""  # the endpoint closed after the third
     *kept, closing = answers.split(b"HTTP/1.1 ")[1:]
     assert all(b"Connection:" not in answer for answer in kept)
     assert b"Connection: close\r\n" in closing
@@ -84,9 +91,7 @@ def test_a_close_after_keep_alives_is_still_answered_with_a_close() -> None:
 
 def test_an_http_1_0_keep_alive_is_told_it_is_kept() -> None:
     head = b"GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"
-    with Deproxy() as deproxy:
-        endpoint = deproxy.add_endpoint(default_handler=handlers.simple)
-        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
-            answers = bodiless_answers(endpoint.port, head * 2, 2, sock)
+    with stock_endpoint_connection() as (endpoint, sock):
+        answers = bodiless_answers(endpoint.port, head * 2, 2, sock)
     assert answers.count(b"Connection: keep-alive\r\n") == 2
     assert len(endpoint.handlings) == 2
