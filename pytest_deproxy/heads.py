@@ -40,7 +40,7 @@ GLANCE_LACKS = ("content-length", "transfer-encoding", "expect", "deproxy-reques
 _NOTABLE = re.compile(
     rb"\n(?:host|connection|" + "|".join(GLANCE_LACKS).encode("ascii") + rb"):", re.IGNORECASE
 )
-_HOST_AND_CONNECTION = {b"\nhost:", b"\nconnection:"}
+_HOST_AND_CONNECTION = frozenset({b"\nhost:", b"\nconnection:"})
 _KEEP_ALIVE = re.compile(rb"\nconnection:[ \t]*keep-alive[ \t]*\r\n", re.IGNORECASE)
 
 
