@@ -81,9 +81,7 @@ def _asks_close(request: Request) -> bool:
     does: its one Connection, if any, is ``keep-alive``; no reading its headers to know)."""
     if request._unread_head is not None:
         return False
-    return "connection" in request.headers._keys and request.headers.has_token(
-        "Connection", "close"
-    )
+    return request._has_header("connection") and request.headers.has_token("Connection", "close")
 
 
 def _carries_trailers(sent: Response, request: Request) -> bool:
