@@ -21,6 +21,7 @@ from .endpoint import DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT, Endpoint
 from .errors import DeproxyError, TunnelRefused
 from .handlers import Handler
 from .models import TRACKING_HEADER, Body, HeaderItems, Request
+from .pollthreads import UNPOOLED, PollThreads
 from .proxyproto import ProxyHeader
 from .record import DEFAULT_KEEP, Handling, MessageChain
 from .registry import ChainRegistry
@@ -109,6 +110,9 @@ class Deproxy:
         # no TLS, and a session fixture requested by a test's fixture costs pytest work (and a
         # finalizer it keeps to the session's end) on every test.
         self._ca_source: Callable[[], CertificateAuthority] | None = None
+        # A thread of its own for each endpoint's poll loop, ended at shutdown; the deproxy
+        # fixture sets its session's pool, which keeps them for the next test's endpoints.
+        self._poll_threads: PollThreads = UNPOOLED
         self._lock = threading.Lock()
         self._endpoints: list[Endpoint] = []
         self._registry: ChainRegistry[_Routing] = ChainRegistry(keep_chains)
@@ -573,6 +577,11 @@ class Deproxy:
         if self.default_handler is not None:
             return self.default_handler
         return handlers.simple
+
+    @property
+    def poll_threads(self) -> PollThreads:
+        """What runs the endpoints' poll loops (see :mod:`pytest_deproxy.pollthreads`)."""
+        return self._poll_threads
 
     def new_connection_id(self) -> str:
         return f"conn-{next(self._connection_numbers)}"

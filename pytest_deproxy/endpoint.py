@@ -24,6 +24,7 @@ from .h1answering import Http1Responder, TunnelPolicy
 from .h2answering import H2Answering
 from .handlers import Handler
 from .models import Request
+from .pollthreads import PollThreads
 from .record import DEFAULT_KEEP, Handling, check_keep
 from .refusals import LINGER_SECONDS as LINGER_SECONDS
 from .serving import Server
@@ -54,6 +55,11 @@ class EndpointOwner(Protocol):
     def report_error(self, error: BaseException) -> None: ...
 
     def new_connection_id(self) -> str: ...
+
+    @property
+    def poll_threads(self) -> PollThreads:
+        """What runs the endpoint's poll loop (see :mod:`.pollthreads`)."""
+        ...
 
     @property
     def in_flight_now(self) -> Collection[object]:
@@ -163,6 +169,7 @@ class Endpoint:
             proxy_protocol=proxy_protocol,
             keep_connections=keep_handlings,
             connection_handlings=self._answering.handlings,
+            poll_threads=owner.poll_threads,
         )
         self.port = self._server.port
 

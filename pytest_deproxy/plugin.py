@@ -17,6 +17,7 @@ import pytest
 from .deproxy import Deproxy
 from .endpoint import Endpoint
 from .handlers import Handler
+from .pollthreads import PollThreads
 from .record import MessageChain
 from .redaction import DEFAULT as DEFAULT_REDACTION
 from .redaction import Redaction
@@ -28,6 +29,9 @@ if TYPE_CHECKING:  # the mitm fixture loads it: its YAML parser is a cost only M
 
 _errors_told = pytest.StashKey[int]()
 _har_all = pytest.StashKey[bool]()  # --deproxy-har DIR --deproxy-har-all: every test's HAR
+_poll_threads = pytest.StashKey[PollThreads]()
+# The poll threads the session keeps between tests (one per endpoint a test makes, up to this).
+SESSION_POLL_THREADS = 8
 SCENARIO_MARKER = "deproxy_scenario"
 
 
@@ -77,6 +81,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{SCENARIO_MARKER}(name): the scenario the mitm fixture replays for this test"
     )
+    # Kept in the config, not in a session fixture: a session fixture that the deproxy
+    # fixture requested would cost pytest work on every test.
+    config.stash[_poll_threads] = PollThreads(keep_idle=SESSION_POLL_THREADS)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _poll_threads in config.stash:
+        config.stash[_poll_threads].shutdown()
 
 
 def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
@@ -223,6 +235,7 @@ def deproxy(request: pytest.FixtureRequest) -> Iterator[Deproxy]:
     """
     instance = Deproxy()
     instance._ca_source = functools.partial(request.getfixturevalue, "deproxy_ca")
+    instance._poll_threads = request.config.stash[_poll_threads]
     try:
         yield instance
     finally:

@@ -2,9 +2,12 @@
 connection threads, and the record of every connection accepted.
 
 Rules kept here: every thread is named, owned by its server, started by ``start()`` (never by
-a constructor) and joined by ``shutdown()``, which is idempotent. ``start()`` does not wait for
-the poll thread to run (a connection waits in the listen queue until it does): ``shutdown()``
-waits for it to have begun, then joins it. A failure on one connection
+a constructor) and joined by ``shutdown()``, which is idempotent. The poll loop runs on a
+thread of its :class:`~.pollthreads.PollThreads`: its own by default, or one a pool keeps
+between servers (the pytest plugin's), which ``shutdown()`` joins the loop's run on and
+leaves waiting for the next server. ``start()`` does not wait for the poll thread to run (a
+connection waits in the listen queue until it does): ``shutdown()`` waits for it to have
+begun, then joins it. A failure on one connection
 is recorded on ``errors`` and never stops the server. What to answer is not decided here: a
 :class:`Responder` (the Endpoint) answers, and this module knows no handler.
 
@@ -60,6 +63,7 @@ from .accepted import (
 )
 from .connections import ConnectionRecord
 from .errors import ConnectionReset, DeproxyError, DeproxyTimeout, NetworkError
+from .pollthreads import UNPOOLED, PollRun, PollThreads
 from .record import Handling
 from .request_reader import Arrival, polled_arrival
 
@@ -67,33 +71,6 @@ JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
 # The bytes kept of each direction of a connection: enough for any exchange a test looks at,
 # while a huge body, or one refused and drained, costs no more.
 TRANSCRIPT_LIMIT = 4 * 1024 * 1024
-
-
-def start_unawaited(thread: threading.Thread) -> None:
-    """``thread.start()``, without waiting for the new thread to run.
-
-    ``Thread.start()`` waits on the thread's ``_started`` event until the new thread has been
-    scheduled and taken the GIL: by the clock, 0.1-0.5 ms per endpoint on a loaded machine
-    (most of what adding one cost), for nothing the caller needs. That wait is skipped here
-    for this one call (the event's ``wait`` shadowed on the instance, then restored); the
-    thread is in ``threading.enumerate()`` from now on, and it may be joined once it has
-    begun (``is_alive()`` is False, and ``join()`` refuses, until then). Where ``threading``
-    has no such event (another Python), it is a plain ``start()``.
-    tests/test_fixture2_poll_thread.py keeps this true of the running Python.
-    """
-    started = getattr(thread, "_started", None)
-    if type(started) is not threading.Event:
-        thread.start()
-        return
-    started.wait = _no_wait  # type: ignore[method-assign]
-    try:
-        thread.start()
-    finally:
-        del started.wait
-
-
-def _no_wait(timeout: float | None = None) -> bool:
-    return True
 
 
 class Server:
@@ -121,6 +98,7 @@ class Server:
         proxy_protocol: bool | str = False,
         keep_connections: int | None = None,
         connection_handlings: deque[Handling] | None = None,
+        poll_threads: PollThreads = UNPOOLED,
     ) -> None:
         self.name = name
         self.hostname = hostname
@@ -142,10 +120,8 @@ class Server:
         self._listener = net.listen(hostname, port)
         self.port: int = self._listener.getsockname()[1]
         self._poller = net.Poller()
-        self._poll_thread = threading.Thread(
-            target=self._poll_loop, name=f"deproxy-{name}-poll", daemon=True
-        )
-        self._poll_started = False  # start() was called: the poll thread runs, or soon will
+        self._poll_threads = poll_threads
+        self._poll_run: PollRun | None = None  # set by start(): the poll thread runs, or soon will
         # Held until the poll thread begins (a lock: an Event costs a Condition, ~10 us).
         self._poll_not_running = threading.Lock()
         self._poll_not_running.acquire()
@@ -164,8 +140,7 @@ class Server:
         listen queue until it does, and :meth:`shutdown` waits for it to begin first."""
         # Watched from here, not by the poll thread: its first wake-up can be a connection.
         self._poller.watch(self._listener, None)
-        start_unawaited(self._poll_thread)
-        self._poll_started = True
+        self._poll_run = self._poll_threads.run(self._poll_loop, f"deproxy-{self.name}-poll")
 
     @property
     def errors(self) -> list[DeproxyError]:
@@ -217,15 +192,14 @@ class Server:
         self.begin_shutdown()
         assert self._join_deadline is not None
         deadline = self._join_deadline
-        current = threading.current_thread()
-        late = []
-        if not self._poll_started:
+        late: list[threading.Thread | PollRun] = []
+        if self._poll_run is None:
             self._poller.close()  # the poll thread closes it when it ends
         elif self._poll_not_running.acquire(timeout=max(0.0, deadline - time.monotonic())):
             self._poll_not_running.release()  # for a second shutdown()
-            late = self._join([self._poll_thread], deadline)
+            late = self._join([self._poll_run], deadline)
         else:  # never began (a machine too loaded to run it for JOIN_TIMEOUT s)
-            late = [self._poll_thread]
+            late = [self._poll_run]
         # The poll thread has stopped: it hands no more connections to threads. Any it handed
         # over since begin_shutdown() looked are woken now.
         with self._lock:
@@ -236,7 +210,7 @@ class Server:
         self._listener.close()
         stuck_errors = []
         for thread in late:
-            if thread is current or thread.name in self._reported_stuck:
+            if thread.ident == threading.get_ident() or thread.name in self._reported_stuck:
                 continue
             self._reported_stuck.add(thread.name)
             stuck = DeproxyError(
@@ -251,13 +225,13 @@ class Server:
 
     @staticmethod
     def _join(
-        threads: Sequence[threading.Thread | None], deadline: float
-    ) -> list[threading.Thread]:
-        """Join ``threads`` until ``deadline``; those still running."""
-        current = threading.current_thread()
-        late = []
+        threads: Sequence[threading.Thread | PollRun | None], deadline: float
+    ) -> list[threading.Thread | PollRun]:
+        """Join ``threads`` (or poll runs) until ``deadline``; those still running."""
+        current = threading.get_ident()
+        late: list[threading.Thread | PollRun] = []
         for thread in threads:
-            if thread is None or thread is current or thread.ident is None:
+            if thread is None or thread.ident is None or thread.ident == current:
                 continue
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():

@@ -17,6 +17,7 @@ import pytest
 
 from pytest_deproxy import Deproxy, MessageChain, Response, WebSocketSession
 from pytest_deproxy.conformance import proxies
+from pytest_deproxy.pollthreads import IDLE_NAME
 from pytest_deproxy.process import ServerProcess, free_port
 
 
@@ -186,6 +187,15 @@ def write_interaction(
         f"  headers:\n    Content-Type: [text/plain]\n  body: {body!r}\n" + extra
     )
     return path
+
+
+def working_threads() -> list[threading.Thread]:
+    """Deproxy's threads that are serving something. The session's pool keeps the deproxy
+    fixture's poll threads waiting for the next test's endpoints, named ``IDLE_NAME``: they
+    serve nothing, and are not counted."""
+    return [
+        t for t in threading.enumerate() if t.name.startswith("deproxy-") and t.name != IDLE_NAME
+    ]
 
 
 def eventually(predicate: Callable[[], object], seconds: float = 10.0) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable
 
@@ -19,7 +18,7 @@ from pytest_deproxy import (
     handlers,
 )
 
-from .conftest import send_raw
+from .conftest import send_raw, working_threads
 
 EndpointFactory = Callable[..., Endpoint]
 BODY = Response(200, headers={"Content-Type": "text/plain"}, body="0123456789")
@@ -138,7 +137,7 @@ def test_shutdown_ends_hanging_handlers_quickly() -> None:
     started = time.monotonic()
     deproxy.shutdown()
     assert time.monotonic() - started < 5  # "not for ever": hang waits on the shutdown event
-    assert not [t for t in threading.enumerate() if t.name.startswith("deproxy-")]
+    assert not working_threads()
     for sock in sockets:
         sock.close()
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_deproxy import Deproxy
-from pytest_deproxy.serving import start_unawaited
+from pytest_deproxy.pollthreads import start_unawaited
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import pytest
 from pytest_deproxy import Deproxy, net
 from pytest_deproxy.errors import NetworkError
 
+from .conftest import working_threads
+
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="counts descriptors in /proc/self/fd"
 )
@@ -97,7 +99,7 @@ def test_shutdown_leaves_no_thread_and_no_wake_up_connection_on_the_record() -> 
         used = deproxy.add_endpoint(name="used")
         answer = deproxy.make_request(used.url).received_response
         assert answer is not None and answer.code == "200"
-    assert [t.name for t in threading.enumerate() if t.name.startswith("deproxy-")] == []
+    assert working_threads() == []
     assert idle.connections == []  # woken through its poller, never by connecting to it
     assert len(used.connections) == 1
     assert used.connections[0].closed_by in ("client", "shutdown")

@@ -1,6 +1,8 @@
 """The fixtures over a whole session (issue 18's fixture cost): every test that used
-``deproxy`` + ``endpoint`` + one request ends with its threads gone and its descriptors
-closed, and none of it is left for the next test. Behaviour, never timing."""
+``deproxy`` + ``endpoint`` + one request ends with its threads gone or waiting in the
+session's pool (which the next test's endpoints take, so that there are never more than a
+test used at once) and its descriptors closed, none of it is left for the next test, and no
+thread outlives the session. Behaviour, never timing."""
 
 from __future__ import annotations
 
@@ -9,12 +11,16 @@ import sys
 import pytest
 
 CHECKING_CONFTEST = """
+import atexit
 import os
 import threading
 
 import pytest
 
+from pytest_deproxy.pollthreads import IDLE_NAME
+
 LEFT = []
+IDLE = [0]
 
 
 def _descriptors():
@@ -26,7 +32,9 @@ def pytest_runtest_protocol(item, nextitem):
     before = _descriptors()
     result = yield
     # After the item's teardown: the deproxy fixture has shut everything down.
-    threads = [t.name for t in threading.enumerate() if t.name.startswith("deproxy-")]
+    ours = [t.name for t in threading.enumerate() if t.name.startswith("deproxy-")]
+    threads = [name for name in ours if name != IDLE_NAME]
+    IDLE.append(len(ours) - len(threads))
     if threads or _descriptors() > before:
         LEFT.append((item.name, threads, _descriptors() - before))
     return result
@@ -34,6 +42,13 @@ def pytest_runtest_protocol(item, nextitem):
 
 def pytest_sessionfinish(session):
     print("LEFT AFTER TESTS:", LEFT or "nothing")
+    print("IDLE POLL THREADS AT MOST:", max(IDLE))
+
+
+@atexit.register
+def _after_the_session():  # pytest_unconfigure has run: the session's pool is shut down
+    left = [t.name for t in threading.enumerate() if t.name.startswith("deproxy-")]
+    print("DEPROXY THREADS AT EXIT:", left or "none")
 """
 
 SUITE = """
@@ -68,7 +83,14 @@ def test_every_test_ends_with_its_threads_gone_and_descriptors_closed(
     pytester.makepyfile(SUITE)
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-s")
     result.assert_outcomes(passed=51)
-    result.stdout.fnmatch_lines(["*LEFT AFTER TESTS: nothing"])
+    result.stdout.fnmatch_lines(
+        [
+            "*LEFT AFTER TESTS: nothing",
+            # two endpoints at most in a test: the others took the threads those left waiting
+            "IDLE POLL THREADS AT MOST: 2",
+            "DEPROXY THREADS AT EXIT: none",
+        ]
+    )
 
 
 def test_a_thread_that_will_not_stop_still_fails_its_test(pytester: pytest.Pytester) -> None:

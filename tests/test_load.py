@@ -16,7 +16,7 @@ import pytest
 
 from pytest_deproxy import ClientConnection, Deproxy, MessageChain
 
-from .conftest import write_interaction
+from .conftest import working_threads, write_interaction
 
 CONNECTIONS = 200
 
@@ -32,7 +32,7 @@ def open_descriptors() -> int:
 
 
 def deproxy_threads() -> set[str]:
-    return {t.name for t in threading.enumerate() if t.name.startswith("deproxy-")}
+    return {t.name for t in working_threads()}
 
 
 def hammer(

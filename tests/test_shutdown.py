@@ -10,9 +10,11 @@ import pytest
 
 from pytest_deproxy import Deproxy, handlers
 
+from .conftest import working_threads
+
 
 def deproxy_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("deproxy-")]
+    return working_threads()
 
 
 def test_shutdown_twice_and_the_port_can_be_bound_again() -> None:

@@ -1,0 +1,180 @@
+"""The threads that run servers' poll loops, and the pool that may keep them between servers.
+
+Rules kept here: a thread runs one server's poll loop at a time, named after it
+(``deproxy-<endpoint>-poll``) while it does and :data:`IDLE_NAME` otherwise. The server
+joins its *run* (:meth:`PollRun.join`): when that returns, the loop has ended, and the thread
+has either ended too (joined) or is waiting in its pool for the next server. A pool keeps at
+most ``keep_idle`` waiting threads; the one more ends when its run does. Its owner shuts the
+pool down, which wakes every waiting thread and joins it.
+
+:data:`UNPOOLED` keeps none: a server on it has a thread of its own, ended and joined by the
+server's shutdown, and leaves no thread behind. That is every Deproxy's default. The pytest
+plugin gives the ``deproxy`` fixture a pool of the session's, shut down at the session's
+end, because a new thread per endpoint (start, first run, exit and join) cost ~0.2 ms of a
+test's ~1 ms in a whole pytest run, where handing a waiting thread its next loop costs a lock.
+
+A child made by ``fork()`` has none of its parent's threads: its pools start empty.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+IDLE_NAME = "deproxy-poll-idle"
+
+
+def start_unawaited(thread: threading.Thread) -> None:
+    """``thread.start()``, without waiting for the new thread to run.
+
+    ``Thread.start()`` waits on the thread's ``_started`` event until the new thread has been
+    scheduled and taken the GIL: by the clock, 0.1-0.5 ms per endpoint on a loaded machine
+    (most of what adding one cost), for nothing the caller needs. That wait is skipped here
+    for this one call (the event's ``wait`` shadowed on the instance, then restored); the
+    thread is in ``threading.enumerate()`` from now on, and it may be joined once it has
+    begun (``is_alive()`` is False, and ``join()`` refuses, until then). Where ``threading``
+    has no such event (another Python), it is a plain ``start()``.
+    tests/test_fixture2_poll_thread.py keeps this true of the running Python.
+    """
+    started = getattr(thread, "_started", None)
+    if type(started) is not threading.Event:
+        thread.start()
+        return
+    started.wait = _no_wait  # type: ignore[method-assign]
+    try:
+        thread.start()
+    finally:
+        del started.wait
+
+
+def _no_wait(timeout: float | None = None) -> bool:
+    return True
+
+
+class PollRun:
+    """One poll loop's run on a pool's thread; joined, and asked if alive, as a thread is."""
+
+    def __init__(self, target: Callable[[], object], name: str, thread: _PollThread) -> None:
+        self.name = name
+        self.target = target
+        self.thread = thread
+        self.thread_ends = False  # set before ``ended`` is released
+        self.ended = threading.Lock()
+        self.ended.acquire()
+
+    @property
+    def ident(self) -> int | None:
+        """The running thread's ident (None until a new thread has begun)."""
+        return self.thread.ident
+
+    def is_alive(self) -> bool:
+        return self.ended.locked()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the loop to end and, if its thread is not kept, for the thread to end,
+        for at most ``timeout`` s in all."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.ended.acquire(timeout=-1 if timeout is None else timeout):
+            return
+        self.ended.release()
+        if self.thread_ends:
+            self.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+class _PollThread(threading.Thread):
+    def __init__(self, pool: PollThreads, run_name: str) -> None:
+        super().__init__(name=run_name, daemon=True)
+        self._pool = pool
+        self.next_run: PollRun | None = None
+        self.given = threading.Lock()  # released when next_run is set (None: end)
+        self.given.acquire()
+
+    def run(self) -> None:
+        run = self.next_run
+        while run is not None:
+            self.name = run.name
+            try:
+                run.target()
+            except BaseException:
+                self._end(run, keep=False)
+                raise
+            if not self._end(run, keep=True):
+                return
+            self.given.acquire()
+            run = self.next_run
+
+    def _end(self, run: PollRun, *, keep: bool) -> bool:
+        # Named idle, and in the pool's idle list or not, before the run's joiner is woken:
+        # what it sees of the thread once join() returns is final.
+        self.name = IDLE_NAME
+        kept = keep and self._pool.take_back(self)
+        run.thread_ends = not kept
+        run.ended.release()
+        return kept
+
+
+class PollThreads:
+    """Runs poll loops on threads, keeping up to ``keep_idle`` of them waiting between runs."""
+
+    def __init__(self, keep_idle: int) -> None:
+        self.keep_idle = keep_idle
+        self._lock = threading.Lock()
+        self._idle: list[_PollThread] = []
+        self._closed = False
+        _POOLS.add(self)
+
+    def run(self, target: Callable[[], object], name: str) -> PollRun:
+        """Run ``target`` on a waiting thread, or a new one (not waited for: see
+        :func:`start_unawaited`), named ``name`` while it runs."""
+        with self._lock:
+            thread = self._idle.pop() if self._idle else None
+        if thread is None:
+            thread = _PollThread(self, name)
+            run = thread.next_run = PollRun(target, name, thread)
+            start_unawaited(thread)
+        else:
+            thread.name = name  # listed under its server's name from now, as a new one is
+            run = thread.next_run = PollRun(target, name, thread)
+            thread.given.release()
+        return run
+
+    def take_back(self, thread: _PollThread) -> bool:
+        """Keep ``thread`` waiting for the next run, if this pool keeps one more."""
+        with self._lock:
+            if self._closed or len(self._idle) >= self.keep_idle:
+                return False
+            thread.next_run = None
+            self._idle.append(thread)
+            return True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """End every waiting thread and join it; a thread still running a loop ends when that
+        loop does (its server's shutdown joins it). Safe to call twice."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for thread in idle:
+            thread.given.release()  # next_run is None: it ends
+        deadline = time.monotonic() + timeout
+        for thread in idle:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _forget_threads(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = []
+
+
+_POOLS: weakref.WeakSet[PollThreads] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in _POOLS:
+        pool._forget_threads()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+UNPOOLED = PollThreads(keep_idle=0)
