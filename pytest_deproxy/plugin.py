@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import weakref
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,8 @@ from .tls import CertificateAuthority
 if TYPE_CHECKING:  # the mitm fixture loads it: its YAML parser is a cost only MITM users pay
     from .mitm import MitmEndpoint
 
-_errors_told = pytest.StashKey[int]()
+# How many of each test's Deproxy's errors the test was told of (at its call, then teardown).
+_errors_told: weakref.WeakKeyDictionary[Deproxy, int] = weakref.WeakKeyDictionary()
 _har_all = pytest.StashKey[bool]()  # --deproxy-har DIR --deproxy-har-all: every test's HAR
 _poll_threads = pytest.StashKey[PollThreads]()
 # The poll threads the session keeps between tests (one per endpoint a test makes, up to this).
@@ -130,16 +132,18 @@ def _scenario_for(item: pytest.Item) -> str:
     return str(item.config.getoption("--deproxy-scenario") or "default")
 
 
-def _new_errors(item: pytest.Item, deproxy: Deproxy) -> list[BaseException]:
-    """The handler errors of ``deproxy`` that this test has not been told about yet."""
+def _new_errors(deproxy: Deproxy) -> list[BaseException]:
+    """The handler errors of ``deproxy`` that its test has not been told about yet."""
     errors = deproxy.errors
-    fresh = errors[item.stash.get(_errors_told, 0) :]
-    item.stash[_errors_told] = len(errors)
-    return fresh
+    told = _errors_told.get(deproxy, 0)
+    if len(errors) == told:
+        return []
+    _errors_told[deproxy] = len(errors)
+    return errors[told:]
 
 
-def _raise_new_errors(item: pytest.Item, deproxy: Deproxy) -> None:
-    fresh = _new_errors(item, deproxy)
+def _raise_new_errors(deproxy: Deproxy) -> None:
+    fresh = _new_errors(deproxy)
     if len(fresh) == 1:
         raise fresh[0]
     if fresh:
@@ -168,12 +172,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         # The test failed on its own: tell of the handler errors on that failure, not as a
         # second outcome of the same test.
         deproxy = _deproxy_of(item)
-        for error in _new_errors(item, deproxy) if deproxy else []:
+        for error in _new_errors(deproxy) if deproxy else []:
             failure.add_note(f"meanwhile, in an endpoint thread: {error}")
         raise
     deproxy = _deproxy_of(item)
     if deproxy is not None:
-        _raise_new_errors(item, deproxy)
+        _raise_new_errors(deproxy)
     return result
 
 
@@ -225,22 +229,37 @@ def deproxy_ca() -> Iterator[CertificateAuthority]:
     ca.close()
 
 
-@pytest.fixture
-def deproxy(request: pytest.FixtureRequest) -> Iterator[Deproxy]:
+def _deproxy_for_a_test() -> Iterator[Deproxy]:
     """A :class:`Deproxy` for one test, shut down after it.
 
     An exception raised by a handler in an endpoint thread fails the test. Its CA is the
     session's ``deproxy_ca`` (or the fixture that overrides it), set up when the test first
     needs a CA, not before: a test with no TLS never asks for it.
     """
+    # No `request` argument: pytest makes a fixture definition for it on every test (~45 us
+    # a test in a whole run, issue 18). What the request is needed for, the setup hook below
+    # gives the instance as the fixture returns it.
     instance = Deproxy()
-    instance._ca_source = functools.partial(request.getfixturevalue, "deproxy_ca")
-    instance._poll_threads = request.config.stash[_poll_threads]
     try:
         yield instance
     finally:
         instance.shutdown()
-    _raise_new_errors(request.node, instance)
+    _raise_new_errors(instance)
+
+
+deproxy = pytest.fixture(name="deproxy")(_deproxy_for_a_test)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    value = yield
+    if fixturedef.func is _deproxy_for_a_test and isinstance(value, Deproxy):
+        # Before any endpoint is made: the fixtures that use this one are not set up yet.
+        value._ca_source = functools.partial(request.getfixturevalue, "deproxy_ca")
+        value._poll_threads = request.config.stash[_poll_threads]
+    return value
 
 
 @pytest.fixture
