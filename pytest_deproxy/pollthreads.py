@@ -19,10 +19,13 @@ A child made by ``fork()`` has none of its parent's threads: its pools start emp
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from .net import Poller
 
 IDLE_NAME = "deproxy-poll-idle"
 
@@ -55,12 +58,15 @@ def _no_wait(timeout: float | None = None) -> bool:
 
 
 class PollRun:
-    """One poll loop's run on a pool's thread; joined, and asked if alive, as a thread is."""
+    """One poll loop's run on a pool's thread; joined, and asked if alive, as a thread is.
 
-    def __init__(self, target: Callable[[], object], name: str, thread: _PollThread) -> None:
+    ``poller`` is the thread's, lent for the run: what the loop watches goes in it."""
+
+    def __init__(self, target: Callable[[Poller], object], name: str, thread: _PollThread) -> None:
         self.name = name
         self.target = target
         self.thread = thread
+        self.poller = thread.poller
         self.thread_ends = False  # set before ``ended`` is released
         self.ended = threading.Lock()
         self.ended.acquire()
@@ -85,31 +91,51 @@ class PollRun:
 
 
 class _PollThread(threading.Thread):
+    """Runs the loops lent to it, each with its own poller; between runs it waits in that
+    poller, where the next run's listener is put, so that nothing wakes it before the next
+    server's first connection (or its shutdown) does."""
+
     def __init__(self, pool: PollThreads, run_name: str) -> None:
         super().__init__(name=run_name, daemon=True)
         self._pool = pool
-        self.next_run: PollRun | None = None
-        self.given = threading.Lock()  # released when next_run is set (None: end)
-        self.given.acquire()
+        self.poller = Poller()  # made here, before the thread runs: a run is lent it at once
+        self.next_run: PollRun | None = None  # set and cleared under the pool's lock
+        self.retired = False  # the pool is shut down: end when no run is lent
 
     def run(self) -> None:
-        run = self.next_run
-        while run is not None:
-            self.name = run.name
-            try:
-                run.target()
-            except BaseException:
-                self._end(run, keep=False)
-                raise
-            if not self._end(run, keep=True):
-                return
-            self.given.acquire()
-            run = self.next_run
+        try:
+            while (run := self._next()) is not None:
+                self.name = run.name
+                try:
+                    run.target(self.poller)
+                except BaseException:
+                    self._end(run, keep=False)
+                    raise
+                if not self._end(run, keep=True):
+                    return
+        finally:
+            self.poller.close()
+
+    def _next(self) -> PollRun | None:
+        """The run lent to this thread, waited for in its poller (None: retired)."""
+        lock = self._pool.lock
+        while True:
+            with lock:
+                if self.next_run is not None or self.retired:
+                    return self.next_run
+            if self.poller.ready(None):
+                # Not a wake-up: a run's listener, or what an ended run's connection threads
+                # watched late (a hang-up). Those are forgotten, unless a run was lent meanwhile.
+                with lock:
+                    if self.next_run is None:
+                        self.poller.forget_all()
 
     def _end(self, run: PollRun, *, keep: bool) -> bool:
-        # Named idle, and in the pool's idle list or not, before the run's joiner is woken:
-        # what it sees of the thread once join() returns is final.
+        # Named idle, its poller emptied, and in the pool's idle list or not, before the
+        # run's joiner is woken: what it sees of the thread once join() returns is final.
         self.name = IDLE_NAME
+        self.poller.forget_all()
+        self.poller.ready(0)  # takes a wake-up the run left, which would begin the next at once
         kept = keep and self._pool.take_back(self)
         run.thread_ends = not kept
         run.ended.release()
@@ -121,49 +147,63 @@ class PollThreads:
 
     def __init__(self, keep_idle: int) -> None:
         self.keep_idle = keep_idle
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._idle: list[_PollThread] = []
         self._closed = False
         _POOLS.add(self)
 
-    def run(self, target: Callable[[], object], name: str) -> PollRun:
-        """Run ``target`` on a waiting thread, or a new one (not waited for: see
-        :func:`start_unawaited`), named ``name`` while it runs."""
-        with self._lock:
+    def run(
+        self,
+        target: Callable[[Poller], object],
+        name: str,
+        watch: Sequence[tuple[socket.socket, object]] = (),
+    ) -> PollRun:
+        """Run ``target(poller)`` on a waiting thread, or a new one (not waited for: see
+        :func:`start_unawaited`), named ``name`` while it runs, with ``watch`` (source, key)
+        in the poller. A waiting thread is not woken: it begins the run when something in
+        ``run.poller`` is ready (a connection to a listener watched), or it is woken."""
+        with self.lock:
             thread = self._idle.pop() if self._idle else None
-        if thread is None:
-            thread = _PollThread(self, name)
-            run = thread.next_run = PollRun(target, name, thread)
-            start_unawaited(thread)
-        else:
-            thread.name = name  # listed under its server's name from now, as a new one is
-            run = thread.next_run = PollRun(target, name, thread)
-            thread.given.release()
+            if thread is not None:
+                thread.name = name  # listed under its server's name from now, as a new one is
+                run = thread.next_run = PollRun(target, name, thread)
+        if thread is not None:
+            # Watched once lent: what is ready then begins the run.
+            for source, key in watch:
+                run.poller.watch(source, key)
+            return run
+        thread = _PollThread(self, name)
+        run = thread.next_run = PollRun(target, name, thread)
+        for source, key in watch:  # before it starts: its first wake-up can be a connection
+            run.poller.watch(source, key)
+        start_unawaited(thread)
         return run
 
     def take_back(self, thread: _PollThread) -> bool:
         """Keep ``thread`` waiting for the next run, if this pool keeps one more."""
-        with self._lock:
+        with self.lock:
+            thread.next_run = None
             if self._closed or len(self._idle) >= self.keep_idle:
                 return False
-            thread.next_run = None
             self._idle.append(thread)
             return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """End every waiting thread and join it; a thread still running a loop ends when that
         loop does (its server's shutdown joins it). Safe to call twice."""
-        with self._lock:
+        with self.lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            for thread in idle:
+                thread.retired = True
         for thread in idle:
-            thread.given.release()  # next_run is None: it ends
+            thread.poller.wake()
         deadline = time.monotonic() + timeout
         for thread in idle:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _forget_threads(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._idle = []
 
 

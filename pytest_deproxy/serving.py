@@ -119,7 +119,7 @@ class Server:
         self._reported_stuck: set[str] = set()
         self._listener = net.listen(hostname, port)
         self.port: int = self._listener.getsockname()[1]
-        self._poller = net.Poller()
+        self._poller: net.Poller | None = None  # the poll thread's, lent from start()
         self._poll_threads = poll_threads
         self._poll_run: PollRun | None = None  # set by start(): the poll thread runs, or soon will
         # Held until the poll thread begins (a lock: an Event costs a Condition, ~10 us).
@@ -136,11 +136,15 @@ class Server:
         return str(host), int(port)
 
     def start(self) -> None:
-        """Start the poll thread, without waiting for it to run: a connection waits in the
-        listen queue until it does, and :meth:`shutdown` waits for it to begin first."""
+        """Start the poll loop, without waiting for its thread to run: a connection waits in
+        the listen queue until it does, and :meth:`shutdown` waits for it to begin first. On
+        a thread a pool kept, the loop begins at the first connection (or at shutdown)."""
         # Watched from here, not by the poll thread: its first wake-up can be a connection.
-        self._poller.watch(self._listener, None)
-        self._poll_run = self._poll_threads.run(self._poll_loop, f"deproxy-{self.name}-poll")
+        run = self._poll_threads.run(
+            self._poll_loop, f"deproxy-{self.name}-poll", watch=[(self._listener, None)]
+        )
+        self._poller = run.poller
+        self._poll_run = run
 
     @property
     def errors(self) -> list[DeproxyError]:
@@ -175,7 +179,7 @@ class Server:
                 )
             # A connection on the poll thread has no thread to wake: the poll thread closes it.
             connections = [c for thread, c in self._open.values() if thread is not None]
-        if first:
+        if first and self._poller is not None:
             self._poller.wake()  # the poll thread wakes and sees _stopping
         for connection in connections:
             connection.stream.shutdown()
@@ -194,7 +198,7 @@ class Server:
         deadline = self._join_deadline
         late: list[threading.Thread | PollRun] = []
         if self._poll_run is None:
-            self._poller.close()  # the poll thread closes it when it ends
+            pass  # never started: no poll thread, no poller
         elif self._poll_not_running.acquire(timeout=max(0.0, deadline - time.monotonic())):
             self._poll_not_running.release()  # for a second shutdown()
             late = self._join([self._poll_run], deadline)
@@ -240,11 +244,10 @@ class Server:
 
     # -- the poll thread -----------------------------------------------------------------------
 
-    def _poll_loop(self) -> None:
+    def _poll_loop(self, poller: net.Poller) -> None:
         """Accept connections, and answer the requests that need no thread of their own
-        (see the module's docstring)."""
+        (see the module's docstring), watching them in ``poller``, the poll thread's."""
         self._poll_not_running.release()
-        poller = self._poller
         interval = None if self.request_timeout is None else min(0.5, self.request_timeout / 4)
         if self._tls_context is not None:  # stalled handshakes are timed out here too
             interval = min(interval or 0.5, 0.5)
@@ -273,9 +276,12 @@ class Server:
                 for connection in polled:
                     del self._open[connection.id]
             for connection in polled:
+                poller.forget(connection.stream, closing=True)
                 connection.record.closed("shutdown")
                 connection.stream.close()
-            poller.close()
+            # The poller is the thread's, and may serve the next server's loop: the listener
+            # (closed by shutdown()) leaves it now.
+            poller.forget(self._listener)
 
     def _accept(self, poller: net.Poller) -> None:
         """Accept every connection waiting (a burst is taken in one wake-up)."""

@@ -137,7 +137,7 @@ class Poller:
         self._epoll = select.epoll() if hasattr(select, "epoll") else None
         self._selector = None if self._epoll is not None else selectors.DefaultSelector()
         self._keys: dict[int, object] = {}  # descriptor: key (epoll)
-        self._watched: dict[object, int] = {}  # source: descriptor, for forget() (epoll)
+        self._watched: dict[socket.socket | Stream, int] = {}  # source: fd, for forget() (epoll)
         self._wake_fd = -1  # the eventfd (epoll)
         self._wake_in: socket.socket | None = None  # the socket pair (selectors)
         self._wake_out: socket.socket | None = None
@@ -214,6 +214,18 @@ class Poller:
             self._epoll.unregister(descriptor)
         except (OSError, ValueError):  # the descriptor, or the poller, is closed already
             pass
+
+    def forget_all(self) -> None:
+        """Stop watching everything but the poller's own wake-up: a poller lent to the next
+        server's loop starts empty."""
+        if self._epoll is None:
+            assert self._selector is not None
+            for key in list(self._selector.get_map().values()):
+                if key.data is not _WAKE:
+                    self._selector.unregister(key.fileobj)
+            return
+        for source in list(self._watched):
+            self.forget(source)
 
     def ready(self, timeout: float | None = None) -> list[object]:
         """Wait until something can be read, or :meth:`wake` is called, or ``timeout`` s
