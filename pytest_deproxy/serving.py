@@ -197,13 +197,13 @@ class Server:
         assert self._join_deadline is not None
         deadline = self._join_deadline
         late: list[threading.Thread | PollRun] = []
-        if self._poll_run is None:
-            pass  # never started: no poll thread, no poller
-        elif self._poll_not_running.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            self._poll_not_running.release()  # for a second shutdown()
-            late = self._join([self._poll_run], deadline)
-        else:  # never began (a machine too loaded to run it for JOIN_TIMEOUT s)
-            late = [self._poll_run]
+        run = self._poll_run  # None: never started, no poll thread
+        if run is not None:
+            if self._poll_not_running.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                self._poll_not_running.release()  # for a second shutdown()
+                late = self._join([run], deadline)
+            else:  # never began (a machine too loaded to run it for JOIN_TIMEOUT s)
+                late = [run]
         # The poll thread has stopped: it hands no more connections to threads. Any it handed
         # over since begin_shutdown() looked are woken now.
         with self._lock:
