@@ -11,7 +11,11 @@ pool down, which wakes every waiting thread and joins it.
 server's shutdown, and leaves no thread behind. That is every Deproxy's default. The pytest
 plugin gives the ``deproxy`` fixture a pool of the session's, shut down at the session's
 end, because a new thread per endpoint (start, first run, exit and join) cost ~0.2 ms of a
-test's ~1 ms in a whole pytest run, where handing a waiting thread its next loop costs a lock.
+test's ~1 ms in a whole pytest run. A waiting thread is handed its next loop without being
+woken: it waits in its own poller, which it lends the loop with the server's listener already
+in it, and begins at the first connection. (On a machine whose cores are virtual, waking a
+thread on another core cost ~30 us of CPU here, and one woken as the endpoint started held the
+GIL against the test's thread through its first request.)
 
 A child made by ``fork()`` has none of its parent's threads: its pools start empty.
 """
