@@ -70,10 +70,13 @@ class PollRun:
         self.name = name
         self.target = target
         self.thread = thread
-        self.poller = thread.poller
         self.thread_ends = False  # set before ``ended`` is released
         self.ended = threading.Lock()
         self.ended.acquire()
+
+    @property
+    def poller(self) -> Poller:
+        return self.thread.poller
 
     @property
     def ident(self) -> int | None:
@@ -171,16 +174,16 @@ class PollThreads:
             if thread is not None:
                 thread.name = name  # listed under its server's name from now, as a new one is
                 run = thread.next_run = PollRun(target, name, thread)
-        if thread is not None:
-            # Watched once lent: what is ready then begins the run.
-            for source, key in watch:
-                run.poller.watch(source, key)
-            return run
-        thread = _PollThread(self, name)
-        run = thread.next_run = PollRun(target, name, thread)
-        for source, key in watch:  # before it starts: its first wake-up can be a connection
+        waiting = thread is not None
+        if thread is None:
+            thread = _PollThread(self, name)
+            run = thread.next_run = PollRun(target, name, thread)
+        # A waiting thread begins the run when what is watched is ready; a new one is started
+        # after, since its first wake-up can be a connection.
+        for source, key in watch:
             run.poller.watch(source, key)
-        start_unawaited(thread)
+        if not waiting:
+            start_unawaited(thread)
         return run
 
     def take_back(self, thread: _PollThread) -> bool:

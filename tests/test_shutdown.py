@@ -13,10 +13,6 @@ from pytest_deproxy import Deproxy, handlers
 from .conftest import working_threads
 
 
-def deproxy_threads() -> list[threading.Thread]:
-    return working_threads()
-
-
 def test_shutdown_twice_and_the_port_can_be_bound_again() -> None:
     deproxy = Deproxy()
     server = deproxy.add_endpoint()
@@ -34,13 +30,13 @@ def test_shutdown_twice_and_the_port_can_be_bound_again() -> None:
 
 
 def test_no_thread_or_socket_is_left() -> None:
-    before = set(deproxy_threads())
+    before = set(working_threads())
     with Deproxy() as deproxy:
         server = deproxy.add_endpoint()
         idle = socket.create_connection(("127.0.0.1", server.port))
         deproxy.make_request(server.url)
     idle.close()
-    assert set(deproxy_threads()) - before == set()
+    assert set(working_threads()) - before == set()
     refused = socket.socket()
     try:
         assert refused.connect_ex(("127.0.0.1", server.port)) != 0
@@ -56,14 +52,14 @@ def test_shutdown_does_not_wait_for_a_delaying_handler() -> None:
         target=lambda: result.append(deproxy.make_request(server.url, timeout=30))
     )
     caller.start()
-    while not any("conn" in t.name for t in deproxy_threads()):
+    while not any("conn" in t.name for t in working_threads()):
         time.sleep(0.01)
     started = time.monotonic()
     deproxy.shutdown()
     caller.join(30)
     # Generous bound: the point is "not 60 seconds", which no busy machine turns into a flake.
     assert time.monotonic() - started < 30
-    assert deproxy_threads() == []
+    assert working_threads() == []
 
 
 def test_adding_an_endpoint_after_shutdown_is_refused() -> None:
