@@ -214,11 +214,11 @@ def bench_mitm() -> Iterator[Row]:
 
 
 def bench_transcript() -> Iterator[Row]:
-    what = "raw transcripts captured (as shipped) vs not captured (Transcript.add stubbed)"
+    what = "raw transcripts captured (as shipped) vs not captured (no transcript taps the streams)"
     if (missing := need_wrk("transcript", what)) is not None:
         yield missing
         return
-    notes = ["no setting turns capture off: the off side patches connections.Transcript.add"]
+    notes = ["no setting turns capture off: the off side patches connections.Transcript.tap"]
     rates = wrk_rates({"on": ("endpoint", {}), "off": ("no-transcript", {})}, 10, notes)
     yield Row(
         "transcript",

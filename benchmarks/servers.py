@@ -106,9 +106,10 @@ def start(kind: str, scenarios: Path) -> tuple[int, Callable[[], None], str]:
         elif kind == "no-transcript":
             from pytest_deproxy import connections
 
-            connections.Transcript.add = lambda self, data: None  # type: ignore[method-assign]
+            # no tap: the streams then hand their bytes to nobody
+            connections.Transcript.tap = lambda self: None  # type: ignore[assignment,method-assign,return-value]
             deproxy.add_endpoint()
-            note = "defaults, Transcript.add stubbed out"
+            note = "defaults, no Transcript.tap (streams with no on_read, on_write)"
         elif kind == "custom":
             handler, note = custom_handler()
             deproxy.add_endpoint(default_handler=handler, **add_endpoint_kwargs(deproxy))

@@ -56,7 +56,7 @@ class Connection:
         # client leaving ("client": a FIN, "reset": a RST): a proxy cancelling the request.
         self.hung_up: str | None = None
         self.hangup_poller: net.Poller | None = None
-        stream.on_read, stream.on_write = record.incoming.add, record.outgoing.add
+        stream.on_read, stream.on_write = record.incoming.tap(), record.outgoing.tap()
         self.use(stream)
 
     def use(self, stream: net.Stream) -> None:

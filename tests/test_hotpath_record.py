@@ -6,8 +6,13 @@ a wake-up reach each client whole; a canned handler replaced between requests is
 from __future__ import annotations
 
 import dataclasses
+import gc
 import socket
 import threading
+import weakref
+from collections.abc import Callable
+
+import pytest
 
 from pytest_deproxy import Deproxy, Response, handlers
 from pytest_deproxy.connections import Transcript
@@ -21,40 +26,55 @@ def _chunks(count: int) -> list[bytes]:
     return [bytes([n % 251]) * (1 + n % 300) for n in range(count)]
 
 
-def test_a_transcript_in_blocks_is_every_byte_in_order() -> None:
+def _writer(transcript: Transcript, through: str) -> Callable[[bytes], None]:
+    return transcript.tap() if through == "tap" else transcript.add
+
+
+WRITERS = pytest.mark.parametrize("through", ["tap", "add"])
+
+
+@WRITERS
+def test_a_transcript_in_blocks_is_every_byte_in_order(through: str) -> None:
     chunks = _chunks(2_000)  # ~300 KiB: several blocks
     transcript = Transcript()
+    write = _writer(transcript, through)
     for chunk in chunks:
-        transcript.add(chunk)
+        write(chunk)
     assert bytes(transcript) == b"".join(chunks)
     assert len(transcript) == len(b"".join(chunks)) and transcript.dropped == 0
 
 
-def test_a_transcript_keeps_its_first_limit_bytes_and_counts_the_rest() -> None:
+@WRITERS
+def test_a_transcript_keeps_its_first_limit_bytes_and_counts_the_rest(through: str) -> None:
     chunks = _chunks(2_000)
     whole = b"".join(chunks)
     for limit in (0, 1, Transcript.BLOCK - 1, Transcript.BLOCK, Transcript.BLOCK + 7, 200_000):
         transcript = Transcript(limit)
+        write = _writer(transcript, through)
         for chunk in chunks:
-            transcript.add(chunk)
+            write(chunk)
         assert bytes(transcript) == whole[:limit], limit
         assert transcript.dropped == len(whole) - limit
         assert len(transcript) == limit
 
 
-def test_a_chunk_larger_than_a_block_is_kept_whole() -> None:
+@WRITERS
+def test_a_chunk_larger_than_a_block_is_kept_whole(through: str) -> None:
     big = bytes(range(256)) * 1024  # 256 KiB in one chunk
     transcript = Transcript(3 * Transcript.BLOCK + 5)
-    transcript.add(b"a")
-    transcript.add(big)
-    transcript.add(b"b")
+    write = _writer(transcript, through)
+    write(b"a")
+    write(big)
+    write(b"b")
     assert bytes(transcript) == (b"a" + big + b"b")[: 3 * Transcript.BLOCK + 5]
 
 
-def test_a_transcript_read_while_it_grows_is_always_a_prefix() -> None:
+@WRITERS
+def test_a_transcript_read_while_it_grows_is_always_a_prefix(through: str) -> None:
     chunks = _chunks(20_000)
     whole = b"".join(chunks)
     transcript = Transcript()
+    write = _writer(transcript, through)
     seen: list[bytes] = []
     done = threading.Event()
 
@@ -66,7 +86,7 @@ def test_a_transcript_read_while_it_grows_is_always_a_prefix() -> None:
     reader.start()
     try:
         for chunk in chunks:
-            transcript.add(chunk)
+            write(chunk)
     finally:
         done.set()
         reader.join(10)
@@ -74,13 +94,41 @@ def test_a_transcript_read_while_it_grows_is_always_a_prefix() -> None:
     assert bytes(transcript) == whole
 
 
-def test_a_long_runs_transcript_is_a_few_blocks_for_the_collector() -> None:
+@WRITERS
+def test_a_long_runs_transcript_is_a_few_blocks_for_the_collector(through: str) -> None:
     transcript = Transcript(4 * 1024 * 1024)
+    write = _writer(transcript, through)
     for _ in range(40_000):  # 4.4 MB of 110-byte chunks, past the limit
-        transcript.add(b"x" * 110)
+        write(b"x" * 110)
     assert transcript._parts is not None
     assert len(transcript._parts) <= 4 * 1024 * 1024 // Transcript.BLOCK + 1
     assert transcript.dropped == 40_000 * 110 - 4 * 1024 * 1024
+
+
+def test_a_tapped_transcript_has_one_writer() -> None:
+    transcript = Transcript()
+    write = transcript.tap()
+    write(b"GET / HTTP/1.1\r\n")
+    with pytest.raises(RuntimeError, match="written through its tap"):
+        transcript.add(b"more")
+    with pytest.raises(RuntimeError, match="has its writer already"):
+        transcript.tap()
+    assert bytes(transcript) == b"GET / HTTP/1.1\r\n"
+
+
+def test_a_tap_keeps_its_transcript_alive_and_nothing_else() -> None:
+    transcript = Transcript()
+    write = transcript.tap()
+    write(b"x" * (Transcript.BLOCK + 1))  # a block frozen: the tap's state moved on
+    gone = weakref.ref(transcript)
+    del transcript
+    assert gone() is not None  # the stream's tap still writes to it
+    gc.disable()
+    try:
+        del write
+        assert gone() is None  # freed by reference counting: no cycle left for the collector
+    finally:
+        gc.enable()
 
 
 def test_handling_arrived_is_what_the_constructor_makes() -> None:
