@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import http.client
 import queue
+import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 HOP_BY_HOP = {
@@ -112,7 +115,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             response, content, connection = proxy.upstream.request(
                 self.command, self.path, body, headers
             )
-        except OSError as error:
+        except (OSError, http.client.HTTPException) as error:  # unreachable, or a broken answer
             self._answer(
                 502, [("Content-Type", "text/plain")], f"upstream failed: {error}\n".encode()
             )
@@ -128,7 +131,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
         headers = {"Authorization": self.headers.get("Authorization", "")}
         try:
             response, _, connection = auth.request("GET", "/check", None, headers)
-        except OSError:
+        except (OSError, http.client.HTTPException):
             return False
         auth.release(connection, reusable=not response.will_close)
         return 200 <= response.status < 300
@@ -163,6 +166,13 @@ class ExampleProxy(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client left before its answer was written: nobody to tell
+        super().handle_error(request, client_address)
 
     def start(self) -> ExampleProxy:
         self._thread.start()
