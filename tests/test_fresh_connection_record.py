@@ -45,6 +45,7 @@ def test_a_fresh_connection_leaves_few_tracked_objects_in_its_record(deproxy: De
 def test_a_transcript_read_while_written_is_always_a_prefix_in_order() -> None:
     whole = bytes(range(256)) * 1200  # 300 KiB: several 64 KiB blocks frozen on the way
     transcript = Transcript()
+    write = transcript.tap()
     done = threading.Event()
     seen: list[tuple[bytes, int]] = []
 
@@ -56,7 +57,7 @@ def test_a_transcript_read_while_written_is_always_a_prefix_in_order() -> None:
     reader.start()
     try:
         for start in range(0, len(whole), 977):
-            transcript.add(whole[start : start + 977])
+            write(whole[start : start + 977])
     finally:
         done.set()
         reader.join(10)
@@ -70,9 +71,10 @@ def test_a_transcript_read_while_written_is_always_a_prefix_in_order() -> None:
 def test_a_transcript_under_its_limit_keeps_the_first_bytes_and_counts_the_rest() -> None:
     for limit in (10, 64 * 1024, 64 * 1024 + 5, 200_000):
         transcript = Transcript(limit)
+        write = transcript.tap()
         data = bytes(range(256)) * 1000
         for start in range(0, len(data), 4096):
-            transcript.add(data[start : start + 4096])
+            write(data[start : start + 4096])
         kept = min(limit, len(data))
         assert bytes(transcript) == data[:kept]
         assert len(transcript) == kept

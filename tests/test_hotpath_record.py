@@ -8,14 +8,15 @@ from __future__ import annotations
 import dataclasses
 import gc
 import socket
+import sys
 import threading
 import weakref
-from collections.abc import Callable
+from typing import cast
 
 import pytest
 
 from pytest_deproxy import Deproxy, Response, handlers
-from pytest_deproxy.connections import Transcript
+from pytest_deproxy.connections import Repeats, Transcript
 from pytest_deproxy.models import Headers, Request
 from pytest_deproxy.record import Handling
 
@@ -26,31 +27,22 @@ def _chunks(count: int) -> list[bytes]:
     return [bytes([n % 251]) * (1 + n % 300) for n in range(count)]
 
 
-def _writer(transcript: Transcript, through: str) -> Callable[[bytes], None]:
-    return transcript.tap() if through == "tap" else transcript.add
-
-
-WRITERS = pytest.mark.parametrize("through", ["tap", "add"])
-
-
-@WRITERS
-def test_a_transcript_in_blocks_is_every_byte_in_order(through: str) -> None:
+def test_a_transcript_in_blocks_is_every_byte_in_order() -> None:
     chunks = _chunks(2_000)  # ~300 KiB: several blocks
     transcript = Transcript()
-    write = _writer(transcript, through)
+    write = transcript.tap()
     for chunk in chunks:
         write(chunk)
     assert bytes(transcript) == b"".join(chunks)
     assert len(transcript) == len(b"".join(chunks)) and transcript.dropped == 0
 
 
-@WRITERS
-def test_a_transcript_keeps_its_first_limit_bytes_and_counts_the_rest(through: str) -> None:
+def test_a_transcript_keeps_its_first_limit_bytes_and_counts_the_rest() -> None:
     chunks = _chunks(2_000)
     whole = b"".join(chunks)
     for limit in (0, 1, Transcript.BLOCK - 1, Transcript.BLOCK, Transcript.BLOCK + 7, 200_000):
         transcript = Transcript(limit)
-        write = _writer(transcript, through)
+        write = transcript.tap()
         for chunk in chunks:
             write(chunk)
         assert bytes(transcript) == whole[:limit], limit
@@ -58,23 +50,21 @@ def test_a_transcript_keeps_its_first_limit_bytes_and_counts_the_rest(through: s
         assert len(transcript) == limit
 
 
-@WRITERS
-def test_a_chunk_larger_than_a_block_is_kept_whole(through: str) -> None:
+def test_a_chunk_larger_than_a_block_is_kept_whole() -> None:
     big = bytes(range(256)) * 1024  # 256 KiB in one chunk
     transcript = Transcript(3 * Transcript.BLOCK + 5)
-    write = _writer(transcript, through)
+    write = transcript.tap()
     write(b"a")
     write(big)
     write(b"b")
     assert bytes(transcript) == (b"a" + big + b"b")[: 3 * Transcript.BLOCK + 5]
 
 
-@WRITERS
-def test_a_transcript_read_while_it_grows_is_always_a_prefix(through: str) -> None:
+def test_a_transcript_read_while_it_grows_is_always_a_prefix() -> None:
     chunks = _chunks(20_000)
     whole = b"".join(chunks)
     transcript = Transcript()
-    write = _writer(transcript, through)
+    write = transcript.tap()
     seen: list[bytes] = []
     done = threading.Event()
 
@@ -94,10 +84,9 @@ def test_a_transcript_read_while_it_grows_is_always_a_prefix(through: str) -> No
     assert bytes(transcript) == whole
 
 
-@WRITERS
-def test_a_long_runs_transcript_is_a_few_blocks_for_the_collector(through: str) -> None:
+def test_a_long_runs_transcript_is_a_few_blocks_for_the_collector() -> None:
     transcript = Transcript(4 * 1024 * 1024)
-    write = _writer(transcript, through)
+    write = transcript.tap()
     for _ in range(40_000):  # 4.4 MB of 110-byte chunks, past the limit
         write(b"x" * 110)
     assert transcript._parts is not None
@@ -105,15 +94,100 @@ def test_a_long_runs_transcript_is_a_few_blocks_for_the_collector(through: str) 
     assert transcript.dropped == 40_000 * 110 - 4 * 1024 * 1024
 
 
-def test_a_tapped_transcript_has_one_writer() -> None:
+def test_a_transcript_has_one_writer() -> None:
     transcript = Transcript()
     write = transcript.tap()
     write(b"GET / HTTP/1.1\r\n")
-    with pytest.raises(RuntimeError, match="written through its tap"):
-        transcript.add(b"more")
     with pytest.raises(RuntimeError, match="has its writer already"):
         transcript.tap()
     assert bytes(transcript) == b"GET / HTTP/1.1\r\n"
+
+
+# Chunks as a load generator and a proxy send them: runs of one chunk, broken by another, and
+# runs that cross the block size and the limit.
+PATTERNS = {
+    "one chunk again and again": [b"GET / HTTP/1.1\r\n\r\n"] * 5_000,
+    "pairs": [b"a" * 40, b"a" * 40, b"b" * 41, b"b" * 41] * 2_000,
+    "a run broken now and then": [b"x" * 150 if n % 97 else b"y" * 150 for n in range(6_000)],
+    "one chunk twice, then others": [b"q" * 10, b"q" * 10, *_chunks(500)],
+    "equal lengths, other bytes": [bytes([n % 3]) * 64 for n in range(5_000)],
+    "big repeats": [bytes(range(256)) * 100] * 20,
+}
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("limit", [None, 0, 1, 1000, Transcript.BLOCK, 300_000])
+def test_repeated_chunks_are_every_byte_in_order_and_bounded(
+    pattern: str, limit: int | None
+) -> None:
+    chunks = PATTERNS[pattern]
+    whole = b"".join(chunks)
+    transcript = Transcript(limit)
+    write = transcript.tap()
+    for chunk in chunks:
+        write(chunk)
+    kept = len(whole) if limit is None else min(limit, len(whole))
+    assert bytes(transcript) == whole[:kept]
+    assert len(transcript) == kept
+    assert transcript.dropped == len(whole) - kept
+
+
+def test_a_run_of_one_chunk_is_kept_once() -> None:
+    transcript = Transcript()
+    write = transcript.tap()
+    request = b"GET / HTTP/1.1\r\n\r\n"
+    for _ in range(100_000):  # 1.8 MB of one request, as a load generator sends it
+        write(request)
+    assert transcript._parts is not None
+    assert (
+        sum(
+            len(part.chunk) if isinstance(part, Repeats) else len(part)
+            for part in transcript._parts
+        )
+        < 100
+    )
+    assert len(transcript) == 100_000 * len(request)
+    assert bytes(transcript) == request * 100_000
+
+
+def test_a_reused_buffer_is_recorded_as_it_was_each_time() -> None:
+    transcript = Transcript()
+    write = transcript.tap()
+    buffer = bytearray(b"AAAA")
+    for letter in b"AABBBC":
+        buffer[:] = bytes([letter]) * 4
+        write(cast(bytes, buffer))  # the same object, changed between writes
+    assert bytes(transcript) == b"AAAA" * 2 + b"BBBB" * 3 + b"CCCC"
+
+
+def test_runs_read_while_they_grow_are_always_a_prefix() -> None:
+    chunks = [b"x" * 30 if (n // 50) % 2 else b"y" * 30 for n in range(40_000)]
+    whole = b"".join(chunks)
+    transcript = Transcript()
+    write = transcript.tap()
+    seen: list[tuple[bytes, int]] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            seen.append((bytes(transcript), len(transcript)))
+
+    reader = threading.Thread(target=read)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # hand the GIL over often: reads land between any two writes
+    reader.start()
+    try:
+        for chunk in chunks:
+            write(chunk)
+    finally:
+        done.set()
+        reader.join(10)
+        sys.setswitchinterval(interval)
+    assert len(seen) > 10
+    for data, size in seen:
+        assert whole.startswith(data)
+        assert 0 <= size <= len(whole)
+    assert bytes(transcript) == whole
 
 
 def test_a_tap_keeps_its_transcript_alive_and_nothing_else() -> None:
