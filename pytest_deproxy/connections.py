@@ -11,10 +11,11 @@ endpoint's handlings: so a record dropped from the endpoint's cap is freed at on
 garbage collector.
 
 A record of an HTTP/1 connection holds as few objects as the garbage collector must walk:
-a transcript's list of blocks is made when its first 64 KiB block is frozen, and the list of
-HTTP/2 frames when the first frame comes (a handling's :class:`Facts` made before then is
-given the list then). Every fresh connection leaves a record, up to the endpoint's cap, and
-each object a full collection walks costs each request that follows.
+a transcript's list of parts is made when its first part is frozen (a full 64 KiB block, or
+a run of one chunk repeated), and the list of HTTP/2 frames when the first frame comes (a
+handling's :class:`Facts` made before then is given the list then). Every fresh connection
+leaves a record, up to the endpoint's cap, and each object a full collection walks costs
+each request that follows.
 """
 
 from __future__ import annotations
