@@ -196,8 +196,11 @@ class H2Session:
             self._finish()
 
     def _take(self, data: bytes) -> bool:
-        """Act on what was read (``b""``: the client closed); whether to go on reading. What
-        the frames ask for (acks, the answers made on this thread) leaves in one write."""
+        """Act on what was read (``b""``: the client closed); whether to go on reading. Each
+        answer made on this thread leaves once it is whole, in one write with what the frames
+        before it asked for (acks): the client goes on with it while the next is made (one
+        write for a batch of 8 streams held h2load at 0.54 of HTTP/1.1's rate, one an answer
+        at 0.6)."""
         try:
             with self.wire.corked():
                 return self._dispatch(self.wire.receive(data))
@@ -314,6 +317,7 @@ class H2Session:
             self.responder.report(exc)
         if stream.thread is None and handling.done:  # answered here, whole: nothing more
             del self._streams[stream.stream_id]  # comes of it (the record keeps the handling)
+            self.wire.send_corked()
 
     def _answer_here(self, stream: _Stream, response: Response) -> None:
         """Finish and send the answer a handler made on the connection's thread. The same

@@ -409,12 +409,19 @@ class H2Wire:
             self._out_log.feed(data)
             self._stream.write(data)
 
+    def send_corked(self) -> None:
+        """Write what h2 holds now, also while this thread corks the connection: a finished
+        answer, so that its client can go on while the next one is made."""
+        with self._lock:
+            self._send_waiting()
+
     @contextlib.contextmanager
     def corked(self) -> Iterator[None]:
-        """Hold what h2 makes on this thread in its buffer, and write it in one piece when the
-        block ends: a batch of streams answered at once costs one write, not one a frame.
-        Another thread's writes go at once, taking what waits along: h2's buffer is first in,
-        first out, so order is kept either way. Nothing inside may wait for the peer."""
+        """Hold what h2 makes on this thread in its buffer, and write it in one piece at
+        :meth:`send_corked` or when the block ends: an answer's frames, and the acks a read
+        asked for, cost one write, not one a frame. Another thread's writes go at once,
+        taking what waits along: h2's buffer is first in, first out, so order is kept either
+        way. Nothing inside may wait for the peer."""
         self._corked_by = threading.get_ident()
         try:
             yield
@@ -434,6 +441,9 @@ class H2Wire:
     def _flush(self) -> None:
         if self._corked_by is not None and self._corked_by == threading.get_ident():
             return
+        self._send_waiting()
+
+    def _send_waiting(self) -> None:
         data = self._conn.data_to_send()
         if data:
             self._out_log.feed(data)
