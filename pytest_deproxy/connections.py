@@ -176,7 +176,10 @@ class Transcript:
             length += granted - room  # what the fast paths took since room was granted
             run, kept = self._write(data, size, length, last, run)
             length += kept
-            last = data if size < self.BLOCK else None  # (a big body is never held for this)
+            if run is not None:  # a repeat: the run's own chunk stays the one to compare with
+                last = run.chunk
+            else:  # (a big body is never held for this)
+                last = data if size < self.BLOCK else None
             room = granted = self._room(length)
             extend = self._tail.extend
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import random
 import socket
 import sys
 import threading
@@ -158,6 +159,45 @@ def test_a_reused_buffer_is_recorded_as_it_was_each_time() -> None:
         buffer[:] = bytes([letter]) * 4
         write(cast(bytes, buffer))  # the same object, changed between writes
     assert bytes(transcript) == b"AAAA" * 2 + b"BBBB" * 3 + b"CCCC"
+
+
+def test_a_reused_buffer_equal_to_a_long_run_is_recorded_as_it_was() -> None:
+    transcript = Transcript()
+    write = transcript.tap()
+    write(b"X" * 100)
+    write(b"X" * 100)  # a run begins
+    buffer = bytearray(b"X" * 100)
+    for _ in range(1_000):  # 100 KB of repeats, past a block: the long way taken on the way
+        write(cast(bytes, buffer))
+    buffer[:] = b"Y" * 100
+    write(cast(bytes, buffer))
+    assert bytes(transcript) == b"X" * 100 * 1_002 + b"Y" * 100
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_mix_of_chunks_and_reused_buffers_is_every_byte_in_order(seed: int) -> None:
+    rng = random.Random(seed)
+    alphabet = [b"", b"a", b"GET / HTTP/1.1\r\n\r\n", b"x" * 5_000, bytes(range(256)) * 100]
+    buffer = bytearray()
+    limit = rng.choice([None, 0, 17, 10_000, Transcript.BLOCK, 3 * Transcript.BLOCK + 1])
+    transcript = Transcript(limit)
+    write = transcript.tap()
+    sent: list[bytes] = []
+    for _ in range(rng.randrange(1, 1_500)):
+        chunk = rng.choice(alphabet[1:] if rng.random() < 0.9 else alphabet)
+        for _ in range(rng.choice([1, 1, 2, 40])):
+            if not chunk:
+                continue  # a stream never hands on an empty read
+            if rng.random() < 0.3:  # the caller's own buffer, changed in place
+                buffer[:] = chunk
+                write(cast(bytes, buffer))
+            else:
+                write(chunk)
+            sent.append(chunk)
+    whole = b"".join(sent)
+    kept = len(whole) if limit is None else min(limit, len(whole))
+    assert bytes(transcript) == whole[:kept]
+    assert len(transcript) == kept and transcript.dropped == len(whole) - kept
 
 
 def test_runs_read_while_they_grow_are_always_a_prefix() -> None:
