@@ -61,19 +61,22 @@ def test_a_chunk_larger_than_a_block_is_kept_whole() -> None:
     assert bytes(transcript) == (b"a" + big + b"b")[: 3 * Transcript.BLOCK + 5]
 
 
-def test_a_transcript_read_while_it_grows_is_always_a_prefix() -> None:
-    chunks = _chunks(20_000)
-    whole = b"".join(chunks)
+def _snapshots_while_writing(chunks: list[bytes]) -> tuple[Transcript, list[tuple[bytes, int]]]:
+    """A transcript written with ``chunks``, and what another thread read of it meanwhile
+    (its bytes, then its length), the GIL handed over often so that reads land between any
+    two writes."""
     transcript = Transcript()
     write = transcript.tap()
-    seen: list[bytes] = []
+    seen: list[tuple[bytes, int]] = []
     done = threading.Event()
 
     def read() -> None:
         while not done.is_set():
-            seen.append(bytes(transcript))
+            seen.append((bytes(transcript), len(transcript)))
 
     reader = threading.Thread(target=read)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
     reader.start()
     try:
         for chunk in chunks:
@@ -81,7 +84,25 @@ def test_a_transcript_read_while_it_grows_is_always_a_prefix() -> None:
     finally:
         done.set()
         reader.join(10)
-    assert seen and all(whole.startswith(snapshot) for snapshot in seen)
+        sys.setswitchinterval(interval)
+    return transcript, seen
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        _chunks(20_000),
+        [b"x" * 30 if (n // 50) % 2 else b"y" * 30 for n in range(40_000)],  # runs of repeats
+    ],
+    ids=["blocks", "runs"],
+)
+def test_a_transcript_read_while_it_grows_is_always_a_prefix(chunks: list[bytes]) -> None:
+    whole = b"".join(chunks)
+    transcript, seen = _snapshots_while_writing(chunks)
+    assert len(seen) > 10
+    for data, size in seen:
+        assert whole.startswith(data)
+        assert 0 <= size <= len(whole)
     assert bytes(transcript) == whole
 
 
@@ -198,36 +219,6 @@ def test_any_mix_of_chunks_and_reused_buffers_is_every_byte_in_order(seed: int) 
     kept = len(whole) if limit is None else min(limit, len(whole))
     assert bytes(transcript) == whole[:kept]
     assert len(transcript) == kept and transcript.dropped == len(whole) - kept
-
-
-def test_runs_read_while_they_grow_are_always_a_prefix() -> None:
-    chunks = [b"x" * 30 if (n // 50) % 2 else b"y" * 30 for n in range(40_000)]
-    whole = b"".join(chunks)
-    transcript = Transcript()
-    write = transcript.tap()
-    seen: list[tuple[bytes, int]] = []
-    done = threading.Event()
-
-    def read() -> None:
-        while not done.is_set():
-            seen.append((bytes(transcript), len(transcript)))
-
-    reader = threading.Thread(target=read)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # hand the GIL over often: reads land between any two writes
-    reader.start()
-    try:
-        for chunk in chunks:
-            write(chunk)
-    finally:
-        done.set()
-        reader.join(10)
-        sys.setswitchinterval(interval)
-    assert len(seen) > 10
-    for data, size in seen:
-        assert whole.startswith(data)
-        assert 0 <= size <= len(whole)
-    assert bytes(transcript) == whole
 
 
 def test_a_tap_keeps_its_transcript_alive_and_nothing_else() -> None:
