@@ -176,10 +176,9 @@ class Transcript:
             length += granted - room  # what the fast paths took since room was granted
             run, kept = self._write(data, size, length, last, run)
             length += kept
-            if run is not None:  # a repeat: the run's own chunk stays the one to compare with
-                last = run.chunk
-            else:  # (a big body is never held for this)
-                last = data if size < self.BLOCK else None
+            # After a repeat, the run's own chunk stays the one compared with (never a
+            # caller's buffer); a big body is never held for this.
+            last = run.chunk if run is not None else (data if size < self.BLOCK else None)
             room = granted = self._room(length)
             extend = self._tail.extend
 
