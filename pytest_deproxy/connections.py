@@ -170,6 +170,7 @@ class Transcript:
                     run.count += 1
                     room -= size  # (takes no block space: _write() then finds more room)
                     return
+                # (else a second copy in a row: _write() opens a run)
             elif room == 0:  # the limit is reached (a block is never left full)
                 self.dropped += size
                 return
