@@ -119,7 +119,6 @@ class Server:
         self._reported_stuck: set[str] = set()
         self._listener = net.listen(hostname, port)
         self.port: int = self._listener.getsockname()[1]
-        self._poller: net.Poller | None = None  # the poll thread's, lent from start()
         self._poll_threads = poll_threads
         self._poll_run: PollRun | None = None  # set by start(): the poll thread runs, or soon will
         # Held until the poll thread begins (a lock: an Event costs a Condition, ~10 us).
@@ -140,11 +139,9 @@ class Server:
         the listen queue until it does, and :meth:`shutdown` waits for it to begin first. On
         a thread a pool kept, the loop begins at the first connection (or at shutdown)."""
         # Watched from here, not by the poll thread: its first wake-up can be a connection.
-        run = self._poll_threads.run(
+        self._poll_run = self._poll_threads.run(
             self._poll_loop, f"deproxy-{self.name}-poll", watch=[(self._listener, None)]
         )
-        self._poller = run.poller
-        self._poll_run = run
 
     @property
     def errors(self) -> list[DeproxyError]:
@@ -179,8 +176,8 @@ class Server:
                 )
             # A connection on the poll thread has no thread to wake: the poll thread closes it.
             connections = [c for thread, c in self._open.values() if thread is not None]
-        if first and self._poller is not None:
-            self._poller.wake()  # the poll thread wakes and sees _stopping
+        if first and self._poll_run is not None:
+            self._poll_run.poller.wake()  # the poll thread wakes and sees _stopping
         for connection in connections:
             connection.stream.shutdown()
 
