@@ -1,8 +1,9 @@
 """The fixtures over a whole session (issue 18's fixture cost): every test that used
 ``deproxy`` + ``endpoint`` + one request ends with its threads gone or waiting in the
 session's pool (which the next test's endpoints take, so that there are never more than a
-test used at once, each holding its poller's two descriptors) and its descriptors closed, none of it is left for the next test, and no
-thread outlives the session. Behaviour, never timing."""
+test used at once, each holding its poller's two descriptors) and its descriptors closed;
+none of it is left for the next test, and no thread outlives the session. Behaviour, never
+timing."""
 
 from __future__ import annotations
 
