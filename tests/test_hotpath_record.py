@@ -295,6 +295,27 @@ def test_answers_written_together_reach_every_client_whole() -> None:
         assert record.sent.count(b"HTTP/1.1 200 OK") == 20 and record.received.count(b"GET /") == 20
 
 
+def test_a_load_generators_identical_requests_are_on_the_record_byte_for_byte() -> None:
+    """The same request again and again on one connection, as wrk sends it: the connection's
+    record holds every byte both ways, though each repeat is only counted."""
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=Response(200, body="same"))
+        read = b""
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
+            for number in range(2_000):
+                sock.sendall(request)
+                while read.count(b"same") <= number:
+                    chunk = sock.recv(65536)
+                    assert chunk
+                    read += chunk
+        [record] = endpoint.connections
+        handlings = endpoint.handlings
+    assert len(handlings) == 2_000
+    assert record.received == request * 2_000
+    assert record.sent == read and read.count(b"HTTP/1.1 200 OK\r\n") == 2_000
+
+
 def test_a_canned_handler_replaced_between_requests_is_honoured() -> None:
     with Deproxy() as deproxy:
         first, second = Response(201, body="one"), Response(202, body="two")
