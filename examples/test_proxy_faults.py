@@ -132,6 +132,20 @@ def test_the_example_proxy_retries_once_then_answers_502(
     assert chain.received_response is not None and chain.received_response.code == "502"
 
 
+def test_the_example_proxy_answers_502_for_a_body_cut_short(
+    deproxy: Deproxy, endpoint: EndpointFactory, example_proxy: Callable[..., ExampleProxy]
+) -> None:
+    server = endpoint(handler=handlers.truncate(BODY, 4))
+    proxy = example_proxy(server.url)
+
+    chain = deproxy.make_request(proxy.url)
+
+    [handling] = chain.handlings
+    assert handling.action == "sent the headers and 4 of 10 body bytes, then closed"
+    assert chain.received_response is not None and chain.received_response.code == "502"
+    assert "IncompleteRead" in chain.received_response.body
+
+
 def test_the_example_proxy_times_out_on_a_hanging_server(
     deproxy: Deproxy, endpoint: EndpointFactory, example_proxy: Callable[..., ExampleProxy]
 ) -> None:
