@@ -99,6 +99,12 @@ class Responder(Protocol):
         wait: the bytes to send and whether to keep the connection; ``None``: it needs a
         thread (which is handed it as an ``Arrival``)."""
 
+    def answer_alone(self, connection: Connection, data: bytes) -> bytes | None:
+        """Answer ``data``, read with nothing before it, on the poll thread, if it is the
+        commonest read there is (one whole request, answered as the last one was) and that
+        can be done in one step: the bytes to send (the connection goes on); ``None``: give
+        ``data`` to the reader, and each request to :meth:`answer_polled`."""
+
     def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
         """Serve the connection on its own thread (``first``: a request the poll thread read)
         until it should close; note on ``connection.record`` who ended it."""

@@ -71,7 +71,9 @@ class Http1Responder:
         self._handler_for = answering.handler_for
         # The poll thread's answers (an attribute, not a method that calls them: it is
         # called on every request).
-        self.answer_polled = PolledAnswers(answering, self._unusual).answer
+        polled = PolledAnswers(answering, self._unusual)
+        self.answer_polled = polled.answer
+        self.answer_alone = polled.answer_alone
 
     def _is_unusual(self, request: Request) -> bool:
         """Whether a request the poll thread read goes to a thread before its handler is

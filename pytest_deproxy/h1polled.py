@@ -7,16 +7,19 @@ handler runs, and its handling is finished before a byte of the answer is writte
 of the request alone runs with no context made; when its answer, or a canned one, equals the
 last one made, the handling is finished as that answer (its Response as sent made when read)
 and no new head is made. A request no chain can claim (no tracking id, its headers unread,
-while no call is in flight) costs the owner no call. A handler's fault or upgrade is left,
-as a :class:`Carried`, for the connection's thread to carry out.
+while no call is in flight) costs the owner no call. A read that is one such GET and nothing
+more, answered as the last one was (the commonest read under load), is answered in one step
+(:meth:`PolledAnswers.answer_alone`), recorded the same. A handler's fault or upgrade is
+left, as a :class:`Carried`, for the connection's thread to carry out.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import responding, wire
+from . import heads, responding, wire
 from .accepted import Connection
 from .answering import Answering, checked
 from .faults import Fault, Takeover
@@ -27,6 +30,9 @@ from .responding import respond_again
 
 _answered = Handling.answered
 _arrived = Handling.arrived
+_glance = heads.glance_request_head
+_unread = Request.unread
+_time = time.time
 
 
 class PolledAnswers:
@@ -54,6 +60,44 @@ class PolledAnswers:
         # context): the same one again is not asked what it is again.
         self._plain_handler: object = object()  # none yet
 
+    def answer_alone(self, connection: Connection, data: bytes) -> bytes | None:
+        """The answer to ``data``, read with nothing before it, if it is one whole request
+        and nothing more, a GET/1.1 whose fields may stay unread (no tracking id: see
+        ``heads.glance_request_head``), and its answer the last one made again (a canned
+        answer, unchanged, in its Date's second): the commonest read under load, answered
+        with no call but the record's. Recorded as :meth:`answer` records it, on arrival,
+        before a byte of it is written. ``None``: nothing done (``data`` is read, and
+        answered, the ordinary way)."""
+        head = _glance(data, connection.reader.max_header_bytes)
+        # (A Glance is a plain tuple; a Head, whose fields were read, a subclass of tuple.)
+        if type(head) is not tuple or head[3] != len(data) or head[0] != "GET":
+            return None
+        made, canned = responding._last_made, self._canned
+        if made is None or canned is None or head[2] != "1.1" or self._unusual is not None:
+            return None
+        request = _unread("GET", head[1], data, "1.1")
+        at = _time()
+        if not (
+            # respond_again(canned, request, at), its commonest answer asked with no call
+            self._handler_for(request) is self._canned_handler
+            and canned.headers._items is made.source
+            and canned.code is made.code
+            and canned.message is made.message
+            and canned.body is made.body
+            and canned.raw_body is made.raw_body
+            and canned._trailers is None
+            and canned.http_version == "1.1"
+            and made.since <= at < made.until
+        ):
+            return None
+        sent, answer, _ = made.again_get
+        facts = connection.record.facts
+        handling = _answered(self._endpoint, request, connection.id, at, data, facts, sent)
+        self._kept.append(handling)
+        if self._in_flight:  # else in no chain (it has no tracking id): no call
+            self._record(handling)  # (filed done: the owner wakes whoever waits for it)
+        return answer
+
     def answer(
         self, connection: Connection, request: Request, raw_head: bytes, at: float
     ) -> tuple[bytes, bool] | None:
@@ -73,29 +117,7 @@ class PolledAnswers:
                 return self._answer_plain(connection, request, raw_head, at, handler)
         else:
             return None
-        again = None
-        if canned is not None:
-            # respond_again(canned, request, at), its commonest answer asked here first (the
-            # last answer made, from this canned Response unchanged, in its Date's second, to
-            # an untracked GET/1.1 whose headers are unread) with no call; anything else asks it.
-            made = responding._last_made
-            if (
-                made is not None
-                and canned.headers._items is made.source
-                and canned.code is made.code
-                and canned.message is made.message
-                and canned.body is made.body
-                and canned.raw_body is made.raw_body
-                and canned._trailers is None
-                and canned.http_version == "1.1"
-                and made.since <= at < made.until
-                and request._unread_head is not None  # (so: no tracking id, no close)
-                and request.method == "GET"
-                and request.http_version == "1.1"
-            ):
-                again = made.again_get
-            else:
-                again = respond_again(canned, request, at)
+        again = None if canned is None else respond_again(canned, request, at)
         if again is not None:
             # The last answer again: recorded as made, on arrival (no handler runs), before a
             # byte of it is written, with no call to the record but the owner's.

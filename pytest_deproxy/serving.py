@@ -358,6 +358,11 @@ class Server:
             if not data:  # closed between requests
                 self._stop_polling(poller, connection, closed_by="client")
                 return
+            if not reader.pending:  # (nearly always: under load, one whole request a read)
+                alone = self._responder.answer_alone(connection, data)
+                if alone is not None:
+                    answered.append((connection, alone, True))
+                    return
             reader.pending += data
             # The answers to pipelined requests go out together, in order, in one write: each
             # handling is finished before its answer is written, as ever, and a client reads
