@@ -16,7 +16,7 @@ from __future__ import annotations
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from . import net, proxyproto
 from .connections import ConnectionRecord, TLSInfo
@@ -88,6 +88,15 @@ class Hangup:
         self.connection = connection
 
 
+class Handoff(NamedTuple):
+    """What the poll thread leaves to a connection's own thread: the answers it made before
+    (``unsent``, in order) and the request it read but may not answer (``first``, as an
+    ``Arrival`` and its body's bytes)."""
+
+    unsent: bytes
+    first: tuple[Arrival, bytes] | None
+
+
 class Responder(Protocol):
     """What a server asks of whoever answers on it (an endpoint's ``Http1Responder``)."""
 
@@ -99,11 +108,13 @@ class Responder(Protocol):
         wait: the bytes to send and whether to keep the connection; ``None``: it needs a
         thread (which is handed it as an ``Arrival``)."""
 
-    def answer_alone(self, connection: Connection, data: bytes) -> bytes | None:
-        """Answer ``data``, read with nothing before it, on the poll thread, if it is the
-        commonest read there is (one whole request, answered as the last one was) and that
-        can be done in one step: the bytes to send (the connection goes on); ``None``: give
-        ``data`` to the reader, and each request to :meth:`answer_polled`."""
+    def answer_alone(
+        self, connection: Connection, data: bytes
+    ) -> tuple[bytes, bool] | Handoff | None:
+        """Answer ``data``, read with nothing pending before it, on the poll thread, if it
+        is one whole request and nothing more (the commonest read): as
+        :meth:`answer_polled`, a :class:`Handoff` when it needs a thread. ``None``:
+        ``data`` is pending in ``connection.reader``, for :meth:`answer_polled`."""
 
     def serve(self, connection: Connection, first: tuple[Arrival, bytes] | None) -> None:
         """Serve the connection on its own thread (``first``: a request the poll thread read)

@@ -7,32 +7,30 @@ handler runs, and its handling is finished before a byte of the answer is writte
 of the request alone runs with no context made; when its answer, or a canned one, equals the
 last one made, the handling is finished as that answer (its Response as sent made when read)
 and no new head is made. A request no chain can claim (no tracking id, its headers unread,
-while no call is in flight) costs the owner no call. A read that is one such GET and nothing
-more, answered as the last one was (the commonest read under load), is answered in one step
-(:meth:`PolledAnswers.answer_alone`), recorded the same. A handler's fault or upgrade is
-left, as a :class:`Carried`, for the connection's thread to carry out.
+while no call is in flight) costs the owner no call. A read that is one whole request and
+nothing more (a client that waits for each answer) is answered without the pipelining loop
+(:meth:`PolledAnswers.answer_alone`), and such a GET answered as the last one was (the
+commonest read under load) with no call but the record's; recorded the same. A handler's
+fault or upgrade is left, as a :class:`Carried`, for the connection's thread to carry out.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import heads, responding, wire
-from .accepted import Connection
+from . import responding, wire
+from .accepted import Connection, Handoff
 from .answering import Answering, checked
 from .faults import Fault, Takeover
 from .handlers import Handler, HandlerContext, canned_answer, never_blocks, takes_context
 from .models import Request, Response
 from .record import Handling
+from .request_reader import polled_arrival
 from .responding import respond_again
 
 _answered = Handling.answered
 _arrived = Handling.arrived
-_glance = heads.glance_request_head
-_unread = Request.unread
-_time = time.time
 
 
 class PolledAnswers:
@@ -60,26 +58,28 @@ class PolledAnswers:
         # context): the same one again is not asked what it is again.
         self._plain_handler: object = object()  # none yet
 
-    def answer_alone(self, connection: Connection, data: bytes) -> bytes | None:
-        """The answer to ``data``, read with nothing before it, if it is one whole request
-        and nothing more, a GET/1.1 whose fields may stay unread (no tracking id: see
-        ``heads.glance_request_head``), and its answer the last one made again (a canned
-        answer, unchanged, in its Date's second): the commonest read under load, answered
-        with no call but the record's. Recorded as :meth:`answer` records it, on arrival,
-        before a byte of it is written. ``None``: nothing done (``data`` is read, and
-        answered, the ordinary way)."""
-        head = _glance(data, connection.reader.max_header_bytes)
-        # (A Glance is a plain tuple; a Head, whose fields were read, a subclass of tuple.)
-        if type(head) is not tuple or head[3] != len(data) or head[0] != "GET":
+    def answer_alone(
+        self, connection: Connection, data: bytes
+    ) -> tuple[bytes, bool] | Handoff | None:
+        """Answer ``data``, read with nothing before it, if it is one whole, ordinary request
+        and nothing more (the commonest read: see ``RequestReader.take_alone``), as
+        :meth:`answer` would, in fewer steps; the commonest answer under load (the last one
+        made again, to an untracked GET/1.1 whose fields are unread) with no call but the
+        record's. ``None``: ``data`` is pending in the connection's reader, each request in
+        it to be answered through :meth:`answer`."""
+        taken = connection.reader.take_alone(data)
+        if taken is None:
             return None
+        request, raw_head, at = taken
+        if self._unusual is not None and self._unusual(request):  # a CONNECT, an h2c upgrade
+            return Handoff(b"", (polled_arrival(request, raw_head, at), request.raw_body))
+        handler = self._handler_for(request)
         made, canned = responding._last_made, self._canned
-        if made is None or canned is None or head[2] != "1.1" or self._unusual is not None:
-            return None
-        request = _unread("GET", head[1], data, "1.1")
-        at = _time()
-        if not (
+        if (
             # respond_again(canned, request, at), its commonest answer asked with no call
-            self._handler_for(request) is self._canned_handler
+            handler is self._canned_handler
+            and made is not None
+            and canned is not None
             and canned.headers._items is made.source
             and canned.code is made.code
             and canned.message is made.message
@@ -88,22 +88,35 @@ class PolledAnswers:
             and canned._trailers is None
             and canned.http_version == "1.1"
             and made.since <= at < made.until
+            and request._unread_head is not None  # (so: no tracking id, no close)
+            and request.method == "GET"
+            and request.http_version == "1.1"
         ):
-            return None
-        sent, answer, _ = made.again_get
-        facts = connection.record.facts
-        handling = _answered(self._endpoint, request, connection.id, at, data, facts, sent)
-        self._kept.append(handling)
-        if self._in_flight:  # else in no chain (it has no tracking id): no call
-            self._record(handling)  # (filed done: the owner wakes whoever waits for it)
-        return answer
+            sent, answer, _ = made.again_get
+            facts = connection.record.facts
+            handling = _answered(self._endpoint, request, connection.id, at, raw_head, facts, sent)
+            self._kept.append(handling)
+            if self._in_flight:  # else in no chain (it has no tracking id): no call
+                self._record(handling)  # (filed done: the owner wakes whoever waits for it)
+            return answer, True
+        answered = self._answer(connection, request, raw_head, at, handler)
+        if answered is None:  # it needs a thread
+            return Handoff(b"", (polled_arrival(request, raw_head, at), request.raw_body))
+        return answered
 
     def answer(
         self, connection: Connection, request: Request, raw_head: bytes, at: float
     ) -> tuple[bytes, bool] | None:
+        """Answer a whole request (as ``RequestReader.read_buffered`` read it), if that can
+        never wait: the bytes to send and whether to keep the connection; ``None``: it
+        needs a thread."""
         if self._unusual is not None and self._unusual(request):  # a CONNECT, an h2c upgrade
             return None
-        handler = self._handler_for(request)
+        return self._answer(connection, request, raw_head, at, self._handler_for(request))
+
+    def _answer(
+        self, connection: Connection, request: Request, raw_head: bytes, at: float, handler: Handler
+    ) -> tuple[bytes, bool] | None:
         if handler is self._canned_handler:  # the handler of a canned answer, as last time
             canned: Response | None = self._canned
         elif handler is self._plain_handler:  # a function of the request alone, as last time

@@ -108,11 +108,28 @@ class RequestReader:
         self.max_body_size = max_body_size
         self._body_limit: float = math.inf if max_body_size is None else max_body_size
         self.pending = b""
+        # ``pending`` and its head as take_alone found it (None: nothing found yet).
+        self._glanced: tuple[bytes, heads.Glance | heads.Head | None] | None = None
         # When the request being read last made progress (None between requests): a watchdog
         # reads it to stop slowloris clients without a timeout syscall on every read.
         self.last_progress: float | None = None
 
     # -- the poll thread's path: a request already here, whole and ordinary -----------------
+
+    def take_alone(self, data: bytes) -> tuple[Request, bytes, float] | None:
+        """:meth:`read_buffered` of ``data`` read with nothing pending, if it is one whole,
+        ordinary request and nothing more (the commonest read: a client that waits for each
+        answer); else ``None``, with ``data`` pending (its head, as far as it was looked at,
+        kept for :meth:`read_buffered`)."""
+        head = _glance(data, self.max_header_bytes)
+        if head is not None and not isinstance(head, heads.Head):  # a Glance: see read_buffered
+            method, target, version, size = head
+            if size == len(data):
+                return _unread(method, target, data, version), data, _time()
+        self.pending, self._glanced = data, (data, head)
+        if isinstance(head, heads.Head) and head.size + head.content_length == len(data):
+            return self.read_buffered()
+        return None
 
     def read_buffered(self) -> tuple[Request, bytes, float] | None:
         """The next request (its body in), its head's bytes and when it arrived (a plain
@@ -120,7 +137,11 @@ class RequestReader:
         here, whole and ordinary; else ``None``, with nothing taken. Never reads the
         stream: this is the path every request of a load test takes."""
         pending = self.pending
-        head = _glance(pending, self.max_header_bytes)
+        glanced, self._glanced = self._glanced, None
+        if glanced is not None and glanced[0] is pending:  # take_alone looked at it already
+            head = glanced[1]
+        else:
+            head = _glance(pending, self.max_header_bytes)
         if head is None:
             return None
         if not isinstance(head, heads.Head):  # a Glance: bodiless, its headers read when wanted

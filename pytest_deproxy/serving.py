@@ -55,6 +55,7 @@ from . import net
 from .accepted import (
     TLS_HANDSHAKE_TIMEOUT,
     Connection,
+    Handoff,
     Hangup,
     Responder,
     note_tls,
@@ -358,57 +359,81 @@ class Server:
             if not data:  # closed between requests
                 self._stop_polling(poller, connection, closed_by="client")
                 return
-            if not reader.pending:  # (nearly always: under load, one whole request a read)
+            if reader.pending:
+                reader.pending += data
+            else:  # (nearly always: one whole request a read, with nothing before it)
                 alone = self._responder.answer_alone(connection, data)
+                if isinstance(alone, Handoff):
+                    self._hand_off(poller, connection, alone)
+                    return
                 if alone is not None:
-                    answered.append((connection, alone, True))
+                    reply, keeps = alone
+                    if not keeps:  # on the record before the client has the answer
+                        connection.record.closed("endpoint")
+                    answered.append((connection, reply, keeps))
                     return
-            reader.pending += data
-            # The answers to pipelined requests go out together, in order, in one write: each
-            # handling is finished before its answer is written, as ever, and a client reads
-            # them as it would have one by one. (The first answer is kept as it is: a list is
-            # made only for a second, which most wake-ups never have.)
-            out: bytes | None = None
-            more: list[bytes] | None = None
-            keep_alive = True
-            answer_polled = self._responder.answer_polled
-            read_buffered = reader.read_buffered
-            while reader.pending:
-                whole = read_buffered()
-                if whole is not None:
-                    request, raw_head, at = whole
-                    answer = answer_polled(connection, request, raw_head, at)
-                else:
-                    answer = None
-                if answer is None:
-                    self._stop_polling(poller, connection)
-                    unsent = (out or b"") if more is None else b"".join(more)
-                    if unsent:  # the answers before it first: the thread writes what is left
-                        unsent = unsent[connection.stream.write_ready(unsent) :]
-                    first = None
-                    if whole is not None:
-                        first = polled_arrival(request, raw_head, at), request.raw_body
-                    self._serve_in_thread(connection, first=first, unsent=unsent)
-                    return
-                if more is not None:
-                    more.append(answer[0])
-                elif out is not None:
-                    more = [out, answer[0]]
-                else:
-                    out = answer[0]
-                if not answer[1]:  # on the record before the client has the answer
-                    keep_alive = False
-                    connection.record.closed("endpoint")
-                    break
-            if more is not None:
-                out = b"".join(more)
-            if out is not None:
-                answered.append((connection, out, keep_alive))
+                # (else ``data`` is pending in the reader now)
+            self._serve_pending(poller, connection, answered)
         except NetworkError as exc:
             self._network_failed(poller, connection, exc)
         except Exception as exc:  # a bug of ours: make it fail the test, not stop the endpoint
             self._stop_polling(poller, connection, closed_by="endpoint")
             self._responder.report(exc)
+
+    def _serve_pending(
+        self,
+        poller: net.Poller,
+        connection: Connection,
+        answered: list[tuple[Connection, bytes, bool]],
+    ) -> None:
+        """Answer each whole request pending in the connection's reader, in order, until one
+        needs a thread (handed it) or is not whole yet (the thread reads the rest)."""
+        # The answers to pipelined requests go out together, in order, in one write: each
+        # handling is finished before its answer is written, as ever, and a client reads them
+        # as it would have one by one. (The first answer is kept as it is: a list is made only
+        # for a second, which most wake-ups never have.)
+        reader = connection.reader
+        out: bytes | None = None
+        more: list[bytes] | None = None
+        keep_alive = True
+        answer_polled = self._responder.answer_polled
+        read_buffered = reader.read_buffered
+        while reader.pending:
+            whole = read_buffered()
+            if whole is not None:
+                request, raw_head, at = whole
+                answer = answer_polled(connection, request, raw_head, at)
+            else:
+                answer = None
+            if answer is None:
+                first = None
+                if whole is not None:
+                    first = polled_arrival(request, raw_head, at), request.raw_body
+                unsent = (out or b"") if more is None else b"".join(more)
+                self._hand_off(poller, connection, Handoff(unsent, first))
+                return
+            if more is not None:
+                more.append(answer[0])
+            elif out is not None:
+                more = [out, answer[0]]
+            else:
+                out = answer[0]
+            if not answer[1]:  # on the record before the client has the answer
+                keep_alive = False
+                connection.record.closed("endpoint")
+                break
+        if more is not None:
+            out = b"".join(more)
+        if out is not None:
+            answered.append((connection, out, keep_alive))
+
+    def _hand_off(self, poller: net.Poller, connection: Connection, handoff: Handoff) -> None:
+        """Give a polled connection a thread of its own, with what the poll thread began."""
+        self._stop_polling(poller, connection)
+        unsent = handoff.unsent
+        if unsent:  # the answers before it first: the thread writes what is left
+            unsent = unsent[connection.stream.write_ready(unsent) :]
+        self._serve_in_thread(connection, first=handoff.first, unsent=unsent)
 
     def _write_answers(
         self, poller: net.Poller, answered: list[tuple[Connection, bytes, bool]]

@@ -1,8 +1,10 @@
-"""The poll thread's one-step answer (``PolledAnswers.answer_alone``): a read that is one
-whole untracked GET/1.1, and nothing more, answered as the last answer was. What it answers
-is on the record as any request is: its bytes as they came, its headers as sent, its answer
-as sent (a Date of the second it went out in), in the chains of the calls in flight; a read
-holding more than one request is every one of them. Through sockets; counts, no timings."""
+"""The poll thread's answer to a read that is one whole request and nothing more
+(``PolledAnswers.answer_alone``), and its commonest case, an untracked GET/1.1 answered as
+the last answer was, with no call but the record's. What it answers is on the record as any
+request is: its bytes as they came, its headers as sent, its answer as sent (a Date of the
+second it went out in), in the chains of the calls in flight; a read holding more than one
+request is every one of them; a tracked request alone in its read, and one with a body, are
+answered and recorded whole. Through sockets; counts, no timings."""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ def test_requests_alone_in_their_reads_are_on_the_record_byte_for_byte(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(PolledAnswers, "answer", counting(calls, "answer", PolledAnswers.answer))
+    # (_answer: how a request is answered when it is not the last answer made again)
+    monkeypatch.setattr(PolledAnswers, "_answer", counting(calls, "answer", PolledAnswers._answer))
     sent = [PLAIN, KEEP_ALIVE] * 25
     with Deproxy() as deproxy:
         endpoint = deproxy.add_endpoint()
@@ -83,9 +86,17 @@ def test_two_requests_in_one_read_are_two_handlings() -> None:
         with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
             _one_by_one(sock, [first, first])  # the answer is made, and one-step answers begin
             got = bodiless_answers(0, first + second, 2, sock)  # one write: one read, mostly
-        assert got.count(b"HTTP/1.1 200 OK\r\n") == 2
-        assert [h.raw for h in endpoint.handlings] == [first, first, first, second]
-        assert [h.request.path for h in endpoint.handlings][-2:] == ["/one", "/two"]
+            # Requests whose fields are read (with bodies) too.
+            posts = [
+                b"POST /%d HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n#%d" % (n, n)
+                for n in (3, 4)
+            ]
+            got += bodiless_answers(0, b"".join(posts), 2, sock)
+        assert got.count(b"HTTP/1.1 200 OK\r\n") == 4
+        assert [h.raw for h in endpoint.handlings] == [first, first, first, second, *posts]
+        paths = [h.request.path for h in endpoint.handlings][-4:]
+        assert paths == ["/one", "/two", "/3", "/4"]
+        assert [h.request.body for h in endpoint.handlings][-2:] == ["#3", "#4"]
 
 
 def test_an_untracked_request_alone_while_a_call_is_in_flight_is_an_orphan_of_the_call() -> None:
@@ -110,3 +121,24 @@ def test_an_untracked_request_alone_while_a_call_is_in_flight_is_an_orphan_of_th
         assert orphan.endpoint is behind and orphan.raw == PLAIN
         assert orphan.response is not None and orphan.response.code == "200"
         assert answers and answers[0].startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_a_tracked_request_and_one_with_a_body_alone_in_their_reads_are_recorded_whole() -> None:
+    posted = b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+    with Deproxy() as deproxy:
+        endpoint = deproxy.add_endpoint(default_handler=handlers.echo)
+        chain = deproxy.make_request(endpoint.url + "/tracked", "PUT", request_body="data")
+        with socket.create_connection(("127.0.0.1", endpoint.port), timeout=5) as sock:
+            sock.sendall(posted)
+            got = b""
+            while not got.endswith(b"hello"):
+                chunk = sock.recv(65536)
+                assert chunk, got
+                got += chunk
+        assert chain.received_response is not None and chain.received_response.body == "data"
+        (tracked,) = chain.handlings
+        assert tracked.request.method == "PUT" and tracked.request.body == "data"
+        assert tracked.raw.endswith(b"\r\n\r\ndata")
+        last = endpoint.handlings[-1]
+        assert last.raw == posted and last.request.body == "hello"
+        assert got.startswith(b"HTTP/1.1 200 OK\r\n")
