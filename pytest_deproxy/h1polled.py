@@ -26,7 +26,7 @@ from .faults import Fault, Takeover
 from .handlers import Handler, HandlerContext, canned_answer, never_blocks, takes_context
 from .models import Request, Response
 from .record import Handling
-from .request_reader import polled_arrival
+from .request_reader import handed_over
 from .responding import respond_again
 
 _answered = Handling.answered
@@ -72,7 +72,7 @@ class PolledAnswers:
             return None
         request, raw_head, at = taken
         if self._unusual is not None and self._unusual(request):  # a CONNECT, an h2c upgrade
-            return Handoff(b"", (polled_arrival(request, raw_head, at), request.raw_body))
+            return Handoff(b"", handed_over(request, raw_head, at))
         handler = self._handler_for(request)
         made, canned = responding._last_made, self._canned
         if (
@@ -101,7 +101,7 @@ class PolledAnswers:
             return answer, True
         answered = self._answer(connection, request, raw_head, at, handler)
         if answered is None:  # it needs a thread
-            return Handoff(b"", (polled_arrival(request, raw_head, at), request.raw_body))
+            return Handoff(b"", handed_over(request, raw_head, at))
         return answered
 
     def answer(

@@ -133,7 +133,7 @@ class RequestReader:
 
     def read_buffered(self) -> tuple[Request, bytes, float] | None:
         """The next request (its body in), its head's bytes and when it arrived (a plain
-        tuple: :func:`polled_arrival` makes it an :class:`Arrival`), if they are already
+        tuple: :func:`handed_over` makes it an :class:`Arrival`), if they are already
         here, whole and ordinary; else ``None``, with nothing taken. Never reads the
         stream: this is the path every request of a load test takes."""
         pending = self.pending
@@ -344,10 +344,11 @@ class RequestReader:
         )
 
 
-def polled_arrival(request: Request, raw_head: bytes, at: float) -> Arrival:
-    """The :class:`Arrival` of a request :meth:`RequestReader.read_buffered` read (whole,
-    framed by a length or bodiless), for a connection's thread to carry on with."""
-    return Arrival(request, raw_head, len(request.raw_body), at=at)
+def handed_over(request: Request, raw_head: bytes, at: float) -> tuple[Arrival, bytes]:
+    """A request :meth:`RequestReader.read_buffered` read (whole, framed by a length or
+    bodiless) as a connection's thread carries on with it: its :class:`Arrival` and its
+    body's bytes."""
+    return Arrival(request, raw_head, len(request.raw_body), at=at), request.raw_body
 
 
 def with_body(arrival: Arrival, body: Body) -> Request:

@@ -66,7 +66,7 @@ from .connections import ConnectionRecord
 from .errors import ConnectionReset, DeproxyError, DeproxyTimeout, NetworkError
 from .pollthreads import UNPOOLED, PollRun, PollThreads
 from .record import Handling
-from .request_reader import Arrival, polled_arrival
+from .request_reader import Arrival, handed_over
 
 JOIN_TIMEOUT = 5.0  # how long shutdown() waits, in all, for the threads it woke
 # The bytes kept of each direction of a connection: enough for any exchange a test looks at,
@@ -406,9 +406,7 @@ class Server:
             else:
                 answer = None
             if answer is None:
-                first = None
-                if whole is not None:
-                    first = polled_arrival(request, raw_head, at), request.raw_body
+                first = None if whole is None else handed_over(request, raw_head, at)
                 unsent = (out or b"") if more is None else b"".join(more)
                 self._hand_off(poller, connection, Handoff(unsent, first))
                 return
