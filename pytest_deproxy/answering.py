@@ -32,7 +32,9 @@ from .record import Handling
 class Answering:
     """What an endpoint's protocols answer with: made by the endpoint, one per endpoint.
 
-    ``handler_for`` picks a request's handler; ``record``, ``settled`` and ``report_error``
+    ``handler_for`` picks a request's handler, and ``unclaimed_handler`` (where there is
+    one) is what it picks for any request no call claims, which one with no tracking id
+    never is: a head left unread is answered by it; ``record``, ``settled`` and ``report_error``
     are the owner's (a request arrived, its handling is finished, a handler failed);
     ``record_error`` files a failure on the endpoint's connections. ``in_flight`` is the
     owner's calls in flight, as they change (empty: none; no chain can claim a request with
@@ -51,10 +53,12 @@ class Answering:
         report_error: Callable[[BaseException], None],
         record_error: Callable[[DeproxyError], None],
         in_flight: Collection[object],
+        unclaimed_handler: Callable[[], Handler] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.name = name
         self.handler_for = handler_for
+        self.unclaimed_handler = unclaimed_handler
         self.settled = settled
         self.report_error = report_error
         self.record_error = record_error

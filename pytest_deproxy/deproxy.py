@@ -572,6 +572,11 @@ class Deproxy:
                     return call.handlers[endpoint.name]
             if call.default_handler is not None:
                 return call.default_handler
+        return self.unclaimed_handler(endpoint)
+
+    def unclaimed_handler(self, endpoint: Endpoint) -> Handler:
+        """The handler of a request to ``endpoint`` that no call claims (one with no tracking
+        id, or a call's that asked nothing of this endpoint)."""
         if endpoint.default_handler is not None:
             return endpoint.default_handler
         if self.default_handler is not None:

@@ -48,6 +48,8 @@ class EndpointOwner(Protocol):
 
     def handler_for(self, endpoint: Endpoint, request: Request) -> Handler: ...
 
+    def unclaimed_handler(self, endpoint: Endpoint) -> Handler: ...
+
     def record(self, handling: Handling) -> None: ...
 
     def settled(self, handling: Handling) -> None: ...
@@ -139,6 +141,9 @@ class Endpoint:
             # The MITM passes its own handler_for: its dispatcher answers everything.
             handler_for=(
                 functools.partial(owner.handler_for, self) if handler_for is None else handler_for
+            ),
+            unclaimed_handler=(
+                functools.partial(owner.unclaimed_handler, self) if handler_for is None else None
             ),
             record=owner.record,
             settled=owner.settled,

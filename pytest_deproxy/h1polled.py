@@ -16,6 +16,7 @@ fault or upgrade is left, as a :class:`Carried`, for the connection's thread to 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -30,7 +31,9 @@ from .request_reader import handed_over
 from .responding import respond_again
 
 _answered = Handling.answered
+_answered_unread = Handling.answered_unread
 _arrived = Handling.arrived
+_time = time.time
 
 
 class PolledAnswers:
@@ -43,6 +46,9 @@ class PolledAnswers:
         # The parts called on every request, looked up once.
         self._endpoint = answering.endpoint
         self._handler_for = answering.handler_for
+        # The handler of any request no call claims, where the endpoint's owner picks it (an
+        # endpoint with requests of its own to look at first, ``unusual``, looks each up).
+        self._unclaimed = answering.unclaimed_handler if unusual is None else None
         self._arrive = answering.arrive
         self._record = answering.record
         self._in_flight = answering.in_flight  # (empty: no call in flight; see Answering)
@@ -63,42 +69,51 @@ class PolledAnswers:
     ) -> tuple[bytes, bool] | Handoff | None:
         """Answer ``data``, read with nothing before it, if it is one whole, ordinary request
         and nothing more (the commonest read: see ``RequestReader.take_alone``), as
-        :meth:`answer` would, in fewer steps; the commonest answer under load (the last one
-        made again, to an untracked GET/1.1 whose fields are unread) with no call but the
-        record's. ``None``: ``data`` is pending in the connection's reader, each request in
-        it to be answered through :meth:`answer`."""
-        taken = connection.reader.take_alone(data)
+        :meth:`answer` would, in fewer steps. The commonest answer under load (the last one
+        made again, to an untracked GET/1.1 whose fields need no reading) is made with no
+        Request (its handling makes it when first read) and no call but the record's.
+        ``None``: ``data`` is pending in the connection's reader, each request in it to be
+        answered through :meth:`answer`."""
+        reader = connection.reader
+        head = reader.glance(data)
+        handler = None
+        if type(head) is tuple and head[3] == len(data) and self._unclaimed is not None:
+            # A head left unread has no tracking id: no call claims it, whatever is in flight.
+            handler = self._unclaimed()
+            made, canned = responding._last_made, self._canned
+            if (
+                # respond_again(canned, request, at), its commonest answer asked with no call
+                handler is self._canned_handler
+                and made is not None
+                and canned is not None
+                and canned.headers._items is made.source
+                and canned.code is made.code
+                and canned.message is made.message
+                and canned.body is made.body
+                and canned.raw_body is made.raw_body
+                and canned._trailers is None
+                and canned.http_version == "1.1"
+                and made.since <= (at := _time()) < made.until
+                and head[0] == "GET"
+                and head[2] == "1.1"
+            ):
+                sent, answer, _ = made.again_get
+                facts = connection.record.facts
+                handling = _answered_unread(
+                    self._endpoint, head, connection.id, at, data, facts, sent
+                )
+                self._kept.append(handling)
+                if self._in_flight:  # else in no chain (it has no tracking id): no call
+                    self._record(handling)  # (filed done: the owner wakes whoever waits for it)
+                return answer, True
+        taken = reader.take_alone(data, head)
         if taken is None:
             return None
         request, raw_head, at = taken
         if self._unusual is not None and self._unusual(request):  # a CONNECT, an h2c upgrade
             return Handoff(b"", handed_over(request, raw_head, at))
-        handler = self._handler_for(request)
-        made, canned = responding._last_made, self._canned
-        if (
-            # respond_again(canned, request, at), its commonest answer asked with no call
-            handler is self._canned_handler
-            and made is not None
-            and canned is not None
-            and canned.headers._items is made.source
-            and canned.code is made.code
-            and canned.message is made.message
-            and canned.body is made.body
-            and canned.raw_body is made.raw_body
-            and canned._trailers is None
-            and canned.http_version == "1.1"
-            and made.since <= at < made.until
-            and request._unread_head is not None  # (so: no tracking id, no close)
-            and request.method == "GET"
-            and request.http_version == "1.1"
-        ):
-            sent, answer, _ = made.again_get
-            facts = connection.record.facts
-            handling = _answered(self._endpoint, request, connection.id, at, raw_head, facts, sent)
-            self._kept.append(handling)
-            if self._in_flight:  # else in no chain (it has no tracking id): no call
-                self._record(handling)  # (filed done: the owner wakes whoever waits for it)
-            return answer, True
+        if handler is None:
+            handler = self._handler_for(request)
         answered = self._answer(connection, request, raw_head, at, handler)
         if answered is None:  # it needs a thread
             return Handoff(b"", handed_over(request, raw_head, at))

@@ -8,8 +8,9 @@ snapshot.
 
 What is kept is bounded by default (``DEFAULT_KEEP``), and each record costs the cyclic garbage
 collector few objects: lists a record rarely needs (orphans, interim responses, frames) are
-made on first use, and so is the Response as sent of an answer made again (the stock answer
-under load), from the immutable parts it was sent from. No record is part of a reference
+made on first use, and so are the Response as sent of an answer made again (the stock answer
+under load), from the immutable parts it was sent from, and the Request of a head only
+glanced at (the stock request under load), from its bytes. No record is part of a reference
 cycle (a handling refers to its connection's facts, not to the connection's record), so one
 dropped from the caps and held by no test is freed at once, not at the next full collection.
 """
@@ -161,6 +162,10 @@ class Handling:
     # first read, as the Response it would have been, so that the many handlings of a load
     # test nobody reads cost the garbage collector two objects fewer each.
     _sent_as: SentLater | None = field(default=None, init=False, repr=False)
+    # A request head only glanced at (``heads.Glance``: method, target, version, size), of a
+    # request answered as it arrived: ``request`` is made from it and ``raw_head`` when
+    # first read, as ``Request.unread`` would have made it then.
+    _glanced: tuple[str, str, str, int] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def arrived(
@@ -177,8 +182,10 @@ class Handling:
         with these, made in one call with no keywords to match (an endpoint makes one for
         every request; ``tests/test_hotpath_record.py`` holds the two to the same)."""
         handling = object.__new__(cls)
-        handling.endpoint, handling.request, handling.connection = endpoint, request, connection
-        _set_response(handling, None)  # the slot itself, not the descriptor's Python __set__
+        handling.endpoint, handling.connection = endpoint, connection
+        # The slots themselves, not their descriptors' Python __set__.
+        _set_request(handling, request)
+        _set_response(handling, None)
         handling.action = handling.responded_at = None
         handling.done = False
         handling.received_at, handling.stream_id = received_at, stream_id
@@ -186,6 +193,7 @@ class Handling:
         handling.framed_body = None
         handling.facts = facts
         handling._interim_responses = handling._frames = handling._sent_as = None
+        handling._glanced = None
         return handling
 
     @classmethod
@@ -201,8 +209,28 @@ class Handling:
     ) -> Handling:
         """The handling of a request answered as it arrived with an answer made before:
         :meth:`arrived` then :meth:`finish_as` ``made``, in one call."""
-        handling = object.__new__(cls)  # the response slot left empty: made when first read
-        handling.endpoint, handling.request, handling.connection = endpoint, request, connection
+        handling = cls.answered_unread(
+            endpoint, None, connection, received_at, raw_head, facts, made
+        )
+        _set_request(handling, request)
+        return handling
+
+    @classmethod
+    def answered_unread(
+        cls,
+        endpoint: Place,
+        glanced: tuple[str, str, str, int] | None,
+        connection: str,
+        received_at: float,
+        raw_head: bytes,
+        facts: ConnectionFacts | None,
+        made: SentLater,
+    ) -> Handling:
+        """:meth:`answered`, for a request whose head was only ``glanced`` at and is all of
+        ``raw_head`` (``heads.Glance``): its Request is made when first read. Under load,
+        nearly every request is one of these, and nobody reads it."""
+        handling = object.__new__(cls)  # request, response: made when first read
+        handling.endpoint, handling.connection, handling._glanced = endpoint, connection, glanced
         handling.action = handling.stream_id = None
         handling.received_at, handling.raw_head, handling.facts = received_at, raw_head, facts
         handling.framed_body = handling._interim_responses = handling._frames = None
@@ -252,15 +280,17 @@ class Handling:
         self.done = True
 
 
-class _ResponseOnFirstRead:
-    """``Handling.response``: the slot's value, or, where ``finish_as`` left the slot empty,
-    the Response as sent made when first read (by one thread only) and kept in the slot. A
-    descriptor over the slot rather than ``__getattr__``: a class with ``__getattr__`` has
-    every attribute of every instance looked up the slow way (the interpreter does not
-    specialize them)."""
+class _MadeOnFirstRead:
+    """A slot a handling may leave empty (``response`` after :meth:`Handling.finish_as`,
+    ``request`` of :meth:`Handling.answered_unread`): its value, or, where it is empty, the
+    value ``make`` makes from the handling when first read (by one thread only), then kept in
+    the slot. A descriptor over the slot rather than ``__getattr__``: a class with
+    ``__getattr__`` has every attribute of every instance looked up the slow way (the
+    interpreter does not specialize them)."""
 
-    def __init__(self, slot: Any) -> None:
+    def __init__(self, slot: Any, make: Callable[[Handling], Any]) -> None:
         self._get, self._set, self._delete = slot.__get__, slot.__set__, slot.__delete__
+        self._make = make
 
     def __get__(self, handling: Handling | None, owner: type | None = None) -> Any:
         if handling is None:
@@ -272,21 +302,34 @@ class _ResponseOnFirstRead:
                 try:
                     return self._get(handling)
                 except AttributeError:
-                    made = handling._sent_as
-                    response = None if made is None else made.sent()
-                    self._set(handling, response)
-                    return response
+                    made = self._make(handling)
+                    self._set(handling, made)
+                    return made
 
-    def __set__(self, handling: Handling, response: Response | None) -> None:
-        self._set(handling, response)
+    def __set__(self, handling: Handling, value: Any) -> None:
+        self._set(handling, value)
 
     def __delete__(self, handling: Handling) -> None:
         self._delete(handling)
 
 
-_RESPONSE_SLOT = Handling.__dict__["response"]  # the slot's own descriptor, that stores
+def _response_as_sent(handling: Handling) -> Response | None:
+    made = handling._sent_as
+    return None if made is None else made.sent()
+
+
+def _request_as_glanced(handling: Handling) -> Request:
+    assert handling._glanced is not None  # (the only handlings made with no request)
+    method, target, version, _ = handling._glanced
+    return Request.unread(method, target, handling.raw_head, version)
+
+
+# The slots' own descriptors, that store (Handling's attributes are descriptors over them).
+_RESPONSE_SLOT = Handling.__dict__["response"]
 _set_response = _RESPONSE_SLOT.__set__
-Handling.response = _ResponseOnFirstRead(_RESPONSE_SLOT)  # type: ignore[assignment,misc]
+_set_request = Handling.__dict__["request"].__set__
+Handling.response = _MadeOnFirstRead(_RESPONSE_SLOT, _response_as_sent)  # type: ignore[assignment,misc]
+Handling.request = _MadeOnFirstRead(Handling.__dict__["request"], _request_as_glanced)  # type: ignore[assignment,misc]
 
 
 class SentLater(Protocol):

@@ -116,12 +116,20 @@ class RequestReader:
 
     # -- the poll thread's path: a request already here, whole and ordinary -----------------
 
-    def take_alone(self, data: bytes) -> tuple[Request, bytes, float] | None:
+    def glance(self, data: bytes) -> heads.Glance | heads.Head | None:
+        """What the head at the start of ``data`` is, as far as a glance tells: a
+        :data:`heads.Glance` (a plain tuple, its last item the head's size) where its fields
+        need no reading, else its :class:`heads.Head`, or ``None`` (not whole, or h11's to
+        read)."""
+        return _glance(data, self.max_header_bytes)
+
+    def take_alone(
+        self, data: bytes, head: heads.Glance | heads.Head | None
+    ) -> tuple[Request, bytes, float] | None:
         """:meth:`read_buffered` of ``data`` read with nothing pending, if it is one whole,
         ordinary request and nothing more (the commonest read: a client that waits for each
         answer); else ``None``, with ``data`` pending (its head, as far as it was looked at,
-        kept for :meth:`read_buffered`)."""
-        head = _glance(data, self.max_header_bytes)
+        kept for :meth:`read_buffered`). ``head``: what :meth:`glance` saw of ``data``."""
         if head is not None and not isinstance(head, heads.Head):  # a Glance: see read_buffered
             method, target, version, size = head
             if size == len(data):
