@@ -31,7 +31,6 @@ from .request_reader import handed_over
 from .responding import respond_again
 
 _answered = Handling.answered
-_answered_unread = Handling.answered_unread
 _arrived = Handling.arrived
 _time = time.time
 
@@ -99,8 +98,8 @@ class PolledAnswers:
             ):
                 sent, answer, _ = made.again_get
                 facts = connection.record.facts
-                handling = _answered_unread(
-                    self._endpoint, head, connection.id, at, data, facts, sent
+                handling = _answered(
+                    self._endpoint, None, connection.id, at, data, facts, sent, head
                 )
                 self._kept.append(handling)
                 if self._in_flight:  # else in no chain (it has no tracking id): no call

@@ -200,36 +200,22 @@ class Handling:
     def answered(
         cls,
         endpoint: Place,
-        request: Request,
+        request: Request | None,
         connection: str,
         received_at: float,
         raw_head: bytes,
         facts: ConnectionFacts | None,
         made: SentLater,
+        glanced: tuple[str, str, str, int] | None = None,
     ) -> Handling:
         """The handling of a request answered as it arrived with an answer made before:
-        :meth:`arrived` then :meth:`finish_as` ``made``, in one call."""
-        handling = cls.answered_unread(
-            endpoint, None, connection, received_at, raw_head, facts, made
-        )
-        _set_request(handling, request)
-        return handling
-
-    @classmethod
-    def answered_unread(
-        cls,
-        endpoint: Place,
-        glanced: tuple[str, str, str, int] | None,
-        connection: str,
-        received_at: float,
-        raw_head: bytes,
-        facts: ConnectionFacts | None,
-        made: SentLater,
-    ) -> Handling:
-        """:meth:`answered`, for a request whose head was only ``glanced`` at and is all of
-        ``raw_head`` (``heads.Glance``): its Request is made when first read. Under load,
-        nearly every request is one of these, and nobody reads it."""
-        handling = object.__new__(cls)  # request, response: made when first read
+        :meth:`arrived` then :meth:`finish_as` ``made``, in one call. With no ``request``,
+        its head was only ``glanced`` at (``heads.Glance``) and is all of ``raw_head``: the
+        Request is made when first read (under load, nearly every request is one of these,
+        and nobody reads it)."""
+        handling = object.__new__(cls)  # the response slot left empty: made when first read
+        if request is not None:
+            _set_request(handling, request)
         handling.endpoint, handling.connection, handling._glanced = endpoint, connection, glanced
         handling.action = handling.stream_id = None
         handling.received_at, handling.raw_head, handling.facts = received_at, raw_head, facts
@@ -282,8 +268,8 @@ class Handling:
 
 class _MadeOnFirstRead:
     """A slot a handling may leave empty (``response`` after :meth:`Handling.finish_as`,
-    ``request`` of :meth:`Handling.answered_unread`): its value, or, where it is empty, the
-    value ``make`` makes from the handling when first read (by one thread only), then kept in
+    ``request`` of :meth:`Handling.answered` given none): its value, or, where it is empty,
+    what ``make`` makes of the handling when first read (by one thread only), then kept in
     the slot. A descriptor over the slot rather than ``__getattr__``: a class with
     ``__getattr__`` has every attribute of every instance looked up the slow way (the
     interpreter does not specialize them)."""

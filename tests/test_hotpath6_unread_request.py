@@ -102,7 +102,7 @@ def test_made_later_or_at_once_the_handling_is_the_same() -> None:
         sent, _, _ = responding._last_made.again_get
         request = Request.unread("GET", "/kept", KEEP_ALIVE, "1.1")
         at_once = Handling.answered(endpoint, request, "c-1", 1.5, KEEP_ALIVE, None, sent)
-        later = Handling.answered_unread(endpoint, glance, "c-1", 1.5, KEEP_ALIVE, None, sent)
+        later = Handling.answered(endpoint, None, "c-1", 1.5, KEEP_ALIVE, None, sent, glance)
         for handling in (at_once, later):
             assert handling.done and handling.action is None and handling.stream_id is None
             assert handling.endpoint is endpoint and handling.connection == "c-1"
