@@ -32,9 +32,9 @@ from .record import Handling
 class Answering:
     """What an endpoint's protocols answer with: made by the endpoint, one per endpoint.
 
-    ``handler_for`` picks a request's handler, and ``unclaimed_handler`` (where there is
-    one) is what it picks for any request no call claims, which one with no tracking id
-    never is: a head left unread is answered by it; ``record``, ``settled`` and ``report_error``
+    ``handler_for`` picks a request's handler; ``unclaimed_handler`` (where there is one)
+    is what it picks for a request no call claims, as one with no tracking id (a head left
+    unread) never is, asked with no Request. ``record``, ``settled`` and ``report_error``
     are the owner's (a request arrived, its handling is finished, a handler failed);
     ``record_error`` files a failure on the endpoint's connections. ``in_flight`` is the
     owner's calls in flight, as they change (empty: none; no chain can claim a request with

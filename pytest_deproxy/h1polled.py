@@ -10,7 +10,8 @@ and no new head is made. A request no chain can claim (no tracking id, its heade
 while no call is in flight) costs the owner no call. A read that is one whole request and
 nothing more (a client that waits for each answer) is answered without the pipelining loop
 (:meth:`PolledAnswers.answer_alone`), and such a GET answered as the last one was (the
-commonest read under load) with no call but the record's; recorded the same. A handler's
+commonest read under load) with no call but the record's and no Request made (its handling
+makes it from the bytes when first read); recorded the same. A handler's
 fault or upgrade is left, as a :class:`Carried`, for the connection's thread to carry out.
 """
 

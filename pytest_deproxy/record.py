@@ -213,7 +213,7 @@ class Handling:
         its head was only ``glanced`` at (``heads.Glance``) and is all of ``raw_head``: the
         Request is made when first read (under load, nearly every request is one of these,
         and nobody reads it)."""
-        handling = object.__new__(cls)  # the response slot left empty: made when first read
+        handling = object.__new__(cls)  # response (and request) slots left empty: see below
         if request is not None:
             _set_request(handling, request)
         handling.endpoint, handling.connection, handling._glanced = endpoint, connection, glanced
