@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from . import proxyproto
 from ._version import __version__
-from .models import TRACKING_HEADER, Body, HeaderItems, Headers, Request, encode_body
+from .models import TRACKING_HEADER, TRACKING_KEY, Body, HeaderItems, Headers, Request, encode_body
 from .proxyproto import ProxyHeader
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -205,7 +205,12 @@ def _parse_target(url: str) -> Target:
     return Target._parse(url)  # a Target is immutable: the same URL parses once
 
 
-_DEFAULT_HEADERS = (("Accept", "*/*"), ("Accept-Encoding", "identity"), ("User-Agent", USER_AGENT))
+# (name, value, the name lowered: looked for among the given names on every call)
+_DEFAULT_HEADERS = (
+    ("Accept", "*/*", "accept"),
+    ("Accept-Encoding", "identity", "accept-encoding"),
+    ("User-Agent", USER_AGENT, "user-agent"),
+)
 
 
 def build_request(
@@ -247,10 +252,10 @@ def build_request(
         items.append((name, value))
         keys.append(name.lower())
     if add_default_headers:
-        for name, value in _DEFAULT_HEADERS:
-            if name.lower() not in keys:
+        for name, value, key in _DEFAULT_HEADERS:
+            if key not in keys:
                 items.append((name, value))
-                keys.append(name.lower())
+                keys.append(key)
         framed = "content-length" in keys or "transfer-encoding" in keys
         if chunked and not framed:
             items.append(("Transfer-Encoding", "chunked"))
@@ -262,9 +267,9 @@ def build_request(
     if sending.expect_continue and "expect" not in keys:
         items.append(("Expect", "100-continue"))
         keys.append("expect")
-    if TRACKING_HEADER.lower() not in keys:
+    if TRACKING_KEY not in keys:
         items.append((TRACKING_HEADER, new_request_id()))
-        keys.append(TRACKING_HEADER.lower())
+        keys.append(TRACKING_KEY)
     final = Headers.from_wire(items, keys)
     request_target = path if path is not None else target.request_target
     if absolute_form and path is None:

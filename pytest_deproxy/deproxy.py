@@ -325,11 +325,12 @@ class Deproxy:
         (``H2StreamError``, ``H2StreamTimeout``).
         """
         client.check_http2(http2)
-        if trailers is not None and not (http2 or getattr(connection, "http2", False)):
+        over_h2 = bool(http2) or (connection is not None and connection.http2)
+        if trailers is not None and not over_h2:
             chunked = True  # HTTP/1.1 carries trailers after a chunked body only
-        if h2_reset_after is not None and not (http2 or getattr(connection, "http2", False)):
+        if h2_reset_after is not None and not over_h2:
             raise ValueError("h2_reset_after resets an HTTP/2 stream: add http2=True or 'h2c'")
-        if (http2 or getattr(connection, "http2", False)) and (
+        if over_h2 and (
             chunked or disconnect or dribble or expect_continue or http_version != "1.1"
         ):
             raise ValueError(
@@ -359,7 +360,7 @@ class Deproxy:
                 h2_zero_window=h2_zero_window,
                 h2_fields=crafting.h2_fields(h2_fields),
             )
-        if sending.h2_faults and not (http2 or getattr(connection, "http2", False)):
+        if sending.h2_faults and not over_h2:
             raise ValueError("the h2_ faults are HTTP/2's: add http2=True or 'h2c'")
         if connection is not None and proxy_protocol is not None:
             raise ValueError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 TRACKING_HEADER = "Deproxy-Request-ID"
+TRACKING_KEY = TRACKING_HEADER.lower()  # as names are compared: lowered
 
 
 def _as_header_text(value: object, what: str) -> str:

@@ -44,7 +44,7 @@ from .h2wire import (
     request_fields,
     send_headers_continued,
 )
-from .models import TRACKING_HEADER, Headers, Request, Response, reason_phrase
+from .models import TRACKING_HEADER, TRACKING_KEY, Headers, Request, Response, reason_phrase
 from .record import MessageChain
 
 _numbers = itertools.count(1)
@@ -281,8 +281,8 @@ class H2ClientConnection:
                 request.method, self.scheme, authority, request.path, request.headers.items()
             )
         fields = list(given)
-        if not any(name.lower() == TRACKING_HEADER.lower() for name, _ in fields):
-            fields.append((TRACKING_HEADER.lower(), request.headers[TRACKING_HEADER]))
+        if not any(name.lower() == TRACKING_KEY for name, _ in fields):
+            fields.append((TRACKING_KEY, request.headers[TRACKING_HEADER]))
         if chain is not None:
             headers = Headers.from_wire(fields)
             method = headers.get(":method") or "(no :method)"

@@ -37,11 +37,10 @@ from h2.stream import H2Stream, StreamClosedBy, StreamInputs
 from hyperframe import frame as hf
 
 from .h2frames import decode_table_neutral, literal_without_indexing
-from .models import TRACKING_HEADER
+from .models import TRACKING_KEY
 
 _END_STREAM, _END_HEADERS = 0x1, 0x4
 _ANSWER_HEAD = bytes((0x1, _END_STREAM | _END_HEADERS))  # HEADERS that end the stream
-_TRACKING = TRACKING_HEADER.lower()
 # The h2 internals the fast path drives (h2 4.x): without them, every frame goes through h2.
 _FAST = all(
     hasattr(h2.connection.H2Connection, name)
@@ -392,7 +391,7 @@ class H2Connection(h2.connection.H2Connection):
             part = self._encoded.get(field)
             if part is None:
                 name, value = field
-                if name == _TRACKING:
+                if name == TRACKING_KEY:
                     part = literal_without_indexing(name.encode(), value.encode())
                     parts.append(part)
                     continue

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from . import responding
 from .h2frames import CONNECTION_SPECIFIC, fields_text, request_of
-from .models import TRACKING_HEADER, Headers, Request, Response
-
-TRACKING_KEY = TRACKING_HEADER.lower()
+from .models import TRACKING_KEY, Headers, Request, Response
 
 
 class KeptHead:

@@ -23,6 +23,7 @@ from .content import charset_of as charset_of
 from .content import decode_body as decode_body
 from .content import encode_body as encode_body
 from .fields import TRACKING_HEADER as TRACKING_HEADER
+from .fields import TRACKING_KEY as TRACKING_KEY
 from .fields import HeaderItems as HeaderItems
 from .fields import Headers as Headers
 
@@ -60,7 +61,7 @@ class _Trailers:
 # The header names a request left unread (Request.unread) never carries: ``heads`` reads a
 # head naming any of them at once. So whoever asks whether one came need not read them. (Its
 # one ``Connection``, if any, is ``keep-alive``: it does not ask to close.)
-UNREAD_LACKS = frozenset({"content-length", "transfer-encoding", "expect", TRACKING_HEADER.lower()})
+UNREAD_LACKS = frozenset({"content-length", "transfer-encoding", "expect", TRACKING_KEY})
 _READING = threading.Lock()  # makes an unread request's headers once, whichever thread asks
 
 

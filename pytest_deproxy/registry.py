@@ -15,10 +15,8 @@ from collections import deque
 from typing import Generic, TypeVar
 
 from .errors import DeproxyTimeout
-from .models import TRACKING_HEADER, Request
+from .models import TRACKING_HEADER, TRACKING_KEY, Request
 from .record import DEFAULT_KEEP, Handling, MessageChain, check_keep
-
-_TRACKING_KEY = TRACKING_HEADER.lower()
 
 Routing = TypeVar("Routing")
 
@@ -101,7 +99,7 @@ class ChainRegistry(Generic[Routing]):
         """What the call in flight that sent ``request`` asked of endpoints, if there is one
         (with no call in flight, as under outside load, or no tracking id, without reading
         its headers)."""
-        if not self._in_flight or not request._has_header(_TRACKING_KEY):
+        if not self._in_flight or not request._has_header(TRACKING_KEY):
             return None  # (asked without reading an unread request's headers)
         return self.routing_for(request.headers.get(TRACKING_HEADER))
 
@@ -115,7 +113,7 @@ class ChainRegistry(Generic[Routing]):
         # is known to carry no tracking id: its headers stay unread.)
         if not self._in_flight and request._unread_head is not None:
             return
-        tracked = request._unread_head is None and request._has_header(_TRACKING_KEY)
+        tracked = request._unread_head is None and request._has_header(TRACKING_KEY)
         if not tracked and not self._in_flight:
             return
         request_id = handling.request_id if tracked else None

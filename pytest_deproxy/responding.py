@@ -17,7 +17,7 @@ import time
 
 from . import wire
 from ._version import __version__
-from .models import TRACKING_HEADER, Headers, Request, Response
+from .models import TRACKING_HEADER, TRACKING_KEY, Headers, Request, Response
 
 SERVER_NAME = f"pytest-deproxy/{__version__}"
 
@@ -91,7 +91,6 @@ def _carries_trailers(sent: Response, request: Request) -> bool:
     )
 
 
-_TRACKING_KEY = TRACKING_HEADER.lower()
 # The header items respond() adds, made once rather than once a response: fewer objects made
 # per request is fewer garbage collections under load (tuples are immutable: sharing is safe).
 _SERVER_ITEM = ("Server", SERVER_NAME)
@@ -198,9 +197,7 @@ def respond_again(
     ):
         return None
     # (An unread request carries no tracking id and does not ask to close: no call to ask.)
-    if request._unread_head is None and (
-        request._has_header(_TRACKING_KEY) or _asks_close(request)
-    ):
+    if request._unread_head is None and (request._has_header(TRACKING_KEY) or _asks_close(request)):
         return None  # tracked, or asks to close: that answer differs
     method = request.method
     if method == "GET":
@@ -258,7 +255,7 @@ def respond(
     code = response.code
     raw_body = response.raw_body
     date = http_date()
-    tracked = request._has_header(_TRACKING_KEY) and _TRACKING_KEY not in keys
+    tracked = request._has_header(TRACKING_KEY) and TRACKING_KEY not in keys
     items = list(source._items)
     sent_keys = list(keys)
     if "server" not in keys:
@@ -274,7 +271,7 @@ def respond(
         sent_keys.append("content-length")
     if tracked:
         items.append((TRACKING_HEADER, request.headers[TRACKING_HEADER]))
-        sent_keys.append(_TRACKING_KEY)
+        sent_keys.append(TRACKING_KEY)
     sent = object.__new__(Response)
     sent.code, sent.message, sent.http_version = code, response.message, "1.1"
     sent.headers = Headers.from_wire(items, sent_keys)

@@ -26,7 +26,7 @@ import yaml
 
 from .. import forwarding
 from ..errors import ScenarioError
-from ..models import TRACKING_HEADER, Headers, Request, Response
+from ..models import TRACKING_KEY, Headers, Request, Response
 from ..redaction import DEFAULT, Redaction
 from .bodies import encode_text, encoded_body, stored_body
 from .safe_yaml import read_yaml
@@ -168,7 +168,7 @@ def interaction_document(
 ) -> dict[str, Any]:
     """An exchange in INSPIRE-MITMProxy's format, secrets redacted, bodies byte-exact."""
     request_headers = Headers(
-        (n, v) for n, v in request.headers.items() if n.lower() != TRACKING_HEADER.lower()
+        (n, v) for n, v in request.headers.items() if n.lower() != TRACKING_KEY
     )
     return {
         "request": {
