@@ -134,17 +134,18 @@ class Endpoint:
         # The last `keep_handlings` handlings are kept (None keeps every one), and as many
         # connection records, each with at most as many handlings.
         check_keep(keep_handlings, "keep_handlings")
+        # The MITM passes its own handler_for (its dispatcher answers everything), and then
+        # there is no handler of the owner's for requests no call claims.
+        unclaimed_handler: Callable[[], Handler] | None = None
+        if handler_for is None:
+            handler_for = functools.partial(owner.handler_for, self)
+            unclaimed_handler = functools.partial(owner.unclaimed_handler, self)
         self._answering = Answering(
             self,
             name=name,
             keep_handlings=keep_handlings,
-            # The MITM passes its own handler_for: its dispatcher answers everything.
-            handler_for=(
-                functools.partial(owner.handler_for, self) if handler_for is None else handler_for
-            ),
-            unclaimed_handler=(
-                functools.partial(owner.unclaimed_handler, self) if handler_for is None else None
-            ),
+            handler_for=handler_for,
+            unclaimed_handler=unclaimed_handler,
             record=owner.record,
             settled=owner.settled,
             report_error=owner.report_error,
