@@ -13,6 +13,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, overload
 
 from . import net, proxyproto, wire
@@ -371,10 +372,12 @@ def exchange(
     chain: MessageChain | None = None,
     http2: bool | str = False,
     h2_reset_after: float | None = None,
+    on_connected: Callable[[net.Stream], object] | None = None,
 ) -> Response:
     """One request on a fresh connection, closed afterwards (what it received beyond the
     response goes to ``chain``, when given: see :meth:`ClientConnection.send`). ``http2``
-    and ``h2_reset_after``: see :func:`open_connection` and :meth:`H2ClientConnection.send`."""
+    and ``h2_reset_after``: see :func:`open_connection` and :meth:`H2ClientConnection.send`.
+    ``on_connected`` is given the HTTP/1 connection's stream before the request is sent."""
     with open_connection(
         target,
         timeout=timeout,
@@ -388,4 +391,6 @@ def exchange(
             return connection.send(
                 request, sending, timeout=timeout, chain=chain, reset_after=h2_reset_after
             )
+        if on_connected is not None:
+            on_connected(connection._stream)
         return connection.send(request, sending, chain=chain)

@@ -25,6 +25,7 @@ from .pollthreads import UNPOOLED, PollThreads
 from .proxyproto import ProxyHeader
 from .record import DEFAULT_KEEP, Handling, MessageChain
 from .registry import ChainRegistry
+from .servingwait import SMALL_BODY, ServingWait, lend_to_caller
 from .tls import CertificateAuthority
 
 # Loaded when first used (add_mitm_endpoint, an HTTP/2 connection, websocket()): the YAML
@@ -115,6 +116,8 @@ class Deproxy:
         self._poll_threads: PollThreads = UNPOOLED
         self._lock = threading.Lock()
         self._endpoints: list[Endpoint] = []
+        self._serving_caller = threading.Lock()  # held by the caller that serves (see below)
+        self._serving_thread: int | None = None  # ... and its thread's ident
         self._registry: ChainRegistry[_Routing] = ChainRegistry(keep_chains)
         # What endpoints call on every request: the registry's own, with no call in between.
         self.record: Callable[[Handling], None] = self._registry.record
@@ -324,6 +327,7 @@ class Deproxy:
         header block as given; ``chain.error`` then says what the peer answered
         (``H2StreamError``, ``H2StreamTimeout``).
         """
+        self._check_not_serving()
         client.check_http2(http2)
         over_h2 = bool(http2) or (connection is not None and connection.http2)
         if trailers is not None and not over_h2:
@@ -395,18 +399,24 @@ class Deproxy:
                 elif connection is not None:
                     response = connection.send(request, sending, timeout=wait, chain=chain)
                 else:
-                    response = client.exchange(
-                        destination,
-                        request,
-                        timeout=wait,
-                        verify=verify,
-                        ca=self.ca if destination.scheme == "https" else None,
-                        proxy=proxy,
-                        sending=sending,
-                        chain=chain,
-                        http2=http2,
-                        h2_reset_after=h2_reset_after,
-                    )
+                    waiting = self._serving_wait(request, destination, sending, http2)
+                    try:
+                        response = client.exchange(
+                            destination,
+                            request,
+                            timeout=wait,
+                            verify=verify,
+                            ca=self.ca if destination.scheme == "https" else None,
+                            proxy=proxy,
+                            sending=sending,
+                            chain=chain,
+                            http2=http2,
+                            h2_reset_after=h2_reset_after,
+                            on_connected=None if waiting is None else waiting.wait_on,
+                        )
+                    finally:
+                        if waiting is not None:
+                            self._served(waiting)
                 chain.received_response = response
             except TunnelRefused as exc:
                 chain.received_response = exc.response  # type: ignore[assignment]
@@ -414,6 +424,46 @@ class Deproxy:
             except DeproxyError as exc:
                 chain.error = exc
         return chain
+
+    def _serving_wait(
+        self, request: Request, destination: Target, sending: client.Sending, http2: bool | str
+    ) -> ServingWait | None:
+        """The endpoints, lent to this caller while it waits for its answer, if the request
+        is one it may serve them for (see :mod:`.servingwait`) and no other caller does."""
+        if (
+            sending is not client.PLAIN
+            or http2
+            or destination.scheme != "http"
+            or len(request.raw_body) > SMALL_BODY
+            or not self._serving_caller.acquire(blocking=False)
+        ):
+            return None
+        waiting = None
+        try:
+            waiting = lend_to_caller([endpoint.server for endpoint in self.endpoints])
+        finally:
+            if waiting is None:
+                self._serving_caller.release()
+        if waiting is not None:
+            self._serving_thread = threading.get_ident()
+        return waiting
+
+    def _served(self, waiting: ServingWait) -> None:
+        """Give the endpoints back (see :meth:`_serving_wait`)."""
+        try:
+            waiting.close()
+        finally:
+            self._serving_thread = None
+            self._serving_caller.release()
+
+    def _check_not_serving(self) -> None:
+        if self._serving_thread == threading.get_ident():
+            raise DeproxyError(
+                "a request made by a handler marked non_blocking, which runs on the thread "
+                "that waits for the answer of a request of this Deproxy and serves its "
+                "endpoints meanwhile: nothing would serve this one. A handler that makes "
+                "requests may wait: leave the mark off (it then has a thread of its own)"
+            )
 
     def make_raw_request(
         self,
@@ -439,6 +489,7 @@ class Deproxy:
         Interim (1xx) responses are in ``chain.interim_responses``; ``proxy_protocol`` is as
         for :meth:`make_request` (sent before ``data``).
         """
+        self._check_not_serving()
         client.check_proxy_protocol(proxy_protocol)
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"make_raw_request sends bytes, not {type(data).__name__}")

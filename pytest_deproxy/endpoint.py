@@ -223,6 +223,11 @@ class Endpoint:
     def request_timeout(self) -> float | None:
         return self._server.request_timeout
 
+    @property
+    def server(self) -> Server:
+        """What serves the endpoint's connections (its owner lends it to a waiting caller)."""
+        return self._server
+
     def begin_shutdown(self, deadline: float | None = None) -> None:
         """Stop accepting and wake every thread, without waiting (see :meth:`shutdown`)."""
         self._server.begin_shutdown(deadline)

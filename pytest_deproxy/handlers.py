@@ -187,8 +187,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def non_blocking(handler: F) -> F:
-    """Mark a handler that never waits, so an endpoint answers it on its poll thread, with no
-    thread of its own per connection (several times as fast under load)::
+    """Mark a handler that never waits, so an endpoint answers it on its poll thread (or on
+    the thread of a ``make_request`` that waits for the answer: see
+    :mod:`~pytest_deproxy.servingwait`), with no thread of its own per connection (several
+    times as fast under load)::
 
         @handlers.non_blocking
         def answer(request):
@@ -198,8 +200,9 @@ def non_blocking(handler: F) -> F:
     responses), return a fault or an upgrade (those are carried out on a thread), and an
     exception it raises is reported like any handler's (a 500, and the test fails). It must
     not wait: no sleeping (``context.sleep`` raises), no locks held by other threads, no
-    requests to other servers (``route`` waits) - while it runs, every other connection of
-    the endpoint waits. Returns ``handler`` itself, marked.
+    requests to other servers (``route`` waits; ``make_request`` raises ``DeproxyError`` on
+    a waiting caller's thread) - while it runs, every other connection of the endpoint waits.
+    Returns ``handler`` itself, marked.
     """
     if not callable(handler) or isinstance(handler, (Response, faults.Fault)):
         raise TypeError(

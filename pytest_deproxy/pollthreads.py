@@ -12,10 +12,12 @@ server's shutdown, and leaves no thread behind. That is every Deproxy's default.
 plugin gives the ``deproxy`` fixture a pool of the session's, shut down at the session's
 end, because a new thread per endpoint (start, first run, exit and join) cost ~0.2 ms of a
 test's ~1 ms in a whole pytest run. A waiting thread is handed its next loop without being
-woken: it waits in its own poller, which it lends the loop with the server's listener already
-in it, and begins at the first connection. (On a machine whose cores are virtual, waking a
-thread on another core cost ~30 us of CPU here, and one woken as the endpoint started held the
-GIL against the test's thread through its first request.)
+woken: it waits in its own poller, which it lends the loop with the server's poller already
+in it, and begins when something is ready there. A run it never began (its server was served
+by the test's own thread meanwhile, and shut down) is taken back the same way, without waking
+it (:meth:`PollThreads.cancel`). (On a machine whose cores are virtual, waking a thread on
+another core cost ~30 us of CPU here, and one woken as the endpoint started held the GIL
+against the test's thread through its first request.)
 
 A child made by ``fork()`` has none of its parent's threads: its pools start empty.
 """
@@ -23,13 +25,12 @@ A child made by ``fork()`` has none of its parent's threads: its pools start emp
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 
-from .net import Poller
+from .net import Poller, Source
 
 IDLE_NAME = "deproxy-poll-idle"
 
@@ -71,6 +72,7 @@ class PollRun:
         self.target = target
         self.thread = thread
         self.thread_ends = False  # set before ``ended`` is released
+        self.begun = False  # the thread took the run (set under the pool's lock)
         self.ended = threading.Lock()
         self.ended.acquire()
 
@@ -108,8 +110,10 @@ class _PollThread(threading.Thread):
         self.poller = Poller()  # made here, before the thread runs: a run is lent it at once
         self.next_run: PollRun | None = None  # set and cleared under the pool's lock
         self.retired = False  # the pool is shut down: end when no run is lent
+        self.running = False  # run() has begun (and join() may be called)
 
     def run(self) -> None:
+        self.running = True
         try:
             while (run := self._next()) is not None:
                 self.name = run.name
@@ -128,8 +132,11 @@ class _PollThread(threading.Thread):
         lock = self._pool.lock
         while True:
             with lock:
-                if self.next_run is not None or self.retired:
+                if self.next_run is not None:
+                    self.next_run.begun = True
                     return self.next_run
+                if self.retired:
+                    return None
             if self.poller.ready(None):
                 # Not a wake-up: a run's listener, or what an ended run's connection threads
                 # watched late (a hang-up). Those are forgotten, unless a run was lent meanwhile.
@@ -163,7 +170,7 @@ class PollThreads:
         self,
         target: Callable[[Poller], object],
         name: str,
-        watch: Sequence[tuple[socket.socket, object]] = (),
+        watch: Sequence[tuple[Source, object]] = (),
     ) -> PollRun:
         """Run ``target(poller)`` on a waiting thread, or a new one (not waited for: see
         :func:`start_unawaited`), named ``name`` while it runs, with ``watch`` (source, key)
@@ -185,6 +192,34 @@ class PollThreads:
         if not waiting:
             start_unawaited(thread)
         return run
+
+    def withhold(self, run: PollRun, source: Source) -> bool:
+        """Take ``source`` out of the poller of ``run``'s thread, without waking it, if the
+        thread has not begun the run (it would begin when ``source`` is ready); False if it
+        has. Put it back with ``run.poller.watch``."""
+        with self.lock:
+            if run.begun:
+                return False
+            run.poller.forget(source)
+            return True
+
+    def cancel(self, run: PollRun, watched: Sequence[Source] = ()) -> bool:
+        """End ``run`` before its thread began it, if this pool keeps the thread: the thread
+        waits on for the next run, not woken, ``watched`` taken out of its poller. False
+        (nothing done): begun already, or its thread is to end; wake it instead, and join."""
+        thread = run.thread
+        with self.lock:
+            # A thread not yet running (started without waiting: see start_unawaited) is not
+            # kept: the pool's shutdown could not join it.
+            if run.begun or not thread.running or self._closed or len(self._idle) >= self.keep_idle:
+                return False
+            thread.next_run = None
+            thread.name = IDLE_NAME
+            for source in watched:
+                thread.poller.forget(source)
+            self._idle.append(thread)
+        run.ended.release()
+        return True
 
     def take_back(self, thread: _PollThread) -> bool:
         """Keep ``thread`` waiting for the next run, if this pool keeps one more."""

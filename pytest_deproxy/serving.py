@@ -40,6 +40,17 @@ wakes the poll thread through its poller, not by connecting to the listener.
 
 A burst of connections waits in a listen queue of ``net.LISTEN_BACKLOG`` (4096, as far as
 the kernel allows), and each wake-up of the poll thread accepts every connection waiting.
+
+What the poll loop watches (the listener, polled connections, hang-ups) is in a poller of the
+server's own. Until the poll thread begins its loop, that poller waits in the thread's own
+(the pool's waiting room), and a caller that waits for an answer (:mod:`.servingwait`) may
+borrow it meanwhile: :meth:`Server.lend` takes it out without waking the thread,
+:meth:`Server.serve_lent` serves it, watchdog included, as the loop does (the same code,
+under ``_serving``), and :meth:`Server.take_back` puts it back, waking the thread only if it
+has connection threads or handshakes to watch. Once the thread has begun, it waits in the
+server's poller itself, one system call a wake-up as ever, and the server is lent no more. A
+loop that never began is ended by shutdown without waking its thread (``PollThreads.cancel``),
+what was left ready served and what was open closed, as the loop would have.
 """
 
 from __future__ import annotations
@@ -120,6 +131,18 @@ class Server:
         self._reported_stuck: set[str] = set()
         self._listener = net.listen(hostname, port)
         self.port: int = self._listener.getsockname()[1]
+        # What the server watches (the listener and polled connections) is in a poller of
+        # its own, watched in its poll thread's until the thread begins (or in a waiting
+        # caller's: lend()), then waited in by the thread itself.
+        self._poller = net.Poller()
+        self._poller.watch(self._listener, None)
+        self._serving = threading.Lock()  # held while what is ready is served, by either
+        self._lent = False
+        self._ended_unbegun = False  # shutdown ended the poll run before its thread began it
+        self.watch_interval = None if request_timeout is None else min(0.5, request_timeout / 4)
+        if tls_context is not None:  # stalled handshakes are timed out too
+            self.watch_interval = min(self.watch_interval or 0.5, 0.5)
+        self._next_watch = time.monotonic() + (self.watch_interval or 0.0)
         self._poll_threads = poll_threads
         self._poll_run: PollRun | None = None  # set by start(): the poll thread runs, or soon will
         # Held until the poll thread begins (a lock: an Event costs a Condition, ~10 us).
@@ -141,7 +164,7 @@ class Server:
         a thread a pool kept, the loop begins at the first connection (or at shutdown)."""
         # Watched from here, not by the poll thread: its first wake-up can be a connection.
         self._poll_run = self._poll_threads.run(
-            self._poll_loop, f"deproxy-{self.name}-poll", watch=[(self._listener, None)]
+            self._poll_loop, f"deproxy-{self.name}-poll", watch=[(self._poller, None)]
         )
 
     @property
@@ -177,8 +200,18 @@ class Server:
                 )
             # A connection on the poll thread has no thread to wake: the poll thread closes it.
             connections = [c for thread, c in self._open.values() if thread is not None]
-        if first and self._poll_run is not None:
-            self._poll_run.poller.wake()  # the poll thread wakes and sees _stopping
+        run = self._poll_run
+        if first and run is not None:
+            if self._poll_threads.cancel(run, [self._poller]):
+                # Its thread never began the loop (a waiting caller served the server): what
+                # is left to serve (a client's close) is served here, then the rest closed.
+                self._ended_unbegun = True
+                with self._serving:
+                    self._serve(self._poller.ready(0))
+                    self._close_polled()
+            else:  # the poll thread wakes, wherever it waits, and sees _stopping
+                run.poller.wake()
+                self._poller.wake()
         for connection in connections:
             connection.stream.shutdown()
 
@@ -196,7 +229,7 @@ class Server:
         deadline = self._join_deadline
         late: list[threading.Thread | PollRun] = []
         run = self._poll_run  # None: never started, no poll thread
-        if run is not None:
+        if run is not None and not self._ended_unbegun:
             if self._poll_not_running.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 self._poll_not_running.release()  # for a second shutdown()
                 late = self._join([run], deadline)
@@ -210,6 +243,7 @@ class Server:
             connection.stream.shutdown()
         late += self._join([thread for thread, _ in connections], deadline)
         self._listener.close()
+        self._poller.close()
         stuck_errors = []
         for thread in late:
             if thread.ident == threading.get_ident() or thread.name in self._reported_stuck:
@@ -242,44 +276,121 @@ class Server:
 
     # -- the poll thread -----------------------------------------------------------------------
 
-    def _poll_loop(self, poller: net.Poller) -> None:
+    def _poll_loop(self, waiting_room: net.Poller) -> None:
         """Accept connections, and answer the requests that need no thread of their own
-        (see the module's docstring), watching them in ``poller``, the poll thread's."""
+        (see the module's docstring), watching the server's poller; the thread began the run
+        when the poller was ready in ``waiting_room``, its own (or when it was woken)."""
         self._poll_not_running.release()
-        interval = None if self.request_timeout is None else min(0.5, self.request_timeout / 4)
-        if self._tls_context is not None:  # stalled handshakes are timed out here too
-            interval = min(interval or 0.5, 0.5)
-        next_watch = 0.0 if interval is None else time.monotonic() + interval
         try:
+            self._wait_while_lent(waiting_room)
+            poller = self._poller
+            interval = self.watch_interval
             while not self._stopping.is_set():
-                # Every ready connection is answered first, and the answers are written
-                # together after: a client (wrk's one thread) woken by the first is still
-                # awake for the rest, where one write after each answer woke it for each.
-                answered: list[tuple[Connection, bytes, bool]] = []
-                for connection in poller.ready(interval):
-                    if type(connection) is Connection:  # the commonest, asked first
-                        self._serve_ready(poller, connection, answered)
-                    elif connection is None:
-                        self._accept(poller)
-                    elif type(connection) is Hangup:
-                        self._hung_up(poller, connection.connection)
-                if answered:
-                    self._write_answers(poller, answered)
-                if interval is not None and (now := time.monotonic()) >= next_watch:
-                    self._stop_stalled(poller, now)
-                    next_watch = now + interval
+                self._serve(poller.ready(interval))
+                if interval is not None and time.monotonic() >= self._next_watch:
+                    self._watch_stalled()
         finally:
-            with self._lock:
-                polled = [c for thread, c in self._open.values() if thread is None]
-                for connection in polled:
-                    del self._open[connection.id]
+            with self._serving:  # (a caller may still serve, if shutdown came as it did)
+                self._close_polled()
+            # The waiting room is the thread's, and may serve the next server's loop.
+            waiting_room.forget(self._poller)
+
+    def _wait_while_lent(self, waiting_room: net.Poller) -> None:
+        """Wait until a caller gives the server back, if one borrowed it before this thread
+        began (see :meth:`lend`); the server's poller is back in ``waiting_room`` then."""
+        while not self._stopping.is_set():
+            with self._serving:
+                if not self._lent:
+                    return
+            waiting_room.ready(None)
+
+    def _serve(self, ready: list[object]) -> None:
+        """Serve what ``ready`` says is ready in the server's poller."""
+        poller = self._poller
+        # Every ready connection is answered first, and the answers are written together
+        # after: a client (wrk's one thread) woken by the first is still awake for the rest,
+        # where one write after each answer woke it for each.
+        answered: list[tuple[Connection, bytes, bool]] = []
+        for connection in ready:
+            if type(connection) is Connection:  # the commonest, asked first
+                self._serve_ready(poller, connection, answered)
+            elif connection is None:
+                self._accept(poller)
+            elif type(connection) is Hangup:
+                self._hung_up(poller, connection.connection)
+        if answered:
+            self._write_answers(poller, answered)
+
+    def _watch_stalled(self) -> None:
+        now = time.monotonic()
+        self._stop_stalled(self._poller, now)
+        assert self.watch_interval is not None
+        self._next_watch = now + self.watch_interval
+
+    def _close_polled(self) -> None:
+        """Close the connections served from the poller, as the loop ends."""
+        with self._lock:
+            polled = [c for thread, c in self._open.values() if thread is None]
             for connection in polled:
-                poller.forget(connection.stream, closing=True)
-                connection.record.closed("shutdown")
-                connection.stream.close()
-            # The poller is the thread's, and may serve the next server's loop: the listener
-            # (closed by shutdown()) leaves it now.
-            poller.forget(self._listener)
+                del self._open[connection.id]
+        for connection in polled:
+            self._poller.forget(connection.stream, closing=True)
+            connection.record.closed("shutdown")
+            connection.stream.close()
+
+    # -- served by a waiting caller ----------------------------------------------------------
+
+    def lend(self) -> net.Poller | None:
+        """The server's poller, for a caller that serves it (:meth:`serve_lent`) while it
+        waits, taken out of the poll thread's waiting room without waking it; None if the
+        thread began its loop already (it waits in the poller itself then), or stopping."""
+        run = self._poll_run
+        with self._serving:
+            if run is None or self._lent or self._stopping.is_set():
+                return None
+            if not self._poll_threads.withhold(run, self._poller):
+                return None
+            self._lent = True
+        return self._poller
+
+    def serve_lent(self) -> None:
+        """Serve what is ready in the lent poller, as the poll loop would, and watch for
+        stalled requests when it is time."""
+        with self._serving:
+            if not self._lent or self._stopping.is_set():
+                return  # shut down meanwhile: the loop, or shutdown, closed what was open
+            try:
+                self._serve(self._poller.ready(0))
+                if self.watch_interval is not None and time.monotonic() >= self._next_watch:
+                    self._watch_stalled()
+            except Exception as exc:  # a bug of ours: make it fail the test, not the caller
+                self._responder.report(exc)
+
+    def take_back(self) -> None:
+        """Back to the poll thread, after serving what the caller's last step left (its
+        close). The thread is woken if it began meanwhile (it waits for the server back), or
+        if a thread serves a connection now or a TLS handshake is under way: its loop watches
+        them (``_stop_stalled``)."""
+        self.serve_lent()
+        run = self._poll_run
+        with self._serving:
+            if not self._lent:
+                return
+            self._lent = False
+            if run is None or self._stopping.is_set():
+                return
+            run.poller.watch(self._poller, None)
+            if run.begun or self._needs_watching():
+                run.poller.wake()
+
+    def _needs_watching(self) -> bool:
+        if self.watch_interval is None:
+            return False
+        with self._lock:
+            return any(
+                thread is not None or connection.handshake_deadline is not None
+                for thread, connection in self._open.values()
+            )
 
     def _accept(self, poller: net.Poller) -> None:
         """Accept every connection waiting (a burst is taken in one wake-up)."""

@@ -26,14 +26,16 @@ def open_descriptors() -> set[tuple[int, str]]:
     return {(fd, kind) for fd, kind in found if kind}
 
 
-def test_an_endpoint_holds_a_listener_an_epoll_and_an_eventfd_and_no_more() -> None:
+def test_an_endpoint_holds_a_listener_two_epolls_and_two_eventfds_and_no_more() -> None:
     with Deproxy() as deproxy:
         before = open_descriptors()
         deproxy.add_endpoint()
         held = open_descriptors() - before
         kinds = sorted(kind for _, kind in held)
-    # The wake-up is an eventfd, not a socket pair: three descriptors, not four.
-    assert kinds == ["anon_inode:[eventfd]", "anon_inode:[eventpoll]", "socket"], kinds
+    # The listener, the endpoint's poller (which a waiting caller borrows), and its poll
+    # thread's, each woken through an eventfd, not a socket pair.
+    pollers = ["anon_inode:[eventfd]"] * 2 + ["anon_inode:[eventpoll]"] * 2
+    assert kinds == [*pollers, "socket"], kinds
     assert open_descriptors() & held == set()  # all closed by shutdown
 
 

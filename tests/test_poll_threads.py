@@ -153,7 +153,7 @@ def test_what_an_ended_run_left_watched_is_forgotten(pool: PollThreads) -> None:
 def test_the_deproxy_fixtures_endpoints_reuse_one_thread_across_deproxies(
     pool: PollThreads,
 ) -> None:
-    idents = []
+    threads = []
     for _ in range(3):
         deproxy = Deproxy()
         deproxy._poll_threads = pool
@@ -162,9 +162,9 @@ def test_the_deproxy_fixtures_endpoints_reuse_one_thread_across_deproxies(
             answer = deproxy.make_request(server.url).received_response
             assert answer is not None and answer.code == "200"
             (poll,) = _named("deproxy-reused-poll")
-            idents.append(poll.ident)
+            threads.append(poll)
         assert _named("deproxy-reused-poll") == []
-    assert len(set(idents)) == 1
+    assert all(thread is threads[0] for thread in threads)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() only")

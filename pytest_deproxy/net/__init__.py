@@ -24,7 +24,7 @@ so that one thread serves many connections, TLS ones included. Every stream on T
 system call a connection), a connected one set by the stream.
 """
 
-from .listening import LISTEN_BACKLOG, Poller, accept_all, accepted_stream, listen
+from .listening import LISTEN_BACKLOG, Poller, Source, accept_all, accepted_stream, listen
 from .streams import (
     READ_SIZE,
     SharedStream,
@@ -40,6 +40,7 @@ __all__ = [
     "READ_SIZE",
     "Poller",
     "SharedStream",
+    "Source",
     "Stream",
     "accept_all",
     "accepted_stream",

@@ -13,7 +13,7 @@ import socket
 import ssl
 import sys
 import threading
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..errors import NetworkError
 from .streams import Stream, format_address, literal_address
@@ -119,6 +119,7 @@ def accepted_stream(
 
 
 _FORGOTTEN = object()  # what a descriptor no longer watched stands for
+Source: TypeAlias = "socket.socket | Stream | Poller"  # what a poller watches
 _WAKE = object()  # the key of a poller's own wake-up descriptor
 
 
@@ -131,18 +132,22 @@ class Poller:
     on the hot path of a server under load), woken through an eventfd it watches itself: one
     descriptor and no socket objects, for a server that lives for one test and makes and
     closes a poller each time. Elsewhere, ``selectors``, woken by a byte through a socket pair.
+    A poller made with ``wakeable=False`` has no wake-up of its own: it is watched in another
+    (a poller is a source too: ready when something in it is), and that one is woken.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, wakeable: bool = True) -> None:
         self._epoll = select.epoll() if hasattr(select, "epoll") else None
         self._selector = None if self._epoll is not None else selectors.DefaultSelector()
         self._keys: dict[int, object] = {}  # descriptor: key (epoll)
-        self._watched: dict[socket.socket | Stream, int] = {}  # source: fd, for forget() (epoll)
+        self._watched: dict[Source, int] = {}  # source: fd, for forget() (epoll)
         self._wake_fd = -1  # the eventfd (epoll)
         self._wake_in: socket.socket | None = None  # the socket pair (selectors)
         self._wake_out: socket.socket | None = None
         self._closed = False
         self._close_lock = threading.Lock()  # wake() never writes to a descriptor closed
+        if not wakeable:
+            return
         if self._epoll is not None and hasattr(os, "eventfd"):
             self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self._epoll.register(self._wake_fd, select.EPOLLIN)
@@ -152,6 +157,12 @@ class Poller:
         self._wake_in.setblocking(False)
         self._wake_out.setblocking(False)
         self.watch(self._wake_in, _WAKE)
+
+    def fileno(self) -> int:
+        """The descriptor another poller watches this one by (readable: something is ready)."""
+        if self._epoll is not None:
+            return self._epoll.fileno()
+        return int(self._selector.fileno())  # type: ignore[union-attr]
 
     def wake(self) -> None:
         """Make a :meth:`ready` waiting in another thread return (safe after :meth:`close`)."""
@@ -168,7 +179,7 @@ class Poller:
                 except OSError:  # the counter is full: a wake-up waits already
                     pass
 
-    def watch(self, source: socket.socket | Stream, key: object) -> None:
+    def watch(self, source: Source, key: object) -> None:
         if self._epoll is None:
             assert self._selector is not None
             self._selector.register(source, selectors.EVENT_READ, key)
@@ -193,7 +204,7 @@ class Poller:
         self._watched[source] = descriptor
         return True
 
-    def forget(self, source: socket.socket | Stream, *, closing: bool = False) -> None:
+    def forget(self, source: Source, *, closing: bool = False) -> None:
         """Stop watching ``source`` (nothing happens if it was not watched). ``closing``: the
         caller closes it next, which takes it out of epoll's set (a system call saved a
         connection); the poller forgets it at once all the same."""
@@ -266,7 +277,7 @@ class Poller:
             if self._closed:
                 return
             self._closed = True
-            if self._wake_in is None:
+            if self._wake_fd >= 0:
                 os.close(self._wake_fd)
         if self._epoll is not None:
             self._epoll.close()

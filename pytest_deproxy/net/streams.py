@@ -57,6 +57,9 @@ class Stream:
     # peer can read them (a failed write then shows bytes that may not all have left).
     on_read: Callable[[bytes], None] | None = None
     on_write: Callable[[bytes], None] | None = None
+    # Who waits for a plain stream to be readable, given its timeout, before each read (a
+    # caller that serves its endpoints meanwhile: see servingwait); False: it timed out.
+    wait_readable: Callable[[float | None], bool] | None = None
     _shown_ahead = 0  # bytes write_ready() showed but the socket did not take: write() skips them
     _handshaken = False  # a TLS handshake finished: close() sends close_notify
 
@@ -105,6 +108,8 @@ class Stream:
 
     def read(self, max_bytes: int = READ_SIZE) -> bytes:
         """Up to ``max_bytes``; ``b""`` when the peer has closed its side."""
+        if self.wait_readable is not None and not self.wait_readable(self._sock.gettimeout()):
+            raise translate(TimeoutError("timed out"), f"reading from {self.peer}")
         try:  # the hot path: nothing is set up unless something goes wrong
             data = self._sock.recv(max_bytes)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
