@@ -12,6 +12,8 @@ import socket
 import threading
 from collections.abc import Callable
 
+import pytest
+
 from pytest_deproxy import Deproxy, Endpoint, Request, Response, handlers
 from pytest_deproxy.handlers import HandlerContext
 
@@ -95,36 +97,25 @@ def _answer_of(sock: socket.socket) -> bytes:
     return answer
 
 
-def test_a_request_that_stalls_while_the_caller_serves_is_timed_out_while_it_waits(
-    deproxy: Deproxy, endpoint: EndpointFactory
+@pytest.mark.parametrize(
+    "caller_waits", [2.0, 0.05], ids=["while-the-caller-waits", "after-the-caller-returned"]
+)
+def test_a_request_that_stalls_while_the_caller_serves_is_still_timed_out(
+    deproxy: Deproxy, endpoint: EndpointFactory, caller_waits: float
 ) -> None:
     server = endpoint("slow", request_timeout=0.3)
     stalled: list[socket.socket] = []
-    # The caller waits well past the stalled request's timeout, serving the endpoint.
     chain = deproxy.make_request(
-        server.url, default_handler=_stall_meanwhile(server.port, stalled, sleep=2.0)
+        server.url, default_handler=_stall_meanwhile(server.port, stalled, sleep=caller_waits)
     )
     assert answered(chain).code == "200"
     [sock] = stalled
     assert _answer_of(sock).startswith(b"HTTP/1.1 408 ")
-    # Answered while the caller still waited: before the caller's own answer was sent.
-    stall = next(h for h in server.handlings if h.response is not None and h.response.code == "408")
-    [mine] = chain.handlings
-    assert stall.responded_at is not None and mine.responded_at is not None
-    assert stall.responded_at < mine.responded_at
-
-
-def test_a_request_that_stalled_while_the_caller_served_is_timed_out_after_it_returns(
-    deproxy: Deproxy, endpoint: EndpointFactory
-) -> None:
-    server = endpoint("slower", request_timeout=0.3)
-    stalled: list[socket.socket] = []
-    chain = deproxy.make_request(
-        server.url, default_handler=_stall_meanwhile(server.port, stalled, sleep=0.05)
-    )
-    assert answered(chain).code == "200"
-    [sock] = stalled
-    assert _answer_of(sock).startswith(b"HTTP/1.1 408 ")
+    if caller_waits > 0.3:  # answered by the caller's watchdog, before its own answer was sent
+        stall = next(h for h in server.handlings if h.response and h.response.code == "408")
+        [mine] = chain.handlings
+        assert stall.responded_at is not None and mine.responded_at is not None
+        assert stall.responded_at < mine.responded_at
 
 
 def _answering_with(body: str) -> Callable[[Request], Response]:
