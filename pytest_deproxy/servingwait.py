@@ -8,8 +8,10 @@ is taken out of its poll thread's without waking that thread, and put back the s
 
 Why: the request, the endpoint's answer and the response then happen on one thread, where
 two threads handed the GIL to each other, and woke each other, at every step: on a machine
-whose cores are virtual, those wake-ups were half of what a test with one request cost
-(``benchmarks/serving_designs.py`` measures the designs side by side).
+whose cores are virtual, those wake-ups were half of what a test with one request cost (a
+Deproxy, an endpoint, one request and the shutdown: ~500 us of CPU on two cores, 228 us with
+the same code pinned to one, ~245 us served this way; ``benchmarks/run.py fixtures`` measures
+it in whole pytest runs).
 
 What a caller serves this way: plain ``http`` requests of its own connection, sent as they are
 (no dribble, no hang-up, no ``Expect``), whose body is at most :data:`SMALL_BODY` bytes (sent
