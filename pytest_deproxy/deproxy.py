@@ -438,14 +438,15 @@ class Deproxy:
             or not self._serving_caller.acquire(blocking=False)
         ):
             return None
-        waiting = None
         try:
             waiting = lend_to_caller([endpoint.server for endpoint in self.endpoints])
-        finally:
-            if waiting is None:
-                self._serving_caller.release()
-        if waiting is not None:
-            self._serving_thread = threading.get_ident()
+        except BaseException:
+            self._serving_caller.release()
+            raise
+        if waiting is None:  # none could be lent: nothing to give back
+            self._serving_caller.release()
+            return None
+        self._serving_thread = threading.get_ident()
         return waiting
 
     def _served(self, waiting: ServingWait) -> None:
