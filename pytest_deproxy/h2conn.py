@@ -25,6 +25,8 @@ internals it needs (h2 4.x), every frame goes through h2.
 
 from __future__ import annotations
 
+import operator
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import h2.config
@@ -32,6 +34,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.stream
+import h2.utilities
 from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState
 from h2.stream import H2Stream, StreamClosedBy, StreamInputs
 from hyperframe import frame as hf
@@ -81,6 +84,13 @@ class H2Connection(h2.connection.H2Connection):
         self._client = bool(config.client_side)  # read once: h2's config options are properties
         self._peer_ids = AllowedStreamIDs(not self._client)
         self._own_ids = AllowedStreamIDs(self._client)
+        # h2 keeps its last closed streams in an ordered dict that trims itself at every
+        # entry: the exchanges let go together are entered as a plain ordered dict's, and it
+        # is trimmed once after them.
+        trimmed = type(self._closed_streams) is h2.utilities.SizeLimitDict and hasattr(
+            self._closed_streams, "_check_size_limit"
+        )
+        self._remember_closed = OrderedDict.__setitem__ if trimmed else operator.setitem
         self._plain_in = not (  # requests' headers as decoded: h2's own checks are off
             config.validate_inbound_headers
             or config.normalize_inbound_headers
@@ -146,9 +156,12 @@ class H2Connection(h2.connection.H2Connection):
                 self._closed_streams[stream_id] = self._held.pop(stream_id).closed_by
         if self._answered:  # (in a batch of new streams, the first lets the answered go)
             done = [e.stream_id for e in self._exchanges.values() if e.answered]
+            closed_streams, remember = self._closed_streams, self._remember_closed
             for stream_id in done:
                 del self._exchanges[stream_id]
-                self._closed_streams[stream_id] = StreamClosedBy.SEND_END_STREAM
+                remember(closed_streams, stream_id, StreamClosedBy.SEND_END_STREAM)
+            if remember is not operator.setitem:  # (trimmed once a batch: see __init__)
+                closed_streams._check_size_limit()  # type: ignore[attr-defined]
             self._answered = 0
         return count + len(self._exchanges)
 
