@@ -315,9 +315,10 @@ class H2Session:
             pass  # the client reset the stream meanwhile: the record says what it sent
         except Exception as exc:  # a bug of ours: make it fail the test
             self.responder.report(exc)
-        if stream.thread is None and handling.done:  # answered here, whole: nothing more
-            del self._streams[stream.stream_id]  # comes of it (the record keeps the handling)
-            self.wire.send_corked()
+        # Answered here, whole and sent (END_STREAM leaves at once): nothing more comes of
+        # it, and the record keeps the handling.
+        if stream.thread is None and handling.done:
+            del self._streams[stream.stream_id]
 
     def _answer_here(self, stream: _Stream, response: Response) -> None:
         """Finish and send the answer a handler made on the connection's thread. The same

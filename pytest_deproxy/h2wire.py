@@ -17,11 +17,10 @@ The connection itself, with its fast paths, is :class:`~pytest_deproxy.h2conn.H2
 
 from __future__ import annotations
 
-import contextlib
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import h2.config
@@ -135,6 +134,7 @@ class H2Wire:
         self._stream = stream
         self._lock = threading.Lock()
         self._window_opened = threading.Condition(self._lock)
+        self._window_waiters = 0  # senders waiting on it (most reads find none to wake)
         self._in_log = FrameLog("received", on_event, preface=not client_side)
         self._out_log = FrameLog("sent", on_event, preface=client_side)
         self.hold_window: bool = False
@@ -200,11 +200,11 @@ class H2Wire:
                     self._conn.data_to_send()
                     return []
                 self._flush()
-                self._window_opened.notify_all()
+                self._wake_window_waiters()
                 return [Violation(f"{type(exc).__name__}: {exc}")]
             translated = self._translate(events)
             self._flush()
-            self._window_opened.notify_all()
+            self._wake_window_waiters()
         return translated
 
     def _read(self) -> bytes:
@@ -296,25 +296,29 @@ class H2Wire:
     def send_headers(
         self, stream_id: int, fields: Sequence[tuple[str, str]], *, end_stream: bool = False
     ) -> None:
-        """Fields as given (encoded UTF-8): one HEADERS frame, CONTINUATION ones if need be."""
+        """Fields as given (encoded UTF-8): one HEADERS frame, CONTINUATION ones if need be.
+        With ``end_stream`` the stream's side is whole: it leaves at once, also corked."""
         with self._lock:
             try:
                 if not self._conn.send_headers_fast(stream_id, fields, end_stream):
                     self._conn.send_headers(stream_id, fields, end_stream=end_stream)
             except h2.exceptions.H2Error as exc:
                 raise StreamGone(str(exc)) from exc
-            self._flush()
+            if end_stream:
+                self._send_waiting()
+            else:
+                self._flush()
 
     def send_answer_now(
         self, stream_id: int, fields: Sequence[tuple[str, str]], data: bytes
     ) -> bool:
         """A whole answer, HEADERS then ``data`` with END_STREAM, if the peer's windows take
         all of it now on a stream whose request came whole (the common exchange); whether it
-        went (else nothing did)."""
+        went (else nothing did). It leaves at once, also corked."""
         with self._lock:
             if not self._conn.send_answer_fast(stream_id, fields, data):
                 return False
-            self._flush()
+            self._send_waiting()
         return True
 
     def send_data(
@@ -348,7 +352,11 @@ class H2Wire:
                                 f"stream {stream_id}: the peer's flow-control window stayed "
                                 f"shut with {len(view)} bytes left to send"
                             )
-                        self._window_opened.wait(0.2)
+                        self._window_waiters += 1
+                        try:
+                            self._window_opened.wait(0.2)
+                        finally:
+                            self._window_waiters -= 1
                         continue
                     piece, view = view[:window], view[window:]
                     self._conn.send_data(
@@ -362,7 +370,8 @@ class H2Wire:
 
     def send_data_now(self, stream_id: int, data: bytes, *, end_stream: bool = False) -> int:
         """Send as much of ``data`` as the peer's flow-control window takes now, without
-        waiting; how many bytes went (``end_stream`` only if all of them did)."""
+        waiting; how many bytes went (``end_stream`` only if all of them did, and then they
+        leave at once, also corked)."""
         view, sent = memoryview(data), 0
         with self._lock:
             if self.closed:
@@ -382,7 +391,10 @@ class H2Wire:
                     sent += len(piece)
             except h2.exceptions.H2Error as exc:
                 raise StreamGone(f"stream {stream_id}: {exc}") from exc
-            self._flush()
+            if end_stream and not view:
+                self._send_waiting()
+            else:
+                self._flush()
         return sent
 
     def send_trailers(self, stream_id: int, fields: Sequence[tuple[str, str]]) -> None:
@@ -409,26 +421,22 @@ class H2Wire:
             self._out_log.feed(data)
             self._stream.write(data)
 
-    def send_corked(self) -> None:
-        """Write what h2 holds now, also while this thread corks the connection: a finished
-        answer, so that its client can go on while the next one is made."""
-        with self._lock:
-            self._send_waiting()
+    def corked(self) -> H2Wire:
+        """Hold what h2 makes on this thread in its buffer, and write it in one piece when a
+        stream's side ends (END_STREAM sent) or when the ``with`` block ends: an answer's
+        frames, and the acks a read asked for before it, cost one write, not one a frame.
+        Another thread's writes go at once, taking what waits along: h2's buffer is first
+        in, first out, so order is kept either way. Nothing inside may wait for the peer.
+        (The wire is its own context manager: the connection's thread corks it once a read.)"""
+        return self
 
-    @contextlib.contextmanager
-    def corked(self) -> Iterator[None]:
-        """Hold what h2 makes on this thread in its buffer, and write it in one piece at
-        :meth:`send_corked` or when the block ends: an answer's frames, and the acks a read
-        asked for, cost one write, not one a frame. Another thread's writes go at once,
-        taking what waits along: h2's buffer is first in, first out, so order is kept either
-        way. Nothing inside may wait for the peer."""
+    def __enter__(self) -> None:
         self._corked_by = threading.get_ident()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._corked_by = None
-                self._flush()
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._corked_by = None
+            self._flush()
 
     def _do(self, action: Callable[[], object]) -> None:
         with self._lock:
@@ -437,6 +445,10 @@ class H2Wire:
             except h2.exceptions.H2Error as exc:
                 raise StreamGone(str(exc)) from exc
             self._flush()
+
+    def _wake_window_waiters(self) -> None:
+        if self._window_waiters:
+            self._window_opened.notify_all()
 
     def _flush(self) -> None:
         if self._corked_by is not None and self._corked_by == threading.get_ident():
@@ -456,7 +468,7 @@ class H2Wire:
     def _close(self) -> None:
         with self._lock:
             self.closed = True
-            self._window_opened.notify_all()
+            self._wake_window_waiters()
 
 
 # -- client-side faults: frames h2 makes, sent in a shape h2 would not choose ------------------
