@@ -21,7 +21,7 @@ from .endpoint import DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_TIMEOUT, Endpoint
 from .errors import DeproxyError, TunnelRefused
 from .handlers import Handler
 from .models import TRACKING_HEADER, Body, HeaderItems, Request
-from .pollthreads import UNPOOLED, PollThreads
+from .pollthreads import UNPOOLED, PollThreads, on_poll_thread
 from .proxyproto import ProxyHeader
 from .record import DEFAULT_KEEP, Handling, MessageChain
 from .registry import ChainRegistry
@@ -458,11 +458,15 @@ class Deproxy:
             self._serving_caller.release()
 
     def _check_not_serving(self) -> None:
-        if self._serving_thread == threading.get_ident():
+        """Refuse a request from a thread that serves endpoints: a ``non_blocking`` handler's,
+        on a poll thread or on the thread of a caller waiting for its answer (which of the
+        two runs it is a matter of timing, so both are refused alike)."""
+        if self._serving_thread == threading.get_ident() or on_poll_thread():
             raise DeproxyError(
-                "a request made by a handler marked non_blocking, which runs on the thread "
-                "that waits for the answer of a request of this Deproxy and serves its "
-                "endpoints meanwhile: nothing would serve this one. A handler that makes "
+                "a request made by a handler marked non_blocking, which runs on a thread "
+                "that serves endpoints (a poll thread, or the thread of a request of this "
+                "Deproxy waiting for its answer): while it waited, that thread would serve "
+                "nothing, this request's endpoint perhaps included. A handler that makes "
                 "requests may wait: leave the mark off (it then has a thread of its own)"
             )
 

@@ -201,7 +201,8 @@ def non_blocking(handler: F) -> F:
     exception it raises is reported like any handler's (a 500, and the test fails). It must
     not wait: no sleeping (``context.sleep`` raises), no locks held by other threads, no
     requests to other servers (``route`` waits; ``make_request`` raises ``DeproxyError`` on
-    a waiting caller's thread) - while it runs, every other connection of the endpoint waits.
+    a poll thread or a waiting caller's) - while it runs, every other connection of the
+    endpoint waits.
     Returns ``handler`` itself, marked.
     """
     if not callable(handler) or isinstance(handler, (Response, faults.Fault)):

@@ -260,3 +260,8 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 UNPOOLED = PollThreads(keep_idle=0)
+
+
+def on_poll_thread() -> bool:
+    """Whether the calling thread runs servers' poll loops (any pool's)."""
+    return isinstance(threading.current_thread(), _PollThread)
