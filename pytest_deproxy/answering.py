@@ -26,7 +26,7 @@ from .errors import DeproxyError, HandlerError
 from .faults import Fault, Takeover
 from .handlers import Handler, HandlerContext, ServingEndpoint, call_handler
 from .models import Request, Response
-from .record import Handling
+from .record import Handling, SentLater
 
 
 class Answering:
@@ -90,6 +90,34 @@ class Answering:
         # the connection threads queue behind whichever one the GIL switched away from.
         self.handlings.append(handling)
         if self.in_flight or request._unread_head is None:  # else in no chain: no call
+            self.record(handling)
+        return handling
+
+    def arrive_answered(
+        self,
+        connection: Connection,
+        request: Request,
+        raw_head: bytes,
+        at: float,
+        made: SentLater,
+        stream_id: int | None = None,
+    ) -> Handling:
+        """Record a request with no tracking id answered as it arrived with an answer made
+        before (``Handling.answered``): filed done, so no :attr:`settled` follows, and in no
+        chain unless a call is in flight (then an orphan of each)."""
+        handling = Handling.answered(
+            self.endpoint,
+            request,
+            connection.id,
+            at,
+            raw_head,
+            connection.record.facts,
+            made,
+            None,
+            stream_id,
+        )
+        self.handlings.append(handling)
+        if self.in_flight:
             self.record(handling)
         return handling
 

@@ -47,6 +47,8 @@ class H2Answering:
         # What a stream asks of the record is the endpoint's own answering, called straight
         # (one call a stream fewer each, on the connection's thread).
         self.arrive_stream: Callable[..., Handling] = answering.arrive
+        self.arrive_answered: Callable[..., Handling] = answering.arrive_answered
+        self._unclaimed = answering.unclaimed_handler  # None: each request's is looked up
         self.settle: Callable[[Handling], None] = answering.settled
         self.h2c = http2 == "h2c"  # also over cleartext, not only by ALPN over TLS
         # The last handler that gave a canned answer (handlers.canned_answer), and that answer.
@@ -95,6 +97,14 @@ class H2Answering:
         if isinstance(result, Response):
             return result, handler
         return None, _returning(result, handler)
+
+    def canned_unclaimed(self) -> Response | None:
+        """The canned answer of a request no call can claim (one with no tracking id), when
+        its handler is the one last found to give it; ``None``: ask :meth:`answer_now`."""
+        if self._unclaimed is None:
+            return None
+        handler, canned = self._canned
+        return canned if self._unclaimed() is handler else None
 
     def awaits_body(self, handling: Handling) -> Handler | None:
         """The handler of a request that asks ``Expect: 100-continue``, when it may refuse

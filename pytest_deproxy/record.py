@@ -207,6 +207,7 @@ class Handling:
         facts: ConnectionFacts | None,
         made: SentLater,
         glanced: tuple[str, str, str, int] | None = None,
+        stream_id: int | None = None,
     ) -> Handling:
         """The handling of a request answered as it arrived with an answer made before:
         :meth:`arrived` then :meth:`finish_as` ``made``, in one call. With no ``request``,
@@ -217,7 +218,7 @@ class Handling:
         if request is not None:
             _set_request(handling, request)
         handling.endpoint, handling.connection, handling._glanced = endpoint, connection, glanced
-        handling.action = handling.stream_id = None
+        handling.action, handling.stream_id = None, stream_id
         handling.received_at, handling.raw_head, handling.facts = received_at, raw_head, facts
         handling.framed_body = handling._interim_responses = handling._frames = None
         handling._sent_as = made

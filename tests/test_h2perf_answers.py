@@ -14,9 +14,10 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import pytest
 
-from pytest_deproxy import Deproxy, Request, Response, h2kept, handlers, responding
+from pytest_deproxy import Deproxy, Request, Response, h2answering, h2kept, handlers, responding
 from pytest_deproxy import h2serve as h2serve_module
 from pytest_deproxy.h2frames import fields_text, request_of
 from pytest_deproxy.models import TRACKING_HEADER
@@ -30,14 +31,18 @@ def _exchange(
     *,
     at_once: bool = True,
     between: Callable[[int], None] | None = None,
+    window: int | None = None,
 ) -> dict[int, tuple[list[tuple[str, str]], bytes]]:
     """Send ``requests`` on one h2c connection (all at once, or one after another, calling
     ``between`` with the number of each first) with h2 alone, indexing every field, as
-    h2load and browsers do; the answers by stream id."""
+    h2load and browsers do; the answers by stream id. ``window``: each stream's initial
+    flow-control window (the endpoint sends no more of a body until it is acknowledged)."""
     conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
     answers: dict[int, tuple[list[tuple[str, str]], bytes]] = {}
     with socket.create_connection(address, timeout=10) as sock:
         conn.initiate_connection()
+        if window is not None:
+            conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
         sock.sendall(conn.data_to_send())
         groups = [requests] if at_once else [[fields] for fields in requests]
         for number, group in enumerate(groups):
@@ -276,3 +281,83 @@ def test_the_stock_answer_is_sent_without_calling_its_handler(
     assert [dict(fields)[":status"] for fields, _ in answers.values()] == ["200"] * 6
     recorded = [h.response for h in endpoint.handlings]
     assert [(r.code, r.message, r.raw_body) for r in recorded if r] == [("200", "OK", b"")] * 6
+
+
+def _handling_facts(handling: Any) -> tuple[object, ...]:
+    """What the record says of a handling, but for its stream id and times."""
+    request, response = handling.request, handling.response
+    return (
+        request.method,
+        request.path,
+        request.headers.items(),
+        request.raw_body,
+        handling.raw_head,
+        handling.connection,
+        handling.facts,
+        handling.action,
+        handling.done,
+        handling.interim_responses,
+        (response.code, response.message, response.http_version),
+        response.headers.items(),
+        response.raw_body,
+    )
+
+
+@pytest.mark.parametrize("body", [b"", b"hello"], ids=["no body", "a body"])
+def test_a_stream_answered_again_is_recorded_as_the_first_was(
+    deproxy: Deproxy, monkeypatch: pytest.MonkeyPatch, one_second: list[float], body: bytes
+) -> None:
+    """One connection, six streams with no tracking id asking the same canned answer, one
+    after another: the first is answered through the handler's lookup, the others as it
+    was, each recorded done in one step. Every handling says what the first says, with its
+    own stream id, received before it was answered."""
+    looked_up = _counting(monkeypatch, h2answering.H2Answering, "answer_now")
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=Response(200, body=body))
+    answers = _exchange(endpoint.address, [REQUEST] * 6, at_once=False)
+    assert looked_up == [1]  # the other five were answered again
+    assert [answers[sid][1] for sid in sorted(answers)] == [body] * 6
+    handlings = endpoint.handlings
+    assert [h.stream_id for h in handlings] == [1, 3, 5, 7, 9, 11]
+    first = _handling_facts(handlings[0])
+    for handling in handlings:
+        assert _handling_facts(handling) == first
+        assert handling.responded_at is not None
+        assert handling.received_at <= handling.responded_at
+    assert len({id(h.response) for h in handlings}) == 6
+
+
+def test_streams_answered_again_while_a_call_is_in_flight_are_its_orphans(
+    deproxy: Deproxy, monkeypatch: pytest.MonkeyPatch, one_second: list[float]
+) -> None:
+    """Streams with no tracking id reach the h2c endpoint while a call is in flight (its
+    handler sends them): every one is an orphaned handling of that call, those answered
+    again as the first was, as an HTTP/1 request with no tracking id would be."""
+    looked_up = _counting(monkeypatch, h2answering.H2Answering, "answer_now")
+    h2c = deproxy.add_endpoint(http2="h2c")
+
+    def send_streams(request: Request) -> Response:
+        _exchange(h2c.address, [REQUEST] * 4, at_once=False)
+        return Response(204)
+
+    caller = deproxy.add_endpoint(default_handler=send_streams)
+    chain = deproxy.make_request(caller.url + "/")
+    assert chain.received_response is not None and chain.received_response.code == "204"
+    assert looked_up == [1]
+    assert [h.stream_id for h in chain.orphaned_handlings] == [1, 3, 5, 7]
+    assert all(h.endpoint is h2c and h.done for h in chain.orphaned_handlings)
+    assert [h.endpoint for h in chain.handlings] == [caller]
+
+
+def test_an_answer_again_larger_than_the_window_goes_on_as_it_opens(
+    deproxy: Deproxy, monkeypatch: pytest.MonkeyPatch, one_second: list[float]
+) -> None:
+    """A canned body larger than each stream's flow-control window (the client's setting):
+    answered again, what the window does not take goes on as the client acknowledges what
+    came, and every stream gets all of it."""
+    looked_up = _counting(monkeypatch, h2answering.H2Answering, "answer_now")
+    body = bytes(range(256)) * 8
+    endpoint = deproxy.add_endpoint(http2="h2c", default_handler=Response(200, body=body))
+    answers = _exchange(endpoint.address, [REQUEST] * 4, at_once=False, window=100)
+    assert looked_up == [1]
+    assert [answers[sid][1] for sid in sorted(answers)] == [body] * 4
+    assert [h.response.raw_body for h in endpoint.handlings if h.response] == [body] * 4
