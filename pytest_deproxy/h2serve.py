@@ -288,15 +288,10 @@ class H2Session:
             self.connection, request, head.raw_head, at, answer, stream_id
         )
         try:
-            if not answer.raw_body:  # HEADERS alone, whatever the method
+            if not answer.raw_body:  # the commonest: HEADERS alone, and no stream made for it
                 self.wire.send_headers(stream_id, answer.fields, end_stream=True)
-                return True
-            stream = self._streams[stream_id] = _Stream(stream_id, event.fields, handling)
-            self._send_parts(
-                stream, answer.code, answer.raw_body, (), head.method, False, answer.fields
-            )
-            if stream.thread is None:  # sent whole: nothing more comes of it
-                del self._streams[stream_id]
+            else:  # (not kept: what the window holds back goes on from a thread of its own)
+                self._send_again(_Stream(stream_id, event.fields, handling), answer, head.method)
         except StreamGone:
             pass  # the client reset the stream meanwhile: the record says what it sent
         except Exception as exc:  # a bug of ours: make it fail the test
@@ -397,17 +392,19 @@ class H2Session:
             if answer is not None:
                 handling.finish_as(answer)
                 self.responder.settle(handling)
-                if not answer.raw_body:  # HEADERS alone, whatever the method
-                    self.wire.send_headers(stream.stream_id, answer.fields, end_stream=True)
-                    return
-                self._send_parts(
-                    stream, answer.code, answer.raw_body, (), request.method, False, answer.fields
-                )
+                self._send_again(stream, answer, request.method)
                 return
         sent, fields = sent_and_fields(response, request, defaults=True)
         handling.finish(sent)
         self.responder.settle(handling)
         self._send(stream, sent, request, waiting=False, fields=fields)
+
+    def _send_again(self, stream: _Stream, answer: KeptAnswer, method: str) -> None:
+        """Send an answer kept (``KeptAnswer``) on ``stream``, from the connection's thread."""
+        if not answer.raw_body:  # HEADERS alone, whatever the method
+            self.wire.send_headers(stream.stream_id, answer.fields, end_stream=True)
+            return
+        self._send_parts(stream, answer.code, answer.raw_body, (), method, False, answer.fields)
 
     def _start(self, stream: _Stream, target: Callable[..., None], *args: object) -> None:
         stream.thread = threading.Thread(

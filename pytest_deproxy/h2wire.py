@@ -304,10 +304,7 @@ class H2Wire:
                     self._conn.send_headers(stream_id, fields, end_stream=end_stream)
             except h2.exceptions.H2Error as exc:
                 raise StreamGone(str(exc)) from exc
-            if end_stream:
-                self._send_waiting()
-            else:
-                self._flush()
+            self._flush(stream_ended=end_stream)
 
     def send_answer_now(
         self, stream_id: int, fields: Sequence[tuple[str, str]], data: bytes
@@ -318,7 +315,7 @@ class H2Wire:
         with self._lock:
             if not self._conn.send_answer_fast(stream_id, fields, data):
                 return False
-            self._send_waiting()
+            self._flush(stream_ended=True)
         return True
 
     def send_data(
@@ -391,10 +388,7 @@ class H2Wire:
                     sent += len(piece)
             except h2.exceptions.H2Error as exc:
                 raise StreamGone(f"stream {stream_id}: {exc}") from exc
-            if end_stream and not view:
-                self._send_waiting()
-            else:
-                self._flush()
+            self._flush(stream_ended=end_stream and not view)
         return sent
 
     def send_trailers(self, stream_id: int, fields: Sequence[tuple[str, str]]) -> None:
@@ -450,8 +444,14 @@ class H2Wire:
         if self._window_waiters:
             self._window_opened.notify_all()
 
-    def _flush(self) -> None:
-        if self._corked_by is not None and self._corked_by == threading.get_ident():
+    def _flush(self, *, stream_ended: bool = False) -> None:
+        """Write what h2 holds, unless this thread corks the wire and no stream's side
+        ended (an END_STREAM leaves at once: see :meth:`corked`)."""
+        if (
+            not stream_ended
+            and self._corked_by is not None
+            and self._corked_by == threading.get_ident()
+        ):
             return
         self._send_waiting()
 

@@ -202,8 +202,7 @@ def non_blocking(handler: F) -> F:
     not wait: no sleeping (``context.sleep`` raises), no locks held by other threads, no
     requests to other servers (``route`` waits; ``make_request`` raises ``DeproxyError`` on
     a poll thread or a waiting caller's) - while it runs, every other connection of the
-    endpoint waits.
-    Returns ``handler`` itself, marked.
+    endpoint waits. Returns ``handler`` itself, marked.
     """
     if not callable(handler) or isinstance(handler, (Response, faults.Fault)):
         raise TypeError(
